@@ -1,0 +1,1108 @@
+"""The outer directory lock (lock protocol v1, see PROTOCOL.md).
+
+One writer per database file across processes and hosts, on file systems whose
+byte-range locks can't be trusted.  The lock is a directory next to the
+database, ``<db>.sss-lock``, always holding a complete ``owner.json``: it is
+built under a unique temporary name and renamed into place, so no process ever
+sees it half made.  Its holder rewrites ``owner.json`` with a growing heartbeat
+counter; an observer that sees the same (owner id, counter) for the stale
+timeout on its *own* monotonic clock may break it, by renaming it to a name
+derived from exactly that state and then checking what it renamed.
+
+The reader/writer variant (network mode) adds reader markers under
+``<db>.sss-readers/``: a writer holding the lock directory waits for active
+readers to leave, and defers to readers that are already waiting.
+
+Usage::
+
+    with DirectoryLock("state.sqlite") as lock:
+        ...               # admitted writer
+        lock.check()      # raises LockCompromised if the lock was lost
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import logging
+import os
+import random
+import re
+import shutil
+import stat
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+
+from . import procinfo
+from .errors import (
+    LockCompromised,
+    LockError,
+    LockRefused,
+    LockTimeout,
+    OwnerFormatError,
+    UnknownProtocolVersion,
+)
+from .owner import (
+    OwnerRecord,
+    fsync_dir,
+    parse_owner,
+    read_owner_bytes,
+    write_owner_file,
+)
+
+__all__ = [
+    "DirectoryLock",
+    "LockInfo",
+    "inspect_lock",
+    "break_stale_lock",
+    "lock_paths",
+    "LOCK_SUFFIX",
+    "READERS_SUFFIX",
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_HEARTBEAT_INTERVAL",
+    "DEFAULT_STALE_TIMEOUT",
+]
+
+log = logging.getLogger("sqlite_session_safe.lock")
+
+#: ``<db>`` + this is the lock directory.  Not ``.lock``: SQLite's
+#: ``unix-dotfile`` VFS takes ``<db>.lock`` and never breaks it.
+LOCK_SUFFIX = ".sss-lock"
+#: ``<db>`` + this holds the reader markers of the reader/writer variant.
+READERS_SUFFIX = ".sss-readers"
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_HEARTBEAT_INTERVAL = 1.0
+DEFAULT_STALE_TIMEOUT = 15.0
+#: Polling backoff while waiting: first sleep, cap, growth factor; each sleep
+#: is scaled by a random factor in [0.5, 1) so waiters don't move in step.
+BACKOFF_INITIAL = 0.001
+BACKOFF_MAX = 0.025
+BACKOFF_FACTOR = 2.0
+
+_HAS_DIR_FD = os.open in os.supports_dir_fd and hasattr(os, "O_DIRECTORY")
+_READER_NAME = re.compile(r"^reader-[0-9a-f]{32}$")
+# rename() of a directory onto an existing one fails with one of these.
+_TAKEN_ERRNOS = {errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR}
+
+if hasattr(time, "CLOCK_BOOTTIME"):
+    # The holder's own lease clock counts suspend too (CLOCK_MONOTONIC does
+    # not on Linux): after a laptop sleeps, the holder must doubt its lock.
+    def _lease_clock() -> float:
+        return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+else:
+    _lease_clock = time.monotonic
+
+
+# --------------------------------------------------------------------------
+# paths
+
+
+def _canonical_db(db_path: str | os.PathLike[str]) -> str:
+    if isinstance(db_path, bytes):
+        raise TypeError("db_path must be str or os.PathLike[str], not bytes")
+    try:
+        path = os.fspath(db_path)
+    except TypeError:
+        raise TypeError(
+            f"db_path must be str or os.PathLike[str], not {type(db_path).__name__}"
+        ) from None
+    if not isinstance(path, str):
+        raise TypeError("db_path must be str or os.PathLike[str], not bytes")
+    if path == "" or path == ":memory:" or path.startswith("file:"):
+        raise ValueError(
+            f"db_path {path!r} is not a database file path (in-memory databases and "
+            "URIs have no file to lock; pass the file's path)"
+        )
+    if "\x00" in path:
+        raise ValueError("db_path contains a NUL character")
+    real = os.path.realpath(path)
+    parent = os.path.dirname(real)
+    if not os.path.isdir(parent):
+        raise FileNotFoundError(
+            errno.ENOENT, f"the directory of database {path!r} does not exist", parent
+        )
+    if os.path.isdir(real):
+        raise IsADirectoryError(
+            errno.EISDIR, f"database path {path!r} is a directory, not a database file", real
+        )
+    return real
+
+
+def lock_paths(db_path: str | os.PathLike[str]) -> tuple[str, str, str]:
+    """(canonical database path, lock directory path, readers directory path).
+
+    Two spellings of one file (relative, through symlinks) give the same paths,
+    because the database path is resolved with ``os.path.realpath``.
+    """
+    db = _canonical_db(db_path)
+    return db, db + LOCK_SUFFIX, db + READERS_SUFFIX
+
+
+# --------------------------------------------------------------------------
+# looking at a lock directory (the writer's, or a reader marker)
+
+
+@dataclass(frozen=True)
+class _Seen:
+    # absent | held | symlink | not-a-directory | empty | malformed
+    # | unknown-version | unreadable
+    state: str
+    record: OwnerRecord | None = None
+    detail: str = ""
+
+
+def _look(path: str) -> _Seen:
+    """Classify what is at a lock path, never following a symlink there."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return _Seen("absent")
+    except OSError as e:
+        return _Seen("unreadable", detail=f"cannot stat it: {e}")
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        return _Seen("symlink", detail=f"it is a symbolic link (to {target!r})")
+    if not stat.S_ISDIR(st.st_mode):
+        return _Seen("not-a-directory", detail="it is not a directory")
+    for _ in range(3):
+        try:
+            return _Seen("held", parse_owner(read_owner_bytes(path)))
+        except FileNotFoundError:
+            try:
+                entries = os.listdir(path)
+            except FileNotFoundError:
+                return _Seen("absent")  # renamed away while we looked
+            except OSError as e:
+                return _Seen("unreadable", detail=f"cannot list it: {e}")
+            if not entries:
+                return _Seen("empty", detail="the lock directory is empty")
+            if any(e == "owner.json" for e in entries):
+                continue  # replaced under us on a platform without atomic replace
+            return _Seen(
+                "malformed",
+                detail=f"the lock directory has no owner.json (it holds {sorted(entries)[:5]})",
+            )
+        except UnknownProtocolVersion as e:
+            return _Seen("unknown-version", detail=str(e))
+        except OwnerFormatError as e:
+            return _Seen("malformed", detail=str(e))
+        except PermissionError as e:
+            if sys.platform == "win32":
+                time.sleep(0.002)  # owner.json being replaced right now
+                continue
+            return _Seen("unreadable", detail=f"cannot read owner.json: {e}")
+        except OSError as e:
+            return _Seen("unreadable", detail=f"cannot read owner.json: {e}")
+    return _Seen("unreadable", detail="owner.json kept changing while being read")
+
+
+def _refusal(path: str, seen: _Seen) -> str:
+    return (
+        f"lock path {path!r} is in a state no compliant client leaves behind "
+        f"({seen.state}): {seen.detail}. It counts as held by someone else and is never "
+        "broken automatically; remove it by hand, or call break_stale_lock(db, force=True), "
+        "only if you are sure no process uses this database"
+    )
+
+
+def _describe_owner(rec: OwnerRecord) -> str:
+    if rec.host_id and rec.host_id == procinfo.host_id():
+        where = f"pid {rec.pid} on this host ({rec.host}), process {_process_state(rec)}"
+    else:
+        where = f"pid {rec.pid} on host {rec.host!r}"
+    what = "writing" if rec.mode == "write" else f"reading ({rec.phase})"
+    return (
+        f"held for {what} by owner {rec.owner_id} ({where}), heartbeat {rec.heartbeat} "
+        f"every {rec.heartbeat_interval:g}s, stale after {rec.stale_timeout:g}s unchanged"
+    )
+
+
+def _process_state(rec: OwnerRecord) -> str:
+    """alive | dead | reused (pid alive, different start token) | unknown."""
+    state = procinfo.pid_state(rec.pid)
+    if state == "alive" and rec.process_start:
+        token = procinfo.process_start_token(rec.pid)
+        if token and token != rec.process_start:
+            return "reused"
+    return state
+
+
+class _Observer:
+    """Judges one lock path's staleness on this process's monotonic clock."""
+
+    def __init__(self, stale_timeout: float, same_host_shortcut: bool) -> None:
+        self.stale_timeout = stale_timeout
+        self.same_host_shortcut = same_host_shortcut
+        self.key: tuple[str, int] | None = None
+        self.since = 0.0
+
+    def judge(self, rec: OwnerRecord) -> tuple[bool, str]:
+        """(stale?, why) for the record just read."""
+        now = time.monotonic()
+        if rec.state_key != self.key:
+            self.key, self.since = rec.state_key, now
+        if self.same_host_shortcut and rec.host_id and rec.host_id == procinfo.host_id():
+            state = _process_state(rec)
+            if state == "dead":
+                return True, f"its process {rec.pid} on this host is gone"
+            if state == "reused":
+                return True, f"pid {rec.pid} on this host now belongs to another process"
+        limit = max(self.stale_timeout, rec.stale_timeout)
+        waited = now - self.since
+        if waited >= limit:
+            return True, f"heartbeat {rec.heartbeat} unchanged for {waited:.2f}s (limit {limit:g}s)"
+        return False, f"heartbeat {rec.heartbeat} unchanged for {waited:.2f}s of {limit:g}s"
+
+
+def _rename_taken(e: OSError) -> bool:
+    """True when rename failed because the destination exists (or, on
+    Windows, is in use for a moment): contention, not a real error."""
+    if isinstance(e, FileExistsError) or e.errno in _TAKEN_ERRNOS:
+        return True
+    return sys.platform == "win32" and isinstance(e, PermissionError)
+
+
+def _remove_tree(path: str) -> None:
+    """Delete a directory we renamed away (or a symlink), ignoring races."""
+    try:
+        if os.path.islink(path) or not os.path.isdir(path):
+            os.unlink(path)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+            if os.path.lexists(path):  # a paused holder wrote into it meanwhile
+                shutil.rmtree(path, ignore_errors=True)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        log.debug("could not remove %s: %s", path, e)
+
+
+def _tomb_name(path: str, rec: OwnerRecord) -> str:
+    # Derived from exactly the judged state, so of all clients that judged the
+    # same state stale only one rename can succeed, and a late one fails
+    # against the existing tomb instead of renaming a newer owner's lock.
+    return f"{path}.broken-{rec.owner_id}-{rec.heartbeat}"
+
+
+def _break(path: str, rec: OwnerRecord, why: str) -> str | None:
+    """Break the lock at ``path`` judged stale as ``rec``.
+
+    Returns the tomb path if this call renamed a directory away (the caller
+    deletes it later), None if another client broke or changed it first.
+    """
+    seen = _look(path)  # re-read right before renaming: the state must be the one judged
+    if seen.state != "held" or seen.record is None or seen.record.state_key != rec.state_key:
+        return None
+    tomb = _tomb_name(path, rec)
+    try:
+        os.rename(path, tomb)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        if _rename_taken(e):
+            return None  # the tomb exists: someone else broke exactly this state
+        raise
+    after = _look(tomb)
+    if after.record is not None and after.record.state_key == rec.state_key:
+        log.warning("broke stale lock %s of owner %s: %s", path, rec.owner_id, why)
+    else:
+        # What we renamed is not what we judged: a live holder lost its lock
+        # to us.  It finds out at its next heartbeat or check (its directory
+        # is no longer at the lock path); the fencing epoch covers the rest.
+        got = after.record.owner_id if after.record else after.state
+        log.error("renamed lock %s judged stale as %s but it was %s", path, rec.state_key, got)
+    try:
+        fsync_dir(os.path.dirname(path))
+    except OSError:
+        pass
+    return tomb
+
+
+def _backoff(attempt: int) -> float:
+    return min(BACKOFF_MAX, BACKOFF_INITIAL * BACKOFF_FACTOR**attempt) * random.uniform(0.5, 1.0)
+
+
+def _reader_markers(readers_dir: str) -> list[str]:
+    try:
+        names = os.listdir(readers_dir)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [os.path.join(readers_dir, n) for n in names if _READER_NAME.match(n)]
+
+
+# --------------------------------------------------------------------------
+# process-local serialization and fork handling
+
+
+class _PathLock:
+    """Serializes the threads of this process on one lock path."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.thread: int | None = None
+
+
+_registry_lock = threading.Lock()
+_path_locks: weakref.WeakValueDictionary[str, _PathLock] = weakref.WeakValueDictionary()
+_live_locks: weakref.WeakSet[DirectoryLock] = weakref.WeakSet()
+
+
+def _path_lock(lock_path: str) -> _PathLock:
+    with _registry_lock:
+        pl = _path_locks.get(lock_path)
+        if pl is None:
+            pl = _path_locks[lock_path] = _PathLock()
+        return pl
+
+
+def _after_fork_in_child() -> None:
+    # Only the forking thread survives: every internal lock may be held by a
+    # thread that no longer exists, and no lock of the parent is ours.
+    global _registry_lock, _path_locks
+    _registry_lock = threading.Lock()
+    _path_locks = weakref.WeakValueDictionary()
+    for lk in list(_live_locks):
+        lk._forget_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# --------------------------------------------------------------------------
+# the lock
+
+
+class DirectoryLock:
+    """The outer lock of one database file (lock protocol v1).
+
+    Args:
+        db_path: the database file (need not exist yet; its directory must).
+            Resolved with ``realpath`` now, so every spelling shares one lock.
+        mode: ``"write"`` (one holder; waits for active readers to leave) or
+            ``"read"`` (a shared reader marker, for network mode).
+        timeout: default seconds :meth:`acquire` waits; ``None`` waits forever.
+        stale_timeout: seconds an observer must see this holder's heartbeat
+            unchanged before breaking it; advertised in ``owner.json``.
+        heartbeat_interval: seconds between heartbeats; at most a third of
+            ``stale_timeout``.
+        on_compromised: called once, from the heartbeat thread or from
+            :meth:`check`, with the :class:`LockCompromised` when the lock is lost.
+        same_host_shortcut: judge a same-host owner whose process is gone as
+            stale at once (default).  ``False`` waits for the stale timeout
+            like for an owner on another host.
+
+    Threads of one process take a write lock one at a time; a forked child
+    neither owns nor heartbeats a lock its parent holds.
+    """
+
+    def __init__(
+        self,
+        db_path: str | os.PathLike[str],
+        mode: str = "write",
+        timeout: float | None = DEFAULT_TIMEOUT,
+        stale_timeout: float = DEFAULT_STALE_TIMEOUT,
+        heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
+        *,
+        on_compromised: Callable[[LockCompromised], object] | None = None,
+        same_host_shortcut: bool = True,
+    ) -> None:
+        if mode not in ("write", "read"):
+            raise ValueError(f'mode must be "write" or "read", not {mode!r}')
+        _check_seconds("timeout", timeout, allow_none=True, allow_zero=True)
+        _check_seconds("heartbeat_interval", heartbeat_interval)
+        _check_seconds("stale_timeout", stale_timeout)
+        if stale_timeout < 3 * heartbeat_interval:
+            raise ValueError(
+                f"stale_timeout ({stale_timeout:g}s) must be at least 3 x heartbeat_interval "
+                f"({heartbeat_interval:g}s), so a holder is never judged stale between heartbeats"
+            )
+        self.db_path, self.lock_path, self.readers_path = lock_paths(db_path)
+        self.mode = mode
+        self.timeout = timeout
+        self.stale_timeout = float(stale_timeout)
+        self.heartbeat_interval = float(heartbeat_interval)
+        self.on_compromised = on_compromised
+        self.same_host_shortcut = same_host_shortcut
+        self._path_lock = _path_lock(self.lock_path) if mode == "write" else None
+        self._object_lock = threading.Lock()  # one acquisition of this object at a time
+        self._reset_state()
+        _live_locks.add(self)
+
+    def _reset_state(self) -> None:
+        self._state_lock = threading.Lock()  # heartbeat writes vs checks
+        self._held = False
+        self._holder_thread: int | None = None
+        self._pid = os.getpid()
+        self._forked_from: int | None = None
+        self._path = ""  # our directory: the lock dir, or our reader marker
+        self._record: OwnerRecord | None = None
+        self._dir_fd: int | None = None
+        self._dir_id: tuple[int, int] | None = None
+        self._last_beat = 0.0
+        self._compromised: LockCompromised | None = None
+        self._notified = False
+        self._notify_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._tombs: list[str] = []
+
+    # -- public API ---------------------------------------------------------
+
+    @property
+    def is_held(self) -> bool:
+        """True while this process holds the lock and has not found it lost."""
+        return self._held and self._compromised is None and self._pid == os.getpid()
+
+    @property
+    def owner(self) -> OwnerRecord | None:
+        """This holder's current ``owner.json`` record, or None when not held."""
+        return self._record if self._held and self._pid == os.getpid() else None
+
+    def acquire(self, timeout: float | None = ...) -> DirectoryLock:  # type: ignore[assignment]
+        """Wait for the lock; return self.
+
+        Raises:
+            LockTimeout: the wait ran out (the message says who holds it).
+            LockError: this thread already holds it through this object or
+                another one for the same database.
+        """
+        if timeout is ...:
+            timeout = self.timeout
+        _check_seconds("timeout", timeout, allow_none=True, allow_zero=True)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        me = threading.get_ident()
+        if self._held and self._holder_thread == me and self._pid == os.getpid():
+            raise LockError(f"{self.lock_path}: already held by this thread (not reentrant)")
+        if self._path_lock is not None and self._path_lock.thread == me:
+            raise LockError(
+                f"{self.lock_path}: this thread already holds this database's write lock "
+                "through another DirectoryLock (not reentrant)"
+            )
+        if not _wait_thread_lock(self._object_lock, deadline):
+            raise LockTimeout(f"timed out waiting for {self.lock_path}: another thread holds it")
+        try:
+            if self._path_lock is not None:
+                if not _wait_thread_lock(self._path_lock.lock, deadline):
+                    raise LockTimeout(
+                        f"timed out waiting for {self.lock_path}: another thread of this "
+                        "process holds it"
+                    )
+                self._path_lock.thread = me
+            self._reset_state()
+            if self.mode == "write":
+                self._acquire_write(deadline)
+            else:
+                self._acquire_read(deadline)
+            self._holder_thread = me
+        except BaseException:
+            self._release_thread_locks()
+            raise
+        return self
+
+    def release(self) -> None:
+        """Give the lock up: rename the directory away, then delete it.
+
+        Raises:
+            LockError: not held (or held by the parent of this forked child).
+            LockCompromised: the lock had been lost; nothing at the lock path
+                was touched, since it may be someone else's now.
+        """
+        self._refuse_if_forked()
+        if not self._held:
+            raise LockError(f"{self.lock_path}: release() of a lock that is not held")
+        try:
+            self._stop_heartbeat()
+            with self._state_lock:
+                if self._compromised is None:
+                    try:
+                        self._verify_locked()
+                        self._remove_own_dir()
+                    except LockCompromised:
+                        pass  # recorded in self._compromised
+        finally:
+            self._finish()
+            self._release_thread_locks()
+        if self._compromised is not None:
+            self._notify()
+            raise LockCompromised(str(self._compromised))
+
+    def check(self) -> None:
+        """Prove the lock is still ours right now (call it before COMMIT).
+
+        Raises:
+            LockCompromised: the lock directory was removed, replaced or
+                re-owned, or our heartbeat is overdue.
+            LockError: not held, or held by the parent of this forked child.
+        """
+        self._refuse_if_forked()
+        if not self._held:
+            raise LockError(f"{self.lock_path}: check() of a lock that is not held")
+        if self._compromised is None:
+            with self._state_lock:
+                if self._compromised is None:
+                    try:
+                        self._verify_locked()
+                    except LockCompromised:
+                        pass
+        if self._compromised is not None:
+            self._notify()
+            raise LockCompromised(str(self._compromised))
+
+    def inspect(self) -> LockInfo | None:
+        """:func:`inspect_lock` for this lock's database."""
+        return inspect_lock(self.db_path)
+
+    def __enter__(self) -> DirectoryLock:
+        return self.acquire()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            self.release()
+        except LockCompromised:
+            if exc is None:
+                raise  # the block's work was not exclusive: say so
+            # else: the block's own exception is already on its way
+
+    def __repr__(self) -> str:
+        state = "held" if self.is_held else ("compromised" if self._compromised else "free")
+        return f"<DirectoryLock {self.lock_path!r} mode={self.mode} {state}>"
+
+    # -- acquiring ----------------------------------------------------------
+
+    def _new_record(self, phase: str) -> OwnerRecord:
+        return OwnerRecord.create(
+            mode=self.mode,
+            phase=phase,
+            target=os.path.basename(self.db_path),
+            heartbeat_interval=self.heartbeat_interval,
+            stale_timeout=self.stale_timeout,
+        )
+
+    def _build(self, tmp: str, rec: OwnerRecord) -> None:
+        """Make ``tmp`` a complete lock directory (not yet visible as a lock)."""
+        os.mkdir(tmp)
+        try:
+            if _HAS_DIR_FD:
+                self._dir_fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
+                st = os.fstat(self._dir_fd)
+                self._dir_id = (st.st_dev, st.st_ino)
+            write_owner_file(tmp, rec, self._dir_fd)
+        except BaseException:
+            self._close_fd()
+            _remove_tree(tmp)
+            raise
+        self._record = rec
+
+    def _install(self, tmp: str, dest: str) -> bool:
+        """Rename the built directory to ``dest``; False if ``dest`` is taken."""
+        try:
+            os.rename(tmp, dest)
+        except OSError as e:
+            if _rename_taken(e):
+                return False
+            raise
+        fsync_dir(os.path.dirname(dest))
+        self._path = dest
+        self._held = True
+        self._last_beat = _lease_clock()
+        self._thread = threading.Thread(
+            target=self._heartbeat_loop, name=f"sss-lock-heartbeat {dest}", daemon=True
+        )
+        self._thread.start()
+        return True
+
+    def _break_if_stale(self, path: str, seen: _Seen, observer: _Observer) -> bool:
+        """Judge ``seen`` (a valid owner at ``path``); break it if stale."""
+        assert seen.record is not None
+        stale, why = observer.judge(seen.record)
+        if not stale:
+            return False
+        tomb = _break(path, seen.record, why)
+        if tomb is not None:
+            self._tombs.append(tomb)
+        return True
+
+    def _acquire_write(self, deadline: float | None) -> None:
+        rec = self._new_record("active")
+        tmp = f"{self.lock_path}.tmp-{rec.owner_id}"
+        self._build(tmp, rec)
+        observer = _Observer(self.stale_timeout, self.same_host_shortcut)
+        readers: dict[str, _Observer] = {}
+        attempt = 0
+        why = ""
+        try:
+            while True:
+                # Readers not starved: a reader already waiting goes first.
+                blocker = self._readers_blocking(readers, waiting=True)
+                if blocker:
+                    why = blocker
+                else:
+                    seen = _look(self.lock_path)
+                    if seen.state == "absent":
+                        if self._install(tmp, self.lock_path):
+                            break
+                        continue
+                    if seen.state == "held":
+                        if self._break_if_stale(self.lock_path, seen, observer):
+                            attempt = 0
+                            continue
+                        why = _describe_owner(seen.record)  # type: ignore[arg-type]
+                    else:
+                        why = _refusal(self.lock_path, seen)
+                attempt = self._wait_or_timeout(deadline, attempt, why)
+            # We hold the lock directory: new readers now wait.  Writer
+            # preferred: wait for the active readers to leave.
+            while blocker := self._readers_blocking(readers, waiting=False):
+                attempt = self._wait_or_timeout(deadline, attempt, blocker)
+        except BaseException:
+            if not self._held:
+                _remove_tree(tmp)
+            self._abandon()
+            raise
+
+    def _readers_blocking(self, observers: dict[str, _Observer], waiting: bool) -> str:
+        """Describe a live reader in the given phase (waiting or active), or "".
+
+        Stale markers are broken on the way; a marker in a refused state
+        counts as an active reader (never broken automatically).
+        """
+        for path in _reader_markers(self.readers_path):
+            seen = _look(path)
+            if seen.state == "absent":
+                continue
+            if seen.state != "held":
+                if not waiting:
+                    return _refusal(path, seen)
+                continue
+            rec = seen.record
+            assert rec is not None
+            if (rec.phase == "waiting") != waiting:
+                continue
+            obs = observers.setdefault(path, _Observer(self.stale_timeout, self.same_host_shortcut))
+            if self._break_if_stale(path, seen, obs):
+                continue
+            return f"reader marker {path!r} is {_describe_owner(rec)}"
+        return ""
+
+    def _acquire_read(self, deadline: float | None) -> None:
+        try:
+            os.mkdir(self.readers_path)
+        except FileExistsError:
+            pass
+        st = os.lstat(self.readers_path)
+        if not stat.S_ISDIR(st.st_mode):
+            raise LockRefused(
+                f"readers path {self.readers_path!r} is not a directory (a symlink or a file); "
+                "compliant clients never make it one: remove it by hand"
+            )
+        observer = _Observer(self.stale_timeout, self.same_host_shortcut)
+        attempt = 0
+        phase = ""
+        try:
+            while True:
+                seen = _look(self.lock_path)
+                if seen.state == "absent":
+                    phase = self._set_phase(phase, "active")
+                    # Re-check after announcing ourselves active: a writer that
+                    # took the lock meanwhile either sees our marker or we see it.
+                    if _look(self.lock_path).state == "absent":
+                        return
+                    phase = self._set_phase(phase, "waiting")
+                    continue
+                if seen.state == "held":
+                    if self._break_if_stale(self.lock_path, seen, observer):
+                        attempt = 0
+                        continue
+                    why = _describe_owner(seen.record)  # type: ignore[arg-type]
+                else:
+                    why = _refusal(self.lock_path, seen)
+                phase = self._set_phase(phase, "waiting")
+                attempt = self._wait_or_timeout(deadline, attempt, why)
+        except BaseException:
+            self._abandon()
+            raise
+
+    def _set_phase(self, current: str, phase: str) -> str:
+        """Create our reader marker in ``phase``, or rewrite it to ``phase``."""
+        if current == phase:
+            return phase
+        if not current:
+            rec = self._new_record(phase)
+            tmp = os.path.join(self.readers_path, f"tmp-{rec.owner_id}")
+            self._build(tmp, rec)
+            marker = os.path.join(self.readers_path, f"reader-{rec.owner_id}")
+            if not self._install(tmp, marker):  # the name is ours alone
+                _remove_tree(tmp)
+                raise LockError(f"reader marker {marker!r} already exists")
+            return phase
+        with self._state_lock:
+            self._verify_locked()
+            self._write_next(phase)
+        return phase
+
+    def _wait_or_timeout(self, deadline: float | None, attempt: int, why: str) -> int:
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            raise LockTimeout(f"timed out waiting for lock {self.lock_path!r}: {why}")
+        if self._compromised is not None:
+            raise LockCompromised(str(self._compromised))
+        pause = _backoff(attempt)
+        if deadline is not None:
+            pause = min(pause, max(0.0, deadline - now))
+        time.sleep(pause)
+        return attempt + 1
+
+    # -- holding ------------------------------------------------------------
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stop.wait(self.heartbeat_interval):
+            with self._state_lock:
+                if self._stop.is_set() or self._compromised is not None:
+                    break
+                try:
+                    self._verify_locked()
+                    self._write_next(None)
+                except LockCompromised:
+                    break
+                except OSError as e:
+                    # Could not write this beat (disk full, network).  The
+                    # lease check at the next beat or check() decides.
+                    log.warning("heartbeat of %s failed: %s", self._path, e)
+        if self._compromised is not None:
+            self._notify()
+
+    def _write_next(self, phase: str | None) -> None:
+        assert self._record is not None
+        nxt = self._record.next_heartbeat(phase)
+        started = _lease_clock()  # visibility may begin as soon as we start
+        write_owner_file(self._path, nxt, self._dir_fd)
+        self._record = nxt
+        self._last_beat = started
+
+    def _compromise(self, why: str) -> None:
+        self._compromised = LockCompromised(f"lock {self._path!r} compromised: {why}")
+        self._stop.set()
+        log.error("%s", self._compromised)
+        raise self._compromised
+
+    def _verify_locked(self) -> None:
+        """Raise LockCompromised unless our directory, with our owner.json,
+        is still at our path and our heartbeat lease has not run out.
+        Caller holds ``_state_lock``."""
+        rec = self._record
+        assert rec is not None
+        overdue = _lease_clock() - self._last_beat
+        if overdue >= self.stale_timeout - self.heartbeat_interval:
+            # An observer may already judge us stale: we can't prove we are
+            # still the only holder even if our directory is still in place.
+            self._compromise(
+                f"last heartbeat {overdue:.2f}s ago, too close to the stale timeout "
+                f"{self.stale_timeout:g}s (process paused or starved?)"
+            )
+        if self._dir_id is not None:
+            try:
+                st = os.lstat(self._path)
+            except FileNotFoundError:
+                self._compromise("the lock directory was removed or renamed away")
+            except OSError as e:
+                self._compromise(f"cannot stat the lock directory: {e}")
+            if (st.st_dev, st.st_ino) != self._dir_id:
+                self._compromise("the lock directory was replaced by another one")
+        seen = _look(self._path)
+        if seen.state == "absent":
+            self._compromise("the lock directory was removed or renamed away")
+        if seen.record is None:
+            self._compromise(f"the lock path is now {seen.state}: {seen.detail}")
+        if seen.record.owner_id != rec.owner_id:
+            self._compromise(f"owner.json now names owner {seen.record.owner_id}")
+        if seen.record.heartbeat != rec.heartbeat:
+            self._compromise(
+                f"owner.json heartbeat is {seen.record.heartbeat}, we wrote {rec.heartbeat}"
+            )
+
+    def _notify(self) -> None:
+        """Call on_compromised once per acquisition (never under _state_lock)."""
+        with self._notify_lock:
+            if self._notified or self._compromised is None:
+                return
+            self._notified = True
+        cb = self.on_compromised
+        if cb is not None:
+            try:
+                cb(self._compromised)
+            except Exception:
+                log.exception("on_compromised callback of %s raised", self.lock_path)
+
+    def _remove_own_dir(self) -> None:
+        """Rename our directory away, check it was ours, delete it."""
+        gone = f"{self._path}.released-{self._record.owner_id if self._record else 'x'}"
+        try:
+            os.rename(self._path, gone)
+        except FileNotFoundError:
+            self._compromise("the lock directory vanished before release")
+        if self._dir_id is not None:
+            st = os.lstat(gone)
+            if (st.st_dev, st.st_ino) != self._dir_id:
+                # Lost in the instant between the check and the rename; its
+                # real holder finds out at its next heartbeat.
+                log.error("release of %s renamed another owner's lock", self._path)
+                self._compromised = LockCompromised(
+                    f"lock {self._path!r} compromised: taken over just before release"
+                )
+        _remove_tree(gone)
+        fsync_dir(os.path.dirname(self._path))
+
+    def _close_fd(self) -> None:
+        if self._dir_fd is not None:
+            try:
+                os.close(self._dir_fd)
+            except OSError:
+                pass
+            self._dir_fd = None
+
+    def _stop_heartbeat(self) -> None:
+        self._stop.set()
+        t = self._thread
+        if t is not None and t is not threading.current_thread():
+            t.join()
+
+    def _abandon(self) -> None:
+        """An acquisition failed part way: take back what we put in place."""
+        self._stop_heartbeat()
+        if self._held:
+            with self._state_lock:
+                if self._compromised is None:
+                    try:
+                        self._remove_own_dir()
+                    except LockCompromised:
+                        pass
+        self._finish()
+
+    def _finish(self) -> None:
+        """Forget the holding (after release, failure or compromise)."""
+        self._stop_heartbeat()
+        self._held = False
+        self._close_fd()
+        for tomb in self._tombs:
+            _remove_tree(tomb)
+        self._tombs = []
+        self._holder_thread = None
+
+    def _release_thread_locks(self) -> None:
+        if self._path_lock is not None and self._path_lock.thread is not None:
+            self._path_lock.thread = None
+            self._path_lock.lock.release()
+        if self._object_lock.locked():
+            self._object_lock.release()
+
+    def _refuse_if_forked(self) -> None:
+        if self._forked_from is not None and not self._held:
+            raise LockError(
+                f"{self.lock_path}: this lock was acquired by process {self._forked_from}; "
+                f"a forked child (pid {os.getpid()}) neither owns nor releases it"
+            )
+
+    def _forget_after_fork(self) -> None:
+        was = self._pid if self._held else None
+        self._close_fd()  # closes the child's copy only
+        self._path_lock = _path_lock(self.lock_path) if self.mode == "write" else None
+        self._object_lock = threading.Lock()
+        self._reset_state()
+        self._forked_from = was
+
+
+def _check_seconds(
+    name: str, value: object, allow_none: bool = False, allow_zero: bool = False
+) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, not {value!r}")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{name} must be a finite number of seconds, not {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} seconds, not {value!r}")
+
+
+def _wait_thread_lock(lock: threading.Lock, deadline: float | None) -> bool:
+    if deadline is None:
+        return lock.acquire()
+    return lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
+
+
+# --------------------------------------------------------------------------
+# inspect and break
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    """What is at a lock path (the writer's lock directory or a reader marker).
+
+    Attributes:
+        path: the lock directory (or reader marker) path.
+        state: ``"held"``, ``"symlink"``, ``"not-a-directory"``, ``"empty"``,
+            ``"malformed"``, ``"unknown-version"``, ``"unreadable"``, or
+            ``"free"`` (no writer; only reader markers, listed in ``readers``).
+        owner: the parsed ``owner.json`` when ``state == "held"``.
+        process: for a same-host owner ``"alive"``, ``"dead"``, ``"reused"``
+            or ``"unknown"``; ``"other-host"`` otherwise; ``""`` without owner.
+        message: one readable sentence; ``str(info)`` returns it.
+        breakable_now: True if the rules call it stale at once (same-host
+            owner whose process is gone); other owners need watching.
+        readers: reader markers (network mode), each a LockInfo.
+        leftovers: temporary, released or broken directories left behind by
+            crashed clients; not part of the lock state, safe to delete when
+            no client is mid-operation.
+    """
+
+    path: str
+    state: str
+    owner: OwnerRecord | None
+    process: str
+    message: str
+    breakable_now: bool = False
+    readers: tuple[LockInfo, ...] = ()
+    leftovers: tuple[str, ...] = field(default=())
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _info_for(path: str, seen: _Seen, readers: tuple[LockInfo, ...] = ()) -> LockInfo:
+    if seen.state != "held" or seen.record is None:
+        return LockInfo(path, seen.state, None, "", _refusal(path, seen), False, readers)
+    rec = seen.record
+    same = bool(rec.host_id) and rec.host_id == procinfo.host_id()
+    process = _process_state(rec) if same else "other-host"
+    msg = f"lock {path!r} is {_describe_owner(rec)}"
+    dead = process in ("dead", "reused")
+    if dead:
+        msg += "; that process is gone, so the lock is stale: break_stale_lock() breaks it at once"
+    return LockInfo(path, "held", rec, process, msg, dead, readers)
+
+
+def inspect_lock(db_path: str | os.PathLike[str]) -> LockInfo | None:
+    """Describe the lock of a database, or return None when nobody holds it.
+
+    Never changes anything.  A lock directory in a state no compliant client
+    leaves behind (malformed or missing ``owner.json``, empty directory,
+    unknown protocol version, symlink, non-directory) is described with the
+    reason it is never broken automatically.
+    """
+    _db, lock_path, readers_path = lock_paths(db_path)
+    readers = tuple(
+        _info_for(p, s)
+        for p in sorted(_reader_markers(readers_path))
+        if (s := _look(p)).state != "absent"
+    )
+    parent = os.path.dirname(lock_path)
+    base = os.path.basename(lock_path)
+    try:
+        leftovers = tuple(
+            sorted(os.path.join(parent, n) for n in os.listdir(parent) if n.startswith(base + "."))
+        )
+    except OSError:
+        leftovers = ()
+    if os.path.isdir(readers_path):
+        leftovers += tuple(
+            sorted(
+                os.path.join(readers_path, n)
+                for n in os.listdir(readers_path)
+                if not _READER_NAME.match(n)
+            )
+        )
+    seen = _look(lock_path)
+    if seen.state == "absent":
+        if not readers:
+            return None
+        msg = f"no writer holds {lock_path!r}; {len(readers)} reader marker(s) present"
+        return LockInfo(lock_path, "free", None, "", msg, False, readers, leftovers)
+    return dataclasses.replace(_info_for(lock_path, seen, readers), leftovers=leftovers)
+
+
+def break_stale_lock(
+    db_path: str | os.PathLike[str],
+    force: bool = False,
+    *,
+    stale_timeout: float = DEFAULT_STALE_TIMEOUT,
+    same_host_shortcut: bool = True,
+) -> bool:
+    """Break the database's lock (and stale reader markers) if the rules say so.
+
+    Without ``force``, an owner is broken only when it is stale: a same-host
+    owner whose process is gone (at once), or a heartbeat seen unchanged for
+    ``max(stale_timeout, owner's stale_timeout)`` on this process's monotonic
+    clock -- so this call may block that long while it watches.  A live owner
+    (its heartbeat moves) is left alone.
+
+    With ``force=True`` whatever is at the lock path is renamed away and
+    deleted at once, including states never broken automatically.
+
+    Returns:
+        True if something was broken.
+    Raises:
+        LockRefused: without ``force``, the lock path is malformed, empty, of
+            an unknown protocol version, a symlink or not a directory.
+    """
+    _check_seconds("stale_timeout", stale_timeout)
+    _db, lock_path, readers_path = lock_paths(db_path)
+    targets = [lock_path] + _reader_markers(readers_path)
+    if force:
+        broke = False
+        for path in targets:
+            if _look(path).state == "absent":
+                continue
+            tomb = f"{path}.broken-forced-{os.urandom(8).hex()}"
+            try:
+                os.rename(path, tomb)
+            except FileNotFoundError:
+                continue
+            log.warning("force-broke lock %s", path)
+            _remove_tree(tomb)
+            broke = True
+        if broke:
+            fsync_dir(os.path.dirname(lock_path))
+        return broke
+    seen0 = _look(lock_path)
+    if seen0.state not in ("absent", "held"):
+        raise LockRefused(_refusal(lock_path, seen0))
+    observers = {p: _Observer(stale_timeout, same_host_shortcut) for p in targets}
+    pending = set(targets)
+    broke = False
+    attempt = 0
+    while pending:
+        for path in sorted(pending):
+            seen = _look(path)
+            if seen.state != "held" or seen.record is None:
+                pending.discard(path)  # gone, or a marker in a refused state
+                continue
+            obs = observers[path]
+            if obs.key is not None and obs.key != seen.record.state_key:
+                pending.discard(path)  # its heartbeat moved: alive
+                continue
+            stale, why = obs.judge(seen.record)
+            if stale:
+                tomb = _break(path, seen.record, why)
+                if tomb is not None:
+                    _remove_tree(tomb)
+                    broke = True
+                pending.discard(path)
+        if pending:
+            time.sleep(min(0.25, _backoff(attempt) * 4))
+            attempt += 1
+    return broke

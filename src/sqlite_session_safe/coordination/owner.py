@@ -1,0 +1,305 @@
+"""The ``owner.json`` document of lock protocol v1, and how it is written.
+
+See PROTOCOL.md, section "owner.json".  Parsing is strict about the fields the
+protocol relies on and ignores fields it does not know (so v1 can grow by
+adding optional fields); a document with another ``version`` is refused as a
+whole, because its meaning is unknown.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+import secrets
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import OwnerFormatError, UnknownProtocolVersion
+
+__all__ = [
+    "PROTOCOL_NAME",
+    "PROTOCOL_VERSION",
+    "OWNER_FILE",
+    "MAX_OWNER_BYTES",
+    "OwnerRecord",
+    "new_owner_id",
+    "parse_owner",
+    "read_owner_bytes",
+    "write_owner_file",
+    "fsync_dir",
+]
+
+PROTOCOL_NAME = "sqlite-session-safe.lock"
+PROTOCOL_VERSION = 1
+OWNER_FILE = "owner.json"
+#: A larger owner.json is malformed: no valid one comes near this.
+MAX_OWNER_BYTES = 64 * 1024
+
+_OWNER_ID = re.compile(r"^[0-9a-f]{32}$")
+_MODES = ("write", "read")
+_PHASES = ("active", "waiting")
+_HAS_DIR_FD = os.open in os.supports_dir_fd and os.replace in os.supports_dir_fd
+
+
+def new_owner_id() -> str:
+    """128 random bits as 32 lowercase hex digits."""
+    return secrets.token_hex(16)
+
+
+def _utc_now() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"
+
+
+@dataclass(frozen=True)
+class OwnerRecord:
+    """One ``owner.json`` document (protocol v1).
+
+    Only ``owner_id`` + ``heartbeat`` (the observed state), ``host_id``,
+    ``pid``, ``process_start`` and ``stale_timeout`` take part in decisions;
+    ``host``, ``target``, ``created_at``, ``updated_at`` and ``client`` are
+    for humans.  Wall-clock times are never compared with the local clock.
+    """
+
+    owner_id: str
+    mode: str
+    pid: int
+    host: str
+    host_id: str
+    process_start: str
+    heartbeat: int
+    heartbeat_interval: float
+    stale_timeout: float
+    target: str
+    phase: str = "active"
+    created_at: str = ""
+    updated_at: str = ""
+    client: str = ""
+    protocol: str = PROTOCOL_NAME
+    version: int = PROTOCOL_VERSION
+    #: Fields this client does not know, kept as read.
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def state_key(self) -> tuple[str, int]:
+        """What an observer watches: unchanged for the stale timeout = stale."""
+        return (self.owner_id, self.heartbeat)
+
+    def to_json_bytes(self) -> bytes:
+        """The document as UTF-8 JSON, known fields first."""
+        doc = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        ordered = {k: doc.pop(k) for k in ("protocol", "version", "owner_id", "mode", "phase")}
+        ordered.update(doc)
+        for k, v in self.extra.items():
+            ordered.setdefault(k, v)
+        return (json.dumps(ordered, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+    def next_heartbeat(self, phase: str | None = None) -> OwnerRecord:
+        """The same owner with the counter advanced (and maybe a new phase)."""
+        return dataclasses.replace(
+            self, heartbeat=self.heartbeat + 1, updated_at=_utc_now(), phase=phase or self.phase
+        )
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        mode: str,
+        target: str,
+        heartbeat_interval: float,
+        stale_timeout: float,
+        phase: str = "active",
+    ) -> OwnerRecord:
+        """A fresh record for this process (heartbeat 0)."""
+        from . import procinfo
+
+        now = _utc_now()
+        return cls(
+            owner_id=new_owner_id(),
+            mode=mode,
+            phase=phase,
+            pid=os.getpid(),
+            host=procinfo.host_name(),
+            host_id=procinfo.host_id(),
+            process_start=procinfo.process_start_token(),
+            heartbeat=0,
+            heartbeat_interval=float(heartbeat_interval),
+            stale_timeout=float(stale_timeout),
+            target=target,
+            created_at=now,
+            updated_at=now,
+            client=f"sqlite-session-safe python/{sys.version_info[0]}.{sys.version_info[1]}",
+        )
+
+
+def _need(doc: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
+    if key not in doc:
+        raise OwnerFormatError(f"owner.json lacks the required field {key!r} ({what})")
+    value = doc[key]
+    # bool is an int subclass in Python; JSON true/false is never a number here.
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise OwnerFormatError(f"owner.json field {key!r} must be {what}, not {value!r}")
+    return value
+
+
+def parse_owner(data: bytes) -> OwnerRecord:
+    """Validate and parse an ``owner.json`` document.
+
+    Raises:
+        UnknownProtocolVersion: ``version`` is an integer other than 1.
+        OwnerFormatError: anything else wrong, with the field named.
+    """
+    if len(data) > MAX_OWNER_BYTES:
+        raise OwnerFormatError(f"owner.json is {len(data)} bytes, over the {MAX_OWNER_BYTES} limit")
+    if not data.strip():
+        raise OwnerFormatError("owner.json is empty")
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise OwnerFormatError(f"owner.json is not UTF-8: {e}") from None
+    except json.JSONDecodeError as e:
+        raise OwnerFormatError(f"owner.json is not valid JSON: {e}") from None
+    if not isinstance(doc, dict):
+        raise OwnerFormatError(f"owner.json must hold a JSON object, not {type(doc).__name__}")
+    protocol = _need(doc, "protocol", str, f'the string "{PROTOCOL_NAME}"')
+    if protocol != PROTOCOL_NAME:
+        raise OwnerFormatError(f"owner.json protocol is {protocol!r}, not {PROTOCOL_NAME!r}")
+    version = _need(doc, "version", int, "an integer")
+    if version != PROTOCOL_VERSION:
+        raise UnknownProtocolVersion(
+            f"owner.json uses lock protocol version {version}; this client speaks only "
+            f"version {PROTOCOL_VERSION}"
+        )
+    owner_id = _need(doc, "owner_id", str, "32 lowercase hex digits")
+    if not _OWNER_ID.match(owner_id):
+        raise OwnerFormatError(
+            f"owner.json owner_id must be 32 lowercase hex digits, not {owner_id!r}"
+        )
+    mode = _need(doc, "mode", str, '"write" or "read"')
+    if mode not in _MODES:
+        raise OwnerFormatError(f'owner.json mode must be "write" or "read", not {mode!r}')
+    phase = _need(doc, "phase", str, '"active" or "waiting"')
+    if phase not in _PHASES or (mode == "write" and phase != "active"):
+        raise OwnerFormatError(f"owner.json phase {phase!r} is not valid for mode {mode!r}")
+    pid = _need(doc, "pid", int, "a positive integer")
+    if pid < 1:
+        raise OwnerFormatError(f"owner.json pid must be a positive integer, not {pid}")
+    heartbeat = _need(doc, "heartbeat", int, "a non-negative integer")
+    if heartbeat < 0:
+        raise OwnerFormatError(
+            f"owner.json heartbeat must be a non-negative integer, not {heartbeat}"
+        )
+    numbers = {}
+    for key in ("heartbeat_interval", "stale_timeout"):
+        v = _need(doc, key, (int, float), "a positive number of seconds")
+        if not (math.isfinite(v) and v > 0):
+            raise OwnerFormatError(
+                f"owner.json {key} must be a positive number of seconds, not {v}"
+            )
+        numbers[key] = float(v)
+    strings = {
+        key: _need(doc, key, str, "a string")
+        for key in ("host", "host_id", "process_start", "target")
+    }
+    optional = {}
+    for key in ("created_at", "updated_at", "client"):
+        v = doc.get(key, "")
+        if not isinstance(v, str):
+            raise OwnerFormatError(f"owner.json field {key!r} must be a string, not {v!r}")
+        optional[key] = v
+    known = {f.name for f in dataclasses.fields(OwnerRecord)}
+    return OwnerRecord(
+        owner_id=owner_id,
+        mode=mode,
+        phase=phase,
+        pid=pid,
+        heartbeat=heartbeat,
+        **numbers,
+        **strings,
+        **optional,
+        extra={k: v for k, v in doc.items() if k not in known},
+    )
+
+
+def read_owner_bytes(lock_dir: str) -> bytes:
+    """Read ``<lock_dir>/owner.json`` without following a symlink at its name.
+
+    Raises FileNotFoundError when absent and OwnerFormatError when it is not a
+    regular file.
+    """
+    path = os.path.join(lock_dir, OWNER_FILE)
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        if os.path.islink(path):
+            raise OwnerFormatError("owner.json is a symlink, not a regular file") from None
+        if os.path.isdir(path):
+            raise OwnerFormatError("owner.json is a directory, not a regular file") from None
+        raise
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(MAX_OWNER_BYTES + 1)
+    return data
+
+
+def fsync_dir(path: str | None = None, dir_fd: int | None = None) -> None:
+    """Make a directory's entries durable (no-op where directories can't be opened)."""
+    if dir_fd is not None:
+        os.fsync(dir_fd)
+        return
+    if sys.platform == "win32" or path is None:
+        return  # Windows cannot open a directory; NTFS journals metadata itself
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_owner_file(lock_dir: str, record: OwnerRecord, dir_fd: int | None = None) -> None:
+    """Write ``owner.json`` atomically: temp file, fsync, rename, fsync dir.
+
+    With ``dir_fd`` (an open descriptor of the lock directory) every step is
+    relative to that directory *inode*, so a holder whose directory was renamed
+    away writes into its own renamed directory and never into a new owner's.
+    """
+    data = record.to_json_bytes()
+    tmp = f"{OWNER_FILE}.tmp-{secrets.token_hex(8)}"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    if dir_fd is not None and _HAS_DIR_FD:
+        fd = os.open(tmp, flags, 0o644, dir_fd=dir_fd)
+    else:
+        fd = os.open(os.path.join(lock_dir, tmp), flags, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if dir_fd is not None and _HAS_DIR_FD:
+        os.replace(tmp, OWNER_FILE, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        os.fsync(dir_fd)
+    else:
+        _replace_retrying(os.path.join(lock_dir, tmp), os.path.join(lock_dir, OWNER_FILE))
+        fsync_dir(lock_dir)
+
+
+def _replace_retrying(src: str, dst: str) -> None:
+    # On Windows a reader that has owner.json open makes the replace fail with
+    # a sharing violation for a moment: retry briefly before giving up.
+    for attempt in range(50):
+        try:
+            os.replace(src, dst)
+            return
+        except PermissionError:
+            if sys.platform != "win32" or attempt == 49:
+                raise
+            time.sleep(0.002)
