@@ -17,6 +17,8 @@ __all__ = [
     "ClosedError",
     "ThreadingError",
     "BindingError",
+    "BindingOverflowError",
+    "DataError",
     "SQLiteError",
     "error_class_for",
     "PRIMARY_RESULT_CODES",
@@ -68,6 +70,14 @@ class ThreadingError(InterfaceError):
 class BindingError(InterfaceError):
     """Parameters do not fit the statement: wrong count, unknown name, or a
     value of a type SQLite cannot store."""
+
+
+class BindingOverflowError(BindingError, OverflowError):
+    """An int parameter does not fit SQLite's signed 64-bit INTEGER."""
+
+
+class DataError(Error, ValueError):
+    """A stored value could not be converted, e.g. TEXT that is not valid UTF-8."""
 
 
 class SQLiteError(Error):

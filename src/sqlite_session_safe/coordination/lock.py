@@ -57,6 +57,7 @@ from .owner import (
 
 __all__ = [
     "DirectoryLock",
+    "Acquired",
     "LockInfo",
     "inspect_lock",
     "break_stale_lock",
@@ -327,6 +328,24 @@ def _break(path: str, rec: OwnerRecord, why: str) -> str | None:
     return tomb
 
 
+def _sweep_tombs(lock_path: str) -> None:
+    """Delete the tombs of broken lock directories (done at each release).
+
+    A tomb outlives the race that made it: a breaker that judged the same
+    stale state but was delayed before its rename fails against the tomb
+    instead of renaming the next owner's lock.  By the time the next owner
+    releases, that race is a whole tenure old.
+    """
+    parent, base = os.path.split(lock_path)
+    pattern = re.compile(re.escape(base) + r"\.broken-[0-9a-f]{32}-[0-9]+$")
+    try:
+        names = [n for n in os.listdir(parent) if pattern.match(n)]
+    except OSError:
+        return
+    for name in names:
+        _remove_tree(os.path.join(parent, name))
+
+
 def _backoff(attempt: int) -> float:
     return min(BACKOFF_MAX, BACKOFF_INITIAL * BACKOFF_FACTOR**attempt) * random.uniform(0.5, 1.0)
 
@@ -468,8 +487,13 @@ class DirectoryLock:
         """This holder's current ``owner.json`` record, or None when not held."""
         return self._record if self._held and self._pid == os.getpid() else None
 
-    def acquire(self, timeout: float | None = ...) -> DirectoryLock:  # type: ignore[assignment]
-        """Wait for the lock; return self.
+    def acquire(self, timeout: float | None = ...) -> Acquired:  # type: ignore[assignment]
+        """Wait for the lock.
+
+        Returns a handle that is itself a context manager releasing the lock,
+        so both ``lock.acquire(); ...; lock.release()`` and
+        ``with lock.acquire(timeout=5): ...`` work; attribute access on the
+        handle reaches the lock.
 
         Raises:
             LockTimeout: the wait ran out (the message says who holds it).
@@ -507,7 +531,7 @@ class DirectoryLock:
         except BaseException:
             self._release_thread_locks()
             raise
-        return self
+        return Acquired(self)
 
     def release(self) -> None:
         """Give the lock up: rename the directory away, then delete it.
@@ -529,6 +553,9 @@ class DirectoryLock:
                         self._remove_own_dir()
                     except LockCompromised:
                         pass  # recorded in self._compromised
+                    else:
+                        if self.mode == "write":
+                            _sweep_tombs(self.lock_path)
         finally:
             self._finish()
             self._release_thread_locks()
@@ -563,7 +590,8 @@ class DirectoryLock:
         return inspect_lock(self.db_path)
 
     def __enter__(self) -> DirectoryLock:
-        return self.acquire()
+        self.acquire()
+        return self
 
     def __exit__(
         self,
@@ -633,7 +661,10 @@ class DirectoryLock:
         if not stale:
             return False
         tomb = _break(path, seen.record, why)
-        if tomb is not None:
+        if tomb is not None and path != self.lock_path:
+            # A reader marker's name is never reused, so its tomb can go as
+            # soon as we are done.  Tombs of the lock directory stay until the
+            # next release (see _sweep_tombs).
             self._tombs.append(tomb)
         return True
 
@@ -926,6 +957,29 @@ class DirectoryLock:
         self._forked_from = was
 
 
+class Acquired:
+    """What :meth:`DirectoryLock.acquire` returns: ``with`` releases the lock."""
+
+    __slots__ = ("lock",)
+
+    def __init__(self, lock: DirectoryLock) -> None:
+        self.lock = lock
+
+    def __enter__(self) -> DirectoryLock:
+        return self.lock
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.lock.__exit__(exc_type, exc, tb)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.lock, name)
+
+
 def _check_seconds(
     name: str, value: object, allow_none: bool = False, allow_zero: bool = False
 ) -> None:
@@ -1099,7 +1153,8 @@ def break_stale_lock(
             if stale:
                 tomb = _break(path, seen.record, why)
                 if tomb is not None:
-                    _remove_tree(tomb)
+                    if path != lock_path:
+                        _remove_tree(tomb)  # lock tombs wait for the next release
                     broke = True
                 pending.discard(path)
         if pending:

@@ -1,0 +1,35 @@
+"""sqlite-session-safe: SQLite files that several processes and hosts can write
+safely, with every write captured as a SQLite session changeset.
+
+Layers, bottom up (an import never points up):
+
+* ``_native``      the cffi module: vendored SQLite + the C helpers in csrc/
+* ``binding``      connections, cursors, errors, backup, serialize
+* ``sessions``     sessions, changesets, apply with conflict policies
+* ``coordination`` the directory lock (PROTOCOL.md), fencing, coordinated database
+* ``faces``        the command-line tool and the DB-API 2.0 module
+
+This module re-exports the public names; see README.md for a tour.
+"""
+
+from .binding.connection import Connection, Transaction, TransactionKind, connect
+from .binding.cursor import Cursor, Row
+from .binding.errors import *  # noqa: F403  (the exception hierarchy)
+from .binding.errors import __all__ as _error_names
+from .binding.library import compile_options, sqlite_source_id, sqlite_version, sqlite_version_info
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Connection",
+    "Cursor",
+    "Row",
+    "Transaction",
+    "TransactionKind",
+    "compile_options",
+    "connect",
+    "sqlite_source_id",
+    "sqlite_version",
+    "sqlite_version_info",
+    *_error_names,
+]

@@ -1,0 +1,454 @@
+"""Connections: open a database, run SQL, transactions, backup, serialize.
+
+Thread contract
+---------------
+A :class:`Connection` may be used from any thread, but by one thread at a
+time.  Every call into SQLite holds the connection's lock for its duration; a
+second thread that calls in while another is inside gets :class:`ThreadingError`
+at once (never a crash, never a corrupted statement).  :meth:`Connection.interrupt`
+is the one exception: it is meant to be called from another thread.  For
+parallel reads, open one connection per thread (the coordinated
+``sss.open`` database does this for you).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Any, Literal, Protocol
+
+from .cursor import Cursor
+from .errors import ClosedError, InterfaceError, ThreadingError
+from .raw import NULL, ensure, error_from_code, error_from_db, ffi, lib, text
+from .statement import StatementCache
+from .values import Parameters
+
+__all__ = ["Connection", "Transaction", "connect", "TransactionKind"]
+
+TransactionKind = Literal["deferred", "immediate", "exclusive"]
+_KINDS = ("deferred", "immediate", "exclusive")
+#: Initial size of a connection's row buffer; it grows (and moves) as needed.
+_INITIAL_BUFFER = 256 * 1024
+
+
+class _Dependent(Protocol):
+    """An object (session, backup, blob) that must be closed before its connection."""
+
+    def _close_before_connection(self) -> None: ...
+
+
+class Connection:
+    """A connection to one SQLite database, on the package's own SQLite build.
+
+    Statements run in autocommit mode unless you open a transaction, with
+    :meth:`transaction` (preferred) or plain ``BEGIN``/``COMMIT`` SQL.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | bytes,
+        readonly: bool = False,
+        uri: bool = False,
+        vfs: str | None = None,
+        timeout: float = 5.0,
+        cached_statements: int = 128,
+    ) -> None:
+        self._db: Any = None  # set last: a failed __init__ leaves a closed object
+        self._lock = threading.RLock()
+        self._close_lock = threading.Lock()  # orders close() against interrupt()
+        self._dependents: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._tx_depth = 0
+        if isinstance(path, (str, bytes)) or hasattr(path, "__fspath__"):
+            name = os.fsencode(path)
+        else:
+            raise InterfaceError(f"path must be str, bytes or os.PathLike, not {type(path).__qualname__}")
+        if b"\0" in name:
+            raise InterfaceError("database path contains a NUL character")
+        if not isinstance(timeout, (int, float)) or timeout < 0:
+            raise InterfaceError(f"timeout must be a number of seconds >= 0, not {timeout!r}")
+        self.path: str = os.fsdecode(name)
+        flags = lib.SQLITE_OPEN_READONLY if readonly else lib.SQLITE_OPEN_READWRITE | lib.SQLITE_OPEN_CREATE
+        # NOMUTEX: every call into SQLite on this connection already holds
+        # self._lock (see "Thread contract"), so SQLite's own per-connection
+        # mutex would only repeat that exclusion, once per column read.
+        # sqlite3_interrupt() needs neither.
+        flags |= lib.SQLITE_OPEN_EXRESCODE | lib.SQLITE_OPEN_NOMUTEX
+        if uri:
+            flags |= lib.SQLITE_OPEN_URI
+        out = ffi.new("sqlite3 **")
+        rc = lib.sqlite3_open_v2(name, out, flags, vfs.encode() if vfs else NULL)
+        db = out[0]
+        if rc != lib.SQLITE_OK:
+            context = f"opening {self.path!r}"
+            err = error_from_db(db, rc, context) if db != NULL else error_from_code(rc, context)
+            lib.sqlite3_close_v2(db)
+            raise err
+        lib.sqlite3_extended_result_codes(db, 1)
+        lib.sqlite3_busy_timeout(db, int(timeout * 1000))
+        # Read the header now, so a file that is not a database fails here with
+        # a message naming the file, not at some later query.
+        rc = lib.sqlite3_exec(db, b"PRAGMA schema_version", NULL, NULL, NULL)
+        if rc != lib.SQLITE_OK:
+            err = error_from_db(db, rc, f"opening {self.path!r}")
+            lib.sqlite3_close_v2(db)
+            raise err
+        self._statements = StatementCache(cached_statements)
+        # One output buffer and result struct per connection: only the thread
+        # holding _lock uses them, and rows are decoded before it is released.
+        self._out = ffi.gc(ffi.new("sss_buffer *"), lib.sss_buffer_free)
+        if lib.sss_buffer_init(self._out, _INITIAL_BUFFER):
+            lib.sqlite3_close_v2(db)
+            raise MemoryError("cannot allocate the row buffer")
+        self._view: Any = None
+        self._refresh_view()
+        self._res = ffi.new("sss_result *")
+        self._db = db
+
+    def _refresh_view(self) -> None:
+        """(Re)make the view over the C row buffer, after it moved.  Rows are
+        decoded by marshal.loads straight from this view; marshal ignores the
+        bytes past the end of a batch, so the view spans the whole capacity."""
+        out = self._out
+        self._view = ffi.buffer(out.data, out.cap)
+
+    # -- running SQL --------------------------------------------------------
+
+    def cursor(self) -> Cursor:
+        """A new :class:`Cursor` on this connection."""
+        self._check_open()
+        return Cursor(self)
+
+    def execute(self, sql: str, params: Parameters | None = None) -> Cursor:
+        """Run one statement on a new cursor and return the cursor."""
+        return Cursor(self).execute(sql, params)
+
+    def executemany(self, sql: str, seq_of_params: Iterable[Parameters]) -> Cursor:
+        """Run one statement per parameter row (see :meth:`Cursor.executemany`)."""
+        return Cursor(self).executemany(sql, seq_of_params)
+
+    def executescript(self, sql: str) -> None:
+        """Run several statements separated by semicolons, without parameters.
+
+        No transaction is opened for you: wrap the script in BEGIN/COMMIT or
+        use :meth:`transaction` if it must be all-or-nothing.
+        """
+        if not isinstance(sql, str):
+            raise InterfaceError(f"SQL must be str, not {type(sql).__qualname__}")
+        if "\0" in sql:
+            raise InterfaceError("SQL contains a NUL character")
+        with self._use() as db:
+            ensure(lib.sqlite3_exec(db, sql.encode("utf-8", "surrogatepass"), NULL, NULL, NULL), db)
+
+    def transaction(self, kind: TransactionKind = "deferred") -> Transaction:
+        """A context manager for a transaction: COMMIT on success, ROLLBACK on
+        any exception (KeyboardInterrupt included).  Nested blocks become
+        savepoints, rolled back on their own."""
+        if not isinstance(kind, str) or kind.lower() not in _KINDS:
+            raise InterfaceError(f"transaction kind must be one of {', '.join(_KINDS)}; got {kind!r}")
+        return Transaction(self, kind.lower())
+
+    # -- state ------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._db is None
+
+    @property
+    def in_transaction(self) -> bool:
+        """True while a transaction is open (SQLite is not in autocommit mode)."""
+        with self._use() as db:
+            return not lib.sqlite3_get_autocommit(db)
+
+    @property
+    def total_changes(self) -> int:
+        """Rows changed by INSERT/UPDATE/DELETE since the connection opened."""
+        with self._use() as db:
+            return int(lib.sqlite3_total_changes64(db))
+
+    @property
+    def changes(self) -> int:
+        """Rows changed by the most recent INSERT/UPDATE/DELETE."""
+        with self._use() as db:
+            return int(lib.sqlite3_changes64(db))
+
+    @property
+    def last_insert_rowid(self) -> int:
+        with self._use() as db:
+            return int(lib.sqlite3_last_insert_rowid(db))
+
+    @property
+    def readonly(self) -> bool:
+        with self._use() as db:
+            return lib.sqlite3_db_readonly(db, b"main") == 1
+
+    @property
+    def filename(self) -> str:
+        """The database file's absolute path ('' for in-memory and temp databases)."""
+        with self._use() as db:
+            return text(lib.sqlite3_db_filename(db, b"main"))
+
+    # -- whole-database operations ------------------------------------------
+
+    def backup(
+        self,
+        target: str | os.PathLike[str] | Connection,
+        pages: int = -1,
+        progress: Callable[[int, int], object] | None = None,
+        name: str = "main",
+        target_name: str = "main",
+        sleep: float = 0.05,
+    ) -> None:
+        """Copy this database into ``target`` (a path or a Connection) with
+        SQLite's online backup API.
+
+        ``pages`` pages are copied per step (-1: all at once); between steps the
+        source is unlocked, so other connections can write, and the backup
+        restarts automatically if they do. ``progress(remaining, total)`` is
+        called after every step. A step that meets a lock waits ``sleep``
+        seconds and tries again.
+        """
+        if not isinstance(pages, int) or pages == 0:
+            raise InterfaceError(f"pages must be a positive int or -1 for all; got {pages!r}")
+        if isinstance(target, Connection):
+            self._backup_into(target, pages, progress, name, target_name, sleep)
+            return
+        dest = Connection(target)
+        try:
+            self._backup_into(dest, pages, progress, name, target_name, sleep)
+        finally:
+            dest.close()
+
+    def _backup_into(
+        self,
+        dest: Connection,
+        pages: int,
+        progress: Callable[[int, int], object] | None,
+        name: str,
+        target_name: str,
+        sleep: float,
+    ) -> None:
+        if dest is self:
+            raise InterfaceError("cannot back up a connection into itself")
+        with self._use() as src_db, dest._use() as dest_db:
+            backup = lib.sqlite3_backup_init(dest_db, target_name.encode(), src_db, name.encode())
+            if backup == NULL:
+                raise error_from_db(dest_db, None, "starting backup")
+            try:
+                while True:
+                    rc = lib.sqlite3_backup_step(backup, pages)
+                    if progress is not None:
+                        progress(lib.sqlite3_backup_remaining(backup), lib.sqlite3_backup_pagecount(backup))
+                    if rc == lib.SQLITE_DONE:
+                        break
+                    if rc in (lib.SQLITE_BUSY, lib.SQLITE_LOCKED) or rc & 0xFF in (
+                        lib.SQLITE_BUSY,
+                        lib.SQLITE_LOCKED,
+                    ):
+                        time.sleep(sleep)
+                    elif rc != lib.SQLITE_OK:
+                        break
+            finally:
+                rc = lib.sqlite3_backup_finish(backup)
+            ensure(rc, dest_db, "backup")
+
+    def serialize(self, name: str = "main") -> bytes:
+        """The database as bytes, exactly as it would be stored in a file."""
+        with self._use() as db:
+            size = ffi.new("sqlite3_int64 *")
+            data = lib.sqlite3_serialize(db, name.encode(), size, 0)
+            if data == NULL:
+                if size[0] == 0 and lib.sqlite3_errcode(db) == lib.SQLITE_OK:
+                    return b""
+                raise error_from_db(db, lib.SQLITE_NOMEM, f"serializing {name!r}")
+            try:
+                return ffi.unpack(ffi.cast("char *", data), size[0])  # type: ignore[no-any-return]
+            finally:
+                lib.sqlite3_free(data)
+
+    def deserialize(self, data: bytes, name: str = "main", readonly: bool = False) -> None:
+        """Replace database ``name`` with the database file image ``data``.
+
+        The connection then works on an in-memory copy; the file it was opened
+        on is not touched."""
+        view = memoryview(data).cast("B")
+        with self._use() as db:
+            size = len(view)
+            buf = lib.sqlite3_malloc64(max(size, 1))
+            if buf == NULL:
+                raise MemoryError("cannot allocate the deserialized database")
+            ffi.memmove(buf, view, size)
+            flags = lib.SQLITE_DESERIALIZE_FREEONCLOSE | lib.SQLITE_DESERIALIZE_RESIZEABLE
+            if readonly:
+                flags |= lib.SQLITE_DESERIALIZE_READONLY
+            # On failure SQLite frees buf itself (FREEONCLOSE).
+            rc = lib.sqlite3_deserialize(db, name.encode(), ffi.cast("unsigned char *", buf), size, size, flags)
+            ensure(rc, db, f"deserializing into {name!r}")
+            self._statements.clear()  # prepared against the old schema
+            rc = lib.sqlite3_exec(db, b"PRAGMA schema_version", NULL, NULL, NULL)
+            ensure(rc, db, "the deserialized data")
+
+    def interrupt(self) -> None:
+        """Make the statement running on this connection (in another thread)
+        stop with :class:`InterruptError` as soon as it can."""
+        with self._close_lock:
+            if self._db is not None:
+                lib.sqlite3_interrupt(self._db)
+
+    # -- lifetime -----------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection.  Sessions, backups and statements made from it
+        are closed first; an open transaction is rolled back.  Closing twice is
+        fine; any other use afterwards raises :class:`ClosedError`."""
+        if self._db is None:
+            return
+        if not self._lock.acquire(False):
+            self._raise_busy()
+        try:
+            for dependent in list(self._dependents):
+                dependent._close_before_connection()
+            self._dependents.clear()
+            self._statements.clear()
+            with self._close_lock:
+                db, self._db = self._db, None
+            if db is not None:
+                # close_v2 cannot fail on busy: anything left makes it a zombie
+                # that SQLite frees when the last handle goes.
+                lib.sqlite3_close_v2(db)
+        finally:
+            self._lock.release()
+
+    def __del__(self) -> None:
+        try:
+            if getattr(self, "_db", None) is not None:
+                self.close()
+        except Exception:
+            pass
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._db is None else "open"
+        return f"<sqlite_session_safe.Connection {self.path!r} {state}>"
+
+    # -- for the layers above (sessions, coordination) ----------------------
+
+    def _add_dependent(self, obj: _Dependent) -> None:
+        """Register an object to close before this connection closes."""
+        self._dependents.add(obj)
+
+    def _check_open(self) -> Any:
+        db = self._db
+        if db is None:
+            raise ClosedError("cannot use a closed connection")
+        return db
+
+    def _raise_busy(self) -> None:
+        raise ThreadingError(
+            "this connection is being used by another thread right now; a connection "
+            "serves one thread at a time (open one connection per thread)"
+        )
+
+    def _use(self) -> _Using:
+        """Hold the connection for one operation: ``with con._use() as db:``."""
+        return _Using(self)
+
+
+class _Using:
+    """Context manager behind :meth:`Connection._use` (cheaper than contextlib)."""
+
+    __slots__ = ("con",)
+
+    def __init__(self, con: Connection) -> None:
+        self.con = con
+
+    def __enter__(self) -> Any:
+        con = self.con
+        if not con._lock.acquire(False):
+            con._raise_busy()
+        db = con._db
+        if db is None:
+            con._lock.release()
+            raise ClosedError("cannot use a closed connection")
+        return db
+
+    def __exit__(self, *exc: object) -> None:
+        self.con._lock.release()
+
+
+class Transaction:
+    """``with con.transaction(kind):`` — see :meth:`Connection.transaction`."""
+
+    __slots__ = ("con", "kind", "_savepoint")
+
+    def __init__(self, con: Connection, kind: str) -> None:
+        self.con = con
+        self.kind = kind
+        self._savepoint: str | None = None
+
+    def __enter__(self) -> Connection:
+        con = self.con
+        with con._use() as db:
+            if lib.sqlite3_get_autocommit(db):
+                sql = f"BEGIN {self.kind.upper()}"
+            else:
+                self._savepoint = f"sss_savepoint_{con._tx_depth}"
+                sql = f"SAVEPOINT {self._savepoint}"
+            ensure(lib.sqlite3_exec(db, sql.encode(), NULL, NULL, NULL), db, sql)
+            con._tx_depth += 1
+        return con
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        con = self.con
+        with con._use() as db:
+            con._tx_depth -= 1
+            sp = self._savepoint
+            if exc_type is None:
+                sql = f"RELEASE {sp}" if sp else "COMMIT"
+                rc = lib.sqlite3_exec(db, sql.encode(), NULL, NULL, NULL)
+                if rc == lib.SQLITE_OK:
+                    return
+                # Do not leave a half-open transaction behind a failed COMMIT.
+                err = error_from_db(db, rc, sql)
+                _rollback(db, sp)
+                raise err
+            _rollback(db, sp)
+
+
+def _rollback(db: Any, savepoint: str | None) -> None:
+    if savepoint:
+        sql = f"ROLLBACK TO {savepoint}; RELEASE {savepoint}"
+    elif lib.sqlite3_get_autocommit(db):
+        return  # SQLite already rolled back (e.g. after SQLITE_FULL)
+    else:
+        sql = "ROLLBACK"
+    lib.sqlite3_exec(db, sql.encode(), NULL, NULL, NULL)
+
+
+def connect(
+    path: str | os.PathLike[str] | bytes,
+    readonly: bool = False,
+    uri: bool = False,
+    vfs: str | None = None,
+    timeout: float = 5.0,
+    cached_statements: int = 128,
+) -> Connection:
+    """Open a connection to the database at ``path`` (created if missing unless
+    ``readonly``).  ``uri=True`` accepts ``file:`` URIs with query parameters;
+    ``vfs`` names a SQLite VFS; ``timeout`` is how long to wait on another
+    connection's lock, in seconds."""
+    return Connection(path, readonly=readonly, uri=uri, vfs=vfs, timeout=timeout,
+                      cached_statements=cached_statements)

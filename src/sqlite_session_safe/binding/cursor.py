@@ -1,0 +1,416 @@
+"""Cursors: run one statement and hand out its rows.
+
+Rows arrive in batches: one cffi call steps the statement many times and
+writes the rows in marshal format (``csrc/rows.c``); ``marshal.loads`` turns a
+batch into a list of tuples in C.  ``execute`` fills a small first batch, so a
+point query costs one call; ``fetchall`` asks for large ones.
+"""
+
+from __future__ import annotations
+
+import marshal
+from collections.abc import Iterable, Iterator, Mapping
+from itertools import islice
+from typing import TYPE_CHECKING, Any
+
+from .errors import BindingError, ClosedError, DataError, InterfaceError
+from .raw import NULL, error_from_db, lib
+from .statement import Statement
+from .values import (
+    Parameters,
+    as_sequence,
+    describe_bad_value,
+    overflow_error,
+    pack_rows,
+)
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+__all__ = ["Cursor", "Row"]
+
+Row = tuple[Any, ...]
+
+#: First batch filled by execute(): enough for point queries and small results
+#: without stepping far ahead of a caller that only wants fetchone().
+FIRST_BATCH_ROWS = 64
+#: Later batches (iteration, fetchmany, fetchall).
+BATCH_ROWS = 4096
+#: A batch stops growing past this many bytes, bounding memory for wide rows.
+BATCH_BYTES = 1 << 20
+#: executemany packs and runs this many rows per cffi call.
+EXECUTEMANY_CHUNK = 8192
+
+_loads = marshal.loads
+_ROW = lib.SQLITE_ROW
+_DONE = lib.SQLITE_DONE
+_OK = lib.SQLITE_OK
+_ERR_COUNT = lib.SSS_ERR_COUNT
+_ERR_TYPE = lib.SSS_ERR_TYPE
+_ERR_OVERFLOW = lib.SSS_ERR_OVERFLOW
+_ERR_FORMAT = lib.SSS_ERR_FORMAT
+_ERR_NOMEM = lib.SSS_ERR_NOMEM
+_ERR_RETURNS_ROWS = lib.SSS_ERR_RETURNS_ROWS
+_BUFFER_MOVED = lib.SSS_BUFFER_MOVED
+_dumps = marshal.dumps
+_EMPTY: list[Row] = []
+
+
+class Cursor:
+    """Runs statements on a :class:`Connection` and iterates their rows as tuples.
+
+    A cursor holds at most one active statement. Reading a result to its end
+    resets the statement at once, so finished queries never hold SQLite's read
+    lock.
+    """
+
+    # Class-level defaults instead of __slots__: creating a cursor (once per
+    # Connection.execute call) then sets a single attribute.
+    _stmt: Statement | None = None  # only while rows remain to be stepped
+    _rows: list[Row] = _EMPTY
+    _pos = 0
+    _more = False
+    _closed = False
+    _description: tuple[tuple[Any, ...], ...] | None = None
+    #: Rows changed by the last INSERT/UPDATE/DELETE/REPLACE, else -1.
+    rowcount = -1
+    #: ``sqlite3_last_insert_rowid()`` after the last statement that wrote.
+    lastrowid: int | None = None
+    #: Default size for :meth:`fetchmany`.
+    arraysize = 1
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    # -- running statements ------------------------------------------------
+
+    def execute(self, sql: str, params: Parameters | None = None) -> Cursor:
+        """Run one SQL statement with optional parameters; returns this cursor.
+
+        ``params`` is a sequence for ``?`` / ``?NNN`` placeholders or a mapping
+        for ``:name`` / ``@name`` / ``$name`` ones.
+        """
+        # This is the hot path of every query: the statement cache and the
+        # parameter fast path are inlined on purpose.
+        con = self.connection
+        lock = con._lock
+        if not lock.acquire(False):
+            con._raise_busy()
+        try:
+            if self._closed or con._db is None:
+                self._raise_closed()
+            if self._stmt is not None:
+                self._release()
+            cache = con._statements
+            idle = cache._idle
+            stmt = idle.pop(sql, None)
+            if stmt is None:
+                stmt = Statement(con, sql)
+            handle = stmt.handle
+            if handle == NULL:  # empty statement: nothing to run
+                cache.checkin(stmt)
+                self._rows, self._pos, self._more, self._description = _EMPTY, 0, False, None
+                self.rowcount = -1
+                return self
+            if not params:
+                packed = b""
+            elif type(params) is tuple or type(params) is list:
+                try:
+                    packed = _dumps(params, 2)
+                except (ValueError, BufferError):
+                    packed = stmt.pack(params)
+            else:
+                packed = stmt.pack(params)
+            stmt.bound = packed  # the C side binds SQLITE_STATIC into these bytes
+            res = con._res
+            rc = lib.sss_execute(handle, packed, len(packed), FIRST_BATCH_ROWS, BATCH_BYTES, con._out, res)
+            if rc == _DONE:
+                idle[sql] = stmt  # back to the cache (cache.checkin, inlined)
+                if len(idle) > cache.size:
+                    cache.evict_oldest()
+                self._more = False
+            elif rc == _ROW:
+                self._stmt = stmt
+                self._more = True
+            else:
+                rc = self._after_unusual_rc(rc)
+                if rc == _ROW:
+                    self._stmt = stmt
+                    self._more = True
+                else:
+                    cache.checkin(stmt)
+                    self._more = False
+                    if rc != _DONE:
+                        self._rows, self._pos = _EMPTY, 0
+                        raise self._error(rc, stmt, params, res)
+            description = self._description = stmt.description
+            if description is not None:
+                try:
+                    self._rows = _loads(con._view)
+                except UnicodeDecodeError as exc:
+                    self._bad_text(exc)
+            else:
+                self._rows = _EMPTY
+            self._pos = 0
+            if stmt.readonly:
+                self.rowcount = -1
+            else:
+                self.rowcount = res.changes if stmt.is_dml else -1
+                self.lastrowid = res.last_rowid
+            return self
+        finally:
+            lock.release()
+
+    def _after_unusual_rc(self, rc: int) -> int:
+        """Handle what rides on a helper's return code besides ROW/DONE: the
+        row buffer having moved (or possibly moved, on errors)."""
+        self.connection._refresh_view()
+        if rc >= 0:
+            rc &= ~_BUFFER_MOVED
+        return rc
+
+    def executemany(self, sql: str, seq_of_params: Iterable[Parameters]) -> Cursor:
+        """Run a statement that returns no rows once for every parameter row.
+
+        Rows are packed and run in chunks of one cffi call each. ``rowcount`` is
+        the total of rows changed.  Not atomic by itself: wrap it in
+        :meth:`Connection.transaction` to make it all-or-nothing.
+        """
+        con = self.connection
+        lock = con._lock
+        if not lock.acquire(False):
+            con._raise_busy()
+        try:
+            if self._closed or con._db is None:
+                self._raise_closed()
+            if self._stmt is not None:
+                self._release()
+            self._rows, self._pos, self._more, self._description = _EMPTY, 0, False, None
+            stmt = con._statements.checkout(con, sql)
+            try:
+                if stmt.column_count:
+                    raise InterfaceError(
+                        "executemany() runs statements that return no rows; "
+                        "use execute() in a loop for statements that return rows"
+                    )
+                total = 0
+                done = 0
+                res = con._res
+                rows_iter = iter(seq_of_params)
+                while True:
+                    chunk = list(islice(rows_iter, EXECUTEMANY_CHUNK))
+                    if not chunk:
+                        break
+                    if stmt.handle == NULL:
+                        continue
+                    if stmt.param_names and isinstance(chunk[0], Mapping):
+                        chunk = [self._row_from_mapping(stmt, row, done + i) for i, row in enumerate(chunk)]
+                    packed = pack_rows(chunk)
+                    rc = lib.sss_execute_many(stmt.handle, packed, len(packed), res)
+                    if rc != _OK:
+                        bad = res.bad_row
+                        row = chunk[bad] if 0 <= bad < len(chunk) else None
+                        raise self._error(rc, stmt, row, res, row_index=done + max(bad, 0))
+                    total += res.changes
+                    done += len(chunk)
+                self.rowcount = total if stmt.is_dml else -1
+                if done and not stmt.readonly:
+                    self.lastrowid = res.last_rowid
+            finally:
+                con._statements.checkin(stmt)
+            return self
+        finally:
+            lock.release()
+
+    @staticmethod
+    def _row_from_mapping(stmt: Statement, row: Any, index: int) -> tuple[Any, ...]:
+        if not isinstance(row, Mapping):
+            raise BindingError(f"row {index}: expected a mapping like the first row, got {type(row).__qualname__}")
+        return stmt.mapping_to_row(row)
+
+    # -- fetching ----------------------------------------------------------
+
+    def _bad_text(self, exc: UnicodeDecodeError) -> None:
+        self._release()
+        self._rows, self._pos, self._more = _EMPTY, 0, False
+        raise DataError(
+            f"a TEXT value is not valid UTF-8 ({exc.reason} at byte {exc.start}); "
+            "read it as bytes with CAST(column AS BLOB)"
+        ) from None
+
+    def _fill(self, max_rows: int) -> list[Row]:
+        """Step the active statement for the next batch of rows."""
+        con = self.connection
+        lock = con._lock
+        if not lock.acquire(False):
+            con._raise_busy()
+        try:
+            if con._db is None:
+                self._raise_closed()
+            stmt = self._stmt
+            assert stmt is not None
+            rc = lib.sss_fill_rows(stmt.handle, max_rows, BATCH_BYTES, con._out, con._res)
+            if rc != _ROW and rc != _DONE:
+                rc = self._after_unusual_rc(rc)
+            if rc != _ROW:
+                self._more = False
+                self._stmt = None
+                con._statements.checkin(stmt)
+                if rc != _DONE:
+                    raise self._error(rc, stmt, None, con._res)
+            try:
+                return _loads(con._view)  # type: ignore[no-any-return]
+            except UnicodeDecodeError as exc:
+                self._bad_text(exc)
+                raise  # unreachable: _bad_text raises
+        finally:
+            lock.release()
+
+    def __iter__(self) -> Iterator[Row]:
+        return self
+
+    def __next__(self) -> Row:
+        pos = self._pos
+        rows = self._rows
+        if pos < len(rows):
+            self._pos = pos + 1
+            return rows[pos]
+        while self._more:
+            self._rows = rows = self._fill(BATCH_ROWS)
+            if rows:
+                self._pos = 1
+                return rows[0]
+        self._pos = 0
+        self._rows = _EMPTY
+        raise StopIteration
+
+    def fetchone(self) -> Row | None:
+        """The next row, or None when there are no more."""
+        pos = self._pos
+        rows = self._rows
+        if pos < len(rows):
+            self._pos = pos + 1
+            return rows[pos]
+        try:
+            return self.__next__()
+        except StopIteration:
+            return None
+
+    def fetchmany(self, size: int | None = None) -> list[Row]:
+        """Up to ``size`` more rows (default :attr:`arraysize`)."""
+        if size is None:
+            size = self.arraysize
+        result = self._rows[self._pos : self._pos + size]
+        self._pos += len(result)
+        while len(result) < size and self._more:
+            self._rows = self._fill(max(size - len(result), 1))
+            take = self._rows[: size - len(result)]
+            result.extend(take)
+            self._pos = len(take)
+        return result
+
+    def fetchall(self) -> list[Row]:
+        """All remaining rows."""
+        rows = self._rows
+        pos = self._pos
+        result = rows[pos:] if pos else rows
+        if result is _EMPTY:
+            result = []
+        self._rows, self._pos = _EMPTY, 0
+        while self._more:
+            result.extend(self._fill(1 << 30))
+        return result
+
+    # -- state -------------------------------------------------------------
+
+    @property
+    def description(self) -> tuple[tuple[Any, ...], ...] | None:
+        """Column names (as DB-API 7-tuples) of the last query, else None."""
+        return self._description
+
+    def close(self) -> None:
+        """Release the statement; using the cursor afterwards raises ClosedError."""
+        if self._stmt is not None and self.connection._db is not None:
+            lock = self.connection._lock
+            if not lock.acquire(False):
+                self.connection._raise_busy()
+            try:
+                self._release()
+            finally:
+                lock.release()
+        self._rows, self._pos, self._more = _EMPTY, 0, False
+        self._closed = True
+
+    def _release(self) -> None:
+        """Reset the active statement and return it to the cache (lock held)."""
+        stmt = self._stmt
+        self._stmt = None
+        self._more = False
+        if stmt is not None and stmt.handle is not None:
+            lib.sqlite3_reset(stmt.handle)
+            self.connection._statements.checkin(stmt)
+
+    def _raise_closed(self) -> None:
+        what = "cursor" if self._closed else "connection"
+        raise ClosedError(f"cannot use a closed {what}")
+
+    def _error(
+        self, rc: int, stmt: Statement, params: Any, res: Any, row_index: int | None = None
+    ) -> Exception:
+        """The exception for a failed helper call, naming the parameter or row."""
+        where = f"executemany row {row_index}: " if row_index is not None else ""
+        if rc == _ERR_COUNT:
+            given = "a non-sequence" if params is None else _count(params)
+            return BindingError(
+                f"{where}statement takes {stmt.param_count} parameter"
+                f"{'s' if stmt.param_count != 1 else ''}, {given} given"
+            )
+        if rc in (_ERR_TYPE, _ERR_OVERFLOW):
+            index = res.bad_index
+            row = _as_row(stmt, params)
+            value = row[index] if row is not None and 0 <= index < len(row) else None
+            if rc == _ERR_OVERFLOW:
+                err: Exception = overflow_error(index, value)
+                if where:
+                    err.args = (where + err.args[0],)
+                return err
+            return BindingError(where + describe_bad_value(index, value))
+        if rc == _ERR_FORMAT:
+            return BindingError(
+                f"{where}parameters must be a sequence or a mapping, not {type(params).__qualname__}"
+            )
+        if rc == _ERR_RETURNS_ROWS:
+            return InterfaceError("executemany() runs statements that return no rows")
+        if rc == _ERR_NOMEM:
+            return MemoryError("out of memory while reading rows")
+        err = error_from_db(self.connection._db, rc)
+        if where:
+            err.args = (where + err.args[0],)
+        return err
+
+    def __enter__(self) -> Cursor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _count(params: Any) -> str:
+    try:
+        return str(len(params))
+    except TypeError:
+        return "a non-sequence"
+
+
+def _as_row(stmt: Statement, params: Any) -> Any:
+    if params is None:
+        return None
+    if isinstance(params, Mapping):
+        try:
+            return stmt.mapping_to_row(params)
+        except BindingError:
+            return None
+    try:
+        return as_sequence(params)
+    except BindingError:
+        return None

@@ -1,0 +1,196 @@
+"""Prepared statements and the per-connection statement cache."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from .errors import BindingError, InterfaceError
+from .raw import NULL, error_from_db, ffi, lib, text
+from .values import as_sequence, pack_row
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+__all__ = ["Statement", "StatementCache"]
+
+# stdlib sqlite3 counts rowcount for these statements only (PEP 249 "DML").
+_DML = re.compile(r"\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*(INSERT|UPDATE|DELETE|REPLACE)\b", re.I | re.S)
+
+_PREPARE_FLAGS = lib.SQLITE_PREPARE_PERSISTENT
+
+
+def _syntax_context(sql: str, sql_bytes: bytes, db: Any) -> str | None:
+    """Where in the SQL the error is, when SQLite knows (sqlite3_error_offset)."""
+    offset = lib.sqlite3_error_offset(db)
+    if offset < 0:
+        return None
+    char_offset = len(sql_bytes[:offset].decode("utf-8", "replace"))
+    snippet = sql[char_offset : char_offset + 30]
+    return f"at offset {char_offset}: {snippet!r} in {sql[:200]!r}"
+
+
+class Statement:
+    """One prepared ``sqlite3_stmt`` and what is known about it.
+
+    ``handle`` is an ``ffi.gc`` pointer that finalizes itself when dropped; the
+    connection finalizes every statement explicitly when it closes.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "handle",
+        "sql",
+        "column_count",
+        "param_count",
+        "param_names",
+        "is_dml",
+        "readonly",
+        "bound",
+        "description",
+    )
+
+    def __init__(self, con: Connection, sql: str) -> None:
+        if not isinstance(sql, str):
+            raise InterfaceError(f"SQL must be str, not {type(sql).__qualname__}")
+        if "\0" in sql:
+            raise InterfaceError("SQL contains a NUL character")
+        db = con._db
+        sql_bytes = sql.encode("utf-8", "surrogatepass")
+        out = ffi.new("sqlite3_stmt **")
+        tail = ffi.new("const char **")
+        source = ffi.from_buffer(sql_bytes)
+        rc = lib.sqlite3_prepare_v3(db, source, len(sql_bytes), _PREPARE_FLAGS, out, tail)
+        if rc != lib.SQLITE_OK:
+            raise error_from_db(db, rc, _syntax_context(sql, sql_bytes, db))
+        handle = out[0]
+        consumed = int(ffi.cast("uintptr_t", tail[0])) - int(ffi.cast("uintptr_t", source))
+        if handle != NULL:
+            handle = ffi.gc(handle, lib.sqlite3_finalize)
+        if consumed < len(sql_bytes):
+            _reject_second_statement(db, sql_bytes[consumed:], handle)
+        self.handle: Any = handle
+        self.sql = sql
+        self.bound: bytes | None = None  # keeps SQLITE_STATIC bindings alive
+        #: DB-API 7-tuples, name first, for statements that return rows.
+        self.description: tuple[tuple[Any, ...], ...] | None = None
+        if handle == NULL:  # empty SQL or only comments: runs, returns nothing
+            self.column_count = self.param_count = 0
+            self.param_names: tuple[str | None, ...] = ()
+            self.is_dml = False
+            self.readonly = True
+            return
+        self.column_count: int = lib.sqlite3_column_count(handle)
+        self.param_count: int = lib.sqlite3_bind_parameter_count(handle)
+        self.param_names = tuple(
+            (text(name)[1:] if name != NULL else None)
+            for name in (
+                lib.sqlite3_bind_parameter_name(handle, i) for i in range(1, self.param_count + 1)
+            )
+        )
+        self.is_dml = bool(_DML.match(sql))
+        self.readonly = bool(lib.sqlite3_stmt_readonly(handle))
+        if self.column_count:
+            self.description = tuple(
+                (text(lib.sqlite3_column_name(handle, i)), None, None, None, None, None, None)
+                for i in range(self.column_count)
+            )
+        con._statements.track(self)
+
+    def pack(self, params: Any) -> bytes:
+        """Pack ``params`` for this statement (sequence or mapping)."""
+        if isinstance(params, Mapping):
+            return pack_row(self.mapping_to_row(params))
+        return pack_row(as_sequence(params))
+
+    def mapping_to_row(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
+        names = self.param_names
+        if None in names:
+            raise BindingError(
+                "statement uses positional parameters (?) but a mapping was given; "
+                "pass a sequence, or use named parameters (:name)"
+            )
+        try:
+            return tuple([params[name] for name in names])  # type: ignore[index]
+        except KeyError as exc:
+            raise BindingError(
+                f"no value for named parameter :{exc.args[0]} "
+                f"(the statement uses {', '.join(':' + str(n) for n in names)})"
+            ) from None
+
+    def finalize(self) -> None:
+        if self.handle != NULL and self.handle is not None:
+            ffi.release(self.handle)  # calls sqlite3_finalize now, never again
+        self.handle = None
+        self.bound = None
+
+
+def _reject_second_statement(db: Any, rest: bytes, first: Any) -> None:
+    """execute() runs one statement; a second one (not just whitespace or a
+    comment) after the first is an error rather than silently ignored."""
+    out = ffi.new("sqlite3_stmt **")
+    rc = lib.sqlite3_prepare_v3(db, rest, len(rest), 0, out, ffi.NULL)
+    if rc == lib.SQLITE_OK and out[0] == NULL:
+        return
+    if out[0] != NULL:
+        lib.sqlite3_finalize(out[0])
+    if first != NULL:
+        ffi.release(first)
+    raise InterfaceError(
+        "execute() runs one statement at a time; use executescript() for several "
+        f"(found more SQL after the first statement: {rest.decode('utf-8', 'replace')[:60]!r})"
+    )
+
+
+class StatementCache:
+    """Prepared statements by SQL text, least recently used evicted first.
+
+    A statement is taken out of the cache while a cursor uses it and put back
+    when the cursor is done, so two cursors never share one ``sqlite3_stmt``.
+    Every statement ever prepared is tracked weakly so that closing the
+    connection can finalize them all before ``sqlite3_close``.
+    """
+
+    __slots__ = ("_idle", "size", "_all")
+
+    def __init__(self, size: int) -> None:
+        import weakref
+
+        self._idle: dict[str, Statement] = {}
+        self.size = size
+        self._all: weakref.WeakSet[Statement] = weakref.WeakSet()
+
+    def track(self, stmt: Statement) -> None:
+        self._all.add(stmt)
+
+    def checkout(self, con: Connection, sql: str) -> Statement:
+        stmt = self._idle.pop(sql, None)
+        if stmt is None:
+            stmt = Statement(con, sql)
+        return stmt
+
+    def checkin(self, stmt: Statement) -> None:
+        """Return an idle (reset) statement to the cache."""
+        idle = self._idle
+        if self.size <= 0 or stmt.handle is None or stmt.sql in idle:
+            stmt.finalize()
+            return
+        idle[stmt.sql] = stmt
+        if len(idle) > self.size:
+            self.evict_oldest()
+
+    def evict_oldest(self) -> None:
+        idle = self._idle
+        if idle:
+            idle.pop(next(iter(idle))).finalize()
+
+    def clear(self) -> None:
+        """Finalize every statement, idle or in use (the connection is closing)."""
+        for stmt in list(self._all):
+            stmt.finalize()
+        self._idle.clear()
+        self._all.clear()
+
+    def __len__(self) -> int:
+        return len(self._idle)

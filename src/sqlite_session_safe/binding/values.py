@@ -1,0 +1,98 @@
+"""Parameter packing: Python values -> the packed form the C helpers bind.
+
+A row of parameters is packed with ``marshal.dumps(row, 2)``, which runs in C;
+``csrc/bind.c`` parses that and binds every value of the row in one cffi call.
+This module holds the rules for what a parameter may be and the messages for
+what it may not.
+"""
+
+from __future__ import annotations
+
+import marshal
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .errors import BindingError, BindingOverflowError
+
+__all__ = ["Parameters", "pack_row", "normalize_row", "describe_bad_value", "SUPPORTED"]
+
+#: What may be passed as parameters: a sequence (qmark ``?`` / numbered
+#: ``?NNN``) or a mapping (named ``:name``, ``@name``, ``$name``).
+Parameters = Sequence[Any] | Mapping[str, Any]
+
+#: Exact types marshal packs the way SQLite stores them.
+SUPPORTED = (type(None), int, float, str, bytes, bool, bytearray, memoryview)
+SUPPORTED_TEXT = "None, int, float, str, bytes, bytearray or memoryview"
+
+_dumps = marshal.dumps
+
+
+def normalize_value(index: int, value: Any) -> Any:
+    """A value marshal can pack, for subclasses of the supported types
+    (``IntEnum``, ``str`` subclasses, ...); a clear error for anything else."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return int.__index__(value)
+    if isinstance(value, float):
+        return float.__float__(value)
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, memoryview):
+        return value.tobytes()  # non-contiguous views included
+    raise BindingError(describe_bad_value(index, value))
+
+
+def describe_bad_value(index: int, value: Any) -> str:
+    return (
+        f"parameter {index + 1} has unsupported type {type(value).__qualname__}: "
+        f"SQLite stores {SUPPORTED_TEXT}"
+    )
+
+
+def normalize_row(row: Sequence[Any]) -> tuple[Any, ...]:
+    return tuple(
+        v if type(v) in SUPPORTED else normalize_value(i, v) for i, v in enumerate(row)
+    )
+
+
+def pack_row(row: Sequence[Any]) -> bytes:
+    """Pack one row of positional parameters."""
+    try:
+        return _dumps(row, 2)
+    except (ValueError, BufferError):
+        # Something marshal cannot pack as is: a subclass, or an unsupported type.
+        return _dumps(normalize_row(row), 2)
+
+
+def pack_rows(rows: list[Any]) -> bytes:
+    """Pack a chunk of rows for executemany; rows are tuples or lists."""
+    try:
+        return _dumps(rows, 2)
+    except (ValueError, BufferError):
+        return _dumps([normalize_row(row) for row in rows], 2)
+
+
+def overflow_error(index: int, value: Any) -> BindingOverflowError:
+    return BindingOverflowError(
+        f"parameter {index + 1}: int {value!r} does not fit SQLite's signed 64-bit INTEGER "
+        "(-2**63 .. 2**63-1); store it as TEXT or BLOB"
+    )
+
+
+def as_sequence(params: Any) -> Sequence[Any]:
+    """Reject what is not a parameter sequence, with a message that says why."""
+    if isinstance(params, (tuple, list)):
+        return params
+    if isinstance(params, (str, bytes, bytearray, memoryview)):
+        raise BindingError(
+            f"parameters must be a sequence or a mapping, not {type(params).__name__} "
+            "(wrap a single value in a tuple: (value,))"
+        )
+    if isinstance(params, Sequence):
+        return tuple(params)
+    raise BindingError(
+        f"parameters must be a sequence or a mapping, not {type(params).__qualname__}"
+    )

@@ -1,0 +1,206 @@
+"""The directory lock across real processes, with real signals.
+
+Sizes are the ones issue 4 names; SSS_STRESS_SCALE=N multiplies them.
+Time appears only as generous upper bounds the protocol defines.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from _lock_workers import (
+    STRESS_SCALE,
+    breaker_worker,
+    counter_worker,
+    dead_pid,
+    hold_forever,
+    mp_context,
+    paused_holder,
+    plant_lock,
+    read_owner_json,
+)
+
+from sqlite_session_safe.coordination.errors import LockTimeout
+from sqlite_session_safe.coordination.lock import DirectoryLock, inspect_lock
+
+posix_signals = pytest.mark.skipif(
+    sys.platform == "win32", reason="needs POSIX signals (SIGKILL/SIGSTOP/SIGCONT)"
+)
+
+
+def test_eight_processes_count_to_2400_without_overlap(tmp_path):
+    db = str(tmp_path / "counter.sqlite")
+    counter = tmp_path / "counter.txt"
+    counter.write_text("0")
+    marker = str(tmp_path / "occupied")
+    procs, per = 8, 300 * STRESS_SCALE
+    ctx = mp_context()
+    start, out = ctx.Event(), ctx.Queue()
+    workers = [
+        ctx.Process(target=counter_worker, args=(db, str(counter), marker, per, i, start, out))
+        for i in range(procs)
+    ]
+    for w in workers:
+        w.start()
+    start.set()
+    overlaps = [out.get(timeout=600) for _ in workers]
+    for w in workers:
+        w.join(60)
+        assert w.exitcode == 0
+    assert overlaps == [0] * procs
+    assert int(counter.read_text()) == procs * per
+    assert not os.path.exists(marker)
+    assert inspect_lock(db) is None
+
+
+@posix_signals
+def test_sigkilled_holder_on_same_host_is_replaced_at_once(tmp_path):
+    db = str(tmp_path / "k.sqlite")
+    ctx = mp_context()
+    parent, child = ctx.Pipe()
+    # The holder advertises a 60 s stale timeout: only the dead-pid rule can
+    # let another process in within the 10 s below.
+    p = ctx.Process(target=hold_forever, args=(db, 60.0, 1.0, child))
+    p.start()
+    owner = parent.recv()
+    os.kill(p.pid, signal.SIGKILL)
+    p.join()
+    info = inspect_lock(db)
+    assert info.owner.owner_id == owner
+    assert info.process == "dead" and info.breakable_now
+    lock = DirectoryLock(db, timeout=10.0, stale_timeout=60.0)
+    with lock:
+        assert lock.owner.owner_id != owner
+        assert read_owner_json(db)["owner_id"] == lock.owner.owner_id
+
+
+@posix_signals
+def test_sigkilled_holder_zombie_counts_as_dead(tmp_path):
+    """Killed but not yet reaped by its parent: still dead for the protocol."""
+    db = str(tmp_path / "z.sqlite")
+    code = textwrap.dedent(
+        f"""
+        import sys, time
+        from sqlite_session_safe.coordination.lock import DirectoryLock
+        l = DirectoryLock({db!r}, stale_timeout=60.0).acquire()
+        print(l.owner.owner_id, flush=True)
+        time.sleep(3600)
+        """
+    )
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        owner = p.stdout.readline().strip()
+        os.kill(p.pid, signal.SIGKILL)
+        time.sleep(0.2)  # let it become a zombie; we do not wait() yet
+        with DirectoryLock(db, timeout=10.0, stale_timeout=60.0) as lock:
+            assert lock.owner.owner_id != owner
+    finally:
+        p.wait()
+        p.stdout.close()
+
+
+@posix_signals
+def test_sigkilled_holder_without_same_host_shortcut_within_stale_timeout(tmp_path):
+    db = str(tmp_path / "k2.sqlite")
+    stale, hb = 1.0, 0.2
+    ctx = mp_context()
+    parent, child = ctx.Pipe()
+    p = ctx.Process(target=hold_forever, args=(db, stale, hb, child))
+    p.start()
+    owner = parent.recv()
+    os.kill(p.pid, signal.SIGKILL)
+    p.join()
+    waiter = DirectoryLock(db, stale_timeout=stale, heartbeat_interval=hb, same_host_shortcut=False)
+    # One look is never enough without the shortcut: staleness needs watching.
+    with pytest.raises(LockTimeout):
+        waiter.acquire(timeout=0)
+    bound = stale + hb + 3.0  # protocol bound plus scheduling slack
+    with waiter.acquire(timeout=bound):
+        assert waiter.owner.owner_id != owner
+
+
+def test_sixteen_breakers_fifty_rounds_one_holder_each(tmp_path):
+    db = str(tmp_path / "race.sqlite")
+    procs = 16
+    rounds = []
+    for i in range(50 * STRESS_SCALE):
+        if i % 5 == 4:
+            # judged by watching: owner on "another host", heartbeat frozen
+            rounds.append(("watched", 0.3 + 1.2, 0.3, 0.1))
+        else:
+            # judged at once: same host, process gone
+            rounds.append(("dead-pid", 0.3, 20.0, 1.0))
+    ctx = mp_context()
+    barrier = ctx.Barrier(procs + 1)
+    out = ctx.Queue()
+    workers = [
+        ctx.Process(target=breaker_worker, args=(db, rounds, barrier, out)) for _ in range(procs)
+    ]
+    for w in workers:
+        w.start()
+    gone = dead_pid()
+    try:
+        for kind, *_ in rounds:
+            if kind == "dead-pid":
+                plant_lock(db, pid=gone, same_host=True, stale_timeout=60.0)
+            else:
+                plant_lock(db, pid=12345, same_host=False, stale_timeout=0.3)
+            barrier.wait(60)  # go
+            barrier.wait(60)  # all tried
+            results = [out.get(timeout=60) for _ in range(procs)]
+            barrier.wait(60)  # all released
+            winners = [r for r in results if r[2]]
+            assert len(winners) == 1, (kind, results)
+            assert winners[0][3] is True, (kind, winners)
+            assert inspect_lock(db) is None
+    finally:
+        for w in workers:
+            w.join(30)
+            if w.is_alive():
+                w.kill()
+    assert all(w.exitcode == 0 for w in workers)
+    leftovers = [n for n in os.listdir(tmp_path) if n.startswith("race.sqlite.sss-lock")]
+    assert leftovers == []
+
+
+@posix_signals
+def test_sigstopped_holder_loses_lock_and_never_acts_again(tmp_path):
+    db = str(tmp_path / "pause.sqlite")
+    stale, hb = 1.0, 0.1
+    ctx = mp_context()
+    parent, child = ctx.Pipe()
+    p = ctx.Process(target=paused_holder, args=(db, stale, hb, child))
+    p.start()
+    first = parent.recv()
+    os.kill(p.pid, signal.SIGSTOP)
+    try:
+        # The stopped holder's pid is alive with its own start token, so the
+        # second process must judge it by watching the frozen heartbeat.
+        second = DirectoryLock(db, stale_timeout=stale, heartbeat_interval=hb)
+        second.acquire(timeout=stale + hb + 5.0)
+    finally:
+        os.kill(p.pid, signal.SIGCONT)
+    try:
+        parent.send("go")
+        report = parent.recv()
+        p.join(30)
+        assert p.exitcode == 0
+        results = report["results"]
+        assert all(r.startswith("compromised: ") for r in results[:3]), results
+        assert results[3] == "release-compromised"
+        assert len(report["callbacks"]) == 1
+        assert report["is_held"] is False
+        # The first holder touched nothing of the second's lock.
+        second.check()
+        doc = read_owner_json(db)
+        assert doc["owner_id"] == second.owner.owner_id != first
+        assert doc["heartbeat"] == second.owner.heartbeat
+    finally:
+        second.release()
+    assert inspect_lock(db) is None
