@@ -20,6 +20,10 @@ from .binding.library import compile_options, sqlite_source_id, sqlite_version, 
 
 __version__ = "0.1.0"
 
+# --- sessions layer (exports added here) ---------------------------------------
+
+# --- coordination layer (exports added here) -----------------------------------
+
 __all__ = [
     "Connection",
     "Cursor",
