@@ -110,9 +110,7 @@ def _canonical_db(db_path: str | os.PathLike[str]) -> str:
     try:
         path = os.fspath(db_path)
     except TypeError:
-        raise TypeError(
-            f"db_path must be str or os.PathLike[str], not {type(db_path).__name__}"
-        ) from None
+        raise TypeError(f"db_path must be str or os.PathLike[str], not {type(db_path).__name__}") from None
     if not isinstance(path, str):
         raise TypeError("db_path must be str or os.PathLike[str], not bytes")
     if path == "" or path == ":memory:" or path.startswith("file:"):
@@ -125,9 +123,7 @@ def _canonical_db(db_path: str | os.PathLike[str]) -> str:
     real = os.path.realpath(path)
     parent = os.path.dirname(real)
     if not os.path.isdir(parent):
-        raise FileNotFoundError(
-            errno.ENOENT, f"the directory of database {path!r} does not exist", parent
-        )
+        raise FileNotFoundError(errno.ENOENT, f"the directory of database {path!r} does not exist", parent)
     if os.path.isdir(real):
         raise IsADirectoryError(
             errno.EISDIR, f"database path {path!r} is a directory, not a database file", real
@@ -440,7 +436,7 @@ class DirectoryLock:
         _check_seconds("timeout", timeout, allow_none=True, allow_zero=True)
         _check_seconds("heartbeat_interval", heartbeat_interval)
         _check_seconds("stale_timeout", stale_timeout)
-        if stale_timeout < 3 * heartbeat_interval:
+        if stale_timeout < 3 * heartbeat_interval * (1 - 1e-9):  # 0.3 vs 3 x 0.1
             raise ValueError(
                 f"stale_timeout ({stale_timeout:g}s) must be at least 3 x heartbeat_interval "
                 f"({heartbeat_interval:g}s), so a holder is never judged stale between heartbeats"
@@ -517,9 +513,11 @@ class DirectoryLock:
         try:
             if self._path_lock is not None:
                 if not _wait_thread_lock(self._path_lock.lock, deadline):
+                    seen = _look(self.lock_path)
+                    holder = f": {_describe_owner(seen.record)}" if seen.record else ""
                     raise LockTimeout(
                         f"timed out waiting for {self.lock_path}: another thread of this "
-                        "process holds it"
+                        f"process holds it{holder}"
                     )
                 self._path_lock.thread = me
             self._reset_state()
@@ -862,9 +860,7 @@ class DirectoryLock:
         if seen.record.owner_id != rec.owner_id:
             self._compromise(f"owner.json now names owner {seen.record.owner_id}")
         if seen.record.heartbeat != rec.heartbeat:
-            self._compromise(
-                f"owner.json heartbeat is {seen.record.heartbeat}, we wrote {rec.heartbeat}"
-            )
+            self._compromise(f"owner.json heartbeat is {seen.record.heartbeat}, we wrote {rec.heartbeat}")
 
     def _notify(self) -> None:
         """Call on_compromised once per acquisition (never under _state_lock)."""
@@ -980,9 +976,7 @@ class Acquired:
         return getattr(self.lock, name)
 
 
-def _check_seconds(
-    name: str, value: object, allow_none: bool = False, allow_zero: bool = False
-) -> None:
+def _check_seconds(name: str, value: object, allow_none: bool = False, allow_zero: bool = False) -> None:
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -1060,9 +1054,7 @@ def inspect_lock(db_path: str | os.PathLike[str]) -> LockInfo | None:
     """
     _db, lock_path, readers_path = lock_paths(db_path)
     readers = tuple(
-        _info_for(p, s)
-        for p in sorted(_reader_markers(readers_path))
-        if (s := _look(p)).state != "absent"
+        _info_for(p, s) for p in sorted(_reader_markers(readers_path)) if (s := _look(p)).state != "absent"
     )
     parent = os.path.dirname(lock_path)
     base = os.path.basename(lock_path)
@@ -1075,9 +1067,7 @@ def inspect_lock(db_path: str | os.PathLike[str]) -> LockInfo | None:
     if os.path.isdir(readers_path):
         leftovers += tuple(
             sorted(
-                os.path.join(readers_path, n)
-                for n in os.listdir(readers_path)
-                if not _READER_NAME.match(n)
+                os.path.join(readers_path, n) for n in os.listdir(readers_path) if not _READER_NAME.match(n)
             )
         )
     seen = _look(lock_path)
