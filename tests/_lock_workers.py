@@ -109,9 +109,7 @@ def counter_worker(db: str, counter: str, marker: str, n: int, seed: int, start,
 
 def hold_forever(db: str, stale_timeout: float, heartbeat_interval: float, conn) -> None:
     """Acquire, report the owner id, then sleep until killed."""
-    lock = DirectoryLock(
-        db, timeout=30, stale_timeout=stale_timeout, heartbeat_interval=heartbeat_interval
-    )
+    lock = DirectoryLock(db, timeout=30, stale_timeout=stale_timeout, heartbeat_interval=heartbeat_interval)
     lock.acquire()
     conn.send(lock.owner.owner_id)
     while True:

@@ -139,9 +139,7 @@ def test_sixteen_breakers_fifty_rounds_one_holder_each(tmp_path):
     ctx = mp_context()
     barrier = ctx.Barrier(procs + 1)
     out = ctx.Queue()
-    workers = [
-        ctx.Process(target=breaker_worker, args=(db, rounds, barrier, out)) for _ in range(procs)
-    ]
+    workers = [ctx.Process(target=breaker_worker, args=(db, rounds, barrier, out)) for _ in range(procs)]
     for w in workers:
         w.start()
     gone = dead_pid()

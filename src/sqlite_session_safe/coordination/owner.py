@@ -177,9 +177,7 @@ def parse_owner(data: bytes) -> OwnerRecord:
         )
     owner_id = _need(doc, "owner_id", str, "32 lowercase hex digits")
     if not _OWNER_ID.match(owner_id):
-        raise OwnerFormatError(
-            f"owner.json owner_id must be 32 lowercase hex digits, not {owner_id!r}"
-        )
+        raise OwnerFormatError(f"owner.json owner_id must be 32 lowercase hex digits, not {owner_id!r}")
     mode = _need(doc, "mode", str, '"write" or "read"')
     if mode not in _MODES:
         raise OwnerFormatError(f'owner.json mode must be "write" or "read", not {mode!r}')
@@ -191,20 +189,15 @@ def parse_owner(data: bytes) -> OwnerRecord:
         raise OwnerFormatError(f"owner.json pid must be a positive integer, not {pid}")
     heartbeat = _need(doc, "heartbeat", int, "a non-negative integer")
     if heartbeat < 0:
-        raise OwnerFormatError(
-            f"owner.json heartbeat must be a non-negative integer, not {heartbeat}"
-        )
+        raise OwnerFormatError(f"owner.json heartbeat must be a non-negative integer, not {heartbeat}")
     numbers = {}
     for key in ("heartbeat_interval", "stale_timeout"):
         v = _need(doc, key, (int, float), "a positive number of seconds")
         if not (math.isfinite(v) and v > 0):
-            raise OwnerFormatError(
-                f"owner.json {key} must be a positive number of seconds, not {v}"
-            )
+            raise OwnerFormatError(f"owner.json {key} must be a positive number of seconds, not {v}")
         numbers[key] = float(v)
     strings = {
-        key: _need(doc, key, str, "a string")
-        for key in ("host", "host_id", "process_start", "target")
+        key: _need(doc, key, str, "a string") for key in ("host", "host_id", "process_start", "target")
     }
     optional = {}
     for key in ("created_at", "updated_at", "client"):
