@@ -39,10 +39,7 @@ SELECT_ONE = "SELECT id, x, name, data FROM t WHERE id = ?"
 
 def make_rows(n: int) -> list[tuple[int, float, str, bytes]]:
     rnd = random.Random(42)
-    return [
-        (i, rnd.random() * 1e6, f"name-{rnd.getrandbits(48):015x}", rnd.randbytes(16))
-        for i in range(n)
-    ]
+    return [(i, rnd.random() * 1e6, f"name-{rnd.getrandbits(48):015x}", rnd.randbytes(16)) for i in range(n)]
 
 
 class Library:
@@ -63,8 +60,10 @@ def libraries() -> list[Library]:
 
 def run_fetchall(con: object, _rows: list, _points: list) -> float:
     t = time.perf_counter()
-    result = con.execute(SELECT_ALL).fetchall() if not isinstance(con, _apsw_con()) else list(
-        con.execute(SELECT_ALL)
+    result = (
+        con.execute(SELECT_ALL).fetchall()
+        if not isinstance(con, _apsw_con())
+        else list(con.execute(SELECT_ALL))
     )
     elapsed = time.perf_counter() - t
     assert len(result) == len(_rows)
@@ -119,8 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     rnd = random.Random(7)
     points = [rnd.randrange(args.rows) for _ in range(args.points)]
     libs = libraries()
-    print(f"SQLite: ours {sss.sqlite_version()}, stdlib {sqlite3.sqlite_version}, "
-          f"apsw {apsw.sqlite_lib_version() if apsw else 'not installed'}; Python {sys.version.split()[0]}")
+    print(
+        f"SQLite: ours {sss.sqlite_version()}, stdlib {sqlite3.sqlite_version}, "
+        f"apsw {apsw.sqlite_lib_version() if apsw else 'not installed'}; Python {sys.version.split()[0]}"
+    )
     print(f"rows={args.rows:,} points={args.points:,} repeat={args.repeat} (best of)")
 
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:

@@ -174,6 +174,7 @@ int sss_execute(sqlite3_stmt *stmt, const char *params, size_t len,
                 sss_result *res)
 {
     sqlite3 *db = sqlite3_db_handle(stmt);
+    int reprepares = sqlite3_stmt_status(stmt, SQLITE_STMTSTATUS_REPREPARE, 0);
     int rc;
 
     reset_result(res);
@@ -198,6 +199,8 @@ int sss_execute(sqlite3_stmt *stmt, const char *params, size_t len,
         res->changes = sqlite3_changes64(db);
         res->last_rowid = sqlite3_last_insert_rowid(db);
     }
+    if (rc >= 0 && sqlite3_stmt_status(stmt, SQLITE_STMTSTATUS_REPREPARE, 0) != reprepares)
+        rc |= SSS_REPREPARED;
     return rc;
 }
 

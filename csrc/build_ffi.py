@@ -9,7 +9,8 @@ What goes into the cdef, in order:
 1. every integer ``#define SQLITE_*`` of ``vendor/sqlite/sqlite3.h`` (result
    codes, open flags, session constants, ...), as ``#define NAME ...`` so the
    C compiler supplies the values;
-2. ``csrc/*.cdef``: the declarations of the SQLite functions we call;
+2. ``csrc/*.cdef``: the declarations of the SQLite functions we call,
+   ``sqlite3_core.cdef`` first (it declares the types the others use);
 3. the part of each ``csrc/*.h`` between ``/* cdef-begin */`` and
    ``/* cdef-end */``: the C helpers.
 """
@@ -61,7 +62,8 @@ def cdef_section(header: Path) -> str:
 def make_ffi() -> cffi.FFI:
     ffi = cffi.FFI()
     ffi.cdef("\n".join(f"#define {name} ..." for name in integer_constants()))
-    for cdef in sorted(CSRC.glob("*.cdef")):
+    core = CSRC / "sqlite3_core.cdef"
+    for cdef in [core, *sorted(set(CSRC.glob("*.cdef")) - {core})]:
         ffi.cdef(cdef.read_text(encoding="utf-8"))
     headers = helper_headers()
     for header in headers:

@@ -11,109 +11,26 @@
 #include <limits.h>
 #include "sss.h"
 #include "marshal_format.h"
-
-static int put_int64(sss_buffer *out, sqlite3_int64 v)
-{
-    if (v >= INT32_MIN && v <= INT32_MAX) {
-        if (sss_buffer_reserve(out, 5))
-            return -1;
-        unsigned char *p = (unsigned char *)out->data + out->len;
-        p[0] = M_INT;
-        m_put_le32(p + 1, (uint32_t)(int32_t)v);
-        out->len += 5;
-        return 0;
-    }
-    /* Magnitude in unsigned arithmetic so INT64_MIN does not overflow. */
-    uint64_t mag = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    uint16_t digits[5]; /* 64 bits need at most ceil(64/15) = 5 digits */
-    int n = 0;
-    while (mag) {
-        digits[n++] = (uint16_t)(mag & M_LONG_MASK);
-        mag >>= M_LONG_SHIFT;
-    }
-    if (sss_buffer_reserve(out, 5 + 2 * (size_t)n))
-        return -1;
-    unsigned char *p = (unsigned char *)out->data + out->len;
-    p[0] = M_LONG;
-    m_put_le32(p + 1, (uint32_t)(int32_t)(v < 0 ? -n : n));
-    for (int i = 0; i < n; i++) {
-        p[5 + 2 * i] = (unsigned char)digits[i];
-        p[6 + 2 * i] = (unsigned char)(digits[i] >> 8);
-    }
-    out->len += 5 + 2 * (size_t)n;
-    return 0;
-}
-
-static int is_ascii(const unsigned char *s, int n)
-{
-    unsigned char acc = 0;
-    for (int i = 0; i < n; i++)
-        acc |= s[i];
-    return acc < 0x80;
-}
-
-static int put_bytes(sss_buffer *out, char code, const void *data, int n)
-{
-    if (sss_buffer_reserve(out, 5 + (size_t)n))
-        return -1;
-    unsigned char *p = (unsigned char *)out->data + out->len;
-    p[0] = (unsigned char)code;
-    m_put_le32(p + 1, (uint32_t)n);
-    if (n)
-        memcpy(p + 5, data, (size_t)n);
-    out->len += 5 + (size_t)n;
-    return 0;
-}
-
-static int put_text(sss_buffer *out, const unsigned char *s, int n)
-{
-    if (n < 256 && is_ascii(s, n)) {
-        if (sss_buffer_reserve(out, 2 + (size_t)n))
-            return -1;
-        unsigned char *p = (unsigned char *)out->data + out->len;
-        p[0] = M_SHORT_ASCII;
-        p[1] = (unsigned char)n;
-        if (n)
-            memcpy(p + 2, s, (size_t)n);
-        out->len += 2 + (size_t)n;
-        return 0;
-    }
-    return put_bytes(out, M_UNICODE, s, n);
-}
+#include "marshal_write.h"
 
 static int put_row(sqlite3_stmt *stmt, int ncols, sss_buffer *out)
 {
-    if (sss_buffer_reserve(out, 5))
+    if (sss_put_tuple_header(out, ncols))
         return -1;
-    unsigned char *p = (unsigned char *)out->data + out->len;
-    if (ncols < 256) {
-        p[0] = M_SMALL_TUPLE;
-        p[1] = (unsigned char)ncols;
-        out->len += 2;
-    } else {
-        p[0] = M_TUPLE;
-        m_put_le32(p + 1, (uint32_t)ncols);
-        out->len += 5;
-    }
     for (int i = 0; i < ncols; i++) {
         int rc = 0;
         switch (sqlite3_column_type(stmt, i)) {
         case SQLITE_INTEGER:
-            rc = put_int64(out, sqlite3_column_int64(stmt, i));
+            rc = sss_put_int64(out, sqlite3_column_int64(stmt, i));
             break;
         case SQLITE_FLOAT:
-            if ((rc = sss_buffer_reserve(out, 9)) == 0) {
-                p = (unsigned char *)out->data + out->len;
-                p[0] = M_BINARY_FLOAT;
-                m_put_double(p + 1, sqlite3_column_double(stmt, i));
-                out->len += 9;
-            }
+            rc = sss_put_double(out, sqlite3_column_double(stmt, i));
             break;
         case SQLITE_TEXT: {
             const unsigned char *s = sqlite3_column_text(stmt, i);
             if (!s)
                 return -1; /* SQLite could not allocate the text */
-            rc = put_text(out, s, sqlite3_column_bytes(stmt, i));
+            rc = sss_put_text(out, s, sqlite3_column_bytes(stmt, i));
             break;
         }
         case SQLITE_BLOB: {
@@ -121,12 +38,11 @@ static int put_row(sqlite3_stmt *stmt, int ncols, sss_buffer *out)
             int n = sqlite3_column_bytes(stmt, i);
             if (!b && n)
                 return -1;
-            rc = put_bytes(out, M_STRING, b, n);
+            rc = sss_put_bytes(out, M_STRING, b, n);
             break;
         }
         default:
-            if ((rc = sss_buffer_reserve(out, 1)) == 0)
-                out->data[out->len++] = M_NONE;
+            rc = sss_put_code(out, M_NONE);
         }
         if (rc)
             return -1;
@@ -137,7 +53,7 @@ static int put_row(sqlite3_stmt *stmt, int ncols, sss_buffer *out)
 int sss_fill_rows(sqlite3_stmt *stmt, int max_rows, size_t max_bytes,
                   sss_buffer *out, sss_result *res)
 {
-    int ncols = sqlite3_column_count(stmt);
+    int ncols = 0;
     int rc = SQLITE_ROW;
     int n = 0;
 
@@ -152,6 +68,11 @@ int sss_fill_rows(sqlite3_stmt *stmt, int max_rows, size_t max_bytes,
         rc = sqlite3_step(stmt);
         if (rc != SQLITE_ROW)
             break;
+        if (n == 0) {
+            /* Read after the first step: a step may re-prepare the statement
+             * for a schema change, and with it change the columns. */
+            ncols = sqlite3_column_count(stmt);
+        }
         if (put_row(stmt, ncols, out)) {
             rc = SSS_ERR_NOMEM;
             break;

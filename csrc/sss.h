@@ -51,9 +51,12 @@ enum {
     SSS_ERR_RETURNS_ROWS = -6  /* executemany on a statement that returns rows */
 };
 
-/* Or-ed into the return code of sss_fill_rows / sss_execute when the output
- * buffer moved during the call (result codes stay below it). */
-enum { SSS_BUFFER_MOVED = 0x100000 };
+/* Flags or-ed into the non-negative return codes of sss_fill_rows and
+ * sss_execute (SQLite's result codes stay below them):
+ *   SSS_BUFFER_MOVED  the output buffer moved during the call;
+ *   SSS_REPREPARED    SQLite re-prepared the statement after a schema change,
+ *                     so its columns may differ from what the caller knew. */
+enum { SSS_BUFFER_MOVED = 0x100000, SSS_REPREPARED = 0x200000 };
 
 /* Gives an empty buffer its first `cap` bytes; 0 on success. */
 int sss_buffer_init(sss_buffer *buf, size_t cap);

@@ -52,6 +52,7 @@ _ERR_FORMAT = lib.SSS_ERR_FORMAT
 _ERR_NOMEM = lib.SSS_ERR_NOMEM
 _ERR_RETURNS_ROWS = lib.SSS_ERR_RETURNS_ROWS
 _BUFFER_MOVED = lib.SSS_BUFFER_MOVED
+_REPREPARED = lib.SSS_REPREPARED
 _dumps = marshal.dumps
 _EMPTY: list[Row] = []
 
@@ -133,7 +134,7 @@ class Cursor:
                 self._stmt = stmt
                 self._more = True
             else:
-                rc = self._after_unusual_rc(rc)
+                rc = self._after_unusual_rc(rc, stmt)
                 if rc == _ROW:
                     self._stmt = stmt
                     self._more = True
@@ -161,12 +162,15 @@ class Cursor:
         finally:
             lock.release()
 
-    def _after_unusual_rc(self, rc: int) -> int:
-        """Handle what rides on a helper's return code besides ROW/DONE: the
-        row buffer having moved (or possibly moved, on errors)."""
+    def _after_unusual_rc(self, rc: int, stmt: Statement) -> int:
+        """Handle the flags that ride on a helper's return code besides ROW or
+        DONE: the row buffer moved (or may have, on errors), or the statement
+        was re-prepared after a schema change."""
         self.connection._refresh_view()
         if rc >= 0:
-            rc &= ~_BUFFER_MOVED
+            if rc & _REPREPARED:
+                stmt.describe()
+            rc &= ~(_BUFFER_MOVED | _REPREPARED)
         return rc
 
     def executemany(self, sql: str, seq_of_params: Iterable[Parameters]) -> Cursor:
@@ -251,7 +255,7 @@ class Cursor:
             assert stmt is not None
             rc = lib.sss_fill_rows(stmt.handle, max_rows, BATCH_BYTES, con._out, con._res)
             if rc != _ROW and rc != _DONE:
-                rc = self._after_unusual_rc(rc)
+                rc = self._after_unusual_rc(rc, stmt)
             if rc != _ROW:
                 self._more = False
                 self._stmt = None
@@ -270,6 +274,8 @@ class Cursor:
         return self
 
     def __next__(self) -> Row:
+        if self.connection._db is None:
+            self._raise_closed()
         pos = self._pos
         rows = self._rows
         if pos < len(rows):
@@ -286,6 +292,8 @@ class Cursor:
 
     def fetchone(self) -> Row | None:
         """The next row, or None when there are no more."""
+        if self.connection._db is None:
+            self._raise_closed()
         pos = self._pos
         rows = self._rows
         if pos < len(rows):
@@ -298,6 +306,8 @@ class Cursor:
 
     def fetchmany(self, size: int | None = None) -> list[Row]:
         """Up to ``size`` more rows (default :attr:`arraysize`)."""
+        if self.connection._db is None:
+            self._raise_closed()
         if size is None:
             size = self.arraysize
         result = self._rows[self._pos : self._pos + size]
@@ -311,6 +321,8 @@ class Cursor:
 
     def fetchall(self) -> list[Row]:
         """All remaining rows."""
+        if self.connection._db is None:
+            self._raise_closed()
         rows = self._rows
         pos = self._pos
         result = rows[pos:] if pos else rows
@@ -360,7 +372,7 @@ class Cursor:
         """The exception for a failed helper call, naming the parameter or row."""
         where = f"executemany row {row_index}: " if row_index is not None else ""
         if rc == _ERR_COUNT:
-            given = "a non-sequence" if params is None else _count(params)
+            given = "0" if not params else _count(params)
             return BindingError(
                 f"{where}statement takes {stmt.param_count} parameter"
                 f"{'s' if stmt.param_count != 1 else ''}, {given} given"

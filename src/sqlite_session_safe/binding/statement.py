@@ -81,7 +81,6 @@ class Statement:
             self.is_dml = False
             self.readonly = True
             return
-        self.column_count: int = lib.sqlite3_column_count(handle)
         self.param_count: int = lib.sqlite3_bind_parameter_count(handle)
         self.param_names = tuple(
             (text(name)[1:] if name != NULL else None)
@@ -90,13 +89,23 @@ class Statement:
             )
         )
         self.is_dml = bool(_DML.match(sql))
+        self.describe()
+        con._statements.track(self)
+
+    def describe(self) -> None:
+        """(Re)read what SQLite says about the statement's result: on prepare,
+        and again after SQLite re-prepared it for a schema change."""
+        handle = self.handle
+        self.column_count: int = lib.sqlite3_column_count(handle)
         self.readonly = bool(lib.sqlite3_stmt_readonly(handle))
-        if self.column_count:
-            self.description = tuple(
+        self.description = (
+            tuple(
                 (text(lib.sqlite3_column_name(handle, i)), None, None, None, None, None, None)
                 for i in range(self.column_count)
             )
-        con._statements.track(self)
+            if self.column_count
+            else None
+        )
 
     def pack(self, params: Any) -> bytes:
         """Pack ``params`` for this statement (sequence or mapping)."""

@@ -20,8 +20,9 @@ __all__ = ["Parameters", "pack_row", "normalize_row", "describe_bad_value", "SUP
 #: ``?NNN``) or a mapping (named ``:name``, ``@name``, ``$name``).
 Parameters = Sequence[Any] | Mapping[str, Any]
 
-#: Exact types marshal packs the way SQLite stores them.
-SUPPORTED = (type(None), int, float, str, bytes, bool, bytearray, memoryview)
+#: Exact types marshal packs the way SQLite stores them (memoryview only when
+#: contiguous, so the fallback path below always copies views to bytes).
+SUPPORTED = (type(None), int, float, str, bytes, bool, bytearray)
 SUPPORTED_TEXT = "None, int, float, str, bytes, bytearray or memoryview"
 
 _dumps = marshal.dumps
