@@ -20,7 +20,7 @@ from sqlite_session_safe.coordination.errors import LockCompromised, LockTimeout
 from sqlite_session_safe.coordination.lock import DirectoryLock, lock_paths
 from sqlite_session_safe.coordination.owner import OwnerRecord, new_owner_id
 
-STRESS_SCALE = max(1, int(os.environ.get("SSS_STRESS_SCALE", "1")))
+STRESS_SCALE = max(1, round(float(os.environ.get("SSS_STRESS_SCALE", "1"))))
 EXAMPLES = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "protocol", "examples")
 
 
@@ -169,3 +169,31 @@ def breaker_worker(db: str, rounds: list[tuple[str, float, float, float]], barri
                 ok = str(e)
         out.put((kind, os.getpid(), won, ok))
         barrier.wait()  # released: the parent may plant the next round
+
+
+def rw_worker(db: str, d: str, mode: str, n: int, seed: int, start, out) -> None:
+    """Reader/writer mix: writers hold an O_EXCL ``writer`` file, readers a
+    ``reading-<pid>`` file; each checks it never sees the other kind."""
+    rnd = random.Random(seed)
+    lock = DirectoryLock(db, mode=mode, timeout=300, stale_timeout=20.0, heartbeat_interval=0.5)
+    writer_file = os.path.join(d, "writer")
+    violations = max_readers = 0
+    start.wait()
+    for _ in range(n):
+        with lock:
+            if mode == "write":
+                os.close(os.open(writer_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                if any(x.startswith("reading-") for x in os.listdir(d)):
+                    violations += 1
+                time.sleep(rnd.uniform(0, 0.003))
+                os.unlink(writer_file)
+            else:
+                mine = os.path.join(d, f"reading-{os.getpid()}")
+                open(mine, "w").close()
+                time.sleep(rnd.uniform(0, 0.003))
+                names = os.listdir(d)
+                violations += "writer" in names
+                max_readers = max(max_readers, sum(x.startswith("reading-") for x in names))
+                os.unlink(mine)
+        time.sleep(rnd.uniform(0, 0.002))
+    out.put({"mode": mode, "done": n, "violations": violations, "max_readers": max_readers})

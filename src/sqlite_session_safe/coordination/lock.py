@@ -642,7 +642,8 @@ class DirectoryLock:
             if _rename_taken(e):
                 return False
             raise
-        fsync_dir(os.path.dirname(dest))
+        # No fsync of the parent here: if a crash loses this rename, the lock
+        # is simply free afterwards, and its holder died anyway.
         self._path = dest
         self._held = True
         self._last_beat = _lease_clock()
@@ -819,7 +820,10 @@ class DirectoryLock:
         assert self._record is not None
         nxt = self._record.next_heartbeat(phase)
         started = _lease_clock()  # visibility may begin as soon as we start
-        write_owner_file(self._path, nxt, self._dir_fd)
+        # The file is fsynced before it replaces the old one (never a torn
+        # owner.json); whether the directory entry survives a crash doesn't
+        # matter, since old and new are both complete.
+        write_owner_file(self._path, nxt, self._dir_fd, sync_dir=False)
         self._record = nxt
         self._last_beat = started
 
@@ -891,8 +895,7 @@ class DirectoryLock:
                 self._compromised = LockCompromised(
                     f"lock {self._path!r} compromised: taken over just before release"
                 )
-        _remove_tree(gone)
-        fsync_dir(os.path.dirname(self._path))
+        _remove_tree(gone)  # no parent fsync: a lost release only looks like a dead owner
 
     def _close_fd(self) -> None:
         if self._dir_fd is not None:

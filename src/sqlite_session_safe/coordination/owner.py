@@ -256,8 +256,14 @@ def fsync_dir(path: str | None = None, dir_fd: int | None = None) -> None:
         os.close(fd)
 
 
-def write_owner_file(lock_dir: str, record: OwnerRecord, dir_fd: int | None = None) -> None:
+def write_owner_file(
+    lock_dir: str, record: OwnerRecord, dir_fd: int | None = None, *, sync_dir: bool = True
+) -> None:
     """Write ``owner.json`` atomically: temp file, fsync, rename, fsync dir.
+
+    ``sync_dir=False`` skips the directory fsync: right for a heartbeat, whose
+    old and new versions are both complete; wrong for the first write into a
+    directory about to be renamed into place.
 
     With ``dir_fd`` (an open descriptor of the lock directory) every step is
     relative to that directory *inode*, so a holder whose directory was renamed
@@ -279,10 +285,12 @@ def write_owner_file(lock_dir: str, record: OwnerRecord, dir_fd: int | None = No
         os.close(fd)
     if dir_fd is not None and _HAS_DIR_FD:
         os.replace(tmp, OWNER_FILE, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        os.fsync(dir_fd)
+        if sync_dir:
+            os.fsync(dir_fd)
     else:
         _replace_retrying(os.path.join(lock_dir, tmp), os.path.join(lock_dir, OWNER_FILE))
-        fsync_dir(lock_dir)
+        if sync_dir:
+            fsync_dir(lock_dir)
 
 
 def _replace_retrying(src: str, dst: str) -> None:
