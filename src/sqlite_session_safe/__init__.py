@@ -21,6 +21,16 @@ from .binding.library import compile_options, sqlite_source_id, sqlite_version, 
 __version__ = "0.1.0"
 
 # --- sessions layer (exports added here) ---------------------------------------
+from .binding.connection import Connection as _Connection
+from .sessions import *  # noqa: F403,E402
+from .sessions import __all__ as _session_names
+from .sessions import session_method as _session_method
+
+# Connection.session is attached here, at the top of the package, because an
+# import never points up: binding/ cannot import sessions/.  Every user gets
+# the method, since every import of the package runs this module first.
+_Connection.session = _session_method  # type: ignore[attr-defined]
+_session_names = [n for n in _session_names if n != "session_method"]
 
 # --- coordination layer (exports added here) -----------------------------------
 
@@ -36,4 +46,5 @@ __all__ = [
     "sqlite_version",
     "sqlite_version_info",
     *_error_names,
+    *_session_names,
 ]

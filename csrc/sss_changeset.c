@@ -1,0 +1,358 @@
+/*
+ * sss_changeset.c - per-change loops of the session extension, in C.
+ *
+ * A change is written in marshal format as the tuple
+ *     (table, op, old, new, pk, indirect)
+ * table: str; op: "INSERT" | "UPDATE" | "DELETE"; old / new: a tuple of the
+ * column values, or None when the change has no such record (INSERT has no
+ * old, DELETE no new); a value the record leaves undefined (an UPDATE's
+ * unchanged column, a patchset's omitted one) is written as Ellipsis ('.'),
+ * which no SQL value can be, so it stays distinct from NULL (None).
+ * pk: a tuple of ints, one per column, 0 or the column's position in the
+ * primary key as recorded in the changeset's table header; indirect: bool.
+ *
+ * In a batch, the table name, op and pk tuple are written once with marshal's
+ * reference flag and referred to afterwards, so marshal.loads creates each
+ * once per batch and every Change shares them.
+ */
+#include <string.h>
+#include "sss_changeset.h"
+#include "marshal_format.h"
+#include "marshal_write.h"
+
+#define M_ELLIPSIS '.'
+#define M_REF 'r'
+#define M_INTERNED 't'
+#define M_SHORT_ASCII_INTERNED 'Z'
+
+/* Reference bookkeeping for one batch (one marshal.loads). */
+typedef struct refs {
+    int count;       /* objects written with the reference flag so far */
+    int op_ref[3];   /* INSERT, UPDATE, DELETE: ref index or -1 */
+    int tab_ref;     /* current section's table name, or -1 */
+    int pk_ref;      /* current section's pk tuple, or -1 */
+    /* The current section's key: ncol, pk bytes, table name.  Keys longer
+     * than the array are never matched, which only costs sharing. */
+    int key_len;
+    unsigned char key[512];
+} refs;
+
+static void refs_init(refs *r)
+{
+    r->count = 0;
+    r->op_ref[0] = r->op_ref[1] = r->op_ref[2] = -1;
+    r->tab_ref = r->pk_ref = -1;
+    r->key_len = -1;
+}
+
+static int put_ref(sss_buffer *out, int index)
+{
+    if (sss_buffer_reserve(out, 5))
+        return -1;
+    unsigned char *p = (unsigned char *)out->data + out->len;
+    p[0] = M_REF;
+    m_put_le32(p + 1, (uint32_t)index);
+    out->len += 5;
+    return 0;
+}
+
+static int op_index(int op)
+{
+    return op == SQLITE_INSERT ? 0 : op == SQLITE_UPDATE ? 1 : 2;
+}
+
+static const char *const OP_NAMES[3] = {"INSERT", "UPDATE", "DELETE"};
+
+static int put_op(sss_buffer *out, int op, refs *r)
+{
+    int i = op_index(op);
+    if (r && r->op_ref[i] >= 0)
+        return put_ref(out, r->op_ref[i]);
+    if (sss_buffer_reserve(out, 8))
+        return -1;
+    unsigned char *p = (unsigned char *)out->data + out->len;
+    p[0] = (unsigned char)(M_SHORT_ASCII_INTERNED | (r ? M_FLAG_REF : 0));
+    p[1] = 6;
+    memcpy(p + 2, OP_NAMES[i], 6);
+    out->len += 8;
+    if (r)
+        r->op_ref[i] = r->count++;
+    return 0;
+}
+
+static int put_table(sss_buffer *out, const char *tab, refs *r)
+{
+    size_t n = strlen(tab);
+    if (n > 0x7fffffff || sss_buffer_reserve(out, 5 + n))
+        return -1;
+    unsigned char *p = (unsigned char *)out->data + out->len;
+    p[0] = (unsigned char)(M_INTERNED | (r ? M_FLAG_REF : 0));
+    m_put_le32(p + 1, (uint32_t)n);
+    memcpy(p + 5, tab, n);
+    out->len += 5 + n;
+    if (r)
+        r->tab_ref = r->count++;
+    return 0;
+}
+
+static int put_pk(sss_buffer *out, const unsigned char *pk, int ncol, refs *r)
+{
+    if (sss_buffer_reserve(out, 5 + 5 * (size_t)ncol))
+        return -1;
+    unsigned char *p = (unsigned char *)out->data + out->len;
+    unsigned char flag = r ? M_FLAG_REF : 0;
+    if (ncol < 256) {
+        p[0] = (unsigned char)(M_SMALL_TUPLE | flag);
+        p[1] = (unsigned char)ncol;
+        out->len += 2;
+    } else {
+        p[0] = (unsigned char)(M_TUPLE | flag);
+        m_put_le32(p + 1, (uint32_t)ncol);
+        out->len += 5;
+    }
+    if (r)
+        r->pk_ref = r->count++;
+    for (int i = 0; i < ncol; i++) {
+        p = (unsigned char *)out->data + out->len;
+        p[0] = M_INT;
+        m_put_le32(p + 1, pk[i]);
+        out->len += 5;
+    }
+    return 0;
+}
+
+/* Writes old (is_new 0) or new (is_new 1) values, or the conflicting row
+ * (is_new 2); None when the op has no such record. */
+static int put_record(sqlite3_changeset_iter *it, int op, int ncol, int which,
+                      sss_buffer *out)
+{
+    if ((which == 0 && op == SQLITE_INSERT) || (which == 1 && op == SQLITE_DELETE))
+        return sss_put_code(out, M_NONE);
+    if (sss_put_tuple_header(out, ncol))
+        return -1;
+    for (int i = 0; i < ncol; i++) {
+        sqlite3_value *v = NULL;
+        int rc = which == 0 ? sqlite3changeset_old(it, i, &v)
+               : which == 1 ? sqlite3changeset_new(it, i, &v)
+                            : sqlite3changeset_conflict(it, i, &v);
+        if (rc != SQLITE_OK)
+            return rc;
+        if (v == NULL) {
+            if (sss_put_code(out, M_ELLIPSIS))
+                return -1;
+        } else if (sss_put_value(out, v)) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The section key of the current change, for sharing references. */
+static int same_section(refs *r, const char *tab, int ncol, const unsigned char *pk)
+{
+    size_t tlen = strlen(tab);
+    size_t need = sizeof(int) + (size_t)ncol + tlen;
+    unsigned char *k = r->key;
+    if (need > sizeof(r->key)) {
+        r->key_len = -1;
+        return 0;
+    }
+    if (r->key_len == (int)need && memcmp(k, &ncol, sizeof(int)) == 0 &&
+        memcmp(k + sizeof(int), pk, (size_t)ncol) == 0 &&
+        memcmp(k + sizeof(int) + ncol, tab, tlen) == 0)
+        return 1;
+    memcpy(k, &ncol, sizeof(int));
+    memcpy(k + sizeof(int), pk, (size_t)ncol);
+    memcpy(k + sizeof(int) + ncol, tab, tlen);
+    r->key_len = (int)need;
+    return 0;
+}
+
+/* Writes the change `it` points at: the 6-tuple, or with conflict_type >= 0
+ * the 7-tuple that adds the conflicting row.  Returns 0, -1 (no memory) or an
+ * SQLite error code. */
+static int put_change(sqlite3_changeset_iter *it, sss_buffer *out, refs *r, int conflict_type)
+{
+    const char *tab = NULL;
+    int ncol = 0, op = 0, indirect = 0;
+    unsigned char *pk = NULL;
+    int rc = sqlite3changeset_op(it, &tab, &ncol, &op, &indirect);
+    if (rc != SQLITE_OK)
+        return rc;
+    if (op != SQLITE_INSERT && op != SQLITE_UPDATE && op != SQLITE_DELETE)
+        return SQLITE_CORRUPT;
+    rc = sqlite3changeset_pk(it, &pk, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    if (!tab || (!pk && ncol))
+        return SQLITE_CORRUPT;
+    if (sss_put_tuple_header(out, conflict_type >= 0 ? 7 : 6))
+        return -1;
+    int shared = r && same_section(r, tab, ncol, pk) && r->tab_ref >= 0;
+    if (shared ? put_ref(out, r->tab_ref) : put_table(out, tab, r))
+        return -1;
+    if (put_op(out, op, r))
+        return -1;
+    if ((rc = put_record(it, op, ncol, 0, out)) != 0)
+        return rc;
+    if ((rc = put_record(it, op, ncol, 1, out)) != 0)
+        return rc;
+    if (shared ? put_ref(out, r->pk_ref) : put_pk(out, pk, ncol, r))
+        return -1;
+    if (sss_put_code(out, indirect ? M_TRUE : M_FALSE))
+        return -1;
+    if (conflict_type >= 0) {
+        if (conflict_type == SQLITE_CHANGESET_DATA || conflict_type == SQLITE_CHANGESET_CONFLICT)
+            rc = put_record(it, op, ncol, 2, out);
+        else
+            rc = sss_put_code(out, M_NONE);
+    }
+    return rc;
+}
+
+static int start_list(sss_buffer *out)
+{
+    out->len = 0;
+    if (sss_buffer_reserve(out, 5))
+        return -1;
+    out->data[0] = M_LIST;
+    out->len = 5; /* the count is patched in at the end */
+    return 0;
+}
+
+int sss_changeset_walk(sqlite3_changeset_iter *it, int max_changes, size_t max_bytes,
+                       sss_buffer *out, int *n)
+{
+    refs r;
+    int rc = SQLITE_ROW;
+    int count = 0;
+
+    refs_init(&r);
+    *n = 0;
+    if (start_list(out))
+        return SSS_ERR_NOMEM;
+    while (count < max_changes && out->len < max_bytes) {
+        rc = sqlite3changeset_next(it);
+        if (rc != SQLITE_ROW)
+            break;
+        int wrc = put_change(it, out, &r, -1);
+        if (wrc) {
+            rc = wrc < 0 ? SSS_ERR_NOMEM : wrc;
+            break;
+        }
+        count++;
+    }
+    m_put_le32((unsigned char *)out->data + 1, (uint32_t)count);
+    *n = count;
+    return rc;
+}
+
+typedef struct section {
+    const char *tab;
+    int ncol;
+    const unsigned char *pk;
+    long long counts[3]; /* INSERT, UPDATE, DELETE */
+} section;
+
+static int put_section(sss_buffer *out, section *s)
+{
+    if (sss_put_tuple_header(out, 6) || sss_put_text(out, (const unsigned char *)s->tab,
+                                                     (int)strlen(s->tab)) ||
+        sss_put_int64(out, s->ncol) ||
+        sss_put_bytes(out, M_STRING, s->pk, s->ncol) || sss_put_int64(out, s->counts[0]) ||
+        sss_put_int64(out, s->counts[1]) || sss_put_int64(out, s->counts[2]))
+        return -1;
+    return 0;
+}
+
+int sss_changeset_summary(sqlite3_changeset_iter *it, sss_buffer *out, long long *nchanges)
+{
+    refs r; /* only its section key is used */
+    section cur = {NULL, 0, NULL, {0, 0, 0}};
+    sss_buffer names = {NULL, 0, 0, 0}; /* the current section's name and pk */
+    int rc;
+    uint32_t nsections = 0;
+
+    refs_init(&r);
+    *nchanges = 0;
+    if (start_list(out))
+        return SSS_ERR_NOMEM;
+    while ((rc = sqlite3changeset_next(it)) == SQLITE_ROW) {
+        const char *tab = NULL;
+        int ncol = 0, op = 0;
+        unsigned char *pk = NULL;
+        if ((rc = sqlite3changeset_op(it, &tab, &ncol, &op, NULL)) != SQLITE_OK ||
+            (rc = sqlite3changeset_pk(it, &pk, NULL)) != SQLITE_OK)
+            break;
+        if (!tab || (!pk && ncol) || (op != SQLITE_INSERT && op != SQLITE_UPDATE &&
+                                      op != SQLITE_DELETE)) {
+            rc = SQLITE_CORRUPT;
+            break;
+        }
+        int same = cur.tab && same_section(&r, tab, ncol, pk);
+        if (!same && r.key_len < 0 && cur.tab && cur.ncol == ncol &&
+            strcmp(cur.tab, tab) == 0 && memcmp(cur.pk, pk, (size_t)ncol) == 0)
+            same = 1; /* a key too long to keep in r.key, compared in full */
+        if (!cur.tab)
+            same_section(&r, tab, ncol, pk);
+        if (!same) {
+            if (cur.tab) {
+                if (put_section(out, &cur)) {
+                    rc = SSS_ERR_NOMEM;
+                    break;
+                }
+                nsections++;
+            }
+            /* The iterator's strings change on the next step: keep copies. */
+            size_t tlen = strlen(tab);
+            names.len = 0;
+            if (sss_buffer_reserve(&names, tlen + 1 + (size_t)ncol)) {
+                rc = SSS_ERR_NOMEM;
+                break;
+            }
+            memcpy(names.data, tab, tlen + 1);
+            memcpy(names.data + tlen + 1, pk, (size_t)ncol);
+            cur.tab = names.data;
+            cur.pk = (const unsigned char *)names.data + tlen + 1;
+            cur.ncol = ncol;
+            cur.counts[0] = cur.counts[1] = cur.counts[2] = 0;
+        }
+        cur.counts[op_index(op)]++;
+        (*nchanges)++;
+    }
+    if (rc == SQLITE_DONE && cur.tab) {
+        if (put_section(out, &cur))
+            rc = SSS_ERR_NOMEM;
+        else
+            nsections++;
+    }
+    sss_buffer_free(&names);
+    m_put_le32((unsigned char *)out->data + 1, nsections);
+    return rc;
+}
+
+int sss_change_describe(sqlite3_changeset_iter *it, int conflict_type, sss_buffer *out)
+{
+    out->len = 0;
+    int rc = put_change(it, out, NULL, conflict_type < 0 ? 0 : conflict_type);
+    return rc < 0 ? SSS_ERR_NOMEM : rc;
+}
+
+int sss_changegroup_fill(sqlite3_changeset_iter *it, sqlite3_changegroup *grp,
+                         int max_changes, int *n)
+{
+    int rc = SQLITE_ROW;
+    int count = 0;
+    while (count < max_changes) {
+        rc = sqlite3changeset_next(it);
+        if (rc != SQLITE_ROW)
+            break;
+        rc = sqlite3changegroup_add_change(grp, it);
+        if (rc != SQLITE_OK)
+            break;
+        rc = SQLITE_ROW;
+        count++;
+    }
+    *n = count;
+    return rc;
+}

@@ -1,0 +1,50 @@
+/*
+ * sss_changeset.h - C helpers for the session extension: walking a changeset
+ * (blob or stream) a batch of changes per call, summarising it per table, and
+ * describing the change behind a conflict.  See sss_changeset.c for the marshal
+ * layout they write.
+ *
+ * Named sss_* so that build_ffi.py (which reads the headers in sorted order)
+ * feeds its declarations to cffi after sss.h, which declares sss_buffer.
+ */
+#ifndef SSS_CHANGESET_H
+#define SSS_CHANGESET_H
+
+#include "sss.h"
+
+/* cdef-begin */
+
+/* Steps `it` up to max_changes times (stopping early once out holds
+ * max_bytes), writing each change to out (cleared first) as a marshal list of
+ * tuples (table, op, old, new, pk, indirect); *n is set to the number of
+ * changes written.  Returns SQLITE_ROW when more changes may follow,
+ * SQLITE_DONE at the end, an SQLite error code (SQLITE_CORRUPT, ...) or
+ * SSS_ERR_NOMEM. */
+int sss_changeset_walk(sqlite3_changeset_iter *it, int max_changes, size_t max_bytes,
+                       sss_buffer *out, int *n);
+
+/* Walks `it` to its end, writing to out (cleared first) a marshal list of
+ * table sections (table, ncol, pk flags as bytes, inserts, updates, deletes);
+ * consecutive changes with the same table name and header are one section.
+ * *nchanges is set to the number of changes.  Returns SQLITE_DONE, an SQLite
+ * error code or SSS_ERR_NOMEM. */
+int sss_changeset_summary(sqlite3_changeset_iter *it, sss_buffer *out,
+                          long long *nchanges);
+
+/* Writes to out (cleared first) the change `it` points at (inside a conflict
+ * handler) as the marshal tuple (table, op, old, new, pk, indirect,
+ * conflicting), where conflicting is the conflicting row's values for
+ * SQLITE_CHANGESET_DATA / _CONFLICT and None otherwise.  Returns SQLITE_OK,
+ * an SQLite error code or SSS_ERR_NOMEM. */
+int sss_change_describe(sqlite3_changeset_iter *it, int conflict_type, sss_buffer *out);
+
+/* Steps `it` up to max_changes times, adding each change to grp (a bounded
+ * chunk of a streamed changeset).  *n is set to the number added.  Returns
+ * SQLITE_ROW when more may follow, SQLITE_DONE at the end, or an SQLite error
+ * code. */
+int sss_changegroup_fill(sqlite3_changeset_iter *it, sqlite3_changegroup *grp,
+                         int max_changes, int *n);
+
+/* cdef-end */
+
+#endif

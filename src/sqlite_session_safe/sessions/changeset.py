@@ -1,0 +1,557 @@
+"""Changesets and patchsets as immutable values, and the changes in them.
+
+A :class:`Changeset` (or :class:`Patchset`) *is* a ``bytes`` object: it can be
+stored, sent, hashed, compared and bound as a BLOB parameter as it is.  The
+methods run SQLite's session functions over those bytes; iterating walks the
+changes in C, a batch per call (``csrc/sss_changeset.c``), and yields
+:class:`Change` values that own copies of their data.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import repeat
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..binding.errors import InterfaceError
+from ..binding.raw import ffi, lib
+from . import _native
+from ._native import Reader, Writer, check_rc, take_blob, walk_batches
+from .errors import ChangesetError
+
+if TYPE_CHECKING:
+    from ..binding.connection import Connection
+    from .apply import ApplyReport, OnConflict, TableFilter
+
+__all__ = ["UNCHANGED", "Change", "Changeset", "Patchset", "OPS", "column_names"]
+
+#: The value of a column a change leaves undefined: an UPDATE's unchanged
+#: columns, a patchset's omitted old values.  It is Python's ``Ellipsis``
+#: (``...``), a singleton no SQL value can be, so ``value is sss.UNCHANGED``
+#: tells it apart from NULL (``None``).  Using a builtin singleton lets the C
+#: walker produce it directly (marshal can write Ellipsis), with no per-value
+#: Python pass over every change.
+UNCHANGED: Any = ...
+
+#: The operations, as :attr:`Change.op` spells them.
+OPS = ("INSERT", "UPDATE", "DELETE")
+_OP_CODES = {"INSERT": lib.SQLITE_INSERT, "UPDATE": lib.SQLITE_UPDATE, "DELETE": lib.SQLITE_DELETE}
+
+_tuple_new = tuple.__new__
+
+
+class Change(tuple):  # type: ignore[type-arg]
+    """One change: a row inserted, updated or deleted in one table.
+
+    A tuple ``(table, op, old, new, pk, indirect)`` with named fields:
+
+    * ``table``: the table's name;
+    * ``op``: ``"INSERT"``, ``"UPDATE"`` or ``"DELETE"``;
+    * ``old``: the row's values before the change (a tuple, one per column), or
+      None for an INSERT;
+    * ``new``: the values after the change, or None for a DELETE;
+    * ``pk``: per column, 0 when it is not part of the primary key, else its
+      1-based position in the key (SQLite's record of the table's key);
+    * ``indirect``: True when the change was made by a trigger or foreign key
+      action (or in a session marked indirect).
+
+    In ``old`` / ``new`` a column the change does not define is
+    :data:`UNCHANGED`: an UPDATE records old and new values only for the
+    columns it changed (and the old primary key), a patchset records even less.
+    A Change owns its values: it stays valid after the iteration moves on.
+    """
+
+    __slots__ = ()
+    _fields = ("table", "op", "old", "new", "pk", "indirect")
+
+    table: str = property(itemgetter(0), doc="The table's name.")  # type: ignore[assignment]
+    op: str = property(itemgetter(1), doc='"INSERT", "UPDATE" or "DELETE".')  # type: ignore[assignment]
+    old: tuple[Any, ...] | None = property(  # type: ignore[assignment]
+        itemgetter(2), doc="Values before the change (None for INSERT).")
+    new: tuple[Any, ...] | None = property(  # type: ignore[assignment]
+        itemgetter(3), doc="Values after the change (None for DELETE).")
+    pk: tuple[int, ...] = property(  # type: ignore[assignment]
+        itemgetter(4), doc="Per column: 0, or its position in the primary key.")
+    indirect: bool = property(itemgetter(5), doc="True for an indirect change.")  # type: ignore[assignment]
+
+    def __new__(
+        cls,
+        table: str,
+        op: str,
+        old: Sequence[Any] | None,
+        new: Sequence[Any] | None,
+        pk: Sequence[int],
+        indirect: bool = False,
+    ) -> Change:
+        """Make a change by hand (e.g. for :meth:`ChangeGroup.add_change`)."""
+        if not isinstance(table, str) or not table or "\0" in table:
+            raise InterfaceError(f"table must be a non-empty str without NUL, not {table!r}")
+        if op not in _OP_CODES:
+            raise InterfaceError(f"op must be one of {', '.join(OPS)}, not {op!r}")
+        pk_t = tuple(int(x) for x in pk)
+        if any(not 0 <= x <= 255 for x in pk_t):
+            raise InterfaceError("pk entries must be between 0 and 255")
+        old_t = None if old is None else tuple(old)
+        new_t = None if new is None else tuple(new)
+        if (old_t is None) != (op == "INSERT"):
+            raise InterfaceError(f"{op} change: old must be {'None' if op == 'INSERT' else 'a tuple'}")
+        if (new_t is None) != (op == "DELETE"):
+            raise InterfaceError(f"{op} change: new must be {'None' if op == 'DELETE' else 'a tuple'}")
+        for values in (old_t, new_t):
+            if values is not None and len(values) != len(pk_t):
+                raise InterfaceError(f"{len(values)} values for a table of {len(pk_t)} columns (pk)")
+        return _tuple_new(cls, (table, op, old_t, new_t, pk_t, bool(indirect)))
+
+    def __getnewargs__(self) -> tuple[Any, ...]:
+        return tuple(self)
+
+    def __repr__(self) -> str:
+        return (f"Change(table={self[0]!r}, op={self[1]!r}, old={self[2]!r}, new={self[3]!r}, "
+                f"pk={self[4]!r}, indirect={self[5]!r})")
+
+    @property
+    def pk_columns(self) -> tuple[int, ...]:
+        """Indexes of the primary key columns, in table order."""
+        return tuple(i for i, flag in enumerate(self[4]) if flag)
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """The primary key values of the row this change is about."""
+        row = self[3] if self[1] == "INSERT" else self[2]
+        return tuple(row[i] for i, flag in enumerate(self[4]) if flag)
+
+
+def _iter_start(data: bytes, invert: bool) -> tuple[Any, tuple[Reader, ...]]:
+    """An iterator over ``data``: the blob API, or the streaming one past 2 GiB."""
+    out = ffi.new("sqlite3_changeset_iter **")
+    flags = lib.SQLITE_CHANGESETSTART_INVERT if invert else 0
+    if len(data) <= _native.MAX_BLOB:
+        rc = lib.sqlite3changeset_start_v2(out, len(data), ffi.from_buffer(data), flags)
+        readers: tuple[Reader, ...] = ()
+    else:
+        reader = Reader(data)
+        rc = lib.sqlite3changeset_start_v2_strm(out, lib.sss_py_input, reader.handle, flags)
+        readers = (reader,)
+    check_rc(rc, "starting to iterate")
+    return out[0], readers
+
+
+def iter_changes(it: Any, keepalive: Any, readers: tuple[Reader, ...], what: str) -> Iterator[Change]:
+    """Changes from an open iterator.  ``keepalive`` (the bytes the iterator
+    reads) is referenced by this generator's frame for as long as it runs."""
+    for batch in walk_batches(it, what, readers):
+        yield from map(_tuple_new, repeat(Change), batch)
+    del keepalive
+
+
+_S = TypeVar("_S", bound="_ChangesetBase")
+
+
+class _ChangesetBase(bytes):
+    """What changesets and patchsets share; see :class:`Changeset`."""
+
+    __slots__ = ()
+    #: The byte a table header starts with: b"T" for changesets, b"P" for patchsets.
+    _HEADER = b""
+    _KIND = ""
+
+    def __new__(cls: type[_S], data: bytes | bytearray | memoryview = b"") -> _S:
+        if isinstance(data, str):
+            raise TypeError(f"{cls.__name__} takes bytes, not str")
+        obj = super().__new__(cls, data)
+        if obj and obj[:1] != cls._HEADER:
+            other = {b"T": "a changeset (sss.Changeset)", b"P": "a patchset (sss.Patchset)"}.get(obj[:1])
+            hint = f": these bytes are {other}" if other else ""
+            raise ChangesetError(f"not a {cls._KIND}{hint}")
+        return obj
+
+    def __repr__(self) -> str:
+        return f"<sss.{type(self).__name__} {len(self)} bytes>"
+
+    __str__ = __repr__
+
+    def __bytes__(self) -> bytes:
+        return bytes.__getitem__(self, slice(None))
+
+    # Slicing and + give plain bytes: a piece of a changeset is not one.
+
+    def __iter__(self) -> Iterator[Change]:  # type: ignore[override]
+        """The changes, in order (see :class:`Change`)."""
+        return self.changes()
+
+    def changes(self, invert: bool = False) -> Iterator[Change]:
+        """Iterate the changes; ``invert=True`` yields them as the inverse
+        changeset would hold them (not for patchsets)."""
+        if invert:
+            self._require_invertible()
+        if not self:
+            return iter(())
+        it, readers = _iter_start(self, invert)
+        return iter_changes(it, self, readers, f"iterating a {self._KIND}")
+
+    def validate(self) -> int:
+        """Walk every change; return how many there are.  Raises
+        :class:`ChangesetError` when the data is corrupt or truncated, or
+        holds text that is not UTF-8."""
+        count = 0
+        if self:
+            it, readers = _iter_start(self, False)
+            for batch in walk_batches(it, f"validating a {self._KIND}", readers):
+                count += len(batch)
+        return count
+
+    def concat(self: _S, other: _S) -> _S:
+        """This followed by ``other``, as one value of the same kind: applying
+        it equals applying this and then ``other``."""
+        if type(other) is not type(self):
+            raise InterfaceError(
+                f"cannot concatenate a {self._KIND} with {type(other).__name__}: "
+                f"both must be {type(self).__name__}")
+        if len(self) + len(other) > _native.MAX_BLOB:
+            reader_a, reader_b, writer = Reader(self), Reader(other), Writer()
+            rc = lib.sqlite3changeset_concat_strm(lib.sss_py_input, reader_a.handle,
+                                                  lib.sss_py_input, reader_b.handle,
+                                                  lib.sss_py_output, writer.handle)
+            check_rc(rc, f"concatenating {self._KIND}s")
+            return type(self)(bytes(writer.buffer))
+        n = ffi.new("int *")
+        p = ffi.new("void **")
+        rc = lib.sqlite3changeset_concat(len(self), ffi.from_buffer(self), len(other),
+                                         ffi.from_buffer(other), n, p)
+        blob = take_blob(n, p)
+        check_rc(rc, f"concatenating {self._KIND}s")
+        return type(self)(blob)
+
+    def __add__(self, other: Any) -> bytes:
+        return bytes(self) + bytes(other)
+
+    def _require_invertible(self) -> None:
+        if isinstance(self, Patchset):
+            raise ChangesetError("a patchset cannot be inverted: it lacks the old values "
+                                 "(record a changeset to be able to undo)")
+
+    def apply(
+        self,
+        con: Connection,
+        on_conflict: OnConflict = None,
+        tables: Iterable[str] | None = None,
+        filter: TableFilter | None = None,
+        no_savepoint: bool = False,
+        invert: bool = False,
+        ignore_noop: bool = False,
+        fk_noaction: bool = False,
+        strict: bool = True,
+        collect_rejected: bool = False,
+        rebase: bool = False,
+    ) -> ApplyReport:
+        """Apply to ``con``'s main database; see :func:`sss.apply`."""
+        from .apply import apply  # same layer; apply imports this module
+
+        return apply(self, con, on_conflict=on_conflict, tables=tables, filter=filter,
+                     no_savepoint=no_savepoint, invert=invert, ignore_noop=ignore_noop,
+                     fk_noaction=fk_noaction, strict=strict, collect_rejected=collect_rejected,
+                     rebase=rebase)
+
+    # -- presenting -------------------------------------------------------
+
+    def as_dicts(self, con: Connection | None = None) -> list[dict[str, Any]]:
+        """The changes as plain dicts, columns by name::
+
+            {"table": "t", "op": "UPDATE", "indirect": False, "pk": ["id"],
+             "old": {"id": 1, "v": "a"}, "new": {"v": "b"}}
+
+        Column names come from ``con``'s schema (the table's columns in order;
+        ``"_rowid_"`` first for tables captured by rowid); without a
+        connection, or for a table it lacks, columns are named by position
+        ("0", "1", ...).  Columns the change leaves :data:`UNCHANGED` are left
+        out of ``old`` / ``new``.
+        """
+        names = _NameCache(con)
+        out = []
+        for change in self:
+            table, op, old, new, pk, indirect = change
+            cols = names.get(table, pk)
+            out.append({
+                "table": table,
+                "op": op,
+                "indirect": indirect,
+                "pk": [cols[i] for i, flag in enumerate(pk) if flag],
+                "old": _row_dict(cols, old),
+                "new": _row_dict(cols, new),
+            })
+        return out
+
+    def to_json(self, con: Connection | None = None, indent: int | None = None) -> str:
+        """:meth:`as_dicts` as JSON.  BLOBs become ``{"$blob": "<hex>"}`` and
+        non-finite REALs ``{"$real": "inf"}`` (JSON has neither)."""
+        return json.dumps(_jsonable(self.as_dicts(con)), indent=indent, ensure_ascii=False,
+                          allow_nan=False)
+
+    def to_sql(self, con: Connection | None = None,
+               columns: Mapping[str, Sequence[str]] | None = None) -> list[str]:
+        """Each change as one SQL statement (INSERT, UPDATE ... WHERE pk,
+        DELETE ... WHERE pk) with the values as literals.  Column names come
+        from ``con`` or from ``columns`` (table -> names); a table with neither
+        raises :class:`InterfaceError`.  This is a readable rendering: unlike
+        apply, the statements do not check the old values."""
+        names = _NameCache(con, columns, positional=False)
+        statements = []
+        for change in self:
+            table, op, old, new, pk, _ = change
+            cols = names.get(table, pk)
+            if cols is None:
+                raise InterfaceError(f"to_sql needs the column names of table {table!r}: "
+                                     "pass con= (a database with the table) or columns=")
+            q = _quote_ident
+            if op == "INSERT":
+                assert new is not None
+                statements.append(
+                    f"INSERT INTO {q(table)}({', '.join(q(c) for c in cols)}) "
+                    f"VALUES({', '.join(_sql_literal(v) for v in new)});")
+                continue
+            assert old is not None
+            where = " AND ".join(f"{q(cols[i])} = {_sql_literal(old[i])}"
+                                 for i, flag in enumerate(pk) if flag)
+            if op == "DELETE":
+                statements.append(f"DELETE FROM {q(table)} WHERE {where};")
+            else:
+                assert new is not None
+                sets = ", ".join(f"{q(cols[i])} = {_sql_literal(v)}"
+                                 for i, v in enumerate(new) if v is not UNCHANGED)
+                if sets:
+                    statements.append(f"UPDATE {q(table)} SET {sets} WHERE {where};")
+        return statements
+
+    # -- building -----------------------------------------------------------
+
+    @classmethod
+    def from_changes(cls: type[_S], changes: Iterable[Change]) -> _S:
+        """Encode changes (e.g. edited ones) as a changeset or patchset.
+        Consecutive changes to one table share a table header, as in the
+        changesets SQLite writes."""
+        return cls(encode_changes(changes, patchset=cls is Patchset))
+
+
+class Changeset(_ChangesetBase):
+    """A changeset: every change with the old values it overwrote, so it can be
+    checked for conflicts when applied, and inverted to undo it.
+
+    Immutable ``bytes``: ``bytes(cs)``, ``len(cs)``, hashing, comparison and
+    binding as a BLOB work as for bytes.  Iterating yields :class:`Change`.
+    """
+
+    __slots__ = ()
+    _HEADER = b"T"
+    _KIND = "changeset"
+
+    def invert(self) -> Changeset:
+        """The changeset that undoes this one (INSERT <-> DELETE, old <-> new)."""
+        if not self:
+            return Changeset()
+        if len(self) > _native.MAX_BLOB:
+            reader, writer = Reader(self), Writer()
+            rc = lib.sqlite3changeset_invert_strm(lib.sss_py_input, reader.handle,
+                                                  lib.sss_py_output, writer.handle)
+            check_rc(rc, "inverting a changeset")
+            return Changeset(bytes(writer.buffer))
+        # sqlite3changeset_invert() documents that it assumes valid input;
+        # the iterator is the hardened parser, so corrupt data stops here.
+        self.validate()
+        n = ffi.new("int *")
+        p = ffi.new("void **")
+        rc = lib.sqlite3changeset_invert(len(self), ffi.from_buffer(self), n, p)
+        blob = take_blob(n, p)
+        check_rc(rc, "inverting a changeset")
+        return Changeset(blob)
+
+
+class Patchset(_ChangesetBase):
+    """A patchset: like a changeset, without the old values of non-key
+    columns.  Smaller, applies the same way, but cannot detect DATA
+    conflicts and cannot be inverted."""
+
+    __slots__ = ()
+    _HEADER = b"P"
+    _KIND = "patchset"
+
+    def invert(self) -> Patchset:
+        """Always raises :class:`ChangesetError`: a patchset lacks the old
+        values an inverse needs."""
+        self._require_invertible()
+        raise AssertionError("unreachable")
+
+
+# -- column names -----------------------------------------------------------
+
+
+def column_names(con: Connection, table: str, pk: Sequence[int]) -> list[str] | None:
+    """The names of the columns a changeset records for ``table`` in ``con``'s
+    main database, following the session module's rules: hidden and generated
+    columns are not recorded; a table without a declared primary key captured
+    by rowid has ``_rowid_`` first.  None when the table does not exist."""
+    rows = con.execute(
+        "SELECT name, pk, hidden FROM pragma_table_xinfo(?, 'main')", (table,)).fetchall()
+    cols = [name for name, _, hidden in rows if hidden == 0]
+    if not cols:
+        return None
+    if not any(p for _, p, hidden in rows if hidden == 0) and len(pk) == len(cols) + 1:
+        cols = ["_rowid_", *cols]
+    return cols
+
+
+class _NameCache:
+    def __init__(self, con: Connection | None, columns: Mapping[str, Sequence[str]] | None = None,
+                 positional: bool = True) -> None:
+        self.con = con
+        self.columns = columns or {}
+        self.positional = positional
+        self.cache: dict[tuple[str, tuple[int, ...]], list[str] | None] = {}
+
+    def get(self, table: str, pk: tuple[int, ...]) -> Any:
+        key = (table, pk)
+        if key in self.cache:
+            return self.cache[key]
+        cols: list[str] | None = None
+        if table in self.columns:
+            cols = list(self.columns[table])
+        elif self.con is not None:
+            cols = column_names(self.con, table, pk)
+        if cols is not None and len(cols) < len(pk):
+            cols = None  # the table has fewer columns than the changeset records
+        if cols is None and self.positional:
+            cols = [str(i) for i in range(len(pk))]
+        self.cache[key] = cols
+        return cols
+
+
+def _row_dict(cols: list[str], row: tuple[Any, ...] | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {cols[i]: v for i, v in enumerate(row) if v is not UNCHANGED}
+
+
+def _jsonable(value: Any) -> Any:
+    """BLOBs and non-finite REALs in a form JSON can hold."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bytes):
+        return {"$blob": value.hex()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"$real": repr(value)}
+    return value
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _sql_literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NULL"  # SQLite stores NaN as NULL
+        if math.isinf(value):
+            return "9e999" if value > 0 else "-9e999"
+        return repr(value)
+    if isinstance(value, str):
+        if "\0" in value:
+            return f"CAST(X'{value.encode('utf-8', 'surrogatepass').hex()}' AS TEXT)"
+        return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"X'{bytes(value).hex()}'"
+    raise InterfaceError(f"cannot write {type(value).__qualname__} as an SQL literal")
+
+
+# -- encoding ---------------------------------------------------------------
+
+_pack_be64 = struct.Struct(">q").pack
+_pack_bed = struct.Struct(">d").pack
+
+
+def _varint(n: int) -> bytes:
+    """SQLite's varint (big-endian 7-bit groups; lengths never need 9 bytes)."""
+    if n < 0x80:
+        return bytes((n,))
+    groups = []
+    while n:
+        groups.append(n & 0x7F)
+        n >>= 7
+    groups.reverse()
+    return bytes([g | 0x80 for g in groups[:-1]] + [groups[-1]])
+
+
+def _encode_value(out: bytearray, value: Any) -> None:
+    if value is UNCHANGED:
+        out.append(0)
+    elif value is None:
+        out.append(5)
+    elif isinstance(value, int):
+        if not -(2**63) <= value < 2**63:
+            raise InterfaceError(f"int {value} does not fit SQLite's 64-bit INTEGER")
+        out.append(1)
+        out += _pack_be64(int(value))
+    elif isinstance(value, float):
+        out.append(2)
+        out += _pack_bed(value)
+    elif isinstance(value, str):
+        data = value.encode("utf-8", "surrogatepass")
+        out.append(3)
+        out += _varint(len(data))
+        out += data
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        data = bytes(value)
+        out.append(4)
+        out += _varint(len(data))
+        out += data
+    else:
+        raise InterfaceError(f"a change value of type {type(value).__qualname__}: "
+                             "SQLite stores None, int, float, str and bytes")
+
+
+def encode_changes(changes: Iterable[Change], patchset: bool = False) -> bytes:
+    """The changeset (or patchset) format of ``changes`` (see the format notes
+    in sqlite3.c: a table header per run of changes to one table, then per
+    change the op, the indirect flag and its records)."""
+    out = bytearray()
+    header: tuple[str, tuple[int, ...]] | None = None
+    for change in changes:
+        if not isinstance(change, Change):
+            change = Change(*change)
+        table, op, old, new, pk, indirect = change
+        if header != (table, pk):
+            header = (table, pk)
+            out += b"P" if patchset else b"T"
+            out += _varint(len(pk))
+            out += bytes(pk)
+            out += table.encode("utf-8") + b"\0"
+        out.append(_OP_CODES[op])
+        out.append(1 if indirect else 0)
+        if patchset:
+            if op == "DELETE":
+                assert old is not None
+                record: Sequence[Any] = [v for v, flag in zip(old, pk) if flag]
+            elif op == "UPDATE":
+                assert old is not None and new is not None
+                record = [o if flag else n for o, n, flag in zip(old, new, pk)]
+            else:
+                assert new is not None
+                record = new
+            for v in record:
+                _encode_value(out, v)
+            continue
+        for record_or_none in (old, new):
+            if record_or_none is not None:
+                for v in record_or_none:
+                    _encode_value(out, v)
+    return bytes(out)

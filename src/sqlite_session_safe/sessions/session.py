@@ -1,0 +1,364 @@
+"""Sessions: record the changes made through a connection as a changeset.
+
+Lifetime
+--------
+A ``sqlite3_session`` must be deleted before its connection closes, and must
+not be deleted while SQLite may be calling into it.  The C handle therefore
+lives in a :class:`_SessionCore` registered with the connection (which deletes
+it first thing when it closes, whatever order the user closes things in), and
+every call that touches it holds the connection (``con._use()``), so it never
+races a statement.  A Session dropped without ``close()`` is deleted by its
+finalizer when the connection is free; if the connection is busy at that
+moment (another thread, or this thread inside SQLite), deletion is deferred to
+the connection's close instead of risking a free under SQLite's feet.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from ..binding.errors import ClosedError, InterfaceError, error_class_for
+from ..binding.raw import NULL, ensure, error_from_db, ffi, lib, text
+from ._native import Writer, take_blob
+from .changeset import Changeset, Patchset
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from ..binding.connection import Connection
+
+__all__ = ["Session", "SessionFilter"]
+
+#: ``filter(table_name) -> bool``: whether to record changes to that table.
+SessionFilter = Callable[[str], object]
+
+#: Cores whose Session was garbage-collected while the connection was busy:
+#: kept alive (the connection deletes them when it closes).
+_ORPHANS: set[_SessionCore] = set()
+_ORPHANS_LOCK = threading.Lock()
+
+
+class _SessionCore:
+    """The C session handle and what SQLite's callbacks need."""
+
+    __slots__ = ("con", "ptr", "handle", "filter", "error", "__weakref__")
+
+    def __init__(self, con: Connection, filter: SessionFilter | None) -> None:
+        self.con = con
+        self.ptr: Any = None
+        self.filter = filter
+        #: An exception the table filter raised: the capture is incomplete.
+        self.error: BaseException | None = None
+        self.handle = ffi.new_handle(self)
+
+    def filter_table(self, table: Any) -> int:
+        """Called by SQLite (sss_py_session_filter); never raises."""
+        if self.error is not None:
+            return 0
+        try:
+            return 1 if self.filter(text(table)) else 0  # type: ignore[misc]
+        except BaseException as exc:
+            self.error = exc
+            return 0
+
+    def delete(self) -> None:
+        ptr, self.ptr = self.ptr, None
+        if ptr is not None:
+            lib.sqlite3session_delete(ptr)
+        with _ORPHANS_LOCK:
+            _ORPHANS.discard(self)
+
+    def _close_before_connection(self) -> None:
+        self.delete()
+
+
+class Session:
+    """Records changes to tables of one database of a connection.
+
+    Made by ``con.session(...)``.  Use it as a context manager, or call
+    :meth:`close`; closing the connection closes it too.
+
+    Args:
+        con: the connection whose changes to record.
+        tables: table names to record; None records every table, including
+            ones created later (``filter`` can narrow that down).
+        filter: with ``tables=None``, ``filter(name)`` decides, once per table
+            on its first change, whether to record it.  An exception it raises
+            is re-raised by the next :meth:`changeset` / :meth:`patchset`
+            call, since the capture is then incomplete.
+        indirect: mark the recorded changes as indirect.
+        rowid: also record tables without a PRIMARY KEY, keyed by rowid (the
+            changeset then has an extra first column, ``_rowid_``).
+        db: the database to record ("main", "temp" or an attached name).
+        track_size: enable :attr:`changeset_size` (SQLite keeps a running
+            total, which costs a little per change).
+    """
+
+    def __init__(
+        self,
+        con: Connection,
+        tables: Iterable[str] | None = None,
+        filter: SessionFilter | None = None,
+        indirect: bool = False,
+        rowid: bool = False,
+        db: str = "main",
+        track_size: bool = True,
+    ) -> None:
+        if isinstance(tables, str):
+            raise InterfaceError("tables must be a list of table names, not a str "
+                                 "(wrap a single name in a list)")
+        table_list = None if tables is None else list(tables)
+        if filter is not None and table_list is not None:
+            raise InterfaceError("filter only applies with tables=None (it chooses among all tables); "
+                                 "with an explicit list, only the listed tables are recorded")
+        if filter is not None and not callable(filter):
+            raise InterfaceError(f"filter must be callable, not {type(filter).__qualname__}")
+        _refuse_reentry(con, "create a session")
+        self._con = con
+        self._track_size = bool(track_size)
+        core = self._core = _SessionCore(con, filter)
+        with con._use() as cdb:
+            out = ffi.new("sqlite3_session **")
+            ensure(lib.sqlite3session_create(cdb, db.encode(), out), cdb, "creating a session")
+            core.ptr = out[0]
+            con._add_dependent(core)
+            try:
+                flag = ffi.new("int *", 1 if rowid else 0)
+                _check(lib.sqlite3session_object_config(core.ptr, lib.SQLITE_SESSION_OBJCONFIG_ROWID, flag),
+                       cdb, "configuring rowid tracking")
+                flag[0] = 1 if track_size else 0
+                _check(lib.sqlite3session_object_config(core.ptr, lib.SQLITE_SESSION_OBJCONFIG_SIZE, flag),
+                       cdb, "configuring size tracking")
+                if indirect:
+                    lib.sqlite3session_indirect(core.ptr, 1)
+                if filter is not None:
+                    lib.sqlite3session_table_filter(core.ptr, lib.sss_py_session_filter, core.handle)
+                if table_list is None:
+                    _check(lib.sqlite3session_attach(core.ptr, NULL), cdb, "attaching all tables")
+                else:
+                    for name in table_list:
+                        self._attach(cdb, name)
+            except BaseException:
+                core.delete()
+                raise
+
+    # -- configuration ------------------------------------------------------
+
+    def attach(self, table: str | None = None) -> None:
+        """Also record ``table`` (None: every table, including later ones).
+        Attaching a table that does not exist yet is allowed."""
+        with self._use() as (cdb, _):
+            if table is None:
+                _check(lib.sqlite3session_attach(self._core.ptr, NULL), cdb, "attaching all tables")
+            else:
+                self._attach(cdb, table)
+
+    def _attach(self, cdb: Any, table: str) -> None:
+        if not isinstance(table, str) or "\0" in table:
+            raise InterfaceError(f"a table name must be a str without NUL, not {table!r}")
+        _check(lib.sqlite3session_attach(self._core.ptr, table.encode("utf-8")), cdb,
+               f"attaching table {table!r}")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether changes are being recorded (a disabled session keeps what
+        it has recorded and ignores new changes)."""
+        with self._use() as (_, ptr):
+            return bool(lib.sqlite3session_enable(ptr, -1))
+
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        with self._use() as (_, ptr):
+            lib.sqlite3session_enable(ptr, 1 if value else 0)
+
+    @property
+    def indirect(self) -> bool:
+        """Whether changes recorded from now on are marked indirect."""
+        with self._use() as (_, ptr):
+            return bool(lib.sqlite3session_indirect(ptr, -1))
+
+    @indirect.setter
+    def indirect(self, value: bool) -> None:
+        with self._use() as (_, ptr):
+            lib.sqlite3session_indirect(ptr, 1 if value else 0)
+
+    # -- state --------------------------------------------------------------
+
+    @property
+    def is_empty(self) -> bool:
+        """True when no change has been recorded.  (False does not promise a
+        non-empty changeset: a row changed and changed back records nothing.)"""
+        with self._use() as (_, ptr):
+            return bool(lib.sqlite3session_isempty(ptr))
+
+    @property
+    def memory_used(self) -> int:
+        """Bytes of heap memory the session uses."""
+        with self._use() as (_, ptr):
+            return int(lib.sqlite3session_memory_used(ptr))
+
+    @property
+    def changeset_size(self) -> int:
+        """The size in bytes :meth:`changeset` would return now."""
+        if not self._track_size:
+            raise InterfaceError("changeset_size needs a session made with track_size=True")
+        with self._use() as (_, ptr):
+            return int(lib.sqlite3session_changeset_size(ptr))
+
+    @property
+    def closed(self) -> bool:
+        return self._core.ptr is None
+
+    @property
+    def connection(self) -> Connection:
+        return self._con
+
+    # -- output -------------------------------------------------------------
+
+    def changeset(self) -> Changeset:
+        """The changes recorded so far, as a :class:`Changeset`."""
+        return Changeset(self._output(lib.sqlite3session_changeset, "changeset"))
+
+    def patchset(self) -> Patchset:
+        """The changes recorded so far, as a :class:`Patchset`."""
+        return Patchset(self._output(lib.sqlite3session_patchset, "patchset"))
+
+    def _output(self, fn: Any, what: str) -> bytes:
+        with self._use() as (cdb, ptr):
+            self._raise_filter_error()
+            n = ffi.new("int *")
+            p = ffi.new("void **")
+            rc = fn(ptr, n, p)
+            blob = take_blob(n, p)
+            if rc != lib.SQLITE_OK:
+                raise _session_error(cdb, rc, f"generating the {what}")
+            return blob
+
+    def changeset_stream(self, file: BinaryIO) -> int:
+        """Write the changeset to a binary file object in chunks, without
+        building it in memory (for changesets past memory or 2 GiB).
+        Returns the number of bytes written."""
+        return self._stream(lib.sqlite3session_changeset_strm, file, "changeset")
+
+    def patchset_stream(self, file: BinaryIO) -> int:
+        """Write the patchset to a binary file object in chunks; returns the
+        number of bytes written."""
+        return self._stream(lib.sqlite3session_patchset_strm, file, "patchset")
+
+    def _stream(self, fn: Any, file: BinaryIO, what: str) -> int:
+        writer = Writer(file)
+        with self._use() as (cdb, ptr):
+            self._raise_filter_error()
+            rc = fn(ptr, lib.sss_py_output, writer.handle)
+            writer.reraise()
+            if rc != lib.SQLITE_OK:
+                raise _session_error(cdb, rc, f"streaming the {what}")
+        return writer.total
+
+    def diff(self, from_schema: str, table: str) -> None:
+        """Record the changes that would turn ``table`` in the attached
+        database ``from_schema`` into ``table`` in this session's database
+        (both tables need the same columns and primary key)."""
+        with self._use() as (cdb, ptr):
+            err = ffi.new("char **")
+            rc = lib.sqlite3session_diff(ptr, from_schema.encode("utf-8"), table.encode("utf-8"), err)
+            message = text(err[0]) if err[0] != NULL else ""
+            if err[0] != NULL:
+                lib.sqlite3_free(err[0])
+            if rc != lib.SQLITE_OK:
+                if message:
+                    raise error_class_for(rc)(f"{message} (diff of {table!r} from {from_schema!r})", rc)
+                raise error_from_db(cdb, rc, f"diff of {table!r} from {from_schema!r}")
+
+    def _raise_filter_error(self) -> None:
+        err = self._core.error
+        if err is not None:
+            # Raised on every call from now on: the capture stays incomplete.
+            raise err
+
+    # -- lifetime -----------------------------------------------------------
+
+    def close(self) -> None:
+        """Delete the session (closing twice is fine)."""
+        core = self._core
+        if core.ptr is None:
+            return
+        con = self._con
+        if con.closed:  # the connection deleted it already
+            core.delete()
+            return
+        _refuse_reentry(con, "close a session")
+        with con._use():
+            core.delete()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        core = getattr(self, "_core", None)
+        if core is None or core.ptr is None:
+            return
+        lock = core.con._lock
+        # Never from inside SQLite on this thread (the lock is re-entrant), and
+        # never while another thread is in it: defer to the connection's close.
+        if lock._is_owned() or not lock.acquire(False):
+            with _ORPHANS_LOCK:
+                _ORPHANS.add(core)
+            return
+        try:
+            core.delete()
+        finally:
+            lock.release()
+
+    def __repr__(self) -> str:
+        return f"<sss.Session on {self._con.path!r} {'closed' if self.closed else 'open'}>"
+
+    def _use(self) -> _UseSession:
+        return _UseSession(self)
+
+
+class _UseSession:
+    """``with session._use() as (db, ptr):`` the connection held, the session open."""
+
+    __slots__ = ("session", "using")
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.using = session._con._use()
+
+    def __enter__(self) -> tuple[Any, Any]:
+        cdb = self.using.__enter__()
+        ptr = self.session._core.ptr
+        if ptr is None:
+            self.using.__exit__(None, None, None)
+            raise ClosedError("cannot use a closed session")
+        return cdb, ptr
+
+    def __exit__(self, *exc: object) -> None:
+        self.using.__exit__(*exc)
+
+
+def _refuse_reentry(con: Connection, what: str) -> None:
+    """Creating or deleting a session from inside a callback SQLite is running
+    on this connection (a session filter runs inside SQLite's pre-update
+    hook) could free what SQLite is using: refuse it."""
+    if con._lock._is_owned():
+        raise InterfaceError(f"cannot {what} from inside a callback running on its connection")
+
+
+def _check(rc: int, cdb: Any, context: str) -> None:
+    if rc != lib.SQLITE_OK:
+        raise error_from_db(cdb, rc, context)
+
+
+def _session_error(cdb: Any, rc: int, context: str) -> Exception:
+    if rc == lib.SQLITE_SCHEMA or rc & 0xFF == lib.SQLITE_SCHEMA:
+        return error_from_db(cdb, rc, f"{context}: a recorded table's schema changed during the "
+                                      "session (e.g. DROP COLUMN); SQLite cannot write its changes")
+    return error_from_db(cdb, rc, context)
