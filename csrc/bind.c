@@ -178,7 +178,8 @@ int sss_execute(sqlite3_stmt *stmt, const char *params, size_t len,
     int rc;
 
     reset_result(res);
-    sqlite3_reset(stmt);
+    if (sqlite3_stmt_busy(stmt)) /* finished statements were reset already */
+        sqlite3_reset(stmt);
     if (len) {
         reader r = {(const unsigned char *)params, (const unsigned char *)params + len};
         rc = bind_row(stmt, &r, res);

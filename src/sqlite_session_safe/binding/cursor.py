@@ -14,7 +14,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from .errors import BindingError, ClosedError, DataError, InterfaceError
-from .raw import NULL, error_from_db, lib
+from .raw import error_from_db, lib
 from .statement import Statement
 from .values import (
     Parameters,
@@ -108,7 +108,7 @@ class Cursor:
             if stmt is None:
                 stmt = Statement(con, sql)
             handle = stmt.handle
-            if handle == NULL:  # empty statement: nothing to run
+            if handle is None:  # empty statement: nothing to run
                 cache.checkin(stmt)
                 self._rows, self._pos, self._more, self._description = _EMPTY, 0, False, None
                 self.rowcount = -1
@@ -205,7 +205,7 @@ class Cursor:
                     chunk = list(islice(rows_iter, EXECUTEMANY_CHUNK))
                     if not chunk:
                         break
-                    if stmt.handle == NULL:
+                    if stmt.handle is None:
                         continue
                     if stmt.param_names and isinstance(chunk[0], Mapping):
                         chunk = [self._row_from_mapping(stmt, row, done + i) for i, row in enumerate(chunk)]
