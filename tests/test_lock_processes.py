@@ -35,25 +35,29 @@ posix_signals = pytest.mark.skipif(
 )
 
 
+def _run_together(target, arg_tuples):
+    """Start one process per argument tuple (each also gets a start event and
+    a result queue), release them at once, return their results."""
+    ctx = mp_context()
+    start, out = ctx.Event(), ctx.Queue()
+    workers = [ctx.Process(target=target, args=(*a, start, out)) for a in arg_tuples]
+    for w in workers:
+        w.start()
+    start.set()
+    results = [out.get(timeout=600) for _ in workers]
+    for w in workers:
+        w.join(60)
+        assert w.exitcode == 0
+    return results
+
+
 def test_eight_processes_count_to_2400_without_overlap(tmp_path):
     db = str(tmp_path / "counter.sqlite")
     counter = tmp_path / "counter.txt"
     counter.write_text("0")
     marker = str(tmp_path / "occupied")
     procs, per = 8, 300 * STRESS_SCALE
-    ctx = mp_context()
-    start, out = ctx.Event(), ctx.Queue()
-    workers = [
-        ctx.Process(target=counter_worker, args=(db, str(counter), marker, per, i, start, out))
-        for i in range(procs)
-    ]
-    for w in workers:
-        w.start()
-    start.set()
-    overlaps = [out.get(timeout=600) for _ in workers]
-    for w in workers:
-        w.join(60)
-        assert w.exitcode == 0
+    overlaps = _run_together(counter_worker, [(db, str(counter), marker, per, i) for i in range(procs)])
     assert overlaps == [0] * procs
     assert int(counter.read_text()) == procs * per
     assert not os.path.exists(marker)
@@ -212,20 +216,9 @@ def test_readers_and_writers_never_overlap(tmp_path):
     """Network mode: 3 writer and 3 reader processes on one database; a writer
     never sees a reader inside, a reader never sees a writer inside."""
     db = str(tmp_path / "rw.sqlite")
-    ctx = mp_context()
-    start, out = ctx.Event(), ctx.Queue()
     per = 40 * STRESS_SCALE
-    workers = [
-        ctx.Process(target=rw_worker, args=(db, str(tmp_path), mode, per, i, start, out))
-        for i, mode in enumerate(["write", "read"] * 3)
-    ]
-    for w in workers:
-        w.start()
-    start.set()
-    reports = [out.get(timeout=600) for _ in workers]
-    for w in workers:
-        w.join(60)
-        assert w.exitcode == 0
+    modes = ["write", "read"] * 3
+    reports = _run_together(rw_worker, [(db, str(tmp_path), m, per, i) for i, m in enumerate(modes)])
     assert all(r["violations"] == 0 for r in reports), reports
     assert sum(r["done"] for r in reports) == 6 * per
     assert max(r["max_readers"] for r in reports if r["mode"] == "read") >= 1
