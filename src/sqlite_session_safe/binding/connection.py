@@ -161,7 +161,7 @@ class Connection:
     def in_transaction(self) -> bool:
         """True while a transaction is open (SQLite is not in autocommit mode)."""
         with self._use() as db:
-            return not lib.sqlite3_get_autocommit(db)
+            return bool(lib.sqlite3_get_autocommit(db) == 0)
 
     @property
     def total_changes(self) -> int:
@@ -182,8 +182,9 @@ class Connection:
 
     @property
     def readonly(self) -> bool:
+        """True when the main database is read-only."""
         with self._use() as db:
-            return lib.sqlite3_db_readonly(db, b"main") == 1
+            return bool(lib.sqlite3_db_readonly(db, b"main") == 1)
 
     @property
     def filename(self) -> str:

@@ -108,7 +108,8 @@ class SQLiteError(Error):
         self.name: str = PRIMARY_RESULT_CODES.get(self.code, f"SQLITE_{self.code}")
         self.extended_name: str = extended_name or self.name
 
-    def __reduce__(self):  # pickles across processes (multiprocessing) intact
+    def __reduce__(self) -> tuple[type[SQLiteError], tuple[str, int, str]]:
+        # pickles across processes (multiprocessing) intact
         return (type(self), (str(self), self.extended_code, self.extended_name))
 
 

@@ -51,6 +51,18 @@ class Statement:
         "description",
     )
 
+    handle: Any
+    sql: str
+    column_count: int
+    param_count: int
+    param_names: tuple[str | None, ...]
+    is_dml: bool
+    readonly: bool
+    #: keeps the bytes that SQLITE_STATIC bindings point into alive
+    bound: bytes | None
+    #: DB-API 7-tuples, name first, for statements that return rows
+    description: tuple[tuple[Any, ...], ...] | None
+
     def __init__(self, con: Connection, sql: str) -> None:
         if not isinstance(sql, str):
             raise InterfaceError(f"SQL must be str, not {type(sql).__qualname__}")
@@ -70,18 +82,17 @@ class Statement:
         consumed = int(ffi.cast("uintptr_t", tail[0])) - int(ffi.cast("uintptr_t", source))
         if consumed < len(sql_bytes):
             _reject_second_statement(db, sql_bytes[consumed:], handle)
-        self.handle: Any = handle
+        self.handle = handle
         self.sql = sql
-        self.bound: bytes | None = None  # keeps SQLITE_STATIC bindings alive
-        #: DB-API 7-tuples, name first, for statements that return rows.
-        self.description: tuple[tuple[Any, ...], ...] | None = None
+        self.bound = None
+        self.description = None
         if handle is None:  # empty SQL or only comments: runs, returns nothing
             self.column_count = self.param_count = 0
-            self.param_names: tuple[str | None, ...] = ()
+            self.param_names = ()
             self.is_dml = False
             self.readonly = True
             return
-        self.param_count: int = lib.sqlite3_bind_parameter_count(handle)
+        self.param_count = lib.sqlite3_bind_parameter_count(handle)
         self.param_names = tuple(
             (text(name)[1:] if name != NULL else None)
             for name in (
@@ -96,7 +107,7 @@ class Statement:
         """(Re)read what SQLite says about the statement's result: on prepare,
         and again after SQLite re-prepared it for a schema change."""
         handle = self.handle
-        self.column_count: int = lib.sqlite3_column_count(handle)
+        self.column_count = lib.sqlite3_column_count(handle)
         self.readonly = bool(lib.sqlite3_stmt_readonly(handle))
         self.description = (
             tuple(

@@ -62,7 +62,7 @@ def normalize_row(row: Sequence[Any]) -> tuple[Any, ...]:
 def pack_row(row: Sequence[Any]) -> bytes:
     """Pack one row of positional parameters."""
     try:
-        return _dumps(row, 2)
+        return _dumps(row, 2)  # type: ignore[arg-type]  # marshal rejects the unsupported
     except (ValueError, BufferError):
         # Something marshal cannot pack as is: a subclass, or an unsupported type.
         return _dumps(normalize_row(row), 2)
