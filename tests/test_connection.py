@@ -248,3 +248,35 @@ def test_interop_with_apsw(tmp_path: Path) -> None:
     a.close()
     with sss.connect(ours) as con:
         assert con.execute("SELECT * FROM t WHERE a = 3").fetchone() == (3, 3.0, "from apsw", b"\xff")
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "pthread_kill"), reason="needs POSIX signals")
+def test_sigint_during_a_bulk_write_rolls_back(con: sss.Connection) -> None:
+    """A real SIGINT in the middle of executemany inside a transaction: the
+    KeyboardInterrupt propagates, nothing of the transaction is kept, and the
+    connection works afterwards."""
+    import signal
+    import threading
+
+    con.execute("CREATE TABLE t(x)")
+    con.execute("INSERT INTO t VALUES ('before')")
+    main = threading.main_thread().ident
+    produced = 0
+    fired = threading.Event()
+
+    def rows():  # type: ignore[no-untyped-def]
+        nonlocal produced
+        while True:
+            produced += 1
+            if produced == 50_000 and not fired.is_set():
+                fired.set()
+                signal.pthread_kill(main, signal.SIGINT)  # type: ignore[arg-type]
+            yield (produced,)
+
+    with pytest.raises(KeyboardInterrupt):
+        with con.transaction("immediate"):
+            con.executemany("INSERT INTO t VALUES (?)", rows())
+    assert fired.is_set()
+    assert not con.in_transaction
+    assert con.execute("SELECT x FROM t").fetchall() == [("before",)]
+    assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
