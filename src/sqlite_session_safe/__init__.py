@@ -33,6 +33,39 @@ _Connection.session = _session_method  # type: ignore[attr-defined]
 _session_names = [n for n in _session_names if n != "session_method"]
 
 # --- coordination layer (exports added here) -----------------------------------
+from .coordination.errors import (  # noqa: E402
+    EpochMismatch,
+    FencingError,
+    LockCompromised,
+    LockError,
+    LockRefused,
+    LockTimeout,
+    OwnerFormatError,
+    UnknownProtocolVersion,
+)
+from .coordination.fencing import EPOCH_TABLE, advance_epoch, ensure_epoch_table, read_epoch  # noqa: E402
+from .coordination.lock import DirectoryLock, LockInfo, break_stale_lock, inspect_lock  # noqa: E402
+from .coordination.owner import OwnerRecord  # noqa: E402
+
+_coordination_names = [
+    "DirectoryLock",
+    "EPOCH_TABLE",
+    "EpochMismatch",
+    "FencingError",
+    "LockCompromised",
+    "LockError",
+    "LockInfo",
+    "LockRefused",
+    "LockTimeout",
+    "OwnerFormatError",
+    "OwnerRecord",
+    "UnknownProtocolVersion",
+    "advance_epoch",
+    "break_stale_lock",
+    "ensure_epoch_table",
+    "inspect_lock",
+    "read_epoch",
+]
 
 __all__ = [
     "Connection",
@@ -47,4 +80,5 @@ __all__ = [
     "sqlite_version_info",
     *_error_names,
     *_session_names,
+    *_coordination_names,
 ]
