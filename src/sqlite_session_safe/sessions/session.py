@@ -43,7 +43,7 @@ _ORPHANS_LOCK = threading.Lock()
 class _SessionCore:
     """The C session handle and what SQLite's callbacks need."""
 
-    __slots__ = ("con", "ptr", "handle", "filter", "error", "__weakref__")
+    __slots__ = ("con", "ptr", "handle", "filter", "error", "rejected", "__weakref__")
 
     def __init__(self, con: Connection, filter: SessionFilter | None) -> None:
         self.con = con
@@ -51,17 +51,26 @@ class _SessionCore:
         self.filter = filter
         #: An exception the table filter raised: the capture is incomplete.
         self.error: BaseException | None = None
+        #: Tables the filter said no to: SQLite asks again on every change to
+        #: an unattached table, the user's filter is asked once.
+        self.rejected: set[bytes] = set()
         self.handle = ffi.new_handle(self)
 
     def filter_table(self, table: Any) -> int:
         """Called by SQLite (sss_py_session_filter); never raises."""
         if self.error is not None:
             return 0
+        name = ffi.string(table)
+        if name in self.rejected:
+            return 0
         try:
-            return 1 if self.filter(text(table)) else 0  # type: ignore[misc]
+            if self.filter(text(table)):  # type: ignore[misc]
+                return 1
         except BaseException as exc:
             self.error = exc
             return 0
+        self.rejected.add(name)
+        return 0
 
     def delete(self) -> None:
         ptr, self.ptr = self.ptr, None
