@@ -402,9 +402,10 @@ def _summary(data: bytes) -> list[tuple[str, int, bytes, int, int, int]]:
     return decode(buf)  # type: ignore[no-any-return]
 
 
-def _schema_problem(con: Connection, table: str, ncol: int, pk: bytes) -> tuple[str, str] | None:
-    """Why SQLite would skip ``table`` (None when it is compatible): the rules
-    of sessionChangesetApply() / sessionTableInfo() in sqlite3.c."""
+def _schema_problem(con: Connection, table: str, ncol: int, pk: bytes) -> tuple[str, str, bool] | None:
+    """Why ``table`` does not fit the target (None when it does): reason,
+    message, and whether SQLite itself skips the table for it (the rules of
+    sessionChangesetApply() / sessionTableInfo() in sqlite3.c)."""
     if table.lower() == "sqlite_stat1":
         exists = con.execute("SELECT 1 FROM sqlite_schema WHERE name = 'sqlite_stat1'").fetchone()
         target_pk = [1, 2, 0] if exists else []
@@ -412,16 +413,25 @@ def _schema_problem(con: Connection, table: str, ncol: int, pk: bytes) -> tuple[
         rows = con.execute("SELECT pk, hidden FROM pragma_table_xinfo(?, 'main')", (table,)).fetchall()
         target_pk = [p for p, hidden in rows if hidden == 0]
         if target_pk and not any(target_pk):
+            # No declared key: SQLite applies by rowid, reading the
+            # changeset's first column as _rowid_.  A changeset recorded by
+            # rowid has exactly one column more than the table; anything else
+            # is a changeset of a keyed table whose values would land one
+            # column off: SQLite accepts that, strict mode does not.
+            if ncol != len(target_pk) + 1:
+                return "primary key", (f"table {table!r} has no PRIMARY KEY in the target, and the "
+                                       f"changeset ({ncol} columns) was not recorded by rowid from "
+                                       f"its {len(target_pk)} columns"), False
             target_pk = [1, *target_pk]  # a rowid table: _rowid_ is the key
     if not target_pk:
-        return "missing", f"the target database has no table {table!r}"
+        return "missing", f"the target database has no table {table!r}", True
     if len(target_pk) < ncol:
         return "columns", (f"table {table!r} has {len(target_pk)} columns in the target, the "
-                           f"changeset records {ncol}")
+                           f"changeset records {ncol}"), True
     min_cols = max((i + 1 for i, p in enumerate(target_pk) if p), default=0)
     if ncol < min_cols or list(pk) != target_pk[:ncol]:
         return "primary key", (f"table {table!r} has a different primary key in the target "
-                               f"(target {_pk_text(target_pk)}, changeset {_pk_text(list(pk))})")
+                               f"(target {_pk_text(target_pk)}, changeset {_pk_text(list(pk))})"), True
     return None
 
 
@@ -464,7 +474,7 @@ class _Plan:
     def __init__(self, con: Connection, sections: list[Any], tables: Iterable[str] | None,
                  filter: TableFilter | None, strict: bool, report: ApplyReport) -> None:
         self.keep = _table_decisions(tables, filter, (s[0] for s in sections))
-        checked: dict[tuple[str, int, bytes], tuple[str, str] | None] = {}
+        checked: dict[tuple[str, int, bytes], tuple[str, str, bool] | None] = {}
         for table, ncol, pk, n_ins, n_upd, n_del in sections:
             counts = (("INSERT", n_ins), ("UPDATE", n_upd), ("DELETE", n_del))
             for op, n in counts:
@@ -481,10 +491,12 @@ class _Plan:
             problem = checked[sig]
             if problem is None:
                 continue
-            reason, message = problem
+            reason, message, sqlite_skips = problem
             if strict:
-                raise SchemaMismatch(f"{message}; nothing was applied (strict=False skips such "
-                                     "tables, as SQLite does)", table, reason)
+                raise SchemaMismatch(f"{message}; nothing was applied (strict=False leaves it to "
+                                     "SQLite)", table, reason)
+            if not sqlite_skips:
+                continue  # SQLite applies it anyway (by rowid)
             report.mismatched.setdefault(table, reason)
             for op, n in counts:
                 if n:
