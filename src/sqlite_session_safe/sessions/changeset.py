@@ -352,15 +352,15 @@ class Changeset(_ChangesetBase):
         """The changeset that undoes this one (INSERT <-> DELETE, old <-> new)."""
         if not self:
             return Changeset()
+        # sqlite3changeset_invert() documents that it assumes valid input;
+        # the iterator is the hardened parser, so corrupt data stops here.
+        self.validate()
         if len(self) > _native.MAX_BLOB:
             reader, writer = Reader(self), Writer()
             rc = lib.sqlite3changeset_invert_strm(lib.sss_py_input, reader.handle,
                                                   lib.sss_py_output, writer.handle)
             check_rc(rc, "inverting a changeset")
             return Changeset(bytes(writer.buffer))
-        # sqlite3changeset_invert() documents that it assumes valid input;
-        # the iterator is the hardened parser, so corrupt data stops here.
-        self.validate()
         n = ffi.new("int *")
         p = ffi.new("void **")
         rc = lib.sqlite3changeset_invert(len(self), ffi.from_buffer(self), n, p)

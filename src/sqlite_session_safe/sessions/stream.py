@@ -18,6 +18,7 @@ from typing import BinaryIO
 
 from ..binding.raw import ffi, lib
 from ._native import Reader, Writer, check_rc
+from .errors import ChangesetError
 from .changeset import Change, iter_changes
 
 __all__ = ["iterate_stream", "invert_stream", "concat_stream"]
@@ -36,14 +37,43 @@ def iterate_stream(source: BinaryIO | bytes, invert: bool = False) -> Iterator[C
 
 def invert_stream(source: BinaryIO | bytes, dest: BinaryIO) -> int:
     """Write the inverse of the changeset read from ``source`` to ``dest``;
-    returns the number of bytes written."""
+    returns the number of bytes written.
+
+    sqlite3changeset_invert() trusts its input (a table header of zero
+    columns, for one, makes it fail as "out of memory"), so a seekable source
+    is first read through the hardened iterator: corruption then raises
+    :class:`ChangesetError` before anything is written.  A source that cannot
+    seek is inverted in one pass, and SQLite's NOMEM is reported as
+    ChangesetError too, since on such input that is what it means.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        for _ in iterate_stream(source):
+            pass
+    start = _tell(source)
+    if start is not None:
+        for _ in iterate_stream(source):
+            pass
+        source.seek(start)  # type: ignore[union-attr]
     reader, writer = Reader(source), Writer(dest)
     rc = lib.sqlite3changeset_invert_strm(lib.sss_py_input, reader.handle,
                                           lib.sss_py_output, writer.handle)
     reader.reraise()
     writer.reraise()
+    if rc == lib.SQLITE_NOMEM:
+        raise ChangesetError("inverting a stream: SQLite reported out of memory, which for a "
+                             "changeset it cannot parse means corrupt input", rc)
     check_rc(rc, "inverting a stream")
     return writer.total
+
+
+def _tell(source: object) -> int | None:
+    """The position of a seekable file object, else None."""
+    try:
+        if source.seekable():  # type: ignore[attr-defined]
+            return int(source.tell())  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        pass
+    return None
 
 
 def concat_stream(a: BinaryIO | bytes, b: BinaryIO | bytes, dest: BinaryIO) -> int:
