@@ -221,7 +221,8 @@ def test_as_dicts_json_sql(db: sss.Connection) -> None:
 
 def test_streaming_iterate_invert_concat(tmp_path: Path, db: sss.Connection) -> None:
     with db.transaction():
-        db.executemany("INSERT INTO t VALUES (?, ?, ?, ?)", [(i, "x" * 50, i / 3, None) for i in range(10, 5010)])
+        db.executemany("INSERT INTO t VALUES (?, ?, ?, ?)",
+                       [(i, "x" * 50, i / 3, None) for i in range(10, 5010)])
     a, _ = capture(db, "UPDATE t SET v = 'y' WHERE id % 2 = 0")
     b, _ = capture(db, "DELETE FROM t WHERE id % 3 = 0")
     pa, pb = tmp_path / "a.cs", tmp_path / "b.cs"

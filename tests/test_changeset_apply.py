@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import sqlite_session_safe as sss
+
 apply_module = importlib.import_module("sqlite_session_safe.sessions.apply")
 
 C = sss.ConflictType

@@ -23,7 +23,8 @@ WORKLOADS = {
     "inserts": [
         "INSERT INTO t VALUES (1, 'one', 1.5, x'00ff'), (2, NULL, -0.0, NULL), "
         "(3, 'três ☃', 1e308, x'')",
-        "INSERT INTO t VALUES (9223372036854775807, 'max', NULL, NULL), (-9223372036854775808, 'min', 2, 'x')",
+        "INSERT INTO t VALUES (9223372036854775807, 'max', NULL, NULL), "
+        "(-9223372036854775808, 'min', 2, 'x')",
     ],
     "updates": [
         "INSERT INTO t VALUES (1, 'a', 1, NULL), (2, 'b', 2, NULL), (3, 'c', 3, NULL)",

@@ -18,44 +18,44 @@ _IOERR = lib.SQLITE_IOERR
 _ABORT = lib.SQLITE_CHANGESET_ABORT
 
 
-@ffi.def_extern()  # type: ignore[misc]
+@ffi.def_extern()  # type: ignore[misc,untyped-decorator,unused-ignore]
 def sss_py_input(ctx: Any, data: Any, size_ptr: Any) -> int:
     reader = ffi.from_handle(ctx)
     try:
-        return reader.fill(data, size_ptr)  # type: ignore[no-any-return]
+        return int(reader.fill(data, size_ptr))
     except BaseException as exc:
         reader.error = exc
         size_ptr[0] = 0
-        return _IOERR
+        return int(_IOERR)
 
 
-@ffi.def_extern()  # type: ignore[misc]
+@ffi.def_extern()  # type: ignore[misc,untyped-decorator,unused-ignore]
 def sss_py_output(ctx: Any, data: Any, n: int) -> int:
     writer = ffi.from_handle(ctx)
     try:
-        return writer.write(data, n)  # type: ignore[no-any-return]
+        return int(writer.write(data, n))
     except BaseException as exc:
         writer.error = exc
-        return _IOERR
+        return int(_IOERR)
 
 
-@ffi.def_extern()  # type: ignore[misc]
+@ffi.def_extern()  # type: ignore[misc,untyped-decorator,unused-ignore]
 def sss_py_session_filter(ctx: Any, table: Any) -> int:
     core = ffi.from_handle(ctx)
-    return core.filter_table(table)  # type: ignore[no-any-return]  # never raises
+    return int(core.filter_table(table))  # never raises
 
 
-@ffi.def_extern()  # type: ignore[misc]
+@ffi.def_extern()  # type: ignore[misc,untyped-decorator,unused-ignore]
 def sss_py_apply_filter(ctx: Any, table: Any) -> int:
     apply_ctx = ffi.from_handle(ctx)
-    return apply_ctx.filter_table(table)  # type: ignore[no-any-return]  # never raises
+    return int(apply_ctx.filter_table(table))  # never raises
 
 
-@ffi.def_extern()  # type: ignore[misc]
+@ffi.def_extern()  # type: ignore[misc,untyped-decorator,unused-ignore]
 def sss_py_apply_conflict(ctx: Any, conflict_type: int, it: Any) -> int:
     apply_ctx = ffi.from_handle(ctx)
     try:
-        return apply_ctx.on_conflict(conflict_type, it)  # type: ignore[no-any-return]
+        return int(apply_ctx.on_conflict(conflict_type, it))
     except BaseException as exc:
         apply_ctx.fail(exc)
-        return _ABORT
+        return int(_ABORT)

@@ -38,7 +38,9 @@ _chunk = ffi.new("int *", STREAM_CHUNK)
 lib.sqlite3session_config(lib.SQLITE_SESSION_CONFIG_STRMSIZE, _chunk)
 
 #: Changes per walk batch, and the byte size at which a batch stops early.
-WALK_BATCH = 4096
+#: Small enough that a batch's objects die young (cheap for the cyclic GC),
+#: large enough that the per-call cost is negligible.
+WALK_BATCH = 1024
 WALK_BYTES = 1 << 20
 
 _loads = marshal.loads
@@ -113,7 +115,7 @@ class Reader:
                 raise ValueError(f"readinto returned {n} for a {want}-byte buffer")
         self.total += n
         size_ptr[0] = n
-        return lib.SQLITE_OK
+        return int(lib.SQLITE_OK)
 
     def reraise(self) -> None:
         if self.error is not None:
@@ -143,7 +145,7 @@ class Writer:
         else:
             self.target.write(bytes(chunk))
         self.total += n
-        return lib.SQLITE_OK
+        return int(lib.SQLITE_OK)
 
     def reraise(self) -> None:
         if self.error is not None:
@@ -170,9 +172,11 @@ def decode(buf: Any) -> Any:
         raise ChangesetError(f"cannot decode a change: {exc}") from None
 
 
-def walk_batches(it: Any, what: str, readers: tuple[Reader, ...] = ()) -> Iterator[list[Any]]:
+def walk_batches(it: Any, what: str, readers: tuple[Reader, ...] = (),
+                 keepalive: Any = None) -> Iterator[list[Any]]:
     """Yield lists of raw change tuples from an open iterator, finalizing it at
-    the end (or when the consumer stops early)."""
+    the end (or when the consumer stops early).  ``keepalive`` is the data the
+    iterator reads: referenced here until the iterator is finalized."""
     buf = new_buffer()
     n = ffi.new("int *")
     try:
@@ -188,6 +192,7 @@ def walk_batches(it: Any, what: str, readers: tuple[Reader, ...] = ()) -> Iterat
                 break
     finally:
         rc = lib.sqlite3changeset_finalize(it)
+        del keepalive
     # Only reached after a complete walk: finalize reports any error the
     # iterator met (they are sticky), e.g. corruption found while finishing.
     for r in readers:

@@ -26,14 +26,14 @@ import dataclasses
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any, BinaryIO, Union
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..binding.errors import InterfaceError
 from ..binding.raw import NULL, error_from_db, ffi, lib, text
 from . import _native
 from ._native import Reader, check_rc, decode, new_buffer, take_blob
 from .changeset import Change, Changeset, Patchset, _ChangesetBase, _iter_start
-from .errors import ChangesetError, ConflictAbort, ConflictPolicyError, SchemaMismatch
+from .errors import ConflictAbort, ConflictPolicyError, SchemaMismatch
 
 if TYPE_CHECKING:
     from ..binding.connection import Connection
@@ -125,9 +125,9 @@ class Conflict:
         return f"{self.type.name} conflict on {c.op} in {c.table!r} (key {c.key!r})"
 
 
-ActionLike = Union[Action, int]
+ActionLike = Action | int
 #: ``on_conflict``: one action, a mapping, or a callable ``(Conflict) -> action``.
-OnConflict = Union[ActionLike, Mapping[Any, Any], Callable[[Conflict], ActionLike], None]
+OnConflict = ActionLike | Mapping[Any, Any] | Callable[[Conflict], ActionLike] | None
 #: ``filter(table_name) -> bool``: whether to apply that table's changes.
 TableFilter = Callable[[str], object]
 
@@ -251,7 +251,7 @@ class _Policy:
     def _table_entry(table: str, value: Any) -> dict[ConflictType, Action]:
         where = f"on_conflict[{table!r}]"
         if isinstance(value, Mapping):
-            entry = {}
+            entry: dict[ConflictType, Action] = {}
             for k, v in value.items():
                 ctype = _conflict_type(k, f"{where} key")
                 if ctype is ConflictType.FOREIGN_KEY:
@@ -591,6 +591,7 @@ def apply(
         raise InterfaceError(f"filter must be callable, not {type(filter).__qualname__}")
     if invert and collect_rejected:
         # SQLite cannot collect changes from an inverting iterator: invert first.
+        assert isinstance(cs, Changeset)  # patchsets were refused above
         cs, invert = cs.invert(), False
     report = ApplyReport()
     kind = type(cs)
@@ -704,7 +705,8 @@ def _final_fk_check(ctx: _ApplyContext, cdb: Any, con: Connection) -> None:
     """A chunk before the last left foreign key violations; SQLite's own check
     only sees the last chunk's, so count what remains in the database now and
     put it to the policy as SQLite would."""
-    if not con.execute("PRAGMA foreign_keys").fetchone()[0]:
+    row = con.execute("PRAGMA foreign_keys").fetchone()
+    if not row or not row[0]:
         return
     n = len(con.execute("PRAGMA foreign_key_check").fetchall())
     if not n:
@@ -743,7 +745,8 @@ def apply_stream(
     with the same arguments.  Differences: each chunk is checked (schema,
     filter) just before it is applied, so a mismatch late in the stream is
     found after earlier chunks were applied (and rolled back);
-    ``collect_rejected`` keeps the rejected changes in memory; a FOREIGN_KEY conflict left by an earlier chunk is
+    ``collect_rejected`` keeps the rejected changes in memory; a FOREIGN_KEY
+    conflict left by an earlier chunk is
     decided at the end with ``PRAGMA foreign_key_check``, which counts every
     violation in the database, including ones that were there before.
     """

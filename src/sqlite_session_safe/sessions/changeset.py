@@ -13,9 +13,8 @@ import json
 import math
 import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from itertools import repeat
-from operator import itemgetter
-from typing import TYPE_CHECKING, Any, TypeVar
+from itertools import chain, repeat
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from ..binding.errors import InterfaceError
 from ..binding.raw import ffi, lib
@@ -44,10 +43,19 @@ _OP_CODES = {"INSERT": lib.SQLITE_INSERT, "UPDATE": lib.SQLITE_UPDATE, "DELETE":
 _tuple_new = tuple.__new__
 
 
-class Change(tuple):  # type: ignore[type-arg]
+class _ChangeFields(NamedTuple):
+    table: str
+    op: str
+    old: tuple[Any, ...] | None
+    new: tuple[Any, ...] | None
+    pk: tuple[int, ...]
+    indirect: bool
+
+
+class Change(_ChangeFields):
     """One change: a row inserted, updated or deleted in one table.
 
-    A tuple ``(table, op, old, new, pk, indirect)`` with named fields:
+    A named tuple ``(table, op, old, new, pk, indirect)``:
 
     * ``table``: the table's name;
     * ``op``: ``"INSERT"``, ``"UPDATE"`` or ``"DELETE"``;
@@ -63,20 +71,11 @@ class Change(tuple):  # type: ignore[type-arg]
     :data:`UNCHANGED`: an UPDATE records old and new values only for the
     columns it changed (and the old primary key), a patchset records even less.
     A Change owns its values: it stays valid after the iteration moves on.
+    (A NamedTuple base gives the fields C-level accessors: iteration reads
+    them once per change.)
     """
 
     __slots__ = ()
-    _fields = ("table", "op", "old", "new", "pk", "indirect")
-
-    table: str = property(itemgetter(0), doc="The table's name.")  # type: ignore[assignment]
-    op: str = property(itemgetter(1), doc='"INSERT", "UPDATE" or "DELETE".')  # type: ignore[assignment]
-    old: tuple[Any, ...] | None = property(  # type: ignore[assignment]
-        itemgetter(2), doc="Values before the change (None for INSERT).")
-    new: tuple[Any, ...] | None = property(  # type: ignore[assignment]
-        itemgetter(3), doc="Values after the change (None for DELETE).")
-    pk: tuple[int, ...] = property(  # type: ignore[assignment]
-        itemgetter(4), doc="Per column: 0, or its position in the primary key.")
-    indirect: bool = property(itemgetter(5), doc="True for an indirect change.")  # type: ignore[assignment]
 
     def __new__(
         cls,
@@ -122,6 +121,7 @@ class Change(tuple):  # type: ignore[type-arg]
     def key(self) -> tuple[Any, ...]:
         """The primary key values of the row this change is about."""
         row = self[3] if self[1] == "INSERT" else self[2]
+        assert row is not None  # INSERT has new values, UPDATE/DELETE old ones
         return tuple(row[i] for i, flag in enumerate(self[4]) if flag)
 
 
@@ -141,11 +141,16 @@ def _iter_start(data: bytes, invert: bool) -> tuple[Any, tuple[Reader, ...]]:
 
 
 def iter_changes(it: Any, keepalive: Any, readers: tuple[Reader, ...], what: str) -> Iterator[Change]:
-    """Changes from an open iterator.  ``keepalive`` (the bytes the iterator
-    reads) is referenced by this generator's frame for as long as it runs."""
-    for batch in walk_batches(it, what, readers):
-        yield from map(_tuple_new, repeat(Change), batch)
-    del keepalive
+    """Changes from an open iterator.  ``keepalive`` (what the iterator reads)
+    is held by the batch generator for as long as it runs.  Each batch's raw
+    tuples become Change objects in C (map + tuple.__new__), and chain()
+    hands them out without a Python frame per change."""
+    batches = walk_batches(it, what, readers, keepalive)
+    return chain.from_iterable(map(_as_changes, batches))
+
+
+def _as_changes(batch: list[Any]) -> Iterator[Change]:
+    return map(_tuple_new, repeat(Change), batch)
 
 
 _S = TypeVar("_S", bound="_ChangesetBase")
@@ -540,10 +545,10 @@ def encode_changes(changes: Iterable[Change], patchset: bool = False) -> bytes:
         if patchset:
             if op == "DELETE":
                 assert old is not None
-                record: Sequence[Any] = [v for v, flag in zip(old, pk) if flag]
+                record: Sequence[Any] = [v for v, flag in zip(old, pk, strict=True) if flag]
             elif op == "UPDATE":
                 assert old is not None and new is not None
-                record = [o if flag else n for o, n, flag in zip(old, new, pk)]
+                record = [o if flag else n for o, n, flag in zip(old, new, pk, strict=True)]
             else:
                 assert new is not None
                 record = new

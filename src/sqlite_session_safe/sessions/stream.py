@@ -18,8 +18,8 @@ from typing import BinaryIO
 
 from ..binding.raw import ffi, lib
 from ._native import Reader, Writer, check_rc
-from .errors import ChangesetError
 from .changeset import Change, iter_changes
+from .errors import ChangesetError
 
 __all__ = ["iterate_stream", "invert_stream", "concat_stream"]
 
