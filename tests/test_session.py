@@ -264,3 +264,24 @@ def test_other_thread_gets_threading_error(db: sss.Connection) -> None:
         th.join()
     assert len(errors) == 1
     s.close()
+
+
+def test_closing_the_connection_from_a_callback_is_refused(db: sss.Connection) -> None:
+    """A filter runs while SQLite is inside the session; closing the connection
+    there would free the session under SQLite's feet, so it is refused."""
+    refused: list[BaseException] = []
+
+    def closes(name: str) -> bool:
+        try:
+            db.close()
+        except sss.InterfaceError as exc:
+            refused.append(exc)
+        return True
+
+    with db.session(filter=closes) as s:
+        db.execute("INSERT INTO t VALUES (1, 'a')")
+        assert tables_of(s.changeset()) == ["t"]
+    assert refused and "inside a callback" in str(refused[0])
+    assert not db.closed
+    db.close()
+    assert db.closed

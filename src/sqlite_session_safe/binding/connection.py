@@ -307,6 +307,11 @@ class Connection:
         fine; any other use afterwards raises :class:`ClosedError`."""
         if self._db is None:
             return
+        if self._lock._is_owned():  # type: ignore[attr-defined]
+            # This thread is inside a call on this connection (a callback from
+            # SQLite, e.g. a session filter or conflict handler): closing now
+            # would free what SQLite is still using.
+            raise InterfaceError("cannot close a connection from inside a callback running on it")
         if not self._lock.acquire(False):
             self._raise_busy()
         try:
