@@ -33,13 +33,28 @@ _Connection.session = _session_method  # type: ignore[attr-defined]
 _session_names = [n for n in _session_names if n != "session_method"]
 
 # --- coordination layer (exports added here) -----------------------------------
+from .coordination.audit import LogEntry
+from .coordination.backups import BackupResult
+from .coordination.database import Database, ReadTx, WriteResult, WriteTiming, WriteTx
+from .coordination.database import open_database as open  # noqa: A001  (sss.open, by design)
+from .coordination.db_errors import (
+    BackupCheckFailed,
+    ConflictError,
+    NoPrimaryKeyError,
+    SchemaChangeInWrite,
+    WalOnNetworkFilesystem,
+)
+from .coordination.errors import EpochMismatch, FencingError, LockCompromised, LockError, LockTimeout
+from .coordination.optimistic import OptimisticContext
+
+_database_names = [
+    "open", "Database", "ReadTx", "WriteTx", "WriteResult", "WriteTiming", "LogEntry",
+    "BackupResult", "OptimisticContext", "ConflictError", "NoPrimaryKeyError",
+    "SchemaChangeInWrite", "WalOnNetworkFilesystem", "BackupCheckFailed",
+    "LockError", "LockTimeout", "LockCompromised", "FencingError", "EpochMismatch",
+]
 from .coordination.errors import (  # noqa: E402
-    EpochMismatch,
-    FencingError,
-    LockCompromised,
-    LockError,
     LockRefused,
-    LockTimeout,
     OwnerFormatError,
     UnknownProtocolVersion,
 )

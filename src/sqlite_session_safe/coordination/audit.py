@@ -1,0 +1,242 @@
+"""The audit log: one row per admitted write, inside the database itself.
+
+Every admitted write appends its entry in the same transaction as its data
+changes, so the log and the data can never disagree: both commit or neither
+does (PROTOCOL.md, "Audit log").  The log's tables carry the package's
+reserved ``_sss_`` prefix, which the write session never records.
+
+Tables::
+
+    _sss_log(seq, committed_at, owner, host, pid, label, kind, changeset, sql, epoch)
+    _sss_meta(key, value)      -- database_id, log_format
+
+``seq`` is 1, 2, 3, ... without gaps: a write that rolls back takes no seq.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ..binding.connection import Connection
+from ..binding.raw import error_from_db, ffi, lib
+from ..sessions.apply import OnConflict, apply
+from ..sessions.changeset import Changeset
+from .migration import run_script
+
+__all__ = [
+    "LOG_TABLE",
+    "META_TABLE",
+    "LOG_FORMAT",
+    "RESERVED_PREFIX",
+    "LogEntry",
+    "has_log",
+    "ensure_log",
+    "append_entry",
+    "read_entries",
+    "log_position",
+    "database_id",
+    "utc_now",
+]
+
+#: Tables whose names start with this belong to the package: never recorded
+#: by a write's session, never replicated.
+RESERVED_PREFIX = "_sss_"
+LOG_TABLE = "_sss_log"
+META_TABLE = "_sss_meta"
+#: Version of the log's table layout, stored in _sss_meta.
+LOG_FORMAT = 1
+
+_CREATE_LOG = f"""CREATE TABLE IF NOT EXISTS {LOG_TABLE} (
+    seq          INTEGER PRIMARY KEY,
+    committed_at TEXT NOT NULL,
+    owner        TEXT NOT NULL,
+    host         TEXT NOT NULL,
+    pid          INTEGER NOT NULL,
+    label        TEXT,
+    kind         TEXT NOT NULL CHECK (kind IN ('data', 'ddl')),
+    changeset    BLOB,
+    sql          TEXT,
+    epoch        INTEGER NOT NULL,
+    CHECK ((kind = 'data') = (changeset IS NOT NULL)),
+    CHECK ((kind = 'ddl') = (sql IS NOT NULL))
+)"""
+_CREATE_META = f"CREATE TABLE IF NOT EXISTS {META_TABLE} (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+_APPEND = (
+    f"INSERT INTO {LOG_TABLE} (seq, committed_at, owner, host, pid, label, kind, changeset, sql, epoch) "
+    f"VALUES ((SELECT coalesce(max(seq), 0) + 1 FROM {LOG_TABLE}), ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SELECT = (
+    f"SELECT seq, committed_at, owner, host, pid, label, kind, changeset, sql, epoch FROM {LOG_TABLE} "
+    "WHERE seq > ? ORDER BY seq LIMIT ?"
+)
+
+
+def utc_now() -> str:
+    """Now as RFC 3339 UTC with microseconds (informational only: hosts' clocks differ)."""
+    now = _dt.datetime.now(_dt.timezone.utc)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One committed write, as the audit log holds it.
+
+    Attributes:
+        seq: position in the log (1, 2, 3, ... without gaps).
+        committed_at: RFC 3339 UTC wall time on the writer's host, taken just
+            before COMMIT; informational (hosts' clocks differ).
+        owner: the lock ``owner_id`` of the admitted writer.
+        host: the writer's host name; pid: its process id.
+        label: the label the write was given, or None.
+        kind: ``"data"`` (a changeset) or ``"ddl"`` (a migration's SQL).
+        changeset: the write's changes (kind "data"), else None.
+        sql: the migration script (kind "ddl"), else None.
+        epoch: the fencing epoch the write set.
+    """
+
+    seq: int
+    committed_at: str
+    owner: str
+    host: str
+    pid: int
+    label: str | None
+    kind: str
+    changeset: Changeset | None
+    sql: str | None
+    epoch: int
+
+    @property
+    def committed(self) -> _dt.datetime:
+        """:attr:`committed_at` as an aware datetime."""
+        return _dt.datetime.strptime(self.committed_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+            tzinfo=_dt.timezone.utc
+        )
+
+    def apply_to(self, con: Connection, on_conflict: OnConflict = None) -> None:
+        """Replay this entry on ``con``: apply the changeset (strict: a
+        conflict aborts, a table of another shape raises ``SchemaMismatch``),
+        or run the migration's statements.  Runs inside the caller's
+        transaction if one is open; the apply itself is all-or-nothing."""
+        if self.kind == "data":
+            assert self.changeset is not None
+            # The changeset already holds what the source's triggers did;
+            # letting the target's triggers fire again would do it twice.
+            previous = _set_triggers(con, False)
+            try:
+                apply(self.changeset, con, on_conflict=on_conflict, strict=True)
+            finally:
+                _set_triggers(con, previous)
+        else:
+            assert self.sql is not None
+            if con.in_transaction:
+                run_script(con, self.sql)
+            else:
+                with con.transaction("immediate"):
+                    run_script(con, self.sql)
+
+
+#: SQLITE_DBCONFIG_ENABLE_TRIGGER (sqlite3.h); not in the cdef's constants.
+_DBCONFIG_ENABLE_TRIGGER = 1003
+
+
+def _set_triggers(con: Connection, enabled: bool) -> bool:
+    """Turn ``con``'s triggers on or off; return whether they were on."""
+    out = ffi.new("int *")
+    with con._use() as db:
+        # -1 only reports the setting; SQLite writes the setting *after*
+        # each call into ``out``.
+        for value in (-1, int(enabled)):
+            rc = lib.sqlite3_db_config(db, _DBCONFIG_ENABLE_TRIGGER, ffi.cast("int", value), out)
+            if rc != lib.SQLITE_OK:
+                raise error_from_db(db, rc, "switching triggers for a replay")
+            if value == -1:
+                previous = bool(out[0])
+    return previous
+
+
+def _table_exists(con: Connection, name: str) -> bool:
+    row = con.execute(
+        "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?", (name,)
+    ).fetchone()
+    return row is not None
+
+
+def has_log(con: Connection) -> bool:
+    """Whether the database keeps an audit log (its ``_sss_log`` table exists)."""
+    return _table_exists(con, LOG_TABLE)
+
+
+def ensure_log(con: Connection) -> None:
+    """Create the log's tables and meta rows if missing (inside the caller's
+    write transaction; idempotent)."""
+    con.execute(_CREATE_LOG)
+    con.execute(_CREATE_META)
+    con.execute(f"INSERT OR IGNORE INTO {META_TABLE} (key, value) VALUES ('database_id', ?)",
+                (os.urandom(16).hex(),))
+    con.execute(f"INSERT OR IGNORE INTO {META_TABLE} (key, value) VALUES ('log_format', ?)",
+                (str(LOG_FORMAT),))
+
+
+def append_entry(
+    con: Connection,
+    *,
+    owner: str,
+    host: str,
+    pid: int,
+    label: str | None,
+    kind: str,
+    changeset: bytes | None,
+    sql: str | None,
+    epoch: int,
+) -> tuple[int, str]:
+    """Append one entry (inside the caller's write transaction, which must
+    hold SQLite's write lock so that ``max(seq) + 1`` is unique).  Returns
+    (seq, committed_at)."""
+    at = utc_now()
+    cur = con.execute(_APPEND, (at, owner, host, pid, label, kind, changeset, sql, epoch))
+    seq = cur.lastrowid
+    assert seq is not None
+    return seq, at
+
+
+def _entry(row: tuple[Any, ...]) -> LogEntry:
+    seq, at, owner, host, pid, label, kind, blob, sql, epoch = row
+    return LogEntry(seq, at, owner, host, pid, label, kind,
+                    Changeset(blob) if blob is not None else None, sql, epoch)
+
+
+def read_entries(con: Connection, since: int = 0, limit: int = 256) -> list[LogEntry]:
+    """Up to ``limit`` entries with ``seq > since``, in order ([] without a log)."""
+    if not has_log(con):
+        return []
+    return [_entry(r) for r in con.execute(_SELECT, (since, limit))]
+
+
+def iter_entries(con: Connection, since: int = 0, batch: int = 256) -> Iterator[LogEntry]:
+    """All entries after ``since``, read ``batch`` at a time."""
+    while True:
+        rows = read_entries(con, since, batch)
+        yield from rows
+        if len(rows) < batch:
+            return
+        since = rows[-1].seq
+
+
+def log_position(con: Connection) -> int:
+    """The last seq in the log (0 when empty or without a log)."""
+    if not has_log(con):
+        return 0
+    row = con.execute(f"SELECT coalesce(max(seq), 0) FROM {LOG_TABLE}").fetchone()
+    return int(row[0])
+
+
+def database_id(con: Connection) -> str | None:
+    """The random id the log was created with (None without a log)."""
+    if not _table_exists(con, META_TABLE):
+        return None
+    row = con.execute(f"SELECT value FROM {META_TABLE} WHERE key = 'database_id'").fetchone()
+    return None if row is None else str(row[0])

@@ -1,0 +1,184 @@
+"""Safe copies of a coordinated database (the research seed's R7).
+
+Only three ways, each leaving a complete file at ``dest`` or nothing:
+
+* :func:`online_backup` -- SQLite's online backup API (a consistent snapshot
+  while writers go on);
+* :func:`vacuum_into` -- ``VACUUM INTO`` (a consistent, compacted snapshot);
+* :func:`copy_under_lock` -- a byte copy of the file taken while holding the
+  outer write lock *and* SQLite's RESERVED lock, so no cooperating writer can
+  change it meanwhile (and a killed writer's hot journal has been rolled back).
+
+Each writes to a temporary name next to ``dest``, runs ``PRAGMA
+integrity_check`` on it, fsyncs it, and only then renames it to ``dest``.  The
+result names the audit log position the copy holds: the copy's own
+``max(seq)``, which is exact because the log is inside the database.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..binding.connection import Connection
+from ..binding.errors import InterfaceError
+from . import audit
+from .db_errors import BackupCheckFailed
+
+if TYPE_CHECKING:
+    from .database import Database
+
+__all__ = ["BackupResult", "online_backup", "vacuum_into", "copy_under_lock", "check_copy"]
+
+
+@dataclass(frozen=True)
+class BackupResult:
+    """A checked copy.
+
+    Attributes:
+        path: the copy (absolute).
+        method: ``"backup"``, ``"vacuum_into"`` or ``"copy_under_lock"``.
+        seq: the audit log position the copy holds (0: empty or no log).
+        integrity: what ``PRAGMA integrity_check`` said (always ``"ok"``;
+            anything else raises :class:`BackupCheckFailed`).
+        size: the copy's size in bytes.
+        duration: seconds the copy took, checks included.
+    """
+
+    path: str
+    method: str
+    seq: int
+    integrity: str
+    size: int
+    duration: float
+
+
+def check_copy(path: str) -> tuple[str, int]:
+    """Run ``PRAGMA integrity_check`` on the file at ``path``; return
+    ("ok", log position).  Raises :class:`BackupCheckFailed` otherwise."""
+    con = Connection(path)
+    try:
+        rows = [str(r[0]) for r in con.execute("PRAGMA integrity_check")]
+        if rows != ["ok"]:
+            raise BackupCheckFailed(
+                f"copy {path!r} failed PRAGMA integrity_check: {'; '.join(rows[:5])}", path, tuple(rows[:20])
+            )
+        return "ok", audit.log_position(con)
+    finally:
+        con.close()
+
+
+def _dest(dest: str | os.PathLike[str], db: Database) -> tuple[str, str]:
+    path = os.path.abspath(os.fspath(dest))
+    if os.path.realpath(path) == db.path:
+        raise InterfaceError("the copy's destination is the database itself")
+    if os.path.isdir(path):
+        raise InterfaceError(f"the copy's destination {path!r} is a directory")
+    tmp = f"{path}.tmp-{os.urandom(8).hex()}"
+    return path, tmp
+
+
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _finish(tmp: str, path: str, method: str, started: float) -> BackupResult:
+    """Check the copy at ``tmp``, make it durable, move it to ``path``."""
+    try:
+        integrity, seq = check_copy(tmp)
+        _fsync(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+    try:
+        dir_fd = os.open(os.path.dirname(path), os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass  # directories can't be fsynced on every platform; the file itself is
+    return BackupResult(path, method, seq, integrity, os.path.getsize(path), time.monotonic() - started)
+
+
+def _remove(path: str) -> None:
+    for p in (path, path + "-journal", path + "-wal", path + "-shm"):
+        try:
+            os.unlink(p)
+        except FileNotFoundError:
+            pass
+
+
+def online_backup(db: Database, dest: str | os.PathLike[str], progress: Any, pages: int) -> BackupResult:
+    """:meth:`Database.backup`: the online backup API into a fresh file."""
+    started = time.monotonic()
+    path, tmp = _dest(dest, db)
+    try:
+        with db.read() as r:
+            assert r._con is not None
+            # The source is the snapshot's own connection: with pages=-1 the
+            # copy is taken in one step inside the read transaction.
+            r._con.backup(tmp, pages=pages, progress=progress)
+    except BaseException:
+        _remove(tmp)
+        raise
+    return _finish(tmp, path, "backup", started)
+
+
+def vacuum_into(db: Database, dest: str | os.PathLike[str]) -> BackupResult:
+    """:meth:`Database.vacuum_into`."""
+    started = time.monotonic()
+    path, tmp = _dest(dest, db)
+    try:
+        with db.read() as r:
+            assert r._con is not None
+            # VACUUM INTO is refused inside a transaction; it makes its own
+            # read transaction, a consistent snapshot.
+            r._con.execute("ROLLBACK")
+            try:
+                r._con.execute("PRAGMA query_only = OFF")  # VACUUM INTO writes only the new file
+                r._con.execute("VACUUM INTO ?", (tmp,))
+            finally:
+                r._con.execute("PRAGMA query_only = ON")
+                r._con.execute("BEGIN DEFERRED")
+    except BaseException:
+        _remove(tmp)
+        raise
+    return _finish(tmp, path, "vacuum_into", started)
+
+
+def copy_under_lock(db: Database, dest: str | os.PathLike[str]) -> BackupResult:
+    """:meth:`Database.copy_under_lock`."""
+    started = time.monotonic()
+    path, tmp = _dest(dest, db)
+    try:
+        with db.write(label=None) as tx:
+            con = tx._active()
+            # BEGIN IMMEDIATE took SHARED (rolling back any hot journal) and
+            # RESERVED (in wal mode: the WAL write lock): no one else can
+            # change the file(s) while we copy.
+            con.execute("SELECT count(*) FROM sqlite_schema").fetchone()
+            shutil.copyfile(db.path, tmp)
+            if db.mode == "wal" and os.path.exists(db.path + "-wal"):
+                # Committed pages may still be in the WAL: copy it too, then
+                # fold it into the copy below (never the live -shm).
+                shutil.copyfile(db.path + "-wal", tmp + "-wal")
+        if db.mode == "wal":
+            side = Connection(tmp)
+            try:
+                side.execute("PRAGMA journal_mode = DELETE")  # checkpoints and drops the copied WAL
+            finally:
+                side.close()
+    except BaseException:
+        _remove(tmp)
+        raise
+    # The write was empty, so it committed nothing and logged nothing.
+    return _finish(tmp, path, "copy_under_lock", started)

@@ -1,0 +1,941 @@
+"""The coordinated database: ``sss.open(path)``.
+
+Any number of cooperating processes (and threads) write one SQLite file
+safely; every write comes back as a changeset and lands in an audit log that
+can never disagree with the data.  PROTOCOL.md ("Coordinated database",
+"Audit log") is the contract; this is its reference implementation.
+
+One admitted write (:meth:`Database.write`), in order:
+
+1. the process-local write mutex (threads of this process, one at a time);
+2. the outer directory lock (``DirectoryLock``, mode "write");
+3. read the fencing epoch ``e`` (right after admission, outside any
+   transaction, so a write committed by someone else between our admission
+   and our transaction makes the compare-and-set below fail);
+4. ``BEGIN IMMEDIATE``;
+5. the epoch compare-and-set ``e -> e + 1``; zero rows: commit nothing;
+6. a session over every table except the package's ``_sss_`` tables;
+7. ``fn(tx)``;
+8. the schema must be unchanged (DDL goes through :meth:`Database.migrate`);
+   the changeset is taken; a change to a table without a primary key is
+   refused (unless ``rowid_tables=True``);
+9. an empty changeset commits nothing (rolled back, no entry, ``seq`` None);
+   otherwise the entry is appended to ``_sss_log`` in the same transaction;
+10. ``lock.check()``: a lost lock commits nothing (``LockCompromised``);
+11. ``COMMIT``; release the lock; release the mutex.
+
+Any exception on the way (``KeyboardInterrupt`` included) rolls back, releases
+the lock and logs nothing.
+
+Decisions (documented in PROTOCOL.md):
+
+* **Empty writes** commit nothing: no log entry, ``result.seq is None``,
+  ``result.empty`` True, the epoch unchanged.
+* **Nesting**: a write inside a write on the same thread raises
+  ``InterfaceError`` (it would deadlock on the lock or silently merge two
+  writes into one entry); use savepoints (``tx.savepoint()``) inside one
+  write instead.  Another thread's write waits for this one.  A write inside
+  a ``db.read()`` block of the same thread is refused too (its COMMIT would
+  wait on that thread's own read lock).
+* **Threads**: writes are serialized on one write connection; reads run in
+  parallel on one connection per thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal
+
+from ..binding.connection import Connection, Transaction
+from ..binding.cursor import Cursor, Row
+from ..binding.errors import ClosedError, InterfaceError
+from ..binding.values import Parameters
+from ..sessions.changeset import Changeset
+from ..sessions.session import Session
+from . import audit, procinfo
+from .db_errors import NoPrimaryKeyError, SchemaChangeInWrite, WalOnNetworkFilesystem
+from .errors import EpochMismatch, FencingError, LockCompromised, LockError, LockTimeout
+from .fencing import EPOCH_TABLE, advance_epoch, ensure_epoch_table, read_epoch
+from .lock import (
+    DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_STALE_TIMEOUT,
+    DirectoryLock,
+    LockInfo,
+    break_stale_lock,
+    inspect_lock,
+    lock_paths,
+)
+from .migration import refuse_transaction_control, run_script
+from .modes import MODES, ModeSpec, filesystem_type, is_network_filesystem, pragma_statements
+
+__all__ = ["Database", "WriteTx", "ReadTx", "WriteResult", "WriteTiming", "open_database"]
+
+Mode = Literal["trusted", "network", "wal"]
+
+log = logging.getLogger("sqlite_session_safe.database")
+
+_NO_PK_TABLES = r"""
+SELECT m.name FROM sqlite_schema AS m
+WHERE m.type = 'table'
+  AND m.name NOT LIKE 'sqlite\_%' ESCAPE '\'
+  AND m.name NOT LIKE '\_sss\_%' ESCAPE '\'
+  AND coalesce(m.sql, '') NOT LIKE 'CREATE VIRTUAL%'
+  AND NOT EXISTS (SELECT 1 FROM pragma_table_info(m.name) WHERE pk > 0)
+ORDER BY m.name
+"""
+
+
+def _record_table(name: str) -> bool:
+    """The write session's table filter: everything but the package's own."""
+    return not name.startswith(audit.RESERVED_PREFIX)
+
+
+@dataclass(frozen=True)
+class WriteTiming:
+    """Seconds spent by one write, on this process's monotonic clock.
+
+    Attributes:
+        wait: waiting for admission (thread mutex + directory lock).
+        held: from admission to release (transaction, fn, commit).
+        total: the whole call.
+    """
+
+    wait: float
+    held: float
+    total: float
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What an admitted write did.
+
+    Attributes:
+        value: what ``fn`` returned (``tx.value`` for the block form).
+        changeset: the write's changes (empty for an empty write or a migration).
+        seq: the write's position in the audit log; None when nothing was
+            logged (an empty write, or ``audit=False``).
+        label: the label given.
+        kind: ``"data"`` (db.write) or ``"ddl"`` (db.migrate).
+        epoch: the fencing epoch this write set (None if it committed nothing).
+        owner: the lock ``owner_id`` it was admitted under.
+        committed_at: RFC 3339 UTC wall time of its log entry, or None.
+        timing: see :class:`WriteTiming`.
+        attempts: how many tries it took (optimistic writes; else 1).
+    """
+
+    value: Any
+    changeset: Changeset
+    seq: int | None
+    label: str | None
+    kind: str
+    epoch: int | None
+    owner: str
+    committed_at: str | None
+    timing: WriteTiming
+    attempts: int = 1
+
+    @property
+    def empty(self) -> bool:
+        """True when the write changed nothing and so committed nothing."""
+        return self.kind == "data" and not self.changeset
+
+
+@dataclass
+class _SchemaInfo:
+    version: int
+    has_log: bool
+    has_epoch: bool
+    no_pk: frozenset[str]
+
+
+class WriteTx:
+    """The inside of one admitted write: ``tx`` in ``db.write(fn)`` and in
+    ``with db.write() as tx:``.
+
+    Run SQL with :meth:`execute` / :meth:`executemany`; roll part of the
+    work back with ``with tx.savepoint(): ...``.  Transaction control
+    (``BEGIN``, ``COMMIT``, ``ROLLBACK``, ``VACUUM``, ``ATTACH``) is refused:
+    the package commits the write together with its log entry.  After the
+    block, :attr:`result` holds the :class:`WriteResult`.
+    """
+
+    def __init__(self, db: Database, label: str | None, kind: str = "data") -> None:
+        if label is not None and not isinstance(label, str):
+            raise InterfaceError(f"label must be a str or None, not {type(label).__qualname__}")
+        self._db = db
+        self.label = label
+        self.kind = kind
+        #: The value reported as ``result.value`` (``db.write(fn)`` sets it to fn's return).
+        self.value: Any = None
+        #: The :class:`WriteResult`, once the block has committed.
+        self.result: WriteResult | None = None
+        self._con: Connection | None = None
+        self._session: Session | None = None
+        self._info: _SchemaInfo | None = None
+        self._epoch: int | None = None
+        self._owner = ""
+        self._t0 = 0.0
+        self._admitted = 0.0
+
+    # -- what fn uses ---------------------------------------------------------
+
+    def _active(self) -> Connection:
+        con = self._con
+        if con is None:
+            raise InterfaceError("this write is not active (use tx only inside its block or fn)")
+        return con
+
+    def execute(self, sql: str, params: Parameters | None = None) -> Cursor:
+        """Run one statement inside the write."""
+        con = self._active()
+        refuse_transaction_control(sql)
+        return con.execute(sql, params)
+
+    def executemany(self, sql: str, seq_of_params: Iterable[Parameters]) -> Cursor:
+        """Run one statement once per parameter row inside the write."""
+        con = self._active()
+        refuse_transaction_control(sql)
+        return con.executemany(sql, seq_of_params)
+
+    def savepoint(self) -> Transaction:
+        """``with tx.savepoint():`` -- a nested part of the write that an
+        exception rolls back on its own (the write goes on)."""
+        return self._active().transaction()
+
+    @property
+    def epoch(self) -> int | None:
+        """The fencing epoch this write will set."""
+        return self._epoch
+
+    @property
+    def owner(self) -> str:
+        """The lock ``owner_id`` this write was admitted under."""
+        return self._owner
+
+    # -- block form -----------------------------------------------------------
+
+    def __enter__(self) -> WriteTx:
+        self._db._begin_write(self)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.result = self._db._finish_write(self)
+        else:
+            self._db._abort_write(self)
+
+
+class ReadTx:
+    """A consistent snapshot: ``with db.read() as r:``.
+
+    Every statement in the block sees the database as of the block's start
+    (SQLite's read transaction).  :attr:`seq` is the audit log position of
+    that snapshot.  Read-only: writing raises ``ReadOnlyError``.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._con: Connection | None = None
+        self._lock: DirectoryLock | None = None
+        self._outer: ReadTx | None = None
+        #: The audit log position this snapshot shows (0 without a log).
+        self.seq = 0
+
+    def execute(self, sql: str, params: Parameters | None = None) -> Cursor:
+        """Run one (read-only) statement in the snapshot."""
+        con = self._con
+        if con is None:
+            raise InterfaceError("this read is not active (use r only inside its block)")
+        return con.execute(sql, params)
+
+    def fetchall(self, sql: str, params: Parameters | None = None) -> list[Row]:
+        """``execute(sql, params).fetchall()``."""
+        return self.execute(sql, params).fetchall()
+
+    def __enter__(self) -> ReadTx:
+        self._db._begin_read(self)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._db._end_read(self, exc_type is not None)
+
+
+class Database:
+    """A SQLite database file shared by cooperating processes.  Made by
+    :func:`open_database` (``sss.open``); see the module docstring for what a
+    write does, and PROTOCOL.md for the rules."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        mode: Mode = "trusted",
+        *,
+        timeout: float | None = 60.0,
+        audit: bool = True,
+        pragmas: dict[str, object] | None = None,
+        busy_timeout: float | None = None,
+        stale_timeout: float = DEFAULT_STALE_TIMEOUT,
+        heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
+        nolock: bool = False,
+        rowid_tables: bool = False,
+    ) -> None:
+        self._closed = True  # until fully opened: close() and __del__ do nothing
+        if mode not in MODES:
+            raise InterfaceError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+        if nolock and mode != "network":
+            raise InterfaceError("nolock=True is only for mode='network' (where every reader "
+                                 "and writer takes the outer lock)")
+        self.spec: ModeSpec = MODES[mode]
+        self.mode: str = mode
+        self.audit = bool(audit)
+        self.nolock = bool(nolock)
+        self.rowid_tables = bool(rowid_tables)
+        self.timeout = timeout
+        self.stale_timeout = float(stale_timeout)
+        self.heartbeat_interval = float(heartbeat_interval)
+        if busy_timeout is None:
+            busy_timeout = 60.0 if timeout is None else timeout
+        if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, (int, float)) or busy_timeout < 0:
+            raise InterfaceError(f"busy_timeout must be seconds >= 0, not {busy_timeout!r}")
+        self.busy_timeout = float(busy_timeout)
+        self._pragmas = pragma_statements(pragmas)
+        self.path, self.lock_path, _readers = lock_paths(path)
+        if self.spec.local_only and is_network_filesystem(self.path):
+            raise WalOnNetworkFilesystem(
+                f"mode='wal' refused for {self.path!r}: it is on a network file system "
+                f"({filesystem_type(self.path)}), where SQLite's WAL index (shared memory) does not "
+                "work across hosts; use mode='network'"
+            )
+        # One DirectoryLock object for this Database's writes (used by one
+        # thread at a time, under _write_mutex).
+        self._lock = DirectoryLock(
+            self.path, "write", timeout=timeout, stale_timeout=stale_timeout,
+            heartbeat_interval=heartbeat_interval,
+        )
+        self._write_mutex = threading.Lock()
+        self._local = threading.local()
+        self._readers: list[Connection] = []
+        self._readers_lock = threading.Lock()
+        self._pid = os.getpid()
+        self._info: _SchemaInfo | None = None
+        #: Called (no arguments) right after admission, before BEGIN: a
+        #: fault-injection point for the tests (pause/kill a writer there).
+        self._after_admission: Callable[[], object] | None = None
+        self._writer: Connection | None = None
+        con = self._connect()  # fails here for a non-database file
+        try:
+            self._prepare(con)
+        except BaseException:
+            con.close()
+            raise
+        if self.spec.reopen:
+            con.close()  # network mode: a fresh connection per admission
+        else:
+            self._writer = con
+        self._closed = False
+
+    # -- connections --------------------------------------------------------------
+
+    def _connect(self, query_only: bool = False) -> Connection:
+        if self.nolock:
+            uri = "file:" + urllib.parse.quote(self.path) + "?nolock=1"
+            con = Connection(uri, uri=True, timeout=self.busy_timeout)
+        else:
+            con = Connection(self.path, timeout=self.busy_timeout)
+        try:
+            for statement in self._pragmas:
+                con.execute(statement)
+            if query_only:
+                # Not SQLITE_OPEN_READONLY: a reader must be able to roll back
+                # the hot journal a killed writer left behind.
+                con.execute("PRAGMA query_only = ON")
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    def _prepare(self, con: Connection) -> None:
+        """Refuse audit=False on an audited database; put the file in the
+        mode's journal mode (under the write lock, only when it differs)."""
+        if not self.audit and audit.has_log(con):
+            raise InterfaceError(
+                f"{self.path!r} keeps an audit log ({audit.LOG_TABLE}); writing it with audit=False "
+                "would let writes bypass the log, so the log would disagree with the data"
+            )
+        want = self.spec.journal_mode
+        current = str(con.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+        if current == want:
+            return
+        lock = self._admitted_lock()
+        try:
+            got = str(con.execute(f"PRAGMA journal_mode = {want}").fetchone()[0]).lower()
+        finally:
+            lock.release()
+        if got != want:
+            raise InterfaceError(
+                f"cannot switch {self.path!r} from journal_mode={current} to {want} (mode "
+                f"{self.mode!r}): another connection has it open; every process must open it "
+                "in the same mode"
+            )
+
+    def _admitted_lock(self) -> DirectoryLock:
+        """The outer write lock, acquired; a lock directory that cannot be
+        made (read-only directory, full disk) raises a clear LockError."""
+        try:
+            self._lock.acquire()
+        except (LockError, KeyboardInterrupt):
+            raise
+        except OSError as e:
+            raise LockError(
+                f"cannot take the write lock of {self.path!r}: the lock directory "
+                f"{self.lock_path!r} cannot be created ({e.strerror or e}); writes need a "
+                "writable directory with free space"
+            ) from e
+        return self._lock
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise ClosedError(f"database {self.path!r} is closed")
+        if os.getpid() != self._pid:
+            raise InterfaceError(
+                "a Database does not survive fork(): its connections and lock belong to the "
+                f"parent (pid {self._pid}); call sss.open() again in the child"
+            )
+
+    def _reader(self) -> Connection:
+        """This thread's read connection (trusted and wal modes)."""
+        con: Connection | None = getattr(self._local, "reader", None)
+        if con is None or con.closed:
+            con = self._connect(query_only=True)
+            self._local.reader = con
+            with self._readers_lock:
+                self._readers.append(con)
+        return con
+
+    def _schema(self, con: Connection) -> _SchemaInfo:
+        """What the writes need to know about the schema, cached by
+        schema_version (so a write costs one PRAGMA, not a scan)."""
+        version = int(con.execute("PRAGMA schema_version").fetchone()[0])
+        info = self._info
+        if info is None or info.version != version:
+            names = {r[0] for r in con.execute(
+                "SELECT name FROM sqlite_schema WHERE type = 'table' AND name IN (?, ?)",
+                (audit.LOG_TABLE, EPOCH_TABLE))}
+            no_pk = frozenset(r[0] for r in con.execute(_NO_PK_TABLES))
+            info = self._info = _SchemaInfo(version, audit.LOG_TABLE in names, EPOCH_TABLE in names, no_pk)
+        return info
+
+    # -- writes -------------------------------------------------------------------
+
+    def write(
+        self, fn: Callable[[WriteTx], Any] | None = None, label: str | None = None
+    ) -> Any:
+        """One admitted write.
+
+        ``db.write(fn, label=...)`` runs ``fn(tx)`` inside the write and
+        returns a :class:`WriteResult` (``.value`` is fn's return).
+        ``with db.write(label=...) as tx:`` does the same for a block;
+        ``tx.result`` holds the WriteResult afterwards.
+
+        Raises:
+            LockCompromised: the lock was lost before COMMIT; nothing committed.
+            LockTimeout: not admitted within ``timeout``.
+            SchemaChangeInWrite: fn changed the schema (use :meth:`migrate`).
+            NoPrimaryKeyError: fn changed a table without a primary key.
+            InterfaceError: a write nested in a write (or in a read) of this thread.
+            Whatever fn raised, after rolling back.
+        """
+        tx = WriteTx(self, label)
+        if fn is None:
+            return tx
+        if not callable(fn):
+            raise InterfaceError(f"fn must be callable, not {type(fn).__qualname__}")
+        with tx:
+            tx.value = fn(tx)
+        assert tx.result is not None
+        return tx.result
+
+    def migrate(self, sql: str, label: str | None = None) -> WriteResult:
+        """A schema change, admitted like a write and logged as one ``"ddl"``
+        entry holding ``sql``, in order with the data changes.
+
+        The statements run in order inside the write transaction; replay runs
+        the same text, so it must be deterministic (no ``random()``, no
+        ``CURRENT_TIMESTAMP`` in data it writes).  Data changes a migration
+        makes are replayed by re-running it, not through a changeset.
+        Transaction control statements are refused.
+        """
+        if not isinstance(sql, str):
+            raise InterfaceError(f"SQL must be str, not {type(sql).__qualname__}")
+        tx = WriteTx(self, label, kind="ddl")
+        with tx:
+            run_script(tx._active(), sql)
+            tx.value = sql
+        assert tx.result is not None
+        return tx.result
+
+    def _begin_write(self, tx: WriteTx) -> None:
+        self._check_usable()
+        local = self._local
+        if getattr(local, "writing", False):
+            raise InterfaceError(
+                "a write cannot nest in another write of the same thread (it would be a second "
+                "admission inside the first); put the work in one write, using tx.savepoint()"
+            )
+        if getattr(local, "read", None) is not None:
+            raise InterfaceError(
+                "a write cannot start inside a db.read() block of the same thread: its COMMIT "
+                "would wait for this thread's own read lock; finish the read first"
+            )
+        tx._t0 = time.monotonic()
+        timeout = self.timeout
+        if not (self._write_mutex.acquire() if timeout is None else self._write_mutex.acquire(timeout=timeout)):
+            raise LockTimeout(f"timed out waiting for {self.lock_path!r}: another thread of this "
+                              "process is writing")
+        local.writing = True
+        try:
+            lock = self._admitted_lock()
+            try:
+                tx._admitted = time.monotonic()
+                assert lock.owner is not None
+                tx._owner = lock.owner.owner_id
+                self._open_transaction(tx)
+            except BaseException:
+                self._release_lock(committed=False)
+                raise
+        except BaseException:
+            self._end_admission(tx)
+            raise
+
+    def _open_transaction(self, tx: WriteTx) -> None:
+        con = self._writer if self._writer is not None else self._connect()
+        tx._con = con
+        try:
+            # Read the epoch now, outside the transaction: a commit by anyone
+            # else between our admission and our BEGIN then fails the CAS.
+            try:
+                epoch: int | None = read_epoch(con)
+            except FencingError:
+                epoch = None  # the first write ever: created below
+            if self._after_admission is not None:
+                self._after_admission()
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                info = self._schema(con)
+                if not info.has_epoch or (self.audit and not info.has_log):
+                    ensure_epoch_table(con)
+                    if self.audit:
+                        audit.ensure_log(con)
+                    info = self._schema(con)
+                if epoch is None:
+                    epoch = read_epoch(con)
+                try:
+                    tx._epoch = advance_epoch(con, epoch)
+                except EpochMismatch as e:
+                    raise LockCompromised(
+                        f"write to {self.path!r} refused: {e} (another holder committed between "
+                        "this write's admission and its transaction); nothing was committed"
+                    ) from e
+                if not self.audit and info.has_log:
+                    raise InterfaceError(
+                        f"{self.path!r} keeps an audit log now; this Database was opened with "
+                        "audit=False and must not write it"
+                    )
+                tx._info = info
+                if tx.kind == "data":
+                    tx._session = Session(con, filter=_record_table, rowid=bool(info.no_pk))
+            except BaseException:
+                _rollback(con)
+                raise
+        except BaseException:
+            tx._con = None
+            if self._writer is None:
+                con.close()
+            raise
+
+    def _finish_write(self, tx: WriteTx) -> WriteResult:
+        con = tx._active()
+        committed = False
+        try:
+            if not con.in_transaction:
+                raise InterfaceError("the write's transaction was ended inside it (COMMIT/ROLLBACK "
+                                     "through another path?); its work may be lost")
+            info = tx._info
+            assert info is not None
+            version = int(con.execute("PRAGMA schema_version").fetchone()[0])
+            if tx.kind == "data" and version != info.version:
+                raise SchemaChangeInWrite(
+                    "a write changed the schema (CREATE/ALTER/DROP...); a changeset cannot carry "
+                    "DDL, so schema changes go through db.migrate(sql), which logs them in order; "
+                    "rolled back"
+                )
+            changeset = self._take_changeset(tx, info)
+            seq: int | None = None
+            at: str | None = None
+            if tx.kind == "data" and not changeset:
+                # Empty write: nothing to record, so nothing to commit.
+                _rollback(con)
+                return self._result(tx, changeset, None, None, committed=False)
+            if self.audit:
+                seq, at = audit.append_entry(
+                    con, owner=tx._owner, host=procinfo.host_name(), pid=os.getpid(),
+                    label=tx.label, kind=tx.kind,
+                    changeset=bytes(changeset) if tx.kind == "data" else None,
+                    sql=tx.value if tx.kind == "ddl" else None, epoch=tx._epoch or 0,
+                )
+            self._lock.check()  # LockCompromised: roll back below, commit nothing
+            con.execute("COMMIT")
+            committed = True
+            return self._result(tx, changeset, seq, at, committed=True)
+        except BaseException as e:
+            _rollback(con)
+            if isinstance(e, LockCompromised) and "nothing was committed" not in str(e):
+                raise LockCompromised(f"{e}; the write was rolled back, nothing was committed") from e
+            raise
+        finally:
+            self._close_session(tx)
+            self._release_lock(committed)
+            self._end_admission(tx)
+
+    def _take_changeset(self, tx: WriteTx, info: _SchemaInfo) -> Changeset:
+        session = tx._session
+        if session is None:
+            return Changeset(b"")
+        changeset = session.changeset()
+        if info.no_pk and not self.rowid_tables and changeset:
+            touched = tuple(sorted({c.table for c in changeset} & info.no_pk))
+            if touched:
+                raise NoPrimaryKeyError(
+                    f"the write changed table(s) without a PRIMARY KEY: {', '.join(touched)}. "
+                    "SQLite's session module cannot identify their rows, so the audit log would "
+                    "miss them; rolled back. Give them a primary key, or open with "
+                    "rowid_tables=True to record them by rowid",
+                    touched,
+                )
+        return changeset
+
+    def _result(self, tx: WriteTx, changeset: Changeset, seq: int | None, at: str | None,
+                committed: bool) -> WriteResult:
+        now = time.monotonic()
+        timing = WriteTiming(wait=tx._admitted - tx._t0, held=now - tx._admitted, total=now - tx._t0)
+        return WriteResult(
+            value=tx.value, changeset=changeset, seq=seq, label=tx.label, kind=tx.kind,
+            epoch=tx._epoch if committed else None, owner=tx._owner, committed_at=at, timing=timing,
+        )
+
+    def _abort_write(self, tx: WriteTx) -> None:
+        con = tx._con
+        try:
+            if con is not None:
+                _rollback(con)
+        finally:
+            self._close_session(tx)
+            self._release_lock(committed=False)
+            self._end_admission(tx)
+
+    def _close_session(self, tx: WriteTx) -> None:
+        session, tx._session = tx._session, None
+        if session is not None:
+            session.close()
+
+    def _release_lock(self, committed: bool) -> None:
+        if not self._lock._held:
+            return
+        try:
+            self._lock.release()
+        except LockCompromised as e:
+            if committed:
+                # check() passed just before COMMIT; the loss came after it.
+                # SQLite's own lock covered the COMMIT itself.
+                log.warning(
+                    "write lock of %s lost after a committed write: %s", self.path, e)
+            # else: the write's own exception (or result) already says what happened
+
+    def _end_admission(self, tx: WriteTx) -> None:
+        con, tx._con = tx._con, None
+        if con is not None and self._writer is None:
+            con.close()  # network mode: close-to-open
+        self._local.writing = False
+        self._write_mutex.release()
+
+    # -- reads --------------------------------------------------------------------
+
+    def read(self) -> ReadTx:
+        """``with db.read() as r:`` -- a consistent snapshot.  No outer lock
+        in trusted and wal modes; the shared (reader) lock in network mode.
+        A read nested in a read of the same thread shares its snapshot."""
+        return ReadTx(self)
+
+    def _begin_read(self, r: ReadTx) -> None:
+        self._check_usable()
+        outer: ReadTx | None = getattr(self._local, "read", None)
+        if outer is not None:  # nested: the same snapshot
+            r._outer, r._con, r.seq = outer, outer._con, outer.seq
+            return
+        if self.spec.read_lock and getattr(self._local, "writing", False):
+            raise InterfaceError("in network mode a read cannot run inside a write of the same "
+                                 "thread (the reader lock waits for the write lock); use tx.execute")
+        if self.spec.read_lock:
+            lock = DirectoryLock(self.path, "read", timeout=self.timeout,
+                                 stale_timeout=self.stale_timeout,
+                                 heartbeat_interval=self.heartbeat_interval)
+            try:
+                lock.acquire()
+            except OSError as e:
+                raise LockError(f"cannot take the reader lock of {self.path!r}: {e}") from e
+            r._lock = lock
+            try:
+                con = self._connect(query_only=True)
+            except BaseException:
+                lock.release()
+                raise
+        else:
+            con = self._reader()
+        try:
+            con.execute("BEGIN DEFERRED")
+            # The first read takes SQLite's shared lock: the snapshot starts here.
+            r.seq = audit.log_position(con)
+        except BaseException:
+            _rollback(con)
+            self._drop_read_connection(r, con)
+            raise
+        r._con = con
+        self._local.read = r
+
+    def _end_read(self, r: ReadTx, failed: bool) -> None:
+        if r._outer is not None:
+            r._con = None
+            return
+        con, r._con = r._con, None
+        self._local.read = None
+        if con is None:
+            return
+        try:
+            _rollback(con)  # read-only: ending it either way releases the shared lock
+        finally:
+            self._drop_read_connection(r, con)
+
+    def _drop_read_connection(self, r: ReadTx, con: Connection) -> None:
+        lock, r._lock = r._lock, None
+        if lock is None:
+            return
+        con.close()
+        # Raises LockCompromised if the reader lock was lost mid-read: what
+        # was read may then mix two states (network mode without SQLite locks).
+        lock.release()
+
+    def log(self, since: int = 0) -> Iterator[audit.LogEntry]:
+        """The audit log entries with ``seq > since``, in order.
+
+        Read in batches, each in its own short snapshot, so iterating never
+        holds a read lock while the caller works.
+        """
+        if isinstance(since, bool) or not isinstance(since, int) or since < 0:
+            raise InterfaceError(f"since must be an int >= 0, not {since!r}")
+        while True:
+            with self.read() as r:
+                assert r._con is not None
+                rows = audit.read_entries(r._con, since, 256)
+            yield from rows
+            if len(rows) < 256:
+                return
+            since = rows[-1].seq
+
+    def position(self) -> int:
+        """The current audit log position (the last seq; 0 when empty)."""
+        with self.read() as r:
+            return r.seq
+
+    # -- optimistic writes and backups (their own modules) --------------------------
+
+    def optimistic_write(self, compute: Callable[..., Any], label: str | None = None, *,
+                         attempts: int = 10, backoff: float = 0.005,
+                         max_backoff: float = 0.25) -> WriteResult:
+        """Compute outside the lock, re-check declared preconditions under it.
+
+        ``compute(ctx)`` reads a baseline without the write lock (``ctx`` is an
+        :class:`~.optimistic.OptimisticContext`: ``ctx.expect(sql, params)``
+        reads rows *and* declares them a precondition, ``ctx.execute`` just
+        reads), does its work, and returns ``apply(tx)``, the write to make.
+        Under the lock every ``expect`` query is run again; if any result
+        differs, the write is rolled back and retried (exponential backoff
+        with jitter from ``backoff`` up to ``max_backoff`` seconds), at most
+        ``attempts`` times, then :class:`~.db_errors.ConflictError`.
+        """
+        from .optimistic import run_optimistic
+
+        return run_optimistic(self, compute, label, attempts, backoff, max_backoff)
+
+    def backup(self, dest: str | os.PathLike[str], progress: Callable[[int, int], object] | None = None,
+               pages: int = -1) -> Any:
+        """Copy the database with SQLite's online backup API into ``dest``
+        (replaced atomically), check it with ``PRAGMA integrity_check``;
+        returns a :class:`~.backups.BackupResult` with its log position."""
+        from .backups import online_backup
+
+        return online_backup(self, dest, progress, pages)
+
+    def vacuum_into(self, dest: str | os.PathLike[str]) -> Any:
+        """``VACUUM INTO`` a new file ``dest`` (compacted), checked like :meth:`backup`."""
+        from .backups import vacuum_into
+
+        return vacuum_into(self, dest)
+
+    def copy_under_lock(self, dest: str | os.PathLike[str]) -> Any:
+        """Copy the file byte for byte while holding the write lock (and
+        SQLite's reserved lock), checked like :meth:`backup`."""
+        from .backups import copy_under_lock
+
+        return copy_under_lock(self, dest)
+
+    # -- the rest -----------------------------------------------------------------
+
+    def tables_without_primary_key(self) -> list[str]:
+        """User tables SQLite's session module cannot record (no PRIMARY KEY)."""
+        with self.read() as r:
+            return [row[0] for row in r.execute(_NO_PK_TABLES)]
+
+    def capabilities(self) -> dict[str, Any]:
+        """What this database and this build can do, and how it is set up."""
+        from ..binding.library import compile_options, sqlite_version
+
+        with self.read() as r:
+            journal = str(r.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+            sync = int(r.execute("PRAGMA synchronous").fetchone()[0])
+            fks = bool(r.execute("PRAGMA foreign_keys").fetchone()[0])
+            no_pk = [row[0] for row in r.execute(_NO_PK_TABLES)]
+            assert r._con is not None
+            db_id = audit.database_id(r._con)
+            seq = r.seq
+        network = is_network_filesystem(self.path)
+        options = compile_options()
+        return {
+            "path": self.path,
+            "mode": self.mode,
+            "journal_mode": journal,
+            "synchronous": {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}.get(sync, str(sync)),
+            "foreign_keys": fks,
+            "sqlite_locks": not self.nolock,
+            "reader_lock": self.spec.read_lock,
+            "reopen_per_admission": self.spec.reopen,
+            "audit": self.audit,
+            "log_position": seq,
+            "database_id": db_id,
+            "sessions": "ENABLE_SESSION" in options and "ENABLE_PREUPDATE_HOOK" in options,
+            "rowid_tables": self.rowid_tables,
+            "tables_without_primary_key": no_pk,
+            "backup_methods": ["backup", "vacuum_into", "copy_under_lock"],
+            "filesystem_type": filesystem_type(self.path),
+            "network_filesystem": network,
+            "wal_allowed": network is not True,
+            "lock_protocol": "sqlite-session-safe.lock v1",
+            "stale_timeout": self.stale_timeout,
+            "heartbeat_interval": self.heartbeat_interval,
+            "sqlite_version": sqlite_version(),
+        }
+
+    def inspect_lock(self) -> LockInfo | None:
+        """Who holds this database's lock (None: nobody); see ``sss.inspect_lock``."""
+        return inspect_lock(self.path)
+
+    def break_stale_lock(self, force: bool = False) -> bool:
+        """Break this database's lock if the protocol calls it stale (may
+        watch for up to ``stale_timeout``); see ``sss.break_stale_lock``."""
+        return break_stale_lock(self.path, force, stale_timeout=self.stale_timeout)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Close every connection of this Database (closing twice is fine).
+        A write or read in progress in another thread makes this raise
+        ``ThreadingError``; call it when they are done."""
+        if self._closed:
+            return
+        if os.getpid() != self._pid:
+            self._closed = True  # a forked child: the connections are the parent's
+            return
+        with self._write_mutex:
+            self._closed = True
+            writer, self._writer = self._writer, None
+            if writer is not None:
+                writer.close()
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for con in readers:
+            con.close()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<sss.Database {self.path!r} mode={self.mode} {'closed' if self._closed else 'open'}>"
+
+
+def _rollback(con: Connection) -> None:
+    """Roll back if a transaction is open (SQLite may have already, e.g.
+    after SQLITE_FULL); never raises over the error being handled."""
+    try:
+        if not con.closed and con.in_transaction:
+            con.execute("ROLLBACK")
+    except Exception:
+        pass
+
+
+def open_database(
+    path: str | os.PathLike[str],
+    mode: Mode = "trusted",
+    *,
+    timeout: float | None = 60.0,
+    audit: bool = True,
+    pragmas: dict[str, object] | None = None,
+    busy_timeout: float | None = None,
+    stale_timeout: float = DEFAULT_STALE_TIMEOUT,
+    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
+    nolock: bool = False,
+    rowid_tables: bool = False,
+) -> Database:
+    """Open (creating if missing) a database file for coordinated use: ``sss.open``.
+
+    Args:
+        path: the database file (its directory must exist).
+        mode: ``"trusted"`` (default), ``"network"`` or ``"wal"``; see
+            :mod:`.modes` and PROTOCOL.md.
+        timeout: seconds to wait for admission (None: forever).
+        audit: keep the audit log (``_sss_log``).  ``False`` on a database
+            that has a log is refused.
+        pragmas: extra ``PRAGMA`` settings for every connection (cache_size,
+            mmap_size, ...), on top of the mode's safe defaults.
+        busy_timeout: SQLite's busy timeout in seconds (default: ``timeout``).
+        stale_timeout, heartbeat_interval: the lock's (PROTOCOL.md §2.10).
+        nolock: network mode only: also turn SQLite's own locks off.
+        rowid_tables: record tables without a primary key by rowid instead of
+            refusing writes to them.
+    """
+    return Database(
+        path, mode, timeout=timeout, audit=audit, pragmas=pragmas, busy_timeout=busy_timeout,
+        stale_timeout=stale_timeout, heartbeat_interval=heartbeat_interval, nolock=nolock,
+        rowid_tables=rowid_tables,
+    )
+

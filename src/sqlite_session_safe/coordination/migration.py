@@ -1,0 +1,88 @@
+"""Running a migration script inside the admitted write transaction, one
+statement at a time, refusing the statements that would break it.
+
+``db.migrate(sql)`` runs the script inside the write transaction and logs its
+text as one audit entry; replaying the log runs the same text the same way.
+A statement that ends or replaces that transaction (``COMMIT``, ``BEGIN``,
+``ROLLBACK``, ``VACUUM``, ``ATTACH``, ...) would commit part of it without its
+log entry, so it is refused before it runs (the caller then rolls back
+everything before it).  SQLite's own parser finds the statement boundaries, so
+semicolons inside strings, comments and trigger bodies are handled exactly as
+SQLite does; each statement is prepared only after the ones before it ran, so
+a script may refer to tables it creates.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..binding.connection import Connection
+from ..binding.errors import InterfaceError
+from ..binding.raw import NULL, error_from_db, ffi, lib
+
+__all__ = ["run_script", "refuse_transaction_control"]
+
+_COMMENTS = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.S)
+# First keyword of statements that end, open or sidestep the transaction.
+_REFUSED = re.compile(
+    r"(?:BEGIN|COMMIT|END|ROLLBACK(?!\s+(?:TRANSACTION\s+)?TO\b)|VACUUM|ATTACH|DETACH)\b", re.I
+)
+
+
+def refuse_transaction_control(statement: str) -> None:
+    """Raise InterfaceError if ``statement`` would end, open or sidestep the
+    enclosing write transaction (ROLLBACK TO a savepoint is fine)."""
+    body = _COMMENTS.sub("", statement, count=1)
+    if _REFUSED.match(body):
+        first = re.match(r"[A-Za-z]+", body).group(0).upper()  # type: ignore[union-attr]
+        raise InterfaceError(
+            f"{first} cannot run inside an admitted write (statement {statement[:60]!r}): the "
+            "package commits the write transaction together with its audit log entry"
+        )
+
+
+def _next_statement(con: Connection, data: bytes, start: int) -> tuple[str, int]:
+    """The text of the statement starting at byte ``start`` and the byte
+    offset after it ('' for a tail of only whitespace and comments)."""
+    with con._use() as db:
+        source = ffi.from_buffer(data)
+        stmt = ffi.new("sqlite3_stmt **")
+        tail = ffi.new("const char **")
+        rc = lib.sqlite3_prepare_v3(db, source + start, len(data) - start, 0, stmt, tail)
+        if rc != lib.SQLITE_OK:
+            raise error_from_db(db, rc, "preparing a migration statement")
+        end = int(ffi.cast("uintptr_t", tail[0])) - int(ffi.cast("uintptr_t", source))
+        if stmt[0] == NULL:  # only whitespace, comments or an empty ";"
+            return "", end if end > start else len(data)
+        lib.sqlite3_finalize(stmt[0])
+    return data[start:end].decode("utf-8", "surrogatepass").strip(), max(end, start + 1)
+
+
+def run_script(con: Connection, sql: str) -> int:
+    """Run every statement of ``sql`` on ``con``, in order, inside the
+    transaction the caller opened; returns how many ran.
+
+    Raises:
+        InterfaceError: ``sql`` is not a str, holds NUL, is empty, or holds a
+            statement that would end the transaction (nothing after the
+            statements before it ran; the caller rolls those back).
+        SQLiteError: a statement failed (the caller rolls back).
+    """
+    if not isinstance(sql, str):
+        raise InterfaceError(f"SQL must be str, not {type(sql).__qualname__}")
+    if "\0" in sql:
+        raise InterfaceError("SQL contains a NUL character")
+    data = sql.encode("utf-8", "surrogatepass")
+    start, count = 0, 0
+    while start < len(data):
+        statement, start = _next_statement(con, data, start)
+        if not statement:
+            continue
+        refuse_transaction_control(statement)
+        cur = con.execute(statement)
+        if cur.description is not None:
+            cur.fetchall()  # a statement returning rows runs to its end
+        count += 1
+    if count == 0:
+        raise InterfaceError("the migration holds no SQL statement")
+    return count
