@@ -32,8 +32,10 @@ int sss_buffer_reserve(sss_buffer *buf, size_t extra)
     char *p = realloc(buf->data, cap);
     if (!p)
         return -1;
-    if (p != buf->data)
-        buf->moved = 1;
+    /* Flag every growth, not only a move: the Python side's view spans
+     * [data, data + cap), so a realloc that grew in place leaves it too short
+     * (marshal then reads past its end: "marshal data too short"). */
+    buf->moved = 1;
     buf->data = p;
     buf->cap = cap;
     return 0;

@@ -23,8 +23,8 @@
 /* cdef-begin */
 
 /* A growable byte buffer owned by C; free it with sss_buffer_free().
- * `moved` is set whenever growing it moved `data`: the Python side keeps a
- * view over [data, data + cap) and re-makes it only then. */
+ * `moved` is set whenever it grew (whether or not `data` moved): the Python
+ * side keeps a view over [data, data + cap) and re-makes it only then. */
 typedef struct sss_buffer {
     char *data;
     size_t len;
