@@ -161,3 +161,13 @@ def _key(v: object) -> object:
     if isinstance(v, float):
         return ("f", struct.pack("<d", v) if v != 0 else 0.0)
     return v
+
+
+def test_row_buffer_growing_in_steps(con: sss.Connection) -> None:
+    """The row buffer grows many times, in place or by moving (large blocks
+    often grow in place); every result must still decode whole."""
+    size = 200_000
+    while size < 12_000_000:
+        value = bytes([size % 251]) * size
+        assert con.execute("SELECT ?, ?", (value, "tail")).fetchone() == (value, "tail")
+        size = int(size * 1.3)
