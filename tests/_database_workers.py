@@ -153,6 +153,7 @@ def single_write(path: str, amount: int, out) -> None:
     """One write adding ``amount`` to the counter; report its seq."""
     db = open_db(path)
     t0 = time.monotonic()
-    res = db.write(lambda tx: tx.execute("UPDATE counter SET n = n + ? WHERE id = 1", (amount,)), label="other")
+    res = db.write(lambda tx: tx.execute("UPDATE counter SET n = n + ? WHERE id = 1", (amount,)),
+                   label="other")
     out.put((res.seq, time.monotonic() - t0))
     db.close()

@@ -268,7 +268,8 @@ def test_migrate_logs_ddl_in_order_with_data_and_replays(tmp_path):
         db.write(lambda tx: tx.execute("INSERT INTO a(id, x) VALUES (2, 'two')"))
         assert [e.kind for e in db.log()] == ["ddl", "data", "ddl", "data", "ddl", "data"]
         with pytest.raises(sss.InterfaceError, match="COMMIT cannot run"):
-            db.migrate("CREATE TABLE b(id INTEGER PRIMARY KEY); COMMIT; CREATE TABLE c(id INTEGER PRIMARY KEY)")
+            db.migrate("CREATE TABLE b(id INTEGER PRIMARY KEY); COMMIT; "
+                       "CREATE TABLE c(id INTEGER PRIMARY KEY)")
         with pytest.raises(sss.SQLError):
             db.migrate("CREATE TABLE b(id INTEGER PRIMARY KEY); CREATE TABLE nonsense(")
         assert db.capabilities()["log_position"] == 6  # the failed migrations left nothing

@@ -117,7 +117,8 @@ def test_sigkill_writer_at_random_moments(tmp_path):
         with sss.connect(path) as con:
             (n,) = con.execute("SELECT n FROM counter").fetchone()
             items = con.execute("SELECT k FROM item ORDER BY k").fetchall()
-            data_entries = con.execute("SELECT count(*), max(seq) FROM _sss_log WHERE kind = 'data'").fetchone()
+            data_entries = con.execute(
+                "SELECT count(*), max(seq) FROM _sss_log WHERE kind = 'data'").fetchone()
         # Exactly before or after the write that was in flight.
         assert n in (in_flight - 1, in_flight), (trial, n, in_flight)
         # The log agrees with the data: one entry per committed write, no more.

@@ -33,26 +33,31 @@ _Connection.session = _session_method  # type: ignore[attr-defined]
 _session_names = [n for n in _session_names if n != "session_method"]
 
 # --- coordination layer (exports added here) -----------------------------------
-from .coordination.audit import LogEntry
-from .coordination.backups import BackupResult
-from .coordination.database import Database, ReadTx, WriteResult, WriteTiming, WriteTx
-from .coordination.database import open_database as open  # noqa: A001  (sss.open, by design)
-from .coordination.db_errors import (
+from .coordination.audit import LogEntry  # noqa: E402,F401  (exported via _database_names)
+from .coordination.backups import BackupResult  # noqa: E402,F401
+from .coordination.database import Database, ReadTx, WriteResult, WriteTiming, WriteTx  # noqa: E402,F401
+from .coordination.database import open_database as open  # noqa: E402,F401,A001  (sss.open)
+from .coordination.db_errors import (  # noqa: E402,F401
     BackupCheckFailed,
     ConflictError,
     NoPrimaryKeyError,
     SchemaChangeInWrite,
     WalOnNetworkFilesystem,
 )
-from .coordination.errors import EpochMismatch, FencingError, LockCompromised, LockError, LockTimeout
-from .coordination.optimistic import OptimisticContext
+from .coordination.errors import (  # noqa: E402,F401  (listed in _coordination_names)
+    EpochMismatch,
+    FencingError,
+    LockCompromised,
+    LockError,
+    LockTimeout,
+)
+from .coordination.optimistic import OptimisticContext  # noqa: E402,F401
 
 _database_names = [
     "open", "Database", "ReadTx", "WriteTx", "WriteResult", "WriteTiming", "LogEntry",
     "BackupResult", "OptimisticContext", "ConflictError", "NoPrimaryKeyError",
     "SchemaChangeInWrite", "WalOnNetworkFilesystem", "BackupCheckFailed",
-    "LockError", "LockTimeout", "LockCompromised", "FencingError", "EpochMismatch",
-]
+]  # the lock's names (LockCompromised, LockTimeout, ...) are in _coordination_names below
 from .coordination.errors import (  # noqa: E402
     LockRefused,
     OwnerFormatError,
@@ -96,4 +101,5 @@ __all__ = [
     *_error_names,
     *_session_names,
     *_coordination_names,
+    *_database_names,
 ]

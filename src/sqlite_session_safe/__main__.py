@@ -2,11 +2,15 @@
 
 Prints the SQLite build this package runs on, does a real round trip
 through a temporary database file, and captures a changeset in a session:
-decoded with column names, inverted, replayed on a second database.
+decoded with column names, inverted, replayed on a second database.  Then two
+processes write one database through ``sss.open``: each write's changeset,
+and the audit log they share.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -74,12 +78,79 @@ def sessions(workdir: Path) -> None:
         print("  after the inverse:", rep.execute("SELECT * FROM item ORDER BY id").fetchall())
 
 
+def _describe(changeset: sss.Changeset) -> str:
+    """One line per change; in an UPDATE, ``=`` marks a column left unchanged."""
+    def row(values: tuple) -> str:
+        return "(" + ", ".join("=" if v is sss.UNCHANGED else repr(v) for v in values) + ")"
+
+    parts = []
+    for c in changeset:
+        if c.op == "UPDATE":
+            parts.append(f"UPDATE {c.table} {row(c.old)} -> {row(c.new)}")
+        else:
+            parts.append(f"{c.op} {c.table} {row(c.new if c.op == 'INSERT' else c.old)}")
+    return "; ".join(parts)
+
+
+def _demo_writer(path: str, name: str, start: object, out: object) -> None:
+    """One of the two demo processes: three admitted writes to a shared account."""
+    with sss.open(path) as db:
+        start.wait()  # type: ignore[attr-defined]
+        for i in range(3):
+            def deposit(tx: sss.WriteTx, amount: int = 10 * (i + 1)) -> int:
+                (balance,) = tx.execute("SELECT balance FROM account WHERE id = 1").fetchone()
+                tx.execute("UPDATE account SET balance = ? WHERE id = 1", (balance + amount,))
+                tx.execute("INSERT INTO deposit(who, amount) VALUES (?, ?)", (name, amount))
+                return balance + amount
+
+            res = db.write(deposit, label=f"{name} deposit {i + 1}")
+            out.put((name, os.getpid(), res.seq, res.value, _describe(res.changeset)))  # type: ignore[attr-defined]
+
+
+def coordinated(workdir: Path) -> None:
+    section("Two processes writing through sss.open")
+    path = str(workdir / "shared.db")
+    with sss.open(path) as db:
+        db.migrate(
+            "CREATE TABLE account(id INTEGER PRIMARY KEY, balance INTEGER NOT NULL);"
+            "INSERT INTO account VALUES (1, 0);"
+            "CREATE TABLE deposit(id INTEGER PRIMARY KEY, who TEXT NOT NULL, amount INTEGER NOT NULL)",
+            label="schema",
+        )
+    ctx = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
+    start, out = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_demo_writer, args=(path, name, start, out)) for name in ("alice", "bob")]
+    for p in procs:
+        p.start()
+    start.set()
+    reports = [out.get(timeout=60) for _ in range(6)]
+    for p in procs:
+        p.join(60)
+        if p.exitcode != 0:
+            raise SystemExit(f"demo writer {p.name} failed with exit code {p.exitcode}")
+    for name, pid, seq, balance, changes in sorted(reports, key=lambda r: r[2]):
+        print(f"  {name} (pid {pid}) write seq {seq}: balance now {balance}")
+        print(f"      changeset: {changes}")
+
+    section("The audit log")
+    with sss.open(path) as db:
+        for e in db.log():
+            what = e.sql if e.kind == "ddl" else _describe(e.changeset)  # type: ignore[arg-type]
+            print(f"  seq {e.seq}  {e.committed_at}  pid {e.pid}  {e.label!r:22} {e.kind}: {what[:90]}")
+        with db.read() as r:
+            (balance,) = r.execute("SELECT balance FROM account").fetchone()
+            print(f"  balance {balance} at log position {r.seq} (6 deposits of 10+20+30 by 2 processes: 120)")
+        if balance != 120:
+            raise SystemExit("lost update: the balance should be 120")
+
+
 def main() -> int:
     show_build()
     with tempfile.TemporaryDirectory(prefix="sss-demo-") as tmp:
         workdir = Path(tmp)
         round_trip(workdir)
         sessions(workdir)
+        coordinated(workdir)
     print("\nok")
     return 0
 

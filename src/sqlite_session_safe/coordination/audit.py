@@ -231,6 +231,7 @@ def log_position(con: Connection) -> int:
     if not has_log(con):
         return 0
     row = con.execute(f"SELECT coalesce(max(seq), 0) FROM {LOG_TABLE}").fetchone()
+    assert row is not None  # an aggregate always returns one row
     return int(row[0])
 
 

@@ -92,6 +92,13 @@ ORDER BY m.name
 """
 
 
+def _scalar(con: Connection | ReadTx, sql: str) -> Any:
+    """The first column of the one row ``sql`` returns (a PRAGMA, a count)."""
+    row = con.execute(sql).fetchone()
+    assert row is not None, sql
+    return row[0]
+
+
 def _record_table(name: str) -> bool:
     """The write session's table filter: everything but the package's own."""
     return not name.startswith(audit.RESERVED_PREFIX)
@@ -380,12 +387,12 @@ class Database:
                 "would let writes bypass the log, so the log would disagree with the data"
             )
         want = self.spec.journal_mode
-        current = str(con.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+        current = str(_scalar(con, "PRAGMA journal_mode")).lower()
         if current == want:
             return
         lock = self._admitted_lock()
         try:
-            got = str(con.execute(f"PRAGMA journal_mode = {want}").fetchone()[0]).lower()
+            got = str(_scalar(con, f"PRAGMA journal_mode = {want}")).lower()
         finally:
             lock.release()
         if got != want:
@@ -432,7 +439,7 @@ class Database:
     def _schema(self, con: Connection) -> _SchemaInfo:
         """What the writes need to know about the schema, cached by
         schema_version (so a write costs one PRAGMA, not a scan)."""
-        version = int(con.execute("PRAGMA schema_version").fetchone()[0])
+        version = int(_scalar(con, "PRAGMA schema_version"))
         info = self._info
         if info is None or info.version != version:
             names = {r[0] for r in con.execute(
@@ -506,7 +513,8 @@ class Database:
             )
         tx._t0 = time.monotonic()
         timeout = self.timeout
-        if not (self._write_mutex.acquire() if timeout is None else self._write_mutex.acquire(timeout=timeout)):
+        got = self._write_mutex.acquire() if timeout is None else self._write_mutex.acquire(timeout=timeout)
+        if not got:
             raise LockTimeout(f"timed out waiting for {self.lock_path!r}: another thread of this "
                               "process is writing")
         local.writing = True
@@ -579,7 +587,7 @@ class Database:
                                      "through another path?); its work may be lost")
             info = tx._info
             assert info is not None
-            version = int(con.execute("PRAGMA schema_version").fetchone()[0])
+            version = int(_scalar(con, "PRAGMA schema_version"))
             if tx.kind == "data" and version != info.version:
                 raise SchemaChangeInWrite(
                     "a write changed the schema (CREATE/ALTER/DROP...); a changeset cannot carry "
@@ -773,7 +781,8 @@ class Database:
         ``compute(ctx)`` reads a baseline without the write lock (``ctx`` is an
         :class:`~.optimistic.OptimisticContext`: ``ctx.expect(sql, params)``
         reads rows *and* declares them a precondition, ``ctx.execute`` just
-        reads), does its work, and returns ``apply(tx)``, the write to make.
+        reads; each read is its own short snapshot, so nothing is held while
+        compute works), and returns ``apply(tx)``, the write to make.
         Under the lock every ``expect`` query is run again; if any result
         differs, the write is rolled back and retried (exponential backoff
         with jitter from ``backoff`` up to ``max_backoff`` seconds), at most
@@ -817,9 +826,9 @@ class Database:
         from ..binding.library import compile_options, sqlite_version
 
         with self.read() as r:
-            journal = str(r.execute("PRAGMA journal_mode").fetchone()[0]).lower()
-            sync = int(r.execute("PRAGMA synchronous").fetchone()[0])
-            fks = bool(r.execute("PRAGMA foreign_keys").fetchone()[0])
+            journal = str(_scalar(r, "PRAGMA journal_mode")).lower()
+            sync = int(_scalar(r, "PRAGMA synchronous"))
+            fks = bool(_scalar(r, "PRAGMA foreign_keys"))
             no_pk = [row[0] for row in r.execute(_NO_PK_TABLES)]
             assert r._con is not None
             db_id = audit.database_id(r._con)

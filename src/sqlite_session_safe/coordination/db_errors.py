@@ -31,7 +31,8 @@ class ConflictError(Error):
         self.attempts = attempts
         self.reason = reason
 
-    def __reduce__(self):  # keep the attributes when pickled across processes
+    def __reduce__(self) -> tuple[type[ConflictError], tuple[str, int, str]]:
+        # keep the attributes when pickled across processes
         return (type(self), (str(self), self.attempts, self.reason))
 
 
@@ -51,7 +52,7 @@ class NoPrimaryKeyError(InterfaceError):
         super().__init__(message)
         self.tables = tables
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[NoPrimaryKeyError], tuple[str, tuple[str, ...]]]:
         return (type(self), (str(self), self.tables))
 
 
@@ -79,5 +80,5 @@ class BackupCheckFailed(Error):
         self.path = path
         self.problems = problems
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[BackupCheckFailed], tuple[str, str, tuple[str, ...]]]:
         return (type(self), (str(self), self.path, self.problems))

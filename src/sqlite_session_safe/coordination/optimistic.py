@@ -108,7 +108,7 @@ def run_optimistic(
             return apply(tx)
 
         try:
-            result = db.write(fn, label=label)
+            result: WriteResult = db.write(fn, label=label)
         except _Conflict as e:
             reason = str(e)
         except BusyError as e:

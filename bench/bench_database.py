@@ -1,0 +1,210 @@
+"""Coordinated writes (``sss.open``) against stdlib ``sqlite3`` doing the same work.
+
+Same file system (a temporary directory, or ``--dir``), same pragmas
+(``journal_mode=DELETE``, ``synchronous=FULL``, ``foreign_keys=ON``), same run:
+
+  single     one write, one process: read a counter, write it back + 1.
+             sss: ``db.write(fn)`` = outer lock + BEGIN IMMEDIATE + epoch CAS +
+             session + audit log entry + lock check + COMMIT + release.
+             stdlib: BEGIN IMMEDIATE + the same two statements + COMMIT.
+             Also sss with ``audit=False`` (no log entry), to show what the log costs,
+             and "lock+stdlib": the bare DirectoryLock acquire/release around the
+             stdlib write, to show what the outer lock alone costs.
+             Median and mean per write; ratio sss / stdlib (target <= 1.15).
+  contended  ``--procs`` processes each do ``--per`` of those writes on one file.
+             sss: admitted writes.  stdlib: BEGIN IMMEDIATE with
+             busy_timeout=``--busy-ms``; a "database is locked" error is counted
+             and the write retried.  Throughput (writes/s over the whole run), the
+             ratio sss / stdlib, stdlib's locked errors, and sss's admission wait
+             (p50, p99 of ``WriteResult.timing.wait``).
+
+    python bench/bench_database.py                   # default sizes
+    python bench/bench_database.py --writes 100 --per 50   # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import sqlite3
+import statistics
+import tempfile
+import time
+
+import sqlite_session_safe as sss
+from sqlite_session_safe.coordination.lock import DirectoryLock
+
+PRAGMAS = ("PRAGMA journal_mode=DELETE", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON")
+SCHEMA = "CREATE TABLE IF NOT EXISTS counter(id INTEGER PRIMARY KEY, n INTEGER NOT NULL)"
+
+
+def increment_sss(tx: sss.WriteTx) -> None:
+    (n,) = tx.execute("SELECT n FROM counter WHERE id = 1").fetchone()
+    tx.execute("UPDATE counter SET n = ? WHERE id = 1", (n + 1,))
+
+
+def stdlib_connect(path: str, busy_ms: int) -> sqlite3.Connection:
+    con = sqlite3.connect(path, isolation_level=None, timeout=busy_ms / 1000)
+    for p in PRAGMAS:
+        con.execute(p)
+    return con
+
+
+def increment_stdlib(con: sqlite3.Connection) -> None:
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        (n,) = con.execute("SELECT n FROM counter WHERE id = 1").fetchone()
+        con.execute("UPDATE counter SET n = ? WHERE id = 1", (n + 1,))
+        con.execute("COMMIT")
+    except BaseException:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        raise
+
+
+def setup(path: str, audit: bool = True) -> None:
+    with sss.open(path, audit=audit) as db:
+        db.migrate(SCHEMA + "; INSERT OR IGNORE INTO counter VALUES (1, 0)")
+
+
+def setup_stdlib(path: str) -> None:
+    con = stdlib_connect(path, 5000)
+    con.execute(SCHEMA)
+    con.execute("INSERT OR IGNORE INTO counter VALUES (1, 0)")
+    con.close()
+
+
+# -- single -----------------------------------------------------------------------
+
+
+def single(workdir: str, writes: int, rounds: int) -> dict[str, list[float]]:
+    paths = {k: os.path.join(workdir, f"single-{k}.db") for k in ("sss", "sss-noaudit", "stdlib")}
+    setup(paths["sss"])
+    setup(paths["sss-noaudit"], audit=False)
+    setup_stdlib(paths["stdlib"])
+    db = sss.open(paths["sss"])
+    db_noaudit = sss.open(paths["sss-noaudit"], audit=False)
+    con = stdlib_connect(paths["stdlib"], 5000)
+    lock = DirectoryLock(paths["stdlib"])
+
+    def locked_stdlib() -> None:
+        with lock:
+            increment_stdlib(con)
+
+    runs = {
+        "sss": lambda: db.write(increment_sss),
+        "sss-noaudit": lambda: db_noaudit.write(increment_sss),
+        "lock+stdlib": locked_stdlib,
+        "stdlib": lambda: increment_stdlib(con),
+    }
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    for fn in runs.values():  # warm up
+        for _ in range(20):
+            fn()
+    per_round = max(1, writes // rounds)
+    for _ in range(rounds):  # interleaved, so disk/cache drift hits all alike
+        for name, fn in runs.items():
+            for _ in range(per_round):
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+    db.close()
+    db_noaudit.close()
+    con.close()
+    return times
+
+
+# -- contended --------------------------------------------------------------------
+
+
+def _worker_sss(path: str, per: int, start, out) -> None:
+    db = sss.open(path, timeout=600)
+    start.wait()
+    waits = [db.write(increment_sss).timing.wait for _ in range(per)]
+    db.close()
+    out.put(waits)
+
+
+def _worker_stdlib(path: str, per: int, busy_ms: int, start, out) -> None:
+    con = stdlib_connect(path, busy_ms)
+    start.wait()
+    locked = 0
+    done = 0
+    while done < per:
+        try:
+            increment_stdlib(con)
+            done += 1
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) and "busy" not in str(e):
+                raise
+            locked += 1
+    con.close()
+    out.put(locked)
+
+
+def contended(workdir: str, kind: str, procs: int, per: int, busy_ms: int) -> tuple[float, list]:
+    path = os.path.join(workdir, f"contended-{kind}.db")
+    if kind == "sss":
+        setup(path)
+    else:
+        setup_stdlib(path)
+    ctx = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
+    start, out = ctx.Event(), ctx.Queue()
+    args = (path, per) if kind == "sss" else (path, per, busy_ms)
+    target = _worker_sss if kind == "sss" else _worker_stdlib
+    workers = [ctx.Process(target=target, args=(*args, start, out)) for _ in range(procs)]
+    for w in workers:
+        w.start()
+    time.sleep(0.3)  # let them all open their databases
+    t0 = time.perf_counter()
+    start.set()
+    results = [out.get() for _ in workers]
+    elapsed = time.perf_counter() - t0
+    for w in workers:
+        w.join()
+    con = sqlite3.connect(path)
+    (n,) = con.execute("SELECT n FROM counter").fetchone()
+    con.close()
+    assert n == procs * per, (kind, n)  # no lost update on either side
+    return procs * per / elapsed, results
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dir", help="directory for the databases (default: a temporary one)")
+    ap.add_argument("--writes", type=int, default=600, help="single: writes per variant")
+    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--procs", type=int, default=8)
+    ap.add_argument("--per", type=int, default=100, help="contended: writes per process")
+    ap.add_argument("--busy-ms", type=int, default=5000, help="stdlib busy_timeout")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(dir=args.dir, prefix="sss-bench-") as workdir:
+        print(f"SQLite {sss.sqlite_version()} (sss) / {sqlite3.sqlite_version} (stdlib); dir {workdir}")
+        t = single(workdir, args.writes, args.rounds)
+        print(f"\nsingle write, {args.writes} each (ms):")
+        for name, v in t.items():
+            med, mean = statistics.median(v) * 1e3, statistics.mean(v) * 1e3
+            print(f"  {name:12s} median {med:7.3f}  mean {mean:7.3f}")
+        for name in ("sss", "sss-noaudit", "lock+stdlib"):
+            ratio_med = statistics.median(t[name]) / statistics.median(t["stdlib"])
+            ratio_mean = statistics.mean(t[name]) / statistics.mean(t["stdlib"])
+            print(f"  ratio {name}/stdlib: median {ratio_med:.3f}  mean {ratio_mean:.3f}  (target <= 1.15)")
+        print(f"\ncontended: {args.procs} processes x {args.per} writes")
+        ours, waits = contended(workdir, "sss", args.procs, args.per, args.busy_ms)
+        theirs, locked = contended(workdir, "stdlib", args.procs, args.per, args.busy_ms)
+        flat = [w for ws in waits for w in ws]
+        print(f"  sss     {ours:8.1f} writes/s   admission wait p50 {pct(flat, 0.5) * 1e3:.2f} ms, "
+              f"p99 {pct(flat, 0.99) * 1e3:.2f} ms, max {max(flat) * 1e3:.2f} ms")
+        print(f"  stdlib  {theirs:8.1f} writes/s   'database is locked' errors: {sum(locked)} "
+              f"(busy_timeout {args.busy_ms} ms; each retried)")
+        print(f"  throughput ratio sss/stdlib: {ours / theirs:.3f}")
+
+
+if __name__ == "__main__":
+    main()
