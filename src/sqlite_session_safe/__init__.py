@@ -6,100 +6,262 @@ Layers, bottom up (an import never points up):
 * ``_native``      the cffi module: vendored SQLite + the C helpers in csrc/
 * ``binding``      connections, cursors, errors, backup, serialize
 * ``sessions``     sessions, changesets, apply with conflict policies
-* ``coordination`` the directory lock (PROTOCOL.md), fencing, coordinated database
-* ``faces``        the command-line tool and the DB-API 2.0 module
+* ``coordination`` the directory lock (PROTOCOL.md), fencing, the coordinated database
+* ``faces``        this module, the demo (``__main__``), the command-line tool
 
-This module re-exports the public names; see README.md for a tour.
+This module re-exports the public names (explicitly, so type checkers see
+them); see README.md for a tour.
 """
 
-from .binding.connection import Connection, Transaction, TransactionKind, connect
-from .binding.cursor import Cursor, Row
-from .binding.errors import *  # noqa: F403  (the exception hierarchy)
-from .binding.errors import __all__ as _error_names
-from .binding.library import compile_options, sqlite_source_id, sqlite_version, sqlite_version_info
-
-__version__ = "0.1.0"
-
-# --- sessions layer (exports added here) ---------------------------------------
-from .binding.connection import Connection as _Connection
-from .sessions import *  # noqa: F403,E402
-from .sessions import __all__ as _session_names
-from .sessions import session_method as _session_method
-
-# Connection.session is attached here, at the top of the package, because an
-# import never points up: binding/ cannot import sessions/.  Every user gets
-# the method, since every import of the package runs this module first.
-_Connection.session = _session_method  # type: ignore[attr-defined]
-_session_names = [n for n in _session_names if n != "session_method"]
-
-# --- coordination layer (exports added here) -----------------------------------
-from .coordination.audit import LogEntry  # noqa: E402,F401  (exported via _database_names)
-from .coordination.backups import BackupResult  # noqa: E402,F401
-from .coordination.database import Database, ReadTx, WriteResult, WriteTiming, WriteTx  # noqa: E402,F401
-from .coordination.database import open_database as open  # noqa: E402,F401,A001  (sss.open)
-from .coordination.db_errors import (  # noqa: E402,F401
+# --- binding layer -------------------------------------------------------------
+from .binding.connection import (
+    Connection,
+    Transaction,
+    TransactionKind,
+    connect,
+)
+from .binding.cursor import (
+    Cursor,
+    Row,
+)
+from .binding.errors import (
+    PRIMARY_RESULT_CODES,
+    AbortError,
+    AuthError,
+    BindingError,
+    BindingOverflowError,
+    BusyError,
+    CantOpenError,
+    ClosedError,
+    ConstraintError,
+    CorruptError,
+    DataError,
+    DiskIOError,
+    EmptyError,
+    Error,
+    FormatError,
+    FullError,
+    InterfaceError,
+    InternalError,
+    InterruptError,
+    LockedError,
+    MismatchError,
+    MisuseError,
+    NoLFSError,
+    NoMemError,
+    NotADBError,
+    NotFoundError,
+    PermissionsError,
+    ProtocolError,
+    RangeError,
+    ReadOnlyError,
+    SchemaChangeError,
+    SQLError,
+    SQLiteError,
+    ThreadingError,
+    TooBigError,
+    error_class_for,
+)
+from .binding.library import (
+    compile_options,
+    sqlite_source_id,
+    sqlite_version,
+    sqlite_version_info,
+)
+from .coordination.audit import (
+    LogEntry,
+)
+from .coordination.backups import (
+    BackupResult,
+)
+from .coordination.database import (
+    Database,
+    ReadTx,
+    WriteResult,
+    WriteTiming,
+    WriteTx,
+)
+from .coordination.database import (
+    open_database as open,
+)
+from .coordination.db_errors import (
     BackupCheckFailed,
     ConflictError,
     NoPrimaryKeyError,
     SchemaChangeInWrite,
     WalOnNetworkFilesystem,
 )
-from .coordination.errors import (  # noqa: E402,F401  (listed in _coordination_names)
+
+# --- coordination layer --------------------------------------------------------
+from .coordination.errors import (
     EpochMismatch,
     FencingError,
     LockCompromised,
     LockError,
-    LockTimeout,
-)
-from .coordination.optimistic import OptimisticContext  # noqa: E402,F401
-
-_database_names = [
-    "open", "Database", "ReadTx", "WriteTx", "WriteResult", "WriteTiming", "LogEntry",
-    "BackupResult", "OptimisticContext", "ConflictError", "NoPrimaryKeyError",
-    "SchemaChangeInWrite", "WalOnNetworkFilesystem", "BackupCheckFailed",
-]  # the lock's names (LockCompromised, LockTimeout, ...) are in _coordination_names below
-from .coordination.errors import (  # noqa: E402
     LockRefused,
+    LockTimeout,
     OwnerFormatError,
     UnknownProtocolVersion,
 )
-from .coordination.fencing import EPOCH_TABLE, advance_epoch, ensure_epoch_table, read_epoch  # noqa: E402
-from .coordination.lock import DirectoryLock, LockInfo, break_stale_lock, inspect_lock  # noqa: E402
-from .coordination.owner import OwnerRecord  # noqa: E402
+from .coordination.fencing import (
+    EPOCH_TABLE,
+    advance_epoch,
+    ensure_epoch_table,
+    read_epoch,
+)
+from .coordination.lock import (
+    DirectoryLock,
+    LockInfo,
+    break_stale_lock,
+    inspect_lock,
+)
+from .coordination.optimistic import (
+    OptimisticContext,
+)
+from .coordination.owner import (
+    OwnerRecord,
+)
 
-_coordination_names = [
+# --- sessions layer ------------------------------------------------------------
+from .sessions import (
+    ABORT,
+    OMIT,
+    REPLACE,
+    UNCHANGED,
+    Action,
+    ApplyReport,
+    Change,
+    ChangeGroup,
+    Changeset,
+    ChangesetError,
+    Conflict,
+    ConflictAbort,
+    ConflictPolicyError,
+    ConflictType,
+    OnConflict,
+    Patchset,
+    Rebaser,
+    SchemaMismatch,
+    Session,
+    SessionFilter,
+    TableFilter,
+    apply,
+    apply_stream,
+    concat_stream,
+    invert_stream,
+    iterate_stream,
+)
+from .sessions import session_method as _session_method
+
+# Connection.session is attached here, at the top of the package, because an
+# import never points up: binding/ cannot import sessions/.  Every user gets
+# the method, since every import of the package runs this module first.
+Connection.session = _session_method  # type: ignore[attr-defined]
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ABORT",
+    "AbortError",
+    "Action",
+    "advance_epoch",
+    "apply",
+    "apply_stream",
+    "ApplyReport",
+    "AuthError",
+    "BackupCheckFailed",
+    "BackupResult",
+    "BindingError",
+    "BindingOverflowError",
+    "break_stale_lock",
+    "BusyError",
+    "CantOpenError",
+    "Change",
+    "ChangeGroup",
+    "Changeset",
+    "ChangesetError",
+    "ClosedError",
+    "compile_options",
+    "concat_stream",
+    "Conflict",
+    "ConflictAbort",
+    "ConflictError",
+    "ConflictPolicyError",
+    "ConflictType",
+    "connect",
+    "Connection",
+    "ConstraintError",
+    "CorruptError",
+    "Cursor",
+    "Database",
+    "DataError",
     "DirectoryLock",
+    "DiskIOError",
+    "EmptyError",
+    "ensure_epoch_table",
     "EPOCH_TABLE",
     "EpochMismatch",
+    "Error",
+    "error_class_for",
     "FencingError",
+    "FormatError",
+    "FullError",
+    "inspect_lock",
+    "InterfaceError",
+    "InternalError",
+    "InterruptError",
+    "invert_stream",
+    "iterate_stream",
     "LockCompromised",
+    "LockedError",
     "LockError",
     "LockInfo",
     "LockRefused",
     "LockTimeout",
+    "LogEntry",
+    "MismatchError",
+    "MisuseError",
+    "NoLFSError",
+    "NoMemError",
+    "NoPrimaryKeyError",
+    "NotADBError",
+    "NotFoundError",
+    "OMIT",
+    "OnConflict",
+    "open",
+    "OptimisticContext",
     "OwnerFormatError",
     "OwnerRecord",
-    "UnknownProtocolVersion",
-    "advance_epoch",
-    "break_stale_lock",
-    "ensure_epoch_table",
-    "inspect_lock",
+    "Patchset",
+    "PermissionsError",
+    "PRIMARY_RESULT_CODES",
+    "ProtocolError",
+    "RangeError",
     "read_epoch",
-]
-
-__all__ = [
-    "Connection",
-    "Cursor",
+    "ReadOnlyError",
+    "ReadTx",
+    "Rebaser",
+    "REPLACE",
     "Row",
-    "Transaction",
-    "TransactionKind",
-    "compile_options",
-    "connect",
+    "SchemaChangeError",
+    "SchemaChangeInWrite",
+    "SchemaMismatch",
+    "Session",
+    "SessionFilter",
+    "SQLError",
     "sqlite_source_id",
     "sqlite_version",
     "sqlite_version_info",
-    *_error_names,
-    *_session_names,
-    *_coordination_names,
-    *_database_names,
+    "SQLiteError",
+    "TableFilter",
+    "ThreadingError",
+    "TooBigError",
+    "Transaction",
+    "TransactionKind",
+    "UNCHANGED",
+    "UnknownProtocolVersion",
+    "WalOnNetworkFilesystem",
+    "WriteResult",
+    "WriteTiming",
+    "WriteTx",
 ]
