@@ -286,7 +286,8 @@ class Connection:
             if readonly:
                 flags |= lib.SQLITE_DESERIALIZE_READONLY
             # On failure SQLite frees buf itself (FREEONCLOSE).
-            rc = lib.sqlite3_deserialize(db, name.encode(), ffi.cast("unsigned char *", buf), size, size, flags)
+            image = ffi.cast("unsigned char *", buf)
+            rc = lib.sqlite3_deserialize(db, name.encode(), image, size, size, flags)
             ensure(rc, db, f"deserializing into {name!r}")
             self._statements.clear()  # prepared against the old schema
             rc = lib.sqlite3_exec(db, b"PRAGMA schema_version", NULL, NULL, NULL)

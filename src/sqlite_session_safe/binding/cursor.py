@@ -181,11 +181,8 @@ class Cursor:
         :meth:`Connection.transaction` to make it all-or-nothing.
         """
         con = self.connection
-        lock = con._lock
-        if not lock.acquire(False):
-            con._raise_busy()
-        try:
-            if self._closed or con._db is None:
+        with con._use():
+            if self._closed:
                 self._raise_closed()
             if self._stmt is not None:
                 self._release()
@@ -223,13 +220,13 @@ class Cursor:
             finally:
                 con._statements.checkin(stmt)
             return self
-        finally:
-            lock.release()
 
     @staticmethod
     def _row_from_mapping(stmt: Statement, row: Any, index: int) -> tuple[Any, ...]:
         if not isinstance(row, Mapping):
-            raise BindingError(f"row {index}: expected a mapping like the first row, got {type(row).__qualname__}")
+            raise BindingError(
+                f"row {index}: expected a mapping like the first row, got {type(row).__qualname__}"
+            )
         return stmt.mapping_to_row(row)
 
     # -- fetching ----------------------------------------------------------
@@ -245,12 +242,7 @@ class Cursor:
     def _fill(self, max_rows: int) -> list[Row]:
         """Step the active statement for the next batch of rows."""
         con = self.connection
-        lock = con._lock
-        if not lock.acquire(False):
-            con._raise_busy()
-        try:
-            if con._db is None:
-                self._raise_closed()
+        with con._use():
             stmt = self._stmt
             assert stmt is not None
             rc = lib.sss_fill_rows(stmt.handle, max_rows, BATCH_BYTES, con._out, con._res)
@@ -267,8 +259,6 @@ class Cursor:
             except UnicodeDecodeError as exc:
                 self._bad_text(exc)
                 raise  # unreachable: _bad_text raises
-        finally:
-            lock.release()
 
     def __iter__(self) -> Iterator[Row]:
         return self
@@ -343,13 +333,8 @@ class Cursor:
     def close(self) -> None:
         """Release the statement; using the cursor afterwards raises ClosedError."""
         if self._stmt is not None and self.connection._db is not None:
-            lock = self.connection._lock
-            if not lock.acquire(False):
-                self.connection._raise_busy()
-            try:
+            with self.connection._use():
                 self._release()
-            finally:
-                lock.release()
         self._rows, self._pos, self._more = _EMPTY, 0, False
         self._closed = True
 
