@@ -31,6 +31,7 @@ __all__ = ["Connection", "Transaction", "connect", "TransactionKind"]
 
 TransactionKind = Literal["deferred", "immediate", "exclusive"]
 _KINDS = ("deferred", "immediate", "exclusive")
+_new_object = object.__new__
 #: Initial size of a connection's row buffer; it grows (and moves) as needed.
 _INITIAL_BUFFER = 256 * 1024
 
@@ -124,7 +125,11 @@ class Connection:
 
     def execute(self, sql: str, params: Parameters | None = None) -> Cursor:
         """Run one statement on a new cursor and return the cursor."""
-        return Cursor(self).execute(sql, params)
+        # A point query's hot path: building the cursor with object.__new__
+        # skips the Python frame of Cursor.__init__ (~0.1 us of ~2.2 us).
+        cursor = _new_object(Cursor)
+        cursor.connection = self
+        return cursor.execute(sql, params)
 
     def executemany(self, sql: str, seq_of_params: Iterable[Parameters]) -> Cursor:
         """Run one statement per parameter row (see :meth:`Cursor.executemany`)."""

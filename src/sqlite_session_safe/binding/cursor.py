@@ -81,6 +81,8 @@ class Cursor:
     arraysize = 1
 
     def __init__(self, connection: Connection) -> None:
+        # Connection.execute builds cursors without calling this (hot path):
+        # keep every other default at class level, not here.
         self.connection = connection
 
     # -- running statements ------------------------------------------------
