@@ -74,6 +74,12 @@ from .coordination.audit import (
 from .coordination.backups import (
     BackupResult,
 )
+from .coordination.bundles import (
+    Bundle,
+    ExportReport,
+    import_bundle,
+    read_bundle,
+)
 from .coordination.database import (
     Database,
     ReadTx,
@@ -115,11 +121,24 @@ from .coordination.lock import (
     break_stale_lock,
     inspect_lock,
 )
+from .coordination.log_errors import (
+    BundleError,
+    ConflictRow,
+    ReplicationConflict,
+    ReplicationError,
+    UndoConflict,
+    UndoError,
+)
 from .coordination.optimistic import (
     OptimisticContext,
 )
 from .coordination.owner import (
     OwnerRecord,
+)
+from .coordination.replication import (
+    ReplicationReport,
+    follow,
+    replicate,
 )
 
 # --- sessions layer ------------------------------------------------------------
@@ -174,6 +193,8 @@ __all__ = [
     "BindingError",
     "BindingOverflowError",
     "break_stale_lock",
+    "Bundle",
+    "BundleError",
     "BusyError",
     "CantOpenError",
     "Change",
@@ -187,6 +208,7 @@ __all__ = [
     "ConflictAbort",
     "ConflictError",
     "ConflictPolicyError",
+    "ConflictRow",
     "ConflictType",
     "connect",
     "Connection",
@@ -203,9 +225,12 @@ __all__ = [
     "EpochMismatch",
     "Error",
     "error_class_for",
+    "ExportReport",
     "FencingError",
+    "follow",
     "FormatError",
     "FullError",
+    "import_bundle",
     "inspect_lock",
     "InterfaceError",
     "InternalError",
@@ -237,11 +262,16 @@ __all__ = [
     "PRIMARY_RESULT_CODES",
     "ProtocolError",
     "RangeError",
+    "read_bundle",
     "read_epoch",
     "ReadOnlyError",
     "ReadTx",
     "Rebaser",
     "REPLACE",
+    "replicate",
+    "ReplicationConflict",
+    "ReplicationError",
+    "ReplicationReport",
     "Row",
     "SchemaChangeError",
     "SchemaChangeInWrite",
@@ -259,6 +289,8 @@ __all__ = [
     "Transaction",
     "TransactionKind",
     "UNCHANGED",
+    "UndoConflict",
+    "UndoError",
     "UnknownProtocolVersion",
     "WalOnNetworkFilesystem",
     "WriteResult",

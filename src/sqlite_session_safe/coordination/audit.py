@@ -23,7 +23,7 @@ from typing import Any
 
 from ..binding.connection import Connection
 from ..binding.raw import error_from_db, ffi, lib
-from ..sessions.apply import OnConflict, apply
+from ..sessions.apply import ApplyReport, OnConflict, apply
 from ..sessions.changeset import Changeset
 from .migration import run_script
 
@@ -116,18 +116,19 @@ class LogEntry:
             tzinfo=_dt.timezone.utc
         )
 
-    def apply_to(self, con: Connection, on_conflict: OnConflict = None) -> None:
+    def apply_to(self, con: Connection, on_conflict: OnConflict = None) -> ApplyReport | None:
         """Replay this entry on ``con``: apply the changeset (strict: a
         conflict aborts, a table of another shape raises ``SchemaMismatch``),
         or run the migration's statements.  Runs inside the caller's
-        transaction if one is open; the apply itself is all-or-nothing."""
+        transaction if one is open; the apply itself is all-or-nothing.
+        Returns the apply's report (None for a migration)."""
         if self.kind == "data":
             assert self.changeset is not None
             # The changeset already holds what the source's triggers did;
             # letting the target's triggers fire again would do it twice.
             previous = _set_triggers(con, False)
             try:
-                apply(self.changeset, con, on_conflict=on_conflict, strict=True)
+                return apply(self.changeset, con, on_conflict=on_conflict, strict=True)
             finally:
                 _set_triggers(con, previous)
         else:
@@ -137,6 +138,7 @@ class LogEntry:
             else:
                 with con.transaction("immediate"):
                     run_script(con, self.sql)
+            return None
 
 
 #: SQLITE_DBCONFIG_ENABLE_TRIGGER (sqlite3.h); not in the cdef's constants.

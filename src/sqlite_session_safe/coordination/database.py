@@ -190,6 +190,10 @@ class WriteTx:
         self._owner = ""
         self._t0 = 0.0
         self._admitted = 0.0
+        #: Commit even when the changeset is empty (no log entry then): set by
+        #: replication, whose cursor (an ``_sss_`` table, never recorded) must
+        #: move even when the replayed changes cancel out.
+        self._commit_empty = False
 
     # -- what fn uses ---------------------------------------------------------
 
@@ -597,11 +601,11 @@ class Database:
             changeset = self._take_changeset(tx, info)
             seq: int | None = None
             at: str | None = None
-            if tx.kind == "data" and not changeset:
+            if tx.kind == "data" and not changeset and not tx._commit_empty:
                 # Empty write: nothing to record, so nothing to commit.
                 _rollback(con)
                 return self._result(tx, changeset, None, None, committed=False)
-            if self.audit:
+            if self.audit and (tx.kind == "ddl" or changeset):
                 seq, at = audit.append_entry(
                     con, owner=tx._owner, host=procinfo.host_name(), pid=os.getpid(),
                     label=tx.label, kind=tx.kind,
@@ -868,6 +872,26 @@ class Database:
         """Break this database's lock if the protocol calls it stale (may
         watch for up to ``stale_timeout``); see ``sss.break_stale_lock``."""
         return break_stale_lock(self.path, force, stale_timeout=self.stale_timeout)
+
+    # -- bundles and undo (their own modules) ----------------------------------------
+
+    def export(self, path: str | os.PathLike[str], since: int = 0) -> Any:
+        """Write the log entries after ``since`` to a bundle file ``path``
+        (PROTOCOL.md §7; temp file + fsync + rename) for
+        ``sss.import_bundle``; returns a :class:`~.bundles.ExportReport`."""
+        from .bundles import export_bundle
+
+        return export_bundle(self, path, since)
+
+    def undo(self, seq: int, *, on_conflict: Any = None, label: str | None = None) -> WriteResult:
+        """Apply the inverse of log entry ``seq`` as a new logged write
+        (label ``"undo <seq>"`` by default).  Rows changed since entry
+        ``seq`` are conflicts: by default ``UndoConflict`` lists them all and
+        nothing changes; ``on_conflict`` resolves them as in
+        ``Changeset.apply``.  See :func:`~.undo.undo_entry`."""
+        from .undo import undo_entry
+
+        return undo_entry(self, seq, on_conflict, label)
 
     @property
     def closed(self) -> bool:
