@@ -9,136 +9,34 @@
  */
 #include <limits.h>
 #include "sss.h"
-#include "marshal_format.h"
-
-typedef struct reader {
-    const unsigned char *p;
-    const unsigned char *end;
-} reader;
-
-static int need(reader *r, size_t n)
-{
-    return (size_t)(r->end - r->p) >= n;
-}
-
-/* Reads a container header ('(' ')' '['); returns its item count or -1. */
-static long read_sequence_header(reader *r)
-{
-    if (!need(r, 1))
-        return -1;
-    unsigned char code = *r->p++;
-    if (code == M_SMALL_TUPLE) {
-        if (!need(r, 1))
-            return -1;
-        return *r->p++;
-    }
-    if (code == M_TUPLE || code == M_LIST) {
-        if (!need(r, 4))
-            return -1;
-        int32_t n = (int32_t)m_get_le32(r->p);
-        r->p += 4;
-        return n < 0 ? -1 : n;
-    }
-    return -1;
-}
-
-/* Decodes a marshal 'l' integer into *out; returns 0, or an SSS_ERR_ code. */
-static int read_long(reader *r, sqlite3_int64 *out)
-{
-    if (!need(r, 4))
-        return SSS_ERR_FORMAT;
-    int32_t n = (int32_t)m_get_le32(r->p);
-    r->p += 4;
-    int negative = n < 0;
-    uint64_t ndigits = negative ? (uint64_t)(-(int64_t)n) : (uint64_t)n;
-    if (!need(r, 2 * ndigits))
-        return SSS_ERR_FORMAT;
-    uint64_t mag = 0;
-    int overflow = 0;
-    /* Digits are stored least significant first; fold from the top. */
-    for (uint64_t i = ndigits; i-- > 0;) {
-        const unsigned char *d = r->p + 2 * i;
-        uint64_t digit = (uint64_t)d[0] | ((uint64_t)d[1] << 8);
-        if (digit > M_LONG_MASK)
-            return SSS_ERR_FORMAT;
-        if (mag > (UINT64_MAX >> M_LONG_SHIFT))
-            overflow = 1;
-        mag = (mag << M_LONG_SHIFT) | digit;
-    }
-    r->p += 2 * ndigits;
-    if (overflow)
-        return SSS_ERR_OVERFLOW;
-    if (negative) {
-        if (mag > (uint64_t)INT64_MAX + 1)
-            return SSS_ERR_OVERFLOW;
-        *out = mag == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(sqlite3_int64)mag;
-    } else {
-        if (mag > (uint64_t)INT64_MAX)
-            return SSS_ERR_OVERFLOW;
-        *out = (sqlite3_int64)mag;
-    }
-    return 0;
-}
+#include "marshal_read.h"
 
 /* Binds the value at r->p to parameter i (1-based).  Returns SQLITE_OK, a
  * SQLite error code from the bind call, or an SSS_ERR_ code. */
-static int bind_value(sqlite3_stmt *stmt, int i, reader *r)
+static int bind_value(sqlite3_stmt *stmt, int i, sss_reader *r)
 {
-    if (!need(r, 1))
-        return SSS_ERR_FORMAT;
-    unsigned char code = *r->p++;
-    if (code & M_FLAG_REF)
-        return SSS_ERR_FORMAT; /* dumps(x, 2) never writes references */
-    switch (code) {
-    case M_NONE:
-        return sqlite3_bind_null(stmt, i);
-    case M_TRUE:
-        return sqlite3_bind_int64(stmt, i, 1);
-    case M_FALSE:
-        return sqlite3_bind_int64(stmt, i, 0);
-    case M_INT: {
-        if (!need(r, 4))
-            return SSS_ERR_FORMAT;
-        int32_t v = (int32_t)m_get_le32(r->p);
-        r->p += 4;
-        return sqlite3_bind_int64(stmt, i, v);
-    }
-    case M_LONG: {
-        sqlite3_int64 v;
-        int rc = read_long(r, &v);
-        return rc ? rc : sqlite3_bind_int64(stmt, i, v);
-    }
-    case M_BINARY_FLOAT: {
-        if (!need(r, 8))
-            return SSS_ERR_FORMAT;
-        double d = m_get_double(r->p);
-        r->p += 8;
-        return sqlite3_bind_double(stmt, i, d);
-    }
-    case M_UNICODE:
-    case M_STRING: {
-        if (!need(r, 4))
-            return SSS_ERR_FORMAT;
-        uint32_t n = m_get_le32(r->p);
-        r->p += 4;
-        if (n > INT32_MAX || !need(r, n))
-            return SSS_ERR_FORMAT;
-        const char *data = (const char *)r->p;
-        r->p += n;
-        if (code == M_UNICODE)
-            return sqlite3_bind_text64(stmt, i, data, n, SQLITE_STATIC, SQLITE_UTF8);
+    sss_mvalue v;
+    int rc = sss_read_value(r, &v);
+    if (rc)
+        return rc;
+    switch (v.type) {
+    case SQLITE_INTEGER:
+        return sqlite3_bind_int64(stmt, i, v.i);
+    case SQLITE_FLOAT:
+        return sqlite3_bind_double(stmt, i, v.d);
+    case SQLITE_TEXT:
+        return sqlite3_bind_text64(stmt, i, v.data, v.n, SQLITE_STATIC, SQLITE_UTF8);
+    case SQLITE_BLOB:
         /* data is never NULL here, so an empty bytes binds as an empty blob. */
-        return sqlite3_bind_blob64(stmt, i, data, n, SQLITE_STATIC);
-    }
+        return sqlite3_bind_blob64(stmt, i, v.data, v.n, SQLITE_STATIC);
     default:
-        /* dict, set, complex, nested tuple, ...: valid marshal, not a SQL value */
-        return SSS_ERR_TYPE;
+        return sqlite3_bind_null(stmt, i);
     }
 }
 
-static int bind_row(sqlite3_stmt *stmt, reader *r, sss_result *res)
+static int bind_row(sqlite3_stmt *stmt, sss_reader *r, sss_result *res)
 {
-    long n = read_sequence_header(r);
+    long n = sss_read_sequence_header(r);
     if (n < 0)
         return SSS_ERR_FORMAT;
     if (n != sqlite3_bind_parameter_count(stmt))
@@ -164,7 +62,7 @@ static void reset_result(sss_result *res)
 int sss_bind_packed(sqlite3_stmt *stmt, const char *data, size_t len,
                     sss_result *res)
 {
-    reader r = {(const unsigned char *)data, (const unsigned char *)data + len};
+    sss_reader r = {(const unsigned char *)data, (const unsigned char *)data + len};
     reset_result(res);
     return bind_row(stmt, &r, res);
 }
@@ -181,7 +79,7 @@ int sss_execute(sqlite3_stmt *stmt, const char *params, size_t len,
     if (sqlite3_stmt_busy(stmt)) /* finished statements were reset already */
         sqlite3_reset(stmt);
     if (len) {
-        reader r = {(const unsigned char *)params, (const unsigned char *)params + len};
+        sss_reader r = {(const unsigned char *)params, (const unsigned char *)params + len};
         rc = bind_row(stmt, &r, res);
         if (rc != SQLITE_OK)
             return rc;
@@ -209,13 +107,13 @@ int sss_execute_many(sqlite3_stmt *stmt, const char *rows, size_t len,
                      sss_result *res)
 {
     sqlite3 *db = sqlite3_db_handle(stmt);
-    reader r = {(const unsigned char *)rows, (const unsigned char *)rows + len};
+    sss_reader r = {(const unsigned char *)rows, (const unsigned char *)rows + len};
     int rc = SQLITE_DONE;
 
     reset_result(res);
     if (sqlite3_column_count(stmt) > 0)
         return SSS_ERR_RETURNS_ROWS;
-    long nrows = read_sequence_header(&r);
+    long nrows = sss_read_sequence_header(&r);
     if (nrows < 0)
         return SSS_ERR_FORMAT;
     for (long row = 0; row < nrows; row++) {

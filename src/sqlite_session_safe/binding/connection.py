@@ -21,6 +21,10 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, Literal, Protocol
 
+from . import blob as _blob
+from . import functions as _functions
+from . import hooks as _hooks
+from .callbacks import CallbackState
 from .cursor import Cursor
 from .errors import ClosedError, InterfaceError, ThreadingError
 from .raw import NULL, ensure, error_from_code, error_from_db, ffi, lib, text
@@ -32,8 +36,6 @@ __all__ = ["Connection", "Transaction", "connect", "TransactionKind"]
 TransactionKind = Literal["deferred", "immediate", "exclusive"]
 _KINDS = ("deferred", "immediate", "exclusive")
 _new_object = object.__new__
-#: Initial size of a connection's row buffer; it grows (and moves) as needed.
-_INITIAL_BUFFER = 256 * 1024
 
 
 class _Dependent(Protocol):
@@ -63,6 +65,13 @@ class Connection:
         self._close_lock = threading.Lock()  # orders close() against interrupt()
         self._dependents: weakref.WeakSet[Any] = weakref.WeakSet()
         self._tx_depth = 0
+        # Row buffers, and what callbacks into Python (user functions, hooks)
+        # share with the connection; allocated before opening, so a failure
+        # here leaves nothing to close.
+        self._cb = CallbackState()
+        #: Python objects behind the hooks SQLite holds a pointer to
+        #: (authorizer, progress handler, trace callback), by kind.
+        self._hooks: dict[str, Any] = {}
         if isinstance(path, (str, bytes)) or hasattr(path, "__fspath__"):
             name = os.fsencode(path)
         else:
@@ -98,23 +107,27 @@ class Connection:
             lib.sqlite3_close_v2(db)
             raise err
         self._statements = StatementCache(cached_statements)
-        # One output buffer and result struct per connection: only the thread
-        # holding _lock uses them, and rows are decoded before it is released.
-        self._out = ffi.gc(ffi.new("sss_buffer *"), lib.sss_buffer_free)
-        if lib.sss_buffer_init(self._out, _INITIAL_BUFFER):
-            lib.sqlite3_close_v2(db)
-            raise MemoryError("cannot allocate the row buffer")
-        self._view: Any = None
-        self._refresh_view()
-        self._res = ffi.new("sss_result *")
         self._db = db
 
+    # One output buffer and result struct per connection and nesting depth
+    # (see callbacks.py): only the thread holding _lock uses them, and rows
+    # are decoded before it is released.  These name the outermost ones.
+
+    @property
+    def _out(self) -> Any:
+        return self._cb.top.out
+
+    @property
+    def _view(self) -> Any:
+        return self._cb.top.view
+
+    @property
+    def _res(self) -> Any:
+        return self._cb.top.res
+
     def _refresh_view(self) -> None:
-        """(Re)make the view over the C row buffer, after it moved.  Rows are
-        decoded by marshal.loads straight from this view; marshal ignores the
-        bytes past the end of a batch, so the view spans the whole capacity."""
-        out = self._out
-        self._view = ffi.buffer(out.data, out.cap)
+        """(Re)make the view over the outermost row buffer after it grew."""
+        self._cb.top.refresh()
 
     # -- running SQL --------------------------------------------------------
 
@@ -146,7 +159,7 @@ class Connection:
         if "\0" in sql:
             raise InterfaceError("SQL contains a NUL character")
         with self._use() as db:
-            ensure(lib.sqlite3_exec(db, sql.encode("utf-8", "surrogatepass"), NULL, NULL, NULL), db)
+            self._ensure(lib.sqlite3_exec(db, sql.encode("utf-8", "surrogatepass"), NULL, NULL, NULL), db)
 
     def transaction(self, kind: TransactionKind = "deferred") -> Transaction:
         """A context manager for a transaction: COMMIT on success, ROLLBACK on
@@ -296,7 +309,7 @@ class Connection:
             ensure(rc, db, f"deserializing into {name!r}")
             self._statements.clear()  # prepared against the old schema
             rc = lib.sqlite3_exec(db, b"PRAGMA schema_version", NULL, NULL, NULL)
-            ensure(rc, db, "the deserialized data")
+            self._ensure(rc, db, "the deserialized data")
 
     def interrupt(self) -> None:
         """Make the statement running on this connection (in another thread)
@@ -304,6 +317,86 @@ class Connection:
         with self._close_lock:
             if self._db is not None:
                 lib.sqlite3_interrupt(self._db)
+
+    # -- user functions, collations, hooks (binding/functions.py, hooks.py) ---
+
+    def create_function(
+        self, name: str, narg: int, func: Callable[..., Any] | None, *, deterministic: bool = False
+    ) -> None:
+        """Make ``func`` callable from SQL as ``name(...)`` with ``narg``
+        arguments (-1: any number); ``func=None`` removes it.
+
+        Arguments arrive as None/int/float/str/bytes, like row values; the
+        result may be None, int, float, str, bytes, bytearray or memoryview.
+        An exception ``func`` raises stops the statement and is raised, as is,
+        by the execute/fetch call that ran it.  ``deterministic=True`` lets
+        SQLite use the function in indexes and factor out repeated calls.
+        """
+        _functions.create_function(self, name, narg, func, deterministic)
+
+    def create_aggregate(self, name: str, narg: int, aggregate_class: type | None) -> None:
+        """Register an aggregate: for each group SQLite makes
+        ``aggregate_class()``, calls ``step(*args)`` per row and
+        ``finalize()`` for the result.  None removes it."""
+        _functions.create_aggregate(self, name, narg, aggregate_class)
+
+    def create_window_function(self, name: str, narg: int, aggregate_class: type | None) -> None:
+        """Register an aggregate window function: like :meth:`create_aggregate`,
+        plus ``inverse(*args)`` (a row leaves the frame) and ``value()`` (the
+        current result).  None removes it."""
+        _functions.create_window_function(self, name, narg, aggregate_class)
+
+    def create_collation(self, name: str, func: Callable[[str, str], int] | None) -> None:
+        """Register collation ``name``: ``func(a, b)`` returns a negative
+        number, zero or a positive number.  None removes it."""
+        _functions.create_collation(self, name, func)
+
+    def set_authorizer(
+        self, func: Callable[[int, str | None, str | None, str | None, str | None], int] | None
+    ) -> None:
+        """Have ``func(action, arg1, arg2, db_name, trigger_or_view)`` approve
+        every action while statements are prepared: return ``SQLITE_OK``,
+        ``SQLITE_DENY`` (the statement fails) or ``SQLITE_IGNORE``.  An
+        exception denies and is raised.  None removes it."""
+        _hooks.set_authorizer(self, func)
+
+    def set_progress_handler(self, func: Callable[[], object] | None, n: int) -> None:
+        """Call ``func()`` every ``n`` virtual machine instructions of a running
+        statement; a true result (or an exception, which is raised) interrupts
+        the statement.  None removes it."""
+        _hooks.set_progress_handler(self, func, n)
+
+    def set_trace_callback(self, func: Callable[[str], object] | None) -> None:
+        """Call ``func(sql)`` as each statement starts, with its SQL (parameters
+        expanded when SQLite can).  None removes it."""
+        _hooks.set_trace_callback(self, func)
+
+    def enable_load_extension(self, enabled: bool) -> None:
+        """Allow (or forbid again) :meth:`load_extension` and SQL's
+        ``load_extension()``.  Off by default."""
+        _hooks.enable_load_extension(self, enabled)
+
+    def load_extension(self, path: str, *, entrypoint: str | None = None) -> None:
+        """Load the SQLite extension library at ``path`` (``entrypoint``:
+        its init function, guessed from the file name when None)."""
+        _hooks.load_extension(self, path, entrypoint)
+
+    def blobopen(
+        self, table: str, column: str, row: int, *, readonly: bool = False, name: str = "main"
+    ) -> _blob.Blob:
+        """Open the BLOB in ``table.column`` of row ``row`` (its rowid) for
+        incremental reads and writes; see :class:`Blob`."""
+        return _blob.Blob(self, table, column, row, readonly, name)
+
+    def getlimit(self, category: int) -> int:
+        """SQLite's current limit ``category`` (``SQLITE_LIMIT_LENGTH``, ...)."""
+        return _hooks.limit(self, category, -1)
+
+    def setlimit(self, category: int, limit: int) -> int:
+        """Set limit ``category`` (a negative ``limit`` leaves it unchanged;
+        SQLite caps it at the compile-time maximum); returns the previous
+        value."""
+        return _hooks.limit(self, category, limit)
 
     # -- lifetime -----------------------------------------------------------
 
@@ -331,6 +424,10 @@ class Connection:
                 # close_v2 cannot fail on busy: anything left makes it a zombie
                 # that SQLite frees when the last handle goes.
                 lib.sqlite3_close_v2(db)
+            # Finalizing statements stopped in the middle of an aggregate ran
+            # its finalize(): nobody reads that result (nor what it raised).
+            self._cb.error = None
+            self._hooks.clear()
         finally:
             self._lock.release()
 
@@ -352,6 +449,13 @@ class Connection:
         return f"<sqlite_session_safe.Connection {self.path!r} {state}>"
 
     # -- for the layers above (sessions, coordination) ----------------------
+
+    def _ensure(self, rc: int, db: Any, context: str | None = None) -> None:
+        """Like :func:`ensure`, but an exception a callback raised during the
+        call comes first: it is the cause of SQLite's error, if any."""
+        if self._cb.error is not None:
+            raise self._cb.take()
+        ensure(rc, db, context)
 
     def _add_dependent(self, obj: _Dependent) -> None:
         """Register an object to close before this connection closes."""
@@ -387,13 +491,22 @@ class _Using:
         if not con._lock.acquire(False):
             con._raise_busy()
         db = con._db
-        if db is None:
+        if db is None or con._cb.forbidden is not None:
             con._lock.release()
-            raise ClosedError("cannot use a closed connection")
+            if db is None:
+                raise ClosedError("cannot use a closed connection")
+            raise InterfaceError(f"cannot use the connection from inside {con._cb.forbidden}")
         return db
 
     def __exit__(self, *exc: object) -> None:
-        self.con._lock.release()
+        con = self.con
+        con._lock.release()
+        cb = con._cb
+        if cb.error is not None and cb.depth == 0:
+            # A callback raised during an operation that did not look for it
+            # (e.g. a trigger calling a user function while a changeset is
+            # applied): its exception is the one to see, not lost.
+            raise cb.take()
 
 
 class Transaction:
@@ -414,7 +527,7 @@ class Transaction:
             else:
                 self._savepoint = f"sss_savepoint_{con._tx_depth}"
                 sql = f"SAVEPOINT {self._savepoint}"
-            ensure(lib.sqlite3_exec(db, sql.encode(), NULL, NULL, NULL), db, sql)
+            con._ensure(lib.sqlite3_exec(db, sql.encode(), NULL, NULL, NULL), db, sql)
             con._tx_depth += 1
         return con
 
@@ -428,16 +541,19 @@ class Transaction:
         with con._use() as db:
             con._tx_depth -= 1
             sp = self._savepoint
+            cb = con._cb
             if exc_type is None:
                 sql = f"RELEASE {sp}" if sp else "COMMIT"
                 rc = lib.sqlite3_exec(db, sql.encode(), NULL, NULL, NULL)
-                if rc == lib.SQLITE_OK:
+                if rc == lib.SQLITE_OK and cb.error is None:
                     return
                 # Do not leave a half-open transaction behind a failed COMMIT.
-                err = error_from_db(db, rc, sql)
+                err = cb.take() if cb.error is not None else error_from_db(db, rc, sql)
                 _rollback(db, sp)
+                cb.error = None  # what a callback raised during the rollback
                 raise err
             _rollback(db, sp)
+            cb.error = None  # an exception is already on its way out
 
 
 def _rollback(db: Any, savepoint: str | None) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import marshal
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .errors import BindingError, ClosedError, DataError, InterfaceError
 from .raw import error_from_db, lib
@@ -25,6 +25,7 @@ from .values import (
 )
 
 if TYPE_CHECKING:
+    from .callbacks import Scratch
     from .connection import Connection
 
 __all__ = ["Cursor", "Row"]
@@ -104,6 +105,10 @@ class Cursor:
                 self._raise_closed()
             if self._stmt is not None:
                 self._release()
+            # The row buffer of the current callback nesting depth (0 unless
+            # a user function or hook runs SQL: see binding/callbacks.py).
+            cb = con._cb
+            scr = cb.top if not cb.depth else cb.scratch()
             cache = con._statements
             idle = cache._idle
             stmt = idle.pop(sql, None)
@@ -125,8 +130,10 @@ class Cursor:
             else:
                 packed = stmt.pack(params)
             stmt.bound = packed  # the C side binds SQLITE_STATIC into these bytes
-            res = con._res
-            rc = lib.sss_execute(handle, packed, len(packed), FIRST_BATCH_ROWS, BATCH_BYTES, con._out, res)
+            res = scr.res
+            rc = lib.sss_execute(handle, packed, len(packed), FIRST_BATCH_ROWS, BATCH_BYTES, scr.out, res)
+            if cb.error is not None:
+                self._callback_failed(rc, stmt, scr)
             if rc == _DONE:
                 idle[sql] = stmt  # back to the cache (cache.checkin, inlined)
                 if len(idle) > cache.size:
@@ -136,7 +143,7 @@ class Cursor:
                 self._stmt = stmt
                 self._more = True
             else:
-                rc = self._after_unusual_rc(rc, stmt)
+                rc = self._after_unusual_rc(rc, stmt, scr)
                 if rc == _ROW:
                     self._stmt = stmt
                     self._more = True
@@ -149,7 +156,7 @@ class Cursor:
             description = self._description = stmt.description
             if description is not None:
                 try:
-                    self._rows = _loads(con._view)
+                    self._rows = _loads(scr.view)
                 except UnicodeDecodeError as exc:
                     self._bad_text(exc)
             else:
@@ -164,16 +171,27 @@ class Cursor:
         finally:
             lock.release()
 
-    def _after_unusual_rc(self, rc: int, stmt: Statement) -> int:
+    def _after_unusual_rc(self, rc: int, stmt: Statement, scr: Scratch) -> int:
         """Handle the flags that ride on a helper's return code besides ROW or
         DONE: the row buffer moved (or may have, on errors), or the statement
         was re-prepared after a schema change."""
-        self.connection._refresh_view()
+        scr.refresh()
         if rc >= 0:
             if rc & _REPREPARED:
                 stmt.describe()
             rc &= ~(_BUFFER_MOVED | _REPREPARED)
         return rc
+
+    def _callback_failed(self, rc: int, stmt: Statement, scr: Scratch) -> NoReturn:
+        """A user function or hook raised while the statement ran: reset the
+        statement, then raise that exception itself."""
+        self._after_unusual_rc(rc, stmt, scr)
+        self._stmt = None
+        self._rows, self._pos, self._more = _EMPTY, 0, False
+        con = self.connection
+        lib.sqlite3_reset(stmt.handle)
+        con._statements.checkin(stmt)
+        raise con._cb.take()
 
     def executemany(self, sql: str, seq_of_params: Iterable[Parameters]) -> Cursor:
         """Run a statement that returns no rows once for every parameter row.
@@ -198,7 +216,8 @@ class Cursor:
                     )
                 total = 0
                 done = 0
-                res = con._res
+                cb = con._cb
+                res = cb.scratch().res
                 rows_iter = iter(seq_of_params)
                 while True:
                     chunk = list(islice(rows_iter, EXECUTEMANY_CHUNK))
@@ -210,6 +229,8 @@ class Cursor:
                         chunk = [self._row_from_mapping(stmt, row, done + i) for i, row in enumerate(chunk)]
                     packed = pack_rows(chunk)
                     rc = lib.sss_execute_many(stmt.handle, packed, len(packed), res)
+                    if cb.error is not None:  # the statement is reset already
+                        raise cb.take()
                     if rc != _OK:
                         bad = res.bad_row
                         row = chunk[bad] if 0 <= bad < len(chunk) else None
@@ -247,17 +268,21 @@ class Cursor:
         with con._use():
             stmt = self._stmt
             assert stmt is not None
-            rc = lib.sss_fill_rows(stmt.handle, max_rows, BATCH_BYTES, con._out, con._res)
+            cb = con._cb
+            scr = cb.top if not cb.depth else cb.scratch()
+            rc = lib.sss_fill_rows(stmt.handle, max_rows, BATCH_BYTES, scr.out, scr.res)
+            if cb.error is not None:
+                self._callback_failed(rc, stmt, scr)
             if rc != _ROW and rc != _DONE:
-                rc = self._after_unusual_rc(rc, stmt)
+                rc = self._after_unusual_rc(rc, stmt, scr)
             if rc != _ROW:
                 self._more = False
                 self._stmt = None
                 con._statements.checkin(stmt)
                 if rc != _DONE:
-                    raise self._error(rc, stmt, None, con._res)
+                    raise self._error(rc, stmt, None, scr.res)
             try:
-                return _loads(con._view)  # type: ignore[no-any-return]
+                return _loads(scr.view)  # type: ignore[no-any-return]
             except UnicodeDecodeError as exc:
                 self._bad_text(exc)
                 raise  # unreachable: _bad_text raises
@@ -347,6 +372,10 @@ class Cursor:
         self._more = False
         if stmt is not None and stmt.handle is not None:
             lib.sqlite3_reset(stmt.handle)
+            # Resetting a statement in the middle of an aggregate makes SQLite
+            # call its finalize(); what that raises concerns a result nobody
+            # will read (the stdlib ignores it too).
+            self.connection._cb.error = None
             self.connection._statements.checkin(stmt)
 
     def _raise_closed(self) -> None:

@@ -74,6 +74,11 @@ class Statement:
         tail = ffi.new("const char **")
         source = ffi.from_buffer(sql_bytes)
         rc = lib.sqlite3_prepare_v3(db, source, len(sql_bytes), _PREPARE_FLAGS, out, tail)
+        cb = con._cb
+        if cb.error is not None:  # the authorizer raised (and denied)
+            if out[0] != NULL:
+                lib.sqlite3_finalize(out[0])
+            raise cb.take()
         if rc != lib.SQLITE_OK:
             raise error_from_db(db, rc, _syntax_context(sql, sql_bytes, db))
         # None, not a NULL cdata, for an empty statement: the hot path tests it
@@ -81,7 +86,10 @@ class Statement:
         handle = ffi.gc(out[0], lib.sqlite3_finalize) if out[0] != NULL else None
         consumed = int(ffi.cast("uintptr_t", tail[0])) - int(ffi.cast("uintptr_t", source))
         if consumed < len(sql_bytes):
-            _reject_second_statement(db, sql_bytes[consumed:], handle)
+            try:
+                _reject_second_statement(db, sql_bytes[consumed:], handle)
+            finally:
+                cb.error = None  # the authorizer, on SQL that is refused anyway
         self.handle = handle
         self.sql = sql
         self.bound = None

@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import BindingError, BindingOverflowError
 
-__all__ = ["Parameters", "pack_row", "normalize_row", "describe_bad_value", "SUPPORTED"]
+__all__ = ["Parameters", "pack_row", "normalize_row", "coerce_value", "describe_bad_value", "SUPPORTED"]
 
 #: What may be passed as parameters: a sequence (qmark ``?`` / numbered
 #: ``?NNN``) or a mapping (named ``:name``, ``@name``, ``$name``).
@@ -28,9 +28,10 @@ SUPPORTED_TEXT = "None, int, float, str, bytes, bytearray or memoryview"
 _dumps = marshal.dumps
 
 
-def normalize_value(index: int, value: Any) -> Any:
+def coerce_value(value: Any) -> Any:
     """A value marshal can pack, for subclasses of the supported types
-    (``IntEnum``, ``str`` subclasses, ...); a clear error for anything else."""
+    (``IntEnum``, ``str`` subclasses, ...); TypeError for anything else.
+    Shared by parameters and the results of user-defined functions."""
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, int):
@@ -43,7 +44,15 @@ def normalize_value(index: int, value: Any) -> Any:
         return bytes(value)
     if isinstance(value, memoryview):
         return value.tobytes()  # non-contiguous views included
-    raise BindingError(describe_bad_value(index, value))
+    raise TypeError(type(value).__qualname__)
+
+
+def normalize_value(index: int, value: Any) -> Any:
+    """:func:`coerce_value` for parameter ``index``, with a clear error."""
+    try:
+        return coerce_value(value)
+    except TypeError:
+        raise BindingError(describe_bad_value(index, value)) from None
 
 
 def describe_bad_value(index: int, value: Any) -> str:
