@@ -45,6 +45,24 @@ int sss_change_describe(sqlite3_changeset_iter *it, int conflict_type, sss_buffe
 int sss_changegroup_fill(sqlite3_changeset_iter *it, sqlite3_changegroup *grp,
                          int max_changes, int *n);
 
+/* Where sss_changeset_parse() is in a changeset blob between calls: the
+ * offset of the next change and of the current table header (after its
+ * 'T'/'P' byte), whether that header is a patchset's, and whether one has
+ * been read.  Zero it before the first call. */
+typedef struct sss_parse_state {
+    size_t pos;
+    size_t hdr;
+    int patchset;
+    int have_table;
+} sss_parse_state;
+
+/* Like sss_changeset_walk(), but reads the changeset or patchset blob
+ * data[0..len) itself instead of through sqlite3changeset_next(), resuming
+ * at *st: the same marshal output and return codes for the same bytes,
+ * about twice as fast.  data must stay unchanged between calls. */
+int sss_changeset_parse(const unsigned char *data, size_t len, sss_parse_state *st,
+                        int max_changes, size_t max_bytes, sss_buffer *out, int *n);
+
 /* cdef-end */
 
 #endif

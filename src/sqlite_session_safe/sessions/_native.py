@@ -23,6 +23,7 @@ __all__ = [
     "Writer",
     "check_rc",
     "walk_batches",
+    "parse_batches",
     "STREAM_CHUNK",
 ]
 
@@ -199,3 +200,23 @@ def walk_batches(it: Any, what: str, readers: tuple[Reader, ...] = (),
         r.reraise()
     if rc != lib.SQLITE_OK:
         check_rc(rc, what)
+
+
+def parse_batches(data: bytes, what: str) -> Iterator[list[Any]]:
+    """Yield lists of raw change tuples read straight from an in-memory
+    changeset or patchset (``sss_changeset_parse``): the same tuples, and the
+    same errors, as :func:`walk_batches` over SQLite's iterator, without
+    building an ``sqlite3_value`` per field."""
+    buf = new_buffer()
+    n = ffi.new("int *")
+    state = ffi.new("sss_parse_state *")
+    source = ffi.from_buffer(data)  # held by this frame while the walk runs
+    size = len(data)
+    while True:
+        rc = lib.sss_changeset_parse(source, size, state, WALK_BATCH, WALK_BYTES, buf, n)
+        if rc != lib.SQLITE_ROW and rc != lib.SQLITE_DONE:
+            check_rc(rc, what)
+        if n[0]:
+            yield decode(buf)
+        if rc == lib.SQLITE_DONE:
+            return

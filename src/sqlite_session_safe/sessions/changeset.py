@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from ..binding.errors import InterfaceError
 from ..binding.raw import ffi, lib
 from . import _native
-from ._native import Reader, Writer, check_rc, take_blob, walk_batches
+from ._native import Reader, Writer, check_rc, parse_batches, take_blob, walk_batches
 from .errors import ChangesetError
 
 if TYPE_CHECKING:
@@ -195,8 +195,13 @@ class _ChangesetBase(bytes):
             self._require_invertible()
         if not self:
             return iter(())
+        what = f"iterating a {self._KIND}"
+        if not invert and len(self) <= _native.MAX_BLOB:
+            # The common case: read the blob directly, in C, twice as fast as
+            # through SQLite's iterator (which stays for inversion and streams).
+            return chain.from_iterable(map(_as_changes, parse_batches(self, what)))
         it, readers = _iter_start(self, invert)
-        return iter_changes(it, self, readers, f"iterating a {self._KIND}")
+        return iter_changes(it, self, readers, what)
 
     def validate(self) -> int:
         """Walk every change; return how many there are.  Raises
