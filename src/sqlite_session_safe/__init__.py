@@ -14,12 +14,17 @@ them); see README.md for a tour.
 """
 
 # --- binding layer -------------------------------------------------------------
+from .binding import constants as _constants
+from .binding.blob import (
+    Blob,
+)
 from .binding.connection import (
     Connection,
     Transaction,
     TransactionKind,
     connect,
 )
+from .binding.constants import *  # noqa: F403  (SQLITE_DENY, SQLITE_LIMIT_*, ...: see __all__)
 from .binding.cursor import (
     Cursor,
     Row,
@@ -180,6 +185,7 @@ Connection.session = _session_method  # type: ignore[attr-defined]
 __version__ = "0.1.0"
 
 __all__ = [
+    "Blob",
     "ABORT",
     "AbortError",
     "Action",
@@ -297,3 +303,7 @@ __all__ = [
     "WriteTiming",
     "WriteTx",
 ]
+
+# The SQLite constants for user functions and hooks (authorizer codes, limit
+# categories), as the stdlib sqlite3 module exports them.
+__all__ += _constants.__all__
