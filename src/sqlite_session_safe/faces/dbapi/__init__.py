@@ -1,0 +1,84 @@
+"""A DB-API 2.0 (PEP 249) module with the stdlib ``sqlite3`` module's surface
+(as of Python 3.12), on this package's SQLite build.
+
+``import sqlite_session_safe.dbapi as sqlite3`` lets code written for the
+stdlib module run unchanged; a connection also reaches sessions
+(``con.session()``) and, with ``connect(..., coordinated=True)``, admitted
+and audited writes.  The layout: ``errors`` (exception hierarchy and the
+translation of native errors), ``adaptation`` (adapters, converters, type
+constructors), ``row``, ``cursor``, ``connection`` (transactions),
+``coordinated``, ``constants``.
+"""
+
+from __future__ import annotations
+
+from ...binding.library import sqlite_version as _sqlite_version
+from ...binding.raw import lib as _lib
+from . import constants as _constants
+from .adaptation import (
+    Binary,
+    Date,
+    DateFromTicks,
+    PrepareProtocol,
+    Time,
+    TimeFromTicks,
+    Timestamp,
+    TimestampFromTicks,
+    adapt,
+    adapters,
+    converters,
+    register_adapter,
+    register_converter,
+)
+from .callbacks import enable_callback_tracebacks
+from .connection import LEGACY_TRANSACTION_CONTROL, Connection, connect
+from .cursor import PARSE_COLNAMES, PARSE_DECLTYPES, Cursor
+from .errors import (
+    DatabaseError,
+    DataError,
+    Error,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    NotSupportedError,
+    OperationalError,
+    ProgrammingError,
+    Warning,
+)
+from .row import Row
+
+apilevel = "2.0"
+#: Threads may share the module but not a connection: one connection serves
+#: one thread at a time (a second thread calling in meanwhile gets
+#: ProgrammingError rather than waiting), see the README.
+threadsafety = 1
+paramstyle = "qmark"
+sqlite_version: str = _sqlite_version()
+sqlite_version_info: tuple[int, int, int] = tuple(int(x) for x in sqlite_version.split("."))  # type: ignore[assignment]
+#: The stdlib module's own version numbers (deprecated there since 3.12).
+version = "2.6.0"
+version_info = (2, 6, 0)
+
+
+def complete_statement(statement: str, /) -> bool:
+    """True when ``statement`` holds one or more complete SQL statements
+    (ends with a semicolon outside strings, comments and triggers)."""
+    if not isinstance(statement, str):
+        raise TypeError(f"complete_statement() argument 1 must be str, not {type(statement).__name__}")
+    return bool(_lib.sqlite3_complete(statement.encode("utf-8", "surrogatepass")))
+
+
+globals().update(_constants.CONSTANTS)
+
+__all__ = [
+    "apilevel", "threadsafety", "paramstyle", "sqlite_version", "sqlite_version_info",
+    "version", "version_info",
+    "connect", "Connection", "Cursor", "Row", "PrepareProtocol",
+    "LEGACY_TRANSACTION_CONTROL", "PARSE_DECLTYPES", "PARSE_COLNAMES",
+    "Warning", "Error", "InterfaceError", "DatabaseError", "DataError", "OperationalError",
+    "IntegrityError", "InternalError", "ProgrammingError", "NotSupportedError",
+    "register_adapter", "register_converter", "adapters", "converters", "adapt",
+    "complete_statement", "enable_callback_tracebacks",
+    "Binary", "Date", "Time", "Timestamp", "DateFromTicks", "TimeFromTicks", "TimestampFromTicks",
+    *_constants.NAMES,
+]

@@ -1,0 +1,463 @@
+"""The DB-API ``Connection`` and ``connect()``, with the stdlib ``sqlite3``
+module's transaction semantics.
+
+Transactions (as in Python 3.12's ``sqlite3``):
+
+* ``autocommit=LEGACY_TRANSACTION_CONTROL`` (the default): with
+  ``isolation_level`` not None, ``BEGIN <isolation_level>`` is issued before
+  the first INSERT/UPDATE/DELETE/REPLACE outside a transaction; ``commit()``
+  and ``rollback()`` end it; ``executescript()`` commits a pending transaction
+  first.  ``isolation_level=None``: SQLite's own autocommit, nothing implicit.
+* ``autocommit=False``: a transaction is always open (BEGIN at connect and
+  after every ``commit()``/``rollback()``); ``close()`` rolls back.
+* ``autocommit=True``: SQLite's autocommit; ``commit()``/``rollback()`` do
+  nothing.
+
+``with con:`` commits on success and rolls back on an exception; it does not
+close the connection (unlike the native ``sss.Connection``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from threading import get_ident
+from types import TracebackType
+from typing import Any
+
+from ...binding import errors as native
+from ...binding.connection import Connection as NativeConnection
+from ...binding.dump import iterdump as _iterdump
+from ...binding.statement import _DML
+from .cursor import Cursor
+from .errors import (
+    DatabaseError,
+    DataError,
+    Error,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    NotSupportedError,
+    OperationalError,
+    ProgrammingError,
+    Warning,
+    translate,
+)
+
+__all__ = ["Connection", "connect", "LEGACY_TRANSACTION_CONTROL"]
+
+#: ``autocommit`` value selecting the pre-3.12 behaviour driven by ``isolation_level``.
+LEGACY_TRANSACTION_CONTROL = -1
+
+_LEVELS = ("", "DEFERRED", "IMMEDIATE", "EXCLUSIVE")
+_new_object = object.__new__
+_native_init = NativeConnection.__init__
+_native_executescript = NativeConnection.executescript
+_native_close = NativeConnection.close
+_native_backup_into = NativeConnection._backup_into
+
+
+def _check_isolation_level(level: object) -> str | None:
+    if level is None:
+        return None
+    if not isinstance(level, str):
+        raise TypeError(f"isolation_level must be str or None, not {type(level).__name__}")
+    if level.upper() not in _LEVELS:
+        raise ValueError("isolation_level string must be '', 'DEFERRED', 'IMMEDIATE', or 'EXCLUSIVE'")
+    return level
+
+
+def _check_autocommit(value: object) -> int | bool:
+    if value is True or value is False:
+        return value
+    if type(value) is int and value == LEGACY_TRANSACTION_CONTROL:
+        return LEGACY_TRANSACTION_CONTROL  # the one object: compared with `is`
+    raise ValueError("autocommit must be True, False, or sqlite3.LEGACY_TRANSACTION_CONTROL")
+
+
+class Connection(NativeConnection):
+    """A DB-API 2.0 connection (``connect()``), as in the stdlib ``sqlite3``,
+    on the package's SQLite build.  Being a native connection too, it also
+    offers ``session()``, ``transaction()`` and the native properties."""
+
+    # PEP 249 optional extension: the exception classes as attributes.
+    Warning = Warning
+    Error = Error
+    InterfaceError = InterfaceError
+    DatabaseError = DatabaseError
+    DataError = DataError
+    OperationalError = OperationalError
+    IntegrityError = IntegrityError
+    InternalError = InternalError
+    ProgrammingError = ProgrammingError
+    NotSupportedError = NotSupportedError
+
+    def __init__(
+        self,
+        database: str | bytes | os.PathLike[str],
+        timeout: float = 5.0,
+        detect_types: int = 0,
+        isolation_level: str | None = "",
+        check_same_thread: bool = True,
+        factory: Any = None,
+        cached_statements: int = 128,
+        uri: bool = False,
+        *,
+        autocommit: int | bool = LEGACY_TRANSACTION_CONTROL,
+    ) -> None:
+        # Everything close() and __del__ read is set before the native open.
+        self._thread: int | None = get_ident() if check_same_thread else None
+        self._isolation_level = _check_isolation_level(isolation_level)
+        self._autocommit = _check_autocommit(autocommit)
+        if isinstance(detect_types, bool) or not isinstance(detect_types, int):
+            raise TypeError(f"detect_types must be int, not {type(detect_types).__name__}")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise TypeError(f"timeout must be a number, not {type(timeout).__name__}")
+        self._detect_types = detect_types
+        self._text_factory: Any = str
+        self._row_hooks = detect_types != 0
+        self._dml: dict[str, bool] = {}
+        self._begin: str | None = None
+        self._update_begin()
+        #: ``row_factory(cursor, row_tuple)`` for the rows of new cursors.
+        self.row_factory: Callable[[Cursor, tuple[Any, ...]], Any] | None = None
+        try:
+            _native_init(self, database, uri=bool(uri), timeout=float(timeout),
+                         cached_statements=int(cached_statements))
+        except native.Error as exc:
+            raise translate(exc) from None
+        if self._autocommit is False:
+            self._exec("BEGIN")
+
+    # -- transaction state ------------------------------------------------
+
+    def _update_begin(self) -> None:
+        """What implicit BEGIN to issue before DML (None: none)."""
+        level = self._isolation_level
+        if self._autocommit is LEGACY_TRANSACTION_CONTROL and level is not None:
+            self._begin = f"BEGIN {level}".rstrip()
+        else:
+            self._begin = None
+
+    def _classify(self, sql: object) -> bool:
+        """Whether ``sql`` is DML (INSERT/UPDATE/DELETE/REPLACE), cached."""
+        if not isinstance(sql, str):
+            return False
+        dml = self._dml
+        if len(dml) > 512:
+            dml.clear()
+        result = dml[sql] = bool(_DML.match(sql))
+        return result
+
+    def _implicit_begin(self) -> None:
+        assert self._begin is not None
+        self._exec(self._begin)
+
+    def _exec(self, sql: str) -> None:
+        """Run a transaction-control statement, with DB-API errors."""
+        try:
+            _native_executescript(self, sql)
+        except native.Error as exc:
+            raise translate(exc) from None
+
+    def _in_tx(self) -> bool:
+        try:
+            return NativeConnection.in_transaction.fget(self)  # type: ignore[attr-defined,no-any-return]
+        except native.Error as exc:
+            raise translate(exc) from None
+
+    @property
+    def isolation_level(self) -> str | None:
+        """The BEGIN flavour for implicit transactions (legacy mode); None:
+        no implicit transactions.  Setting None commits a pending one."""
+        return self._isolation_level
+
+    @isolation_level.setter
+    def isolation_level(self, value: str | None) -> None:
+        self._check_thread()
+        level = _check_isolation_level(value)
+        if level is None and self._autocommit is LEGACY_TRANSACTION_CONTROL and \
+                self._db is not None and self._in_tx():
+            self._exec("COMMIT")
+        self._isolation_level = level
+        self._update_begin()
+
+    @property
+    def autocommit(self) -> int | bool:
+        """True, False or LEGACY_TRANSACTION_CONTROL (see the module docstring)."""
+        self._check_thread()
+        self._check_open_dbapi()
+        return self._autocommit
+
+    @autocommit.setter
+    def autocommit(self, value: int | bool) -> None:
+        self._check_thread()
+        self._check_open_dbapi()
+        new = _check_autocommit(value)
+        if new is True and self._in_tx():
+            self._exec("COMMIT")
+        elif new is False and not self._in_tx():
+            self._exec("BEGIN")
+        self._autocommit = new
+        self._update_begin()
+
+    @property
+    def text_factory(self) -> Any:
+        """Called with the UTF-8 bytes of every TEXT value (default ``str``)."""
+        return self._text_factory
+
+    @text_factory.setter
+    def text_factory(self, value: Any) -> None:
+        self._text_factory = value
+        self._row_hooks = self._detect_types != 0 or value is not str
+
+    @property
+    def in_transaction(self) -> bool:  # type: ignore[override]
+        """True while a transaction is open."""
+        self._check_thread()
+        self._check_open_dbapi()
+        return self._in_tx()
+
+    @property
+    def total_changes(self) -> int:  # type: ignore[override]
+        """Rows changed by INSERT/UPDATE/DELETE since the connection opened."""
+        self._check_thread()
+        try:
+            return NativeConnection.total_changes.fget(self)  # type: ignore[attr-defined,no-any-return]
+        except native.Error as exc:
+            raise translate(exc) from None
+
+    def commit(self) -> None:
+        """Commit the open transaction (if any).  With ``autocommit=False`` a
+        new one begins at once; with ``autocommit=True`` this does nothing."""
+        self._check_thread()
+        self._check_open_dbapi()
+        if self._autocommit is True:
+            return
+        if self._in_tx():
+            self._exec("COMMIT")
+        if self._autocommit is False:
+            self._exec("BEGIN")
+
+    def rollback(self) -> None:
+        """Roll back the open transaction (if any); see :meth:`commit`."""
+        self._check_thread()
+        self._check_open_dbapi()
+        if self._autocommit is True:
+            return
+        if self._in_tx():
+            self._exec("ROLLBACK")
+        if self._autocommit is False:
+            self._exec("BEGIN")
+
+    # -- checks -------------------------------------------------------------
+
+    def _check_thread(self) -> None:
+        owner = self._thread
+        if owner is not None and owner != get_ident():
+            raise ProgrammingError(
+                "SQLite objects created in a thread can only be used in that same thread. "
+                f"The object was created in thread id {owner} and this is thread id {get_ident()}."
+            )
+
+    def _check_open_dbapi(self) -> None:
+        if self._db is None:
+            raise ProgrammingError("Cannot operate on a closed database.")
+
+    # -- running SQL --------------------------------------------------------
+
+    def cursor(self, factory: Callable[[Connection], Cursor] = Cursor) -> Cursor:  # type: ignore[override]
+        """A new cursor; ``factory`` must return a :class:`Cursor`."""
+        self._check_thread()
+        self._check_open_dbapi()
+        cursor = factory(self)
+        if not isinstance(cursor, Cursor):
+            raise TypeError(f"factory must return a cursor, not {type(cursor).__name__}")
+        if cursor.row_factory is None:
+            cursor.row_factory = self.row_factory
+        return cursor
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Cursor:  # type: ignore[override]
+        """``cursor().execute(sql, parameters)`` on a new cursor."""
+        if type(self).cursor is Connection.cursor:
+            # Hot path: build the cursor without Cursor.__init__'s frame.
+            cursor = _new_object(Cursor)
+            cursor.connection = self
+            cursor.row_factory = self.row_factory
+            return cursor.execute(sql, parameters)
+        return self.cursor().execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> Cursor:  # type: ignore[override]
+        """``cursor().executemany(sql, parameters)`` on a new cursor."""
+        return self.cursor().executemany(sql, parameters)
+
+    def executescript(self, sql_script: str, /) -> Cursor:  # type: ignore[override]
+        """``cursor().executescript(sql_script)`` on a new cursor."""
+        return self.cursor().executescript(sql_script)
+
+    def _executescript(self, script: object) -> None:
+        self._check_thread()
+        self._check_open_dbapi()
+        if not isinstance(script, str):
+            raise TypeError(f"executescript() argument 1 must be str, not {type(script).__name__}")
+        if self._autocommit is LEGACY_TRANSACTION_CONTROL and self._in_tx():
+            self._exec("COMMIT")
+        try:
+            _native_executescript(self, script)
+        except native.Error as exc:
+            raise translate(exc, script) from None
+
+    # -- lifetime -----------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection (an uncommitted transaction is rolled back)."""
+        if getattr(self, "_db", None) is None:
+            return
+        self._check_thread()
+        try:
+            _native_close(self)
+        except native.Error as exc:
+            raise translate(exc) from None
+
+    def __del__(self) -> None:
+        try:
+            if getattr(self, "_db", None) is not None:
+                _native_close(self)
+        except Exception:
+            pass
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(  # type: ignore[override]
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        """Commit on success, roll back on an exception; never closes."""
+        if exc_type is None:
+            try:
+                self.commit()
+            except BaseException:
+                self.rollback()
+                raise
+        else:
+            self.rollback()
+        return False
+
+    def interrupt(self) -> None:
+        """Abort the query running on this connection (from another thread)."""
+        self._check_open_dbapi()
+        NativeConnection.interrupt(self)
+
+    # -- whole-database operations -------------------------------------------
+
+    def backup(  # type: ignore[override]
+        self,
+        target: Connection,
+        *,
+        pages: int = -1,
+        progress: Callable[[int, int, int], object] | None = None,
+        name: str = "main",
+        sleep: float = 0.250,
+    ) -> None:
+        """Copy this database into ``target`` (another DB-API connection) with
+        SQLite's online backup API; ``progress(status, remaining, total)``
+        after each step of ``pages`` pages (<= 0: all at once)."""
+        self._check_thread()
+        self._check_open_dbapi()
+        if not isinstance(target, Connection):
+            raise TypeError(f"backup() argument 'target' must be Connection, not {type(target).__name__}")
+        if target is self:
+            raise ValueError("target cannot be the same connection instance")
+        target._check_open_dbapi()
+        if progress is not None and not callable(progress):
+            raise TypeError("progress argument must be a callable")
+        if not isinstance(pages, int):
+            raise TypeError(f"pages must be int, not {type(pages).__name__}")
+        if pages <= 0:
+            pages = -1
+        step_progress = None
+        if progress is not None:
+            user = progress
+
+            def step_progress(remaining: int, total: int) -> None:
+                user(101 if remaining == 0 else 0, remaining, total)  # SQLITE_DONE / SQLITE_OK
+
+        try:
+            _native_backup_into(self, target, pages, step_progress, name, "main", sleep)
+        except native.Error as exc:
+            raise translate(exc) from None
+
+    def serialize(self, *, name: str = "main") -> bytes:  # type: ignore[override]
+        """The database ``name`` as bytes (as it would be stored in a file)."""
+        self._check_thread()
+        try:
+            return NativeConnection.serialize(self, name)
+        except native.Error as exc:
+            raise translate(exc) from None
+
+    def deserialize(self, data: bytes, /, *, name: str = "main") -> None:  # type: ignore[override]
+        """Replace database ``name`` with the serialized database ``data``."""
+        self._check_thread()
+        try:
+            NativeConnection.deserialize(self, data, name)
+        except native.Error as exc:
+            raise translate(exc) from None
+
+    def iterdump(self) -> Iterator[str]:  # type: ignore[override]
+        """The database as SQL text, one statement at a time (the stdlib's format)."""
+        self._check_thread()
+        self._check_open_dbapi()
+        try:
+            yield from _iterdump(self)
+        except native.Error as exc:
+            raise translate(exc) from None
+
+    def __repr__(self) -> str:
+        state = "closed" if self._db is None else "open"
+        return f"<sqlite_session_safe.dbapi.Connection {self.path!r} {state}>"
+
+
+def connect(
+    database: str | bytes | os.PathLike[str],
+    timeout: float = 5.0,
+    detect_types: int = 0,
+    isolation_level: str | None = "",
+    check_same_thread: bool = True,
+    factory: type[Connection] | None = None,
+    cached_statements: int = 128,
+    uri: bool = False,
+    *,
+    autocommit: int | bool = LEGACY_TRANSACTION_CONTROL,
+    coordinated: bool = False,
+    mode: str = "trusted",
+    label: str | None = None,
+    **options: Any,
+) -> Any:
+    """Open a DB-API connection to ``database``, like ``sqlite3.connect``.
+
+    ``factory``: a :class:`Connection` subclass to instantiate.
+    ``coordinated=True``: open through the coordinated ``sss.open(database,
+    mode=mode, **options)`` instead; every write transaction is admitted
+    through the outer lock and recorded in the audit log under ``label``
+    (see :mod:`sqlite_session_safe.faces.dbapi.coordinated`).
+    """
+    if coordinated:
+        from .coordinated import CoordinatedConnection
+
+        if factory is not None or uri:
+            raise NotSupportedError("coordinated=True takes no factory and no uri")
+        return CoordinatedConnection(
+            database, timeout=timeout, detect_types=detect_types, isolation_level=isolation_level,
+            check_same_thread=check_same_thread, autocommit=autocommit, mode=mode, label=label,
+            **options,
+        )
+    if options:
+        raise TypeError(f"connect() got unexpected keyword arguments: {', '.join(sorted(options))}")
+    if mode != "trusted" or label is not None:
+        raise ProgrammingError("mode and label apply to coordinated=True connections only")
+    cls = Connection if factory is None else factory
+    return cls(database, timeout, detect_types, isolation_level, check_same_thread, None,
+               cached_statements, uri, autocommit=autocommit)

@@ -1,0 +1,159 @@
+"""The DB-API 2.0 exception hierarchy (PEP 249), and the translation of the
+native binding's exceptions into it.
+
+The classes mirror the stdlib ``sqlite3`` module's one for one.  ``Error``
+also derives from the package's own :class:`sqlite_session_safe.Error`, so one
+``except sss.Error`` still catches everything the package raises.
+
+:func:`translate` decides which DB-API class a native exception becomes; the
+choices follow CPython's ``Modules/_sqlite/util.c`` (which SQLite result code
+maps to which class) and the stdlib's messages for the same misuse.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from ...binding import errors as native
+from ...coordination import errors as lock_errors
+
+__all__ = [
+    "Warning",
+    "Error",
+    "InterfaceError",
+    "DatabaseError",
+    "DataError",
+    "OperationalError",
+    "IntegrityError",
+    "InternalError",
+    "ProgrammingError",
+    "NotSupportedError",
+    "translate",
+]
+
+_builtin_warning = Warning
+
+
+class Warning(_builtin_warning):  # noqa: A001 - the DB-API name
+    """Important warnings (PEP 249); unused by SQLite, kept for the API."""
+
+
+class Error(native.Error):
+    """Base class of the DB-API exceptions.
+
+    Attributes:
+        sqlite_errorcode: SQLite's (extended) result code, or None when the
+            error did not come from SQLite.
+        sqlite_errorname: its name, e.g. ``"SQLITE_CONSTRAINT_UNIQUE"``.
+    """
+
+    sqlite_errorcode: int | None = None
+    sqlite_errorname: str | None = None
+
+
+class InterfaceError(Error):
+    """Misuse of the module's interface."""
+
+
+class DatabaseError(Error):
+    """Errors related to the database."""
+
+
+class DataError(DatabaseError):
+    """Problems with the processed data (value too big, ...)."""
+
+
+class OperationalError(DatabaseError):
+    """Errors in the database's operation (locked, no such table, I/O, ...)."""
+
+
+class IntegrityError(DatabaseError):
+    """A constraint failed."""
+
+
+class InternalError(DatabaseError):
+    """SQLite reported an internal error."""
+
+
+class ProgrammingError(DatabaseError):
+    """Wrong use of the API: closed objects, wrong parameter counts, bad SQL use."""
+
+
+class NotSupportedError(DatabaseError):
+    """An API or mode the database does not support."""
+
+
+# Primary result code -> DB-API class (CPython Modules/_sqlite/util.c).
+_BY_CODE: dict[int, type[Exception]] = {
+    2: InternalError,  # SQLITE_INTERNAL
+    12: InternalError,  # SQLITE_NOTFOUND
+    7: MemoryError,  # SQLITE_NOMEM
+    11: DatabaseError,  # SQLITE_CORRUPT
+    18: DataError,  # SQLITE_TOOBIG
+    19: IntegrityError,  # SQLITE_CONSTRAINT
+    20: IntegrityError,  # SQLITE_MISMATCH
+    21: InterfaceError,  # SQLITE_MISUSE
+    25: InterfaceError,  # SQLITE_RANGE
+}
+for _code in (1, 3, 4, 5, 6, 8, 9, 10, 13, 14, 15, 16, 17):
+    # ERROR PERM ABORT BUSY LOCKED READONLY INTERRUPT IOERR FULL CANTOPEN
+    # PROTOCOL EMPTY SCHEMA
+    _BY_CODE[_code] = OperationalError
+
+#: The class the stdlib raises for a parameter of an unsupported type: it
+#: changed from InterfaceError to ProgrammingError in Python 3.11.
+UNSUPPORTED_TYPE_ERROR: type[Error] = ProgrammingError if sys.version_info >= (3, 11) else InterfaceError
+
+
+def with_code(cls: type[Error], message: str, code: int | None, name: str | None) -> Error:
+    err = cls(message)
+    err.sqlite_errorcode = code
+    err.sqlite_errorname = name
+    return err
+
+
+def translate(exc: BaseException, sql: Any = None) -> BaseException:
+    """The DB-API exception for a native one (returned, not raised).
+
+    Exceptions that are not the package's own (a user callable's, a
+    KeyboardInterrupt) come back unchanged.
+    """
+    if isinstance(exc, Error):
+        return exc
+    if isinstance(exc, native.SQLiteError):
+        cls = _BY_CODE.get(exc.code, DatabaseError)
+        if cls is MemoryError:
+            return MemoryError(str(exc))
+        return with_code(cls, str(exc), exc.extended_code, exc.extended_name)  # type: ignore[arg-type]
+    if isinstance(exc, native.BindingOverflowError):
+        # stdlib: a plain OverflowError for an int beyond 64 bits
+        return OverflowError(str(exc))
+    if isinstance(exc, native.BindingError):
+        text = str(exc)
+        if "unsupported type" in text:
+            return UNSUPPORTED_TYPE_ERROR(text)
+        return ProgrammingError(text)
+    if isinstance(exc, native.ClosedError):
+        text = str(exc)
+        if "cursor" in text:
+            return ProgrammingError("Cannot operate on a closed cursor.")
+        return ProgrammingError("Cannot operate on a closed database.")
+    if isinstance(exc, native.ThreadingError):
+        return ProgrammingError(str(exc))
+    if isinstance(exc, native.InterfaceError):
+        text = str(exc)
+        if sql is not None and not isinstance(sql, str) and "must be str" in text:
+            return TypeError(text)
+        if "NUL character" in text:
+            # stdlib: "the query contains a null character"
+            return ProgrammingError(text)
+        return ProgrammingError(text)
+    if isinstance(exc, native.DataError):
+        # stdlib: OperationalError "Could not decode to UTF-8 column ..."
+        return OperationalError(str(exc))
+    if isinstance(exc, lock_errors.LockTimeout):
+        return OperationalError(f"database is locked: {exc}")
+    if isinstance(exc, native.Error):
+        return OperationalError(str(exc))
+    return exc

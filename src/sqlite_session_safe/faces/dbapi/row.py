@@ -1,0 +1,68 @@
+"""``Row``: the stdlib's row factory -- access by index, by case-insensitive
+column name, or by slice; ``keys()``; equality and hashing."""
+
+from __future__ import annotations
+
+import collections.abc
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = ["Row"]
+
+
+class Row:
+    """A result row that also answers to column names (``row["name"]``).
+
+    Use as ``con.row_factory = Row`` (or on one cursor).
+    """
+
+    __slots__ = ("_description", "_data")
+
+    def __init__(self, cursor: Any, data: tuple[Any, ...], /) -> None:
+        from .cursor import Cursor
+
+        if not isinstance(cursor, Cursor):
+            raise TypeError(f"Row() argument 1 must be a Cursor, not {type(cursor).__name__}")
+        if not isinstance(data, tuple):
+            raise TypeError(f"Row() argument 2 must be tuple, not {type(data).__name__}")
+        self._description = cursor.description or ()
+        self._data = data
+
+    def __getitem__(self, key: int | str | slice) -> Any:
+        if isinstance(key, str):
+            folded = key.casefold()
+            for i, column in enumerate(self._description):
+                if column[0].casefold() == folded:
+                    return self._data[i]
+            raise IndexError("No item with that key")
+        if isinstance(key, (int, slice)):
+            return self._data[key]
+        raise IndexError("Index must be int or string")
+
+    def keys(self) -> list[str]:
+        """The column names, in order."""
+        return [column[0] for column in self._description]
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._data)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Row):
+            return NotImplemented
+        return self._description == other._description and self._data == other._data
+
+    def __ne__(self, other: object) -> bool:
+        result = self.__eq__(other)
+        return result if result is NotImplemented else not result
+
+    def __hash__(self) -> int:
+        return hash(self._description) ^ hash(self._data)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__module__}.Row object at {id(self):#x}>"
+
+
+collections.abc.Sequence.register(Row)
