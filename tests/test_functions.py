@@ -279,3 +279,178 @@ def test_registrations_released_on_close() -> None:
     assert len(functions._LIVE) == before + 20
     con.close()
     assert len(functions._LIVE) == before
+
+
+# -- aggregates -------------------------------------------------------------------
+
+
+class MySum:
+    def __init__(self) -> None:
+        self.total: Any = 0
+
+    def step(self, value: Any) -> None:
+        if value is not None:
+            self.total += value
+
+    def finalize(self) -> Any:
+        return self.total
+
+
+class WindowSum(MySum):
+    inverses = 0
+
+    def inverse(self, value: Any) -> None:
+        type(self).inverses += 1
+        if value is not None:
+            self.total -= value
+
+    def value(self) -> Any:
+        return self.total
+
+
+def _fill_groups(c: Any) -> None:
+    c.execute("CREATE TABLE g(k TEXT, v)")
+    c.executemany("INSERT INTO g VALUES (?, ?)",
+                  [(k, v) for k in "abc" for v in (1, 2.5, None, 10)] + [("d", None)])
+
+
+def test_aggregate_groups_match_stdlib(mem: sss.Connection) -> None:
+    std = sqlite3.connect(":memory:")
+    for c in (mem, std):
+        c.create_aggregate("mysum", 1, MySum)
+        _fill_groups(c)
+    for sql in ("SELECT k, mysum(v) FROM g GROUP BY k ORDER BY k",
+                "SELECT mysum(v) FROM g WHERE k = 'zzz'",  # no row: NULL, no instance
+                "SELECT mysum(v), count(*) FROM g"):
+        assert mem.execute(sql).fetchall() == std.execute(sql).fetchall()
+    assert mem.execute("SELECT mysum(v) FROM g WHERE k = 'zzz'").fetchone() == (None,)
+    std.close()
+
+
+def test_window_function_uses_inverse_and_matches_stdlib(mem: sss.Connection) -> None:
+    mem.create_window_function("wsum", 1, WindowSum)
+    mem.execute("CREATE TABLE w(x INTEGER)")
+    mem.executemany("INSERT INTO w VALUES (?)", [(i,) for i in range(1, 21)])
+    sql = ("SELECT x, wsum(x) OVER (ORDER BY x ROWS BETWEEN 2 PRECEDING AND 1 FOLLOWING), "
+           "sum(x) OVER (ORDER BY x ROWS BETWEEN 2 PRECEDING AND 1 FOLLOWING) FROM w ORDER BY x")
+    WindowSum.inverses = 0
+    rows = mem.execute(sql).fetchall()
+    assert all(ours == builtin for _, ours, builtin in rows)
+    assert WindowSum.inverses > 0  # the frame slid: rows left it through inverse()
+    if hasattr(sqlite3.Connection, "create_window_function"):
+        std = sqlite3.connect(":memory:")
+        std.create_window_function("wsum", 1, WindowSum)
+        std.execute("CREATE TABLE w(x INTEGER)")
+        std.executemany("INSERT INTO w VALUES (?)", [(i,) for i in range(1, 21)])
+        assert std.execute(sql).fetchall() == rows
+        std.close()
+    # partitions: one instance each
+    got = mem.execute("SELECT x % 2, wsum(x) OVER (PARTITION BY x % 2) FROM w WHERE x <= 4 "
+                      "ORDER BY x").fetchall()
+    assert got == [(1, 4), (0, 6), (1, 4), (0, 6)]
+    # a plain aggregate call of a window function works too
+    assert mem.execute("SELECT wsum(x) FROM w").fetchone() == (210,)
+    mem.create_window_function("wsum", 1, None)
+    with pytest.raises(sss.SQLError, match="no such function"):
+        mem.execute("SELECT wsum(x) OVER () FROM w")
+
+
+@pytest.mark.parametrize("where", ["__init__", "step", "finalize", "value", "inverse"])
+@pytest.mark.parametrize("exc_type", [Boom, KeyboardInterrupt])
+def test_exceptions_from_aggregate_methods(
+    mem: sss.Connection, where: str, exc_type: type[BaseException]
+) -> None:
+    raised = exc_type(where)
+
+    class Agg(WindowSum):
+        def __init__(self) -> None:
+            if where == "__init__":
+                raise raised
+            super().__init__()
+
+    def fail(self: Any, *args: Any) -> Any:
+        raise raised
+
+    if where != "__init__":
+        setattr(Agg, where, fail)
+    mem.create_window_function("agg", 1, Agg)
+    mem.execute("CREATE TABLE w(x)")
+    mem.executemany("INSERT INTO w VALUES (?)", [(i,) for i in range(50)])
+    sql = ("SELECT agg(x) OVER (ORDER BY x ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) FROM w"
+           if where in ("value", "inverse") else "SELECT agg(x) FROM w")
+    with pytest.raises(exc_type) as info:
+        mem.execute(sql).fetchall()
+    assert info.value is raised
+    assert not mem.in_transaction
+    assert mem.execute("SELECT count(*) FROM w").fetchone() == (50,)
+
+
+def test_aggregate_without_methods(mem: sss.Connection) -> None:
+    mem.create_aggregate("noagg", 1, object)
+    with pytest.raises(AttributeError, match="step"):
+        mem.execute("SELECT noagg(1)")
+
+
+def test_aggregate_instances_released(mem: sss.Connection) -> None:
+    from sqlite_session_safe.binding import functions
+
+    mem.create_aggregate("mysum", 1, MySum)
+    _fill_groups(mem)
+    mem.execute("SELECT k, mysum(v) FROM g GROUP BY k").fetchall()
+    # a cursor abandoned in the middle: SQLite still finalizes the groups
+    cur = mem.execute("SELECT k, mysum(v) FROM g GROUP BY k")
+    cur.fetchone()
+    cur.close()
+    regs = [r for r in functions._LIVE if r.state is mem._cb]
+    assert regs and all(not r.instances for r in regs)
+
+
+# -- collations -------------------------------------------------------------------
+
+
+def _reverse(a: str, b: str) -> int:
+    return (a < b) - (a > b)
+
+
+def test_collation_orders_like_stdlib(mem: sss.Connection) -> None:
+    std = sqlite3.connect(":memory:")
+    words = ["pear", "Apple", "banana", "é", "apple", "", "Zed"]
+    for c in (mem, std):
+        c.create_collation("reverse", _reverse)
+        c.create_collation("nocase_py", lambda a, b: (a.lower() > b.lower()) - (a.lower() < b.lower()))
+        c.execute("CREATE TABLE w(s TEXT)")
+        c.executemany("INSERT INTO w VALUES (?)", [(w,) for w in words])
+    for sql in ("SELECT s FROM w ORDER BY s COLLATE reverse",
+                "SELECT s FROM w ORDER BY s COLLATE nocase_py, s",
+                "SELECT count(*) FROM w WHERE s = 'APPLE' COLLATE nocase_py"):
+        assert mem.execute(sql).fetchall() == std.execute(sql).fetchall()
+    mem.create_collation("reverse", None)
+    with pytest.raises(sss.SQLError, match="no such collation"):
+        mem.execute("SELECT s FROM w ORDER BY s COLLATE reverse")
+    std.close()
+
+
+@pytest.mark.parametrize("exc_type", [Boom, KeyboardInterrupt])
+def test_collation_exception_raised_after_statement(mem: sss.Connection, exc_type: type) -> None:
+    raised = exc_type("compare")
+
+    def bad(a: str, b: str) -> int:
+        raise raised
+
+    mem.create_collation("bad", bad)
+    mem.execute("CREATE TABLE w(s TEXT)")
+    mem.executemany("INSERT INTO w VALUES (?)", [("b",), ("a",), ("c",)])
+    with pytest.raises(exc_type) as info:
+        mem.execute("SELECT s FROM w ORDER BY s COLLATE bad").fetchall()
+    assert info.value is raised
+    mem.create_collation("bad", lambda a, b: "x")  # type: ignore[arg-type,return-value]
+    with pytest.raises(sss.InterfaceError, match="must return an int"):
+        mem.execute("SELECT s FROM w ORDER BY s COLLATE bad").fetchall()
+    assert mem.execute("SELECT count(*) FROM w").fetchone() == (3,)
+
+
+def test_collation_bad_arguments(mem: sss.Connection) -> None:
+    with pytest.raises(sss.InterfaceError):
+        mem.create_collation("c", "not callable")  # type: ignore[arg-type]
+    with pytest.raises(sss.InterfaceError):
+        mem.create_collation("a\0b", _reverse)

@@ -70,7 +70,7 @@ class Blob:
     def write(self, data: Any) -> None:
         """Write the bytes-like ``data`` at the current position and move past
         it.  A blob's size is fixed: writing past its end is a ValueError."""
-        view = memoryview(data).cast("B")
+        view = _bytes_view(data)
         self._check_open()
         if len(view) > self._size - self._offset:
             raise ValueError("data longer than blob length")
@@ -133,7 +133,7 @@ class Blob:
         if isinstance(key, slice):
             start, stop, step = key.indices(self._size)
             span = range(start, stop, step)
-            view = memoryview(value).cast("B")
+            view = _bytes_view(value)
             if len(view) != len(span):
                 raise IndexError("Blob slice assignment is wrong size")
             if not span:
@@ -240,6 +240,14 @@ class Blob:
     def __repr__(self) -> str:
         state = "closed" if self._ptr is None else f"{self._size} bytes at {self._offset}"
         return f"<sqlite_session_safe.Blob {state}>"
+
+
+def _bytes_view(data: Any) -> memoryview:
+    """A flat byte view of a bytes-like object (non-contiguous ones copied)."""
+    view = memoryview(data)
+    if not view.c_contiguous:
+        view = memoryview(view.tobytes())
+    return view.cast("B")
 
 
 class _Orphans:
