@@ -4,15 +4,19 @@ Same file system (a temporary directory, or ``--dir``), same pragmas
 (``journal_mode=DELETE``, ``synchronous=FULL``, ``foreign_keys=ON``), same run:
 
   single     one write, one process: read a counter, write it back + 1.
-             sss: ``db.write(fn)`` = outer lock + BEGIN IMMEDIATE + epoch CAS +
-             session + audit log entry + lock check + COMMIT + release.
+             sss: ``db.write(fn)`` with the default lease (``linger``: the outer
+             lock is kept between writes, so a write is admitted without
+             re-acquiring it) = BEGIN IMMEDIATE + epoch CAS + session + audit
+             log entry + lock check + COMMIT.  "sss-linger0": ``linger=0``,
+             the outer lock acquired and released around every write.
              stdlib: BEGIN IMMEDIATE + the same two statements + COMMIT.
              Also sss with ``audit=False`` (no log entry), to show what the log costs,
              and "lock+stdlib": the bare DirectoryLock acquire/release around the
              stdlib write, to show what the outer lock alone costs.
              Median and mean per write; ratio sss / stdlib (target <= 1.15).
   contended  ``--procs`` processes each do ``--per`` of those writes on one file.
-             sss: admitted writes.  stdlib: BEGIN IMMEDIATE with
+             sss: admitted writes, with the default lease and with linger=0
+             (with waiters present the lease is handed over after every write).  stdlib: BEGIN IMMEDIATE with
              busy_timeout=``--busy-ms``; a "database is locked" error is counted
              and the write retried.  Throughput (writes/s over the whole run), the
              ratio sss / stdlib, stdlib's locked errors, and sss's admission wait
@@ -79,11 +83,14 @@ def setup_stdlib(path: str) -> None:
 
 
 def single(workdir: str, writes: int, rounds: int) -> dict[str, list[float]]:
-    paths = {k: os.path.join(workdir, f"single-{k}.db") for k in ("sss", "sss-noaudit", "stdlib")}
+    names = ("sss", "sss-linger0", "sss-noaudit", "stdlib")
+    paths = {k: os.path.join(workdir, f"single-{k}.db") for k in names}
     setup(paths["sss"])
+    setup(paths["sss-linger0"])
     setup(paths["sss-noaudit"], audit=False)
     setup_stdlib(paths["stdlib"])
     db = sss.open(paths["sss"])
+    db_linger0 = sss.open(paths["sss-linger0"], linger=0)
     db_noaudit = sss.open(paths["sss-noaudit"], audit=False)
     con = stdlib_connect(paths["stdlib"], 5000)
     lock = DirectoryLock(paths["stdlib"])
@@ -94,6 +101,7 @@ def single(workdir: str, writes: int, rounds: int) -> dict[str, list[float]]:
 
     runs = {
         "sss": lambda: db.write(increment_sss),
+        "sss-linger0": lambda: db_linger0.write(increment_sss),
         "sss-noaudit": lambda: db_noaudit.write(increment_sss),
         "lock+stdlib": locked_stdlib,
         "stdlib": lambda: increment_stdlib(con),
@@ -110,6 +118,7 @@ def single(workdir: str, writes: int, rounds: int) -> dict[str, list[float]]:
                 fn()
                 times[name].append(time.perf_counter() - t0)
     db.close()
+    db_linger0.close()
     db_noaudit.close()
     con.close()
     return times
@@ -118,8 +127,8 @@ def single(workdir: str, writes: int, rounds: int) -> dict[str, list[float]]:
 # -- contended --------------------------------------------------------------------
 
 
-def _worker_sss(path: str, per: int, start, out) -> None:
-    db = sss.open(path, timeout=600)
+def _worker_sss(path: str, per: int, linger: float | None, start, out) -> None:
+    db = sss.open(path, timeout=600, linger=linger)
     start.wait()
     waits = [db.write(increment_sss).timing.wait for _ in range(per)]
     db.close()
@@ -143,15 +152,16 @@ def _worker_stdlib(path: str, per: int, busy_ms: int, start, out) -> None:
     out.put(locked)
 
 
-def contended(workdir: str, kind: str, procs: int, per: int, busy_ms: int) -> tuple[float, list]:
-    path = os.path.join(workdir, f"contended-{kind}.db")
+def contended(workdir: str, kind: str, procs: int, per: int, busy_ms: int,
+              linger: float | None = None) -> tuple[float, list]:
+    path = os.path.join(workdir, f"contended-{kind}-{linger}.db")
     if kind == "sss":
         setup(path)
     else:
         setup_stdlib(path)
     ctx = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
     start, out = ctx.Event(), ctx.Queue()
-    args = (path, per) if kind == "sss" else (path, per, busy_ms)
+    args = (path, per, linger) if kind == "sss" else (path, per, busy_ms)
     target = _worker_sss if kind == "sss" else _worker_stdlib
     workers = [ctx.Process(target=target, args=(*args, start, out)) for _ in range(procs)]
     for w in workers:
@@ -191,19 +201,25 @@ def main() -> None:
         for name, v in t.items():
             med, mean = statistics.median(v) * 1e3, statistics.mean(v) * 1e3
             print(f"  {name:12s} median {med:7.3f}  mean {mean:7.3f}")
-        for name in ("sss", "sss-noaudit", "lock+stdlib"):
+        print(f"  (sss: default lease, linger {sss.DEFAULT_LINGER['trusted']:g}s; "
+              "sss-linger0: linger=0, lock taken per write)")
+        for name in ("sss", "sss-linger0", "sss-noaudit", "lock+stdlib"):
             ratio_med = statistics.median(t[name]) / statistics.median(t["stdlib"])
             ratio_mean = statistics.mean(t[name]) / statistics.mean(t["stdlib"])
             print(f"  ratio {name}/stdlib: median {ratio_med:.3f}  mean {ratio_mean:.3f}  (target <= 1.15)")
         print(f"\ncontended: {args.procs} processes x {args.per} writes")
-        ours, waits = contended(workdir, "sss", args.procs, args.per, args.busy_ms)
+        ours = {}
+        for label, linger in (("sss", None), ("sss-linger0", 0.0)):
+            ours[label], waits = contended(workdir, "sss", args.procs, args.per, args.busy_ms, linger)
+            flat = [w for ws in waits for w in ws]
+            print(f"  {label:12s} {ours[label]:8.1f} writes/s   admission wait p50 "
+                  f"{pct(flat, 0.5) * 1e3:.2f} ms, p99 {pct(flat, 0.99) * 1e3:.2f} ms, "
+                  f"max {max(flat) * 1e3:.2f} ms")
         theirs, locked = contended(workdir, "stdlib", args.procs, args.per, args.busy_ms)
-        flat = [w for ws in waits for w in ws]
-        print(f"  sss     {ours:8.1f} writes/s   admission wait p50 {pct(flat, 0.5) * 1e3:.2f} ms, "
-              f"p99 {pct(flat, 0.99) * 1e3:.2f} ms, max {max(flat) * 1e3:.2f} ms")
-        print(f"  stdlib  {theirs:8.1f} writes/s   'database is locked' errors: {sum(locked)} "
+        print(f"  {'stdlib':12s} {theirs:8.1f} writes/s   'database is locked' errors: {sum(locked)} "
               f"(busy_timeout {args.busy_ms} ms; each retried)")
-        print(f"  throughput ratio sss/stdlib: {ours / theirs:.3f}")
+        for label, value in ours.items():
+            print(f"  throughput ratio {label}/stdlib: {value / theirs:.3f}")
 
 
 if __name__ == "__main__":

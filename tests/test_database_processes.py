@@ -60,7 +60,9 @@ def _counter_run(tmp_path, procs: int, per: int) -> None:
         entries = list(db.log(since=start_seq))
         assert [e.seq for e in entries] == list(range(start_seq + 1, start_seq + total + 1))
         assert {e.kind for e in entries} == {"data"} and {e.label for e in entries} == {"inc"}
-        assert len({e.owner for e in entries}) == total  # one admission per write
+        # At least one admission per process; with the lease a process may
+        # write several times under one admission when nobody waited.
+        assert procs <= len({e.owner for e in entries}) <= total
         assert db.inspect_lock() is None
     # Replaying the log onto the starting copy gives the same tables.
     replayed, last = replay(path, start_copy)

@@ -86,6 +86,7 @@ from .coordination.bundles import (
     read_bundle,
 )
 from .coordination.database import (
+    DEFAULT_LINGER,
     Database,
     ReadTx,
     WriteResult,
@@ -223,6 +224,7 @@ __all__ = [
     "Cursor",
     "Database",
     "DataError",
+    "DEFAULT_LINGER",
     "DirectoryLock",
     "DiskIOError",
     "EmptyError",

@@ -22,7 +22,18 @@ One admitted write (:meth:`Database.write`), in order:
 9. an empty changeset commits nothing (rolled back, no entry, ``seq`` None);
    otherwise the entry is appended to ``_sss_log`` in the same transaction;
 10. ``lock.check()``: a lost lock commits nothing (``LockCompromised``);
-11. ``COMMIT``; release the lock; release the mutex.
+11. ``COMMIT``; release the lock (or keep it as a lease, below); release the
+    mutex.
+
+**Lease** (``linger``, PROTOCOL.md §2.11): after a write the outer lock is
+kept for ``linger`` seconds, so the next write of this Database is admitted
+without re-acquiring it (the directory lock's mkdir, fsyncs and renames cost
+more than the SQLite commit itself).  A waiter announces itself and the lease
+ends at once when idle, or at the end of the current write.  Fencing stays
+per write: a write under a lease uses the epoch its predecessor in the same
+tenure set (never re-read), compare-and-sets it and checks the lock before
+COMMIT, so a holder broken while paused commits nothing.  A lease found lost
+while idle is simply dropped: the next write acquires anew.
 
 Any exception on the way (``KeyboardInterrupt`` included) rolls back, releases
 the lock and logs nothing.
@@ -75,11 +86,24 @@ from .lock import (
 from .migration import refuse_transaction_control, run_script
 from .modes import MODES, ModeSpec, filesystem_type, is_network_filesystem, pragma_statements
 
-__all__ = ["Database", "WriteTx", "ReadTx", "WriteResult", "WriteTiming", "open_database"]
+__all__ = ["Database", "WriteTx", "ReadTx", "WriteResult", "WriteTiming", "open_database", "DEFAULT_LINGER"]
 
 Mode = Literal["trusted", "network", "wal"]
 
 log = logging.getLogger("sqlite_session_safe.database")
+
+#: Default ``linger`` (seconds the write lock is kept after a write) per mode.
+#: trusted and wal: 50 ms, chosen with bench/bench_database.py: any linger
+#: longer than the gap between two writes of a burst admits them all under
+#: one acquisition, and waiters get the lock within a few milliseconds of
+#: announcing themselves (lock.LINGER_POLL), so a longer linger costs others
+#: little; its
+#: trade-off is that a holder crashed while lingering blocks the others like
+#: a writer crashed mid-write (at once on the same host: dead pid; the stale
+#: timeout on another host).  network: 0 -- there that crash costs the stale
+#: timeout for every client on another host, and admissions are rare enough
+#: (each reopens its connection) that the lease gains little.
+DEFAULT_LINGER: dict[str, float] = {"trusted": 0.05, "wal": 0.05, "network": 0.0}
 
 _NO_PK_TABLES = r"""
 SELECT m.name FROM sqlite_schema AS m
@@ -306,6 +330,7 @@ class Database:
         heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
         nolock: bool = False,
         rowid_tables: bool = False,
+        linger: float | None = None,
     ) -> None:
         self._closed = True  # until fully opened: close() and __del__ do nothing
         if mode not in MODES:
@@ -318,6 +343,15 @@ class Database:
         self.audit = bool(audit)
         self.nolock = bool(nolock)
         self.rowid_tables = bool(rowid_tables)
+        if linger is None:
+            linger = DEFAULT_LINGER.get(mode, 0.0)
+        if isinstance(linger, bool) or not isinstance(linger, (int, float)) or not 0 <= linger < float("inf"):
+            raise InterfaceError(f"linger must be seconds >= 0, not {linger!r}")
+        #: Seconds the write lock is kept after a write (0: released each time).
+        self.linger = float(linger)
+        # (owner_id, epoch) of the last commit under the current lock tenure:
+        # the next write under the same tenure compare-and-sets from it.
+        self._lease_epoch: tuple[str, int] | None = None
         self.timeout = timeout
         self.stale_timeout = float(stale_timeout)
         self.heartbeat_interval = float(heartbeat_interval)
@@ -529,8 +563,8 @@ class Database:
                 assert lock.owner is not None
                 tx._owner = lock.owner.owner_id
                 self._open_transaction(tx)
-            except BaseException:
-                self._release_lock(committed=False)
+            except BaseException as e:
+                self._release_lock(committed=False, lost=isinstance(e, LockCompromised))
                 raise
         except BaseException:
             self._end_admission(tx)
@@ -542,10 +576,18 @@ class Database:
         try:
             # Read the epoch now, outside the transaction: a commit by anyone
             # else between our admission and our BEGIN then fails the CAS.
-            try:
-                epoch: int | None = read_epoch(con)
-            except FencingError:
-                epoch = None  # the first write ever: created below
+            # Under a lease (same tenure as the last commit) the epoch that
+            # commit set is the one to expect: re-reading it would accept a
+            # commit made by whoever broke us while we lingered.
+            lease = self._lease_epoch
+            epoch: int | None
+            if lease is not None and lease[0] == tx._owner:
+                epoch = lease[1]
+            else:
+                try:
+                    epoch = read_epoch(con)
+                except FencingError:
+                    epoch = None  # the first write ever: created below
             if self._after_admission is not None:
                 self._after_admission()
             con.execute("BEGIN IMMEDIATE")
@@ -584,7 +626,7 @@ class Database:
 
     def _finish_write(self, tx: WriteTx) -> WriteResult:
         con = tx._active()
-        committed = False
+        committed = lost = False
         try:
             if not con.in_transaction:
                 raise InterfaceError("the write's transaction was ended inside it (COMMIT/ROLLBACK "
@@ -615,15 +657,18 @@ class Database:
             self._lock.check()  # LockCompromised: roll back below, commit nothing
             con.execute("COMMIT")
             committed = True
+            if tx._epoch is not None:
+                self._lease_epoch = (tx._owner, tx._epoch)
             return self._result(tx, changeset, seq, at, committed=True)
         except BaseException as e:
             _rollback(con)
+            lost = isinstance(e, LockCompromised)
             if isinstance(e, LockCompromised) and "nothing was committed" not in str(e):
                 raise LockCompromised(f"{e}; the write was rolled back, nothing was committed") from e
             raise
         finally:
             self._close_session(tx)
-            self._release_lock(committed)
+            self._release_lock(committed, lost)
             self._end_admission(tx)
 
     def _take_changeset(self, tx: WriteTx, info: _SchemaInfo) -> Changeset:
@@ -667,11 +712,15 @@ class Database:
         if session is not None:
             session.close()
 
-    def _release_lock(self, committed: bool) -> None:
-        if not self._lock._held:
+    def _release_lock(self, committed: bool, lost: bool = False) -> None:
+        if not self._lock._held or self._lock._lingering:
             return
         try:
-            self._lock.release()
+            # Linger (keep a lease) only while this Database is open and the
+            # lock was not found lost: the lease ends in close(), at process
+            # exit, or when someone waits.
+            linger = 0.0 if self._closed or lost else self.linger
+            self._lock.release(linger=linger)
         except LockCompromised as e:
             if committed:
                 # check() passed just before COMMIT; the loss came after it.
@@ -894,6 +943,21 @@ class Database:
         return undo_entry(self, seq, on_conflict, label)
 
     @property
+    def lingering(self) -> bool:
+        """True while this Database keeps the write lock as a lease after a
+        write (see ``linger``); :meth:`release_lease` ends it."""
+        return self._lock.is_lingering
+
+    def release_lease(self) -> None:
+        """Give the write lock up now if a lease keeps it (no-op otherwise),
+        e.g. before a long pause in writing.  A write in progress in another
+        thread keeps it until that write ends."""
+        if self._closed or os.getpid() != self._pid:
+            return
+        with self._write_mutex:
+            self._lock.end_linger()
+
+    @property
     def closed(self) -> bool:
         return self._closed
 
@@ -908,6 +972,7 @@ class Database:
             return
         with self._write_mutex:
             self._closed = True
+            self._lock.end_linger()
             writer, self._writer = self._writer, None
             if writer is not None:
                 writer.close()
@@ -948,6 +1013,7 @@ def open_database(
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
     nolock: bool = False,
     rowid_tables: bool = False,
+    linger: float | None = None,
 ) -> Database:
     """Open (creating if missing) a database file for coordinated use: ``sss.open``.
 
@@ -965,10 +1031,15 @@ def open_database(
         nolock: network mode only: also turn SQLite's own locks off.
         rowid_tables: record tables without a primary key by rowid instead of
             refusing writes to them.
+        linger: seconds to keep the write lock after a write (a lease), so
+            the next write of this Database is admitted without re-acquiring
+            it; waiters get it at once.  None: the mode's default
+            (:data:`DEFAULT_LINGER`: 0.05 in trusted and wal, 0 in network);
+            0 releases after every write.  PROTOCOL.md §2.11.
     """
     return Database(
         path, mode, timeout=timeout, audit=audit, pragmas=pragmas, busy_timeout=busy_timeout,
         stale_timeout=stale_timeout, heartbeat_interval=heartbeat_interval, nolock=nolock,
-        rowid_tables=rowid_tables,
+        rowid_tables=rowid_tables, linger=linger,
     )
 

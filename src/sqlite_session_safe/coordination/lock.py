@@ -22,6 +22,8 @@ Usage::
 
 from __future__ import annotations
 
+import atexit
+import collections
 import dataclasses
 import errno
 import logging
@@ -48,6 +50,7 @@ from .errors import (
     UnknownProtocolVersion,
 )
 from .owner import (
+    OWNER_FILE,
     OwnerRecord,
     fsync_dir,
     parse_owner,
@@ -67,6 +70,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "DEFAULT_HEARTBEAT_INTERVAL",
     "DEFAULT_STALE_TIMEOUT",
+    "WANT_PREFIX",
 ]
 
 log = logging.getLogger("sqlite_session_safe.lock")
@@ -84,9 +88,28 @@ DEFAULT_STALE_TIMEOUT = 15.0
 BACKOFF_INITIAL = 0.001
 BACKOFF_MAX = 0.025
 BACKOFF_FACTOR = 2.0
+#: Backoff cap once a waiter has announced itself to the holder (a
+#: ``want-<owner_id>`` file in the lock directory, PROTOCOL.md §2.11): the
+#: holder hands over promptly, so poll faster than an unannounced waiter.
+ANNOUNCED_BACKOFF_MAX = 0.004
+#: A holder keeping leases looks for announced waiters this often while
+#: lingering (seconds).  Busy, it looks at the end of each holding instead; the
+#: keeper thread then wakes at this pace for the whole tenure rather than being
+#: woken at every write (a thread wake costs more than the poll).
+LINGER_POLL = 0.005
+#: After handing over to announced waiters, the former holder's next acquire
+#: leaves the free lock to them for at most this long (seconds), unless they
+#: took it, gave up or died first.
+HANDOVER_WAIT = 1.0
+#: A keeper (heartbeat) thread with no lock to keep exits after this long idle.
+KEEPER_IDLE_EXIT = 5.0
+#: Name prefix of a waiter's announcement inside the lock directory.
+WANT_PREFIX = "want-"
 
 _HAS_DIR_FD = os.open in os.supports_dir_fd and hasattr(os, "O_DIRECTORY")
 _READER_NAME = re.compile(r"^reader-[0-9a-f]{32}$")
+_WANT_NAME = re.compile(r"^want-([0-9a-f]{32})$")
+_LISTDIR_FD = os.listdir in os.supports_fd
 # rename() of a directory onto an existing one fails with one of these.
 _TAKEN_ERRNOS = {errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR}
 
@@ -342,6 +365,10 @@ def _sweep_tombs(lock_path: str) -> None:
         _remove_tree(os.path.join(parent, name))
 
 
+def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 def _backoff(attempt: int) -> float:
     return min(BACKOFF_MAX, BACKOFF_INITIAL * BACKOFF_FACTOR**attempt) * random.uniform(0.5, 1.0)
 
@@ -359,16 +386,83 @@ def _reader_markers(readers_dir: str) -> list[str]:
 
 
 class _PathLock:
-    """Serializes the threads of this process on one lock path."""
+    """Serializes the threads of this process on one lock path, first come
+    first served: a lock object that just gave the lock up (a lease handed
+    over, see :meth:`DirectoryLock.release`) queues behind the waiters, and a
+    lingering holder sees them in :attr:`queue`."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        self.cond = threading.Condition(threading.Lock())
+        self.held = False
+        self.queue: collections.deque[object] = collections.deque()
+        #: The thread that holds it for a write (None while a lease lingers).
         self.thread: int | None = None
+
+    def acquire(self, deadline: float | None) -> bool:
+        with self.cond:
+            if not self.held and not self.queue:
+                self.held = True
+                return True
+            me = object()
+            self.queue.append(me)
+            try:
+                while self.held or self.queue[0] is not me:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    self.cond.wait(remaining)
+                self.held = True
+                return True
+            finally:
+                self.queue.remove(me)
+                self.cond.notify_all()  # the next in line may be first now
+
+    def release(self) -> None:
+        with self.cond:
+            self.held = False
+            self.thread = None
+            self.cond.notify_all()
+
+
+class _KeeperCtl:
+    """Wakes one lock's keeper thread; holds no reference to the lock, so
+    an unreferenced, unheld lock can be collected and its keeper exits."""
+
+    __slots__ = ("cv", "kick", "thread")
+
+    def __init__(self) -> None:
+        self.cv = threading.Condition(threading.Lock())
+        self.kick = False
+        self.thread: threading.Thread | None = None
+
+
+def _keeper_main(ref: weakref.ReferenceType[DirectoryLock], ctl: _KeeperCtl) -> None:
+    """Heartbeats and lease expiry of one lock, across its acquisitions (one
+    thread per lock object, not one per acquisition)."""
+    while True:
+        lk = ref()
+        if lk is None:
+            with ctl.cv:
+                ctl.thread = None
+            return
+        wait = lk._keeper_step()
+        del lk  # never keep the lock alive while sleeping
+        with ctl.cv:
+            if not ctl.kick:
+                ctl.cv.wait(KEEPER_IDLE_EXIT if wait is None else max(0.0, wait))
+                if wait is None and not ctl.kick:
+                    ctl.thread = None  # idle: a later acquisition starts a new one
+                    return
+            ctl.kick = False
 
 
 _registry_lock = threading.Lock()
 _path_locks: weakref.WeakValueDictionary[str, _PathLock] = weakref.WeakValueDictionary()
 _live_locks: weakref.WeakSet[DirectoryLock] = weakref.WeakSet()
+# Held locks stay referenced (their keeper holds only a weak reference): a
+# lock dropped without release keeps heartbeating, as before, and a lease
+# keeps lingering until it ends.
+_holding: set[DirectoryLock] = set()
 
 
 def _path_lock(lock_path: str) -> _PathLock:
@@ -385,12 +479,26 @@ def _after_fork_in_child() -> None:
     global _registry_lock, _path_locks
     _registry_lock = threading.Lock()
     _path_locks = weakref.WeakValueDictionary()
+    _holding.clear()
     for lk in list(_live_locks):
         lk._forget_after_fork()
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _end_leases_at_exit() -> None:
+    # A lease must not outlive its process by the stale timeout on other
+    # hosts: release every lingering lock at interpreter exit.
+    for lk in list(_holding):
+        try:
+            lk.end_linger()
+        except Exception:  # noqa: BLE001 - best effort while exiting
+            pass
+
+
+atexit.register(_end_leases_at_exit)
 
 
 # --------------------------------------------------------------------------
@@ -418,6 +526,13 @@ class DirectoryLock:
 
     Threads of one process take a write lock one at a time; a forked child
     neither owns nor heartbeats a lock its parent holds.
+
+    **Lease**: ``release(linger=s)`` keeps the lock for up to ``s`` more
+    seconds (heartbeating) so that the next :meth:`acquire` of this object
+    is admitted at once, without re-acquiring; a waiter (another process,
+    another lock object of this process, a network-mode reader) announces
+    itself and the holder then releases at once when idle, or at the end of
+    its current tenure (PROTOCOL.md §2.11).
     """
 
     def __init__(
@@ -450,12 +565,20 @@ class DirectoryLock:
         self.same_host_shortcut = same_host_shortcut
         self._path_lock = _path_lock(self.lock_path) if mode == "write" else None
         self._object_lock = threading.Lock()  # one acquisition of this object at a time
+        self._state_lock = threading.Lock()  # keeper (heartbeat, lease end) vs the holder
+        self._ctl = _KeeperCtl()
+        self._has_path_lock = False
+        # After handing the lock over to announced waiters: their owner ids
+        # and until when (monotonic) our next acquire leaves the lock to them.
+        self._handover: tuple[frozenset[str], float] | None = None
         self._reset_state()
         _live_locks.add(self)
 
     def _reset_state(self) -> None:
-        self._state_lock = threading.Lock()  # heartbeat writes vs checks
         self._held = False
+        self._lingering = False
+        self._linger_until = 0.0
+        self._announced = ""  # the owner id whose lock directory holds our want- file
         self._holder_thread: int | None = None
         self._pid = os.getpid()
         self._forked_from: int | None = None
@@ -464,19 +587,48 @@ class DirectoryLock:
         self._dir_fd: int | None = None
         self._dir_id: tuple[int, int] | None = None
         self._last_beat = 0.0
+        self._next_beat = 0.0
+        self._beats_stopped = False
+        self._lease_mode = False  # the keeper polls for waiters (a lease was kept this tenure)
+        self._owner_stat: tuple[int, int, int] | None = None  # what we last wrote at owner.json
         self._compromised: LockCompromised | None = None
         self._notified = False
         self._notify_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._tombs: list[str] = []
 
     # -- public API ---------------------------------------------------------
 
     @property
     def is_held(self) -> bool:
-        """True while this process holds the lock and has not found it lost."""
+        """True while this process holds the lock and has not found it lost
+        (also while a lease lingers)."""
         return self._held and self._compromised is None and self._pid == os.getpid()
+
+    @property
+    def is_lingering(self) -> bool:
+        """True while the lock is kept after ``release(linger=...)``: the next
+        :meth:`acquire` of this object is admitted without re-acquiring."""
+        return self._lingering and self.is_held
+
+    def wanted(self) -> bool:
+        """True when someone waits for this lock: a ``want-`` announcement in
+        our lock directory, or another lock object of this process queued for
+        the same database.  False when not held."""
+        if not self._held or self._pid != os.getpid():
+            return False
+        return self._wanted_by() is not None
+
+    def end_linger(self) -> None:
+        """Release a lingering lease now (no-op when not lingering).
+
+        A lease found lost is logged (and ``on_compromised`` called), not
+        raised: no write was in progress under it."""
+        if not self._lingering or self._pid != os.getpid():
+            return
+        with self._state_lock:
+            if self._lingering:
+                self._end_tenure_locked(None)
+        self._notify()
 
     @property
     def owner(self) -> OwnerRecord | None:
@@ -511,8 +663,10 @@ class DirectoryLock:
         if not _wait_thread_lock(self._object_lock, deadline):
             raise LockTimeout(f"timed out waiting for {self.lock_path}: another thread holds it")
         try:
+            if self._lingering and self._reclaim(me):
+                return Acquired(self)
             if self._path_lock is not None:
-                if not _wait_thread_lock(self._path_lock.lock, deadline):
+                if not self._path_lock.acquire(deadline):
                     seen = _look(self.lock_path)
                     holder = f": {_describe_owner(seen.record)}" if seen.record else ""
                     raise LockTimeout(
@@ -520,6 +674,7 @@ class DirectoryLock:
                         f"process holds it{holder}"
                     )
                 self._path_lock.thread = me
+                self._has_path_lock = True
             self._reset_state()
             if self.mode == "write":
                 self._acquire_write(deadline)
@@ -531,8 +686,16 @@ class DirectoryLock:
             raise
         return Acquired(self)
 
-    def release(self) -> None:
+    def release(self, linger: float = 0.0) -> None:
         """Give the lock up: rename the directory away, then delete it.
+
+        Args:
+            linger: seconds to keep holding the lock (heartbeating) in case
+                this object acquires it again: that :meth:`acquire` is then
+                admitted at once.  The lease ends early, at once, when a
+                waiter announces itself (:meth:`wanted`); :meth:`end_linger`,
+                process exit and the lease running out release it.  0 (the
+                default) releases now.
 
         Raises:
             LockError: not held (or held by the parent of this forked child).
@@ -540,23 +703,33 @@ class DirectoryLock:
                 was touched, since it may be someone else's now.
         """
         self._refuse_if_forked()
-        if not self._held:
+        _check_seconds("linger", linger, allow_zero=True)
+        if not self._held or self._lingering:
             raise LockError(f"{self.lock_path}: release() of a lock that is not held")
+        keep = start_polling = False
         try:
-            self._stop_heartbeat()
             with self._state_lock:
-                if self._compromised is None:
-                    try:
-                        self._verify_locked()
-                        self._remove_own_dir()
-                    except LockCompromised:
-                        pass  # recorded in self._compromised
-                    else:
-                        if self.mode == "write":
-                            _sweep_tombs(self.lock_path)
+                wanted_by = self._wanted_by()
+                if linger > 0 and self._compromised is None and wanted_by is None:
+                    keep = True
+                    self._lingering = True
+                    self._linger_until = _lease_clock() + linger
+                    start_polling = not self._lease_mode
+                    self._lease_mode = True
+                    self._holder_thread = None
+                    if self._path_lock is not None:
+                        self._path_lock.thread = None
+                else:
+                    self._end_tenure_locked(wanted_by, release_path_lock=False)
         finally:
-            self._finish()
-            self._release_thread_locks()
+            if keep:
+                self._object_lock.release()
+                if start_polling:
+                    self._kick()
+            else:
+                with self._state_lock:
+                    self._finish_locked()
+                self._release_thread_locks()
         if self._compromised is not None:
             self._notify()
             raise LockCompromised(str(self._compromised))
@@ -627,7 +800,7 @@ class DirectoryLock:
                 self._dir_fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
                 st = os.fstat(self._dir_fd)
                 self._dir_id = (st.st_dev, st.st_ino)
-            write_owner_file(tmp, rec, self._dir_fd)
+            self._owner_stat = _stat_key(write_owner_file(tmp, rec, self._dir_fd))
         except BaseException:
             self._close_fd()
             _remove_tree(tmp)
@@ -644,13 +817,13 @@ class DirectoryLock:
             raise
         # No fsync of the parent here: if a crash loses this rename, the lock
         # is simply free afterwards, and its holder died anyway.
-        self._path = dest
-        self._held = True
-        self._last_beat = _lease_clock()
-        self._thread = threading.Thread(
-            target=self._heartbeat_loop, name=f"sss-lock-heartbeat {dest}", daemon=True
-        )
-        self._thread.start()
+        with self._state_lock:
+            self._path = dest
+            self._held = True
+            self._last_beat = _lease_clock()
+            self._next_beat = self._last_beat + self.heartbeat_interval
+        _holding.add(self)
+        self._kick()
         return True
 
     def _break_if_stale(self, path: str, seen: _Seen, observer: _Observer) -> bool:
@@ -684,14 +857,20 @@ class DirectoryLock:
                 else:
                     seen = _look(self.lock_path)
                     if seen.state == "absent":
-                        if self._install(tmp, self.lock_path):
+                        if self._handover_pending():
+                            why = "handing the lock over to a waiter that announced itself"
+                        elif self._install(tmp, self.lock_path):
                             break
-                        continue
-                    if seen.state == "held":
+                        else:
+                            continue
+                    elif seen.state == "held":
+                        assert seen.record is not None
+                        self._handover = None  # someone took it
                         if self._break_if_stale(self.lock_path, seen, observer):
                             attempt = 0
                             continue
-                        why = _describe_owner(seen.record)  # type: ignore[arg-type]
+                        self._announce(seen.record)
+                        why = _describe_owner(seen.record)
                     else:
                         why = _refusal(self.lock_path, seen)
                 attempt = self._wait_or_timeout(deadline, attempt, why)
@@ -755,13 +934,16 @@ class DirectoryLock:
                     phase = self._set_phase(phase, "waiting")
                     continue
                 if seen.state == "held":
+                    assert seen.record is not None
                     if self._break_if_stale(self.lock_path, seen, observer):
                         attempt = 0
                         continue
-                    why = _describe_owner(seen.record)  # type: ignore[arg-type]
+                    why = _describe_owner(seen.record)
                 else:
                     why = _refusal(self.lock_path, seen)
                 phase = self._set_phase(phase, "waiting")
+                if seen.record is not None:
+                    self._announce(seen.record)  # a lingering writer lets us in
                 attempt = self._wait_or_timeout(deadline, attempt, why)
         except BaseException:
             self._abandon()
@@ -792,6 +974,10 @@ class DirectoryLock:
         if self._compromised is not None:
             raise LockCompromised(str(self._compromised))
         pause = _backoff(attempt)
+        if self._announced or self._handover is not None:
+            # The holder hands over as soon as it sees our announcement (or
+            # we wait for the waiter we handed over to): poll faster.
+            pause = min(pause, ANNOUNCED_BACKOFF_MAX * random.uniform(0.5, 1.0))
         if deadline is not None:
             pause = min(pause, max(0.0, deadline - now))
         time.sleep(pause)
@@ -799,22 +985,182 @@ class DirectoryLock:
 
     # -- holding ------------------------------------------------------------
 
-    def _heartbeat_loop(self) -> None:
-        while not self._stop.wait(self.heartbeat_interval):
-            with self._state_lock:
-                if self._stop.is_set() or self._compromised is not None:
-                    break
-                try:
-                    self._verify_locked()
-                    self._write_next(None)
-                except LockCompromised:
-                    break
-                except OSError as e:
-                    # Could not write this beat (disk full, network).  The
-                    # lease check at the next beat or check() decides.
-                    log.warning("heartbeat of %s failed: %s", self._path, e)
-        if self._compromised is not None:
+    def _kick(self) -> None:
+        """Wake this lock's keeper thread (starting it if there is none)."""
+        ctl = self._ctl
+        with ctl.cv:
+            ctl.kick = True
+            if ctl.thread is None:
+                ctl.thread = threading.Thread(
+                    target=_keeper_main, args=(weakref.ref(self), ctl),
+                    name=f"sss-lock-keeper {self.lock_path}", daemon=True,
+                )
+                ctl.thread.start()
+            ctl.cv.notify()
+
+    def _keeper_step(self) -> float | None:
+        """One turn of the keeper: heartbeat when due; end a lease that ran
+        out or is wanted.  Returns seconds until the next turn (None: idle)."""
+        notify = False
+        wait: float | None = None
+        with self._state_lock:
+            if self._held and self._compromised is None and self._pid == os.getpid():
+                now = _lease_clock()
+                if self._lingering:
+                    wanted_by = self._wanted_by()
+                    if wanted_by is not None or now >= self._linger_until:
+                        self._end_tenure_locked(wanted_by)
+                        notify = self._compromised is not None
+                if (self._held and self._compromised is None and not self._beats_stopped
+                        and now >= self._next_beat):
+                    self._next_beat = now + self.heartbeat_interval
+                    try:
+                        self._verify_locked()
+                        self._write_next(None)
+                    except LockCompromised:
+                        notify = True
+                    except OSError as e:
+                        # Could not write this beat (disk full, network).  The
+                        # lease check at the next beat or check() decides.
+                        log.warning("heartbeat of %s failed: %s", self._path, e)
+                if self._held and self._compromised is None:
+                    wait = (self.heartbeat_interval if self._beats_stopped
+                            else self._next_beat - _lease_clock())
+                    if self._lease_mode:
+                        wait = min(wait, LINGER_POLL)
+                    if self._lingering:
+                        wait = min(wait, self._linger_until - now)
+        if notify:
             self._notify()
+        return wait
+
+    def _wanted_by(self) -> frozenset[str] | None:
+        """The owner ids announced in our lock directory (``want-<id>``), an
+        empty set when only another lock object of this process waits, or
+        None when nobody waits.  A name that is not exactly ``want-`` + 32
+        lowercase hex digits is ignored: markers only ever make a holder
+        leave early, never make anyone break anything."""
+        if not self._held or not self._path:
+            return None
+        try:
+            if self._dir_fd is not None and _LISTDIR_FD:
+                names = os.listdir(self._dir_fd)
+            else:
+                names = os.listdir(self._path)
+        except OSError:
+            names = []
+        ids = frozenset(m.group(1) for n in names if (m := _WANT_NAME.match(n)))
+        pl = self._path_lock
+        if ids or (pl is not None and pl.queue):
+            return ids
+        return None
+
+    def _reclaim(self, me: int) -> bool:
+        """Take back a lingering lease for a new holding (caller holds
+        ``_object_lock``).  False when the lease ended, was lost, or is
+        wanted by a waiter: then acquire normally."""
+        with self._state_lock:
+            if not self._lingering or not self._held:
+                return False
+            lost = ""
+            if self._compromised is not None or self._pid != os.getpid():
+                lost = "compromised"
+            elif _lease_clock() - self._last_beat >= self.stale_timeout - self.heartbeat_interval:
+                # Paused (SIGSTOP, suspend) while lingering: an observer may
+                # have broken us.  Nothing was at stake; acquire anew.
+                lost = "lease ran out"
+            elif self._dir_id is not None:
+                try:
+                    st = os.lstat(self._path)
+                    if (st.st_dev, st.st_ino) != self._dir_id:
+                        lost = "the lock directory was replaced"
+                except OSError:
+                    lost = "the lock directory was removed or renamed away"
+            if lost:
+                if self._compromised is None:
+                    self._compromised = LockCompromised(
+                        f"lock {self._path!r} lost while its lease lingered ({lost}); "
+                        "no write was in progress, acquiring anew")
+                    log.warning("%s", self._compromised)
+                self._end_tenure_locked(None)
+            else:
+                wanted_by = self._wanted_by()
+                if wanted_by is not None:
+                    self._end_tenure_locked(wanted_by)
+                else:
+                    self._lingering = False
+                    self._holder_thread = me
+                    if self._path_lock is not None:
+                        self._path_lock.thread = me
+                    return True
+        self._notify()
+        return False
+
+    def _end_tenure_locked(self, wanted_by: frozenset[str] | None, release_path_lock: bool = True) -> None:
+        """Release our directory (unless compromised) and forget the holding;
+        the caller holds ``_state_lock``.  ``wanted_by``: announced waiters we
+        hand over to (our next acquire leaves them the lock, see
+        :meth:`_handover_pending`)."""
+        self._lingering = False
+        if wanted_by:
+            self._handover = (wanted_by, time.monotonic() + HANDOVER_WAIT)
+        if self._held and self._compromised is None:
+            try:
+                self._verify_locked()
+                self._remove_own_dir()
+            except LockCompromised:
+                pass  # recorded in self._compromised
+            else:
+                if self.mode == "write":
+                    _sweep_tombs(self.lock_path)
+        self._finish_locked()
+        if release_path_lock:
+            self._release_path_lock()
+
+    def _handover_pending(self) -> bool:
+        """True while a waiter we handed the lock over to may still take it:
+        its temporary lock directory exists and its process is not known to
+        be dead, and HANDOVER_WAIT has not passed.  Without this, the former
+        holder's next write would usually win the free lock again (it needs
+        no backoff sleep to notice) and the waiter would starve."""
+        if self._handover is None:
+            return False
+        ids, until = self._handover
+        if time.monotonic() < until:
+            for owner_id in ids:
+                seen = _look(f"{self.lock_path}.tmp-{owner_id}")
+                rec = seen.record
+                if seen.state == "absent":
+                    continue
+                if rec is not None and rec.host_id and rec.host_id == procinfo.host_id():
+                    if _process_state(rec) in ("dead", "reused"):
+                        continue
+                return True
+        self._handover = None
+        return False
+
+    def _announce(self, holder: OwnerRecord) -> None:
+        """Tell the holder we wait: create ``L/want-<our owner_id>`` (empty).
+        Best effort: a holder that never sees it just releases later."""
+        if self._record is None or self._announced == holder.owner_id:
+            return
+        self._announced = holder.owner_id
+        flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
+        name = WANT_PREFIX + self._record.owner_id
+        try:
+            if _HAS_DIR_FD:
+                dfd = os.open(self.lock_path, flags)  # never through a symlink at L
+                try:
+                    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, dir_fd=dfd)
+                finally:
+                    os.close(dfd)
+            else:
+                fd = os.open(os.path.join(self.lock_path, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            os.close(fd)
+        except FileExistsError:
+            pass
+        except OSError as e:
+            log.debug("could not announce a waiter in %s: %s", self.lock_path, e)
 
     def _write_next(self, phase: str | None) -> None:
         assert self._record is not None
@@ -823,13 +1169,12 @@ class DirectoryLock:
         # The file is fsynced before it replaces the old one (never a torn
         # owner.json); whether the directory entry survives a crash doesn't
         # matter, since old and new are both complete.
-        write_owner_file(self._path, nxt, self._dir_fd, sync_dir=False)
+        self._owner_stat = _stat_key(write_owner_file(self._path, nxt, self._dir_fd, sync_dir=False))
         self._record = nxt
         self._last_beat = started
 
     def _compromise(self, why: str) -> None:
         self._compromised = LockCompromised(f"lock {self._path!r} compromised: {why}")
-        self._stop.set()
         log.error("%s", self._compromised)
         raise self._compromised
 
@@ -856,6 +1201,17 @@ class DirectoryLock:
                 self._compromise(f"cannot stat the lock directory: {e}")
             if (st.st_dev, st.st_ino) != self._dir_id:
                 self._compromise("the lock directory was replaced by another one")
+            if self._owner_stat is not None and _HAS_DIR_FD:
+                # Our directory is in place (same inode, kept from reuse by
+                # our descriptor); owner.json in it is still the very file we
+                # wrote if inode, size and mtime are unchanged: no need to
+                # read and parse it.  Anything else: read it (below).
+                try:
+                    st = os.stat(OWNER_FILE, dir_fd=self._dir_fd, follow_symlinks=False)
+                    if _stat_key(st) == self._owner_stat:
+                        return
+                except OSError:
+                    pass
         seen = _look(self._path)
         if seen.state == "absent":
             self._compromise("the lock directory was removed or renamed away")
@@ -895,7 +1251,19 @@ class DirectoryLock:
                 self._compromised = LockCompromised(
                     f"lock {self._path!r} compromised: taken over just before release"
                 )
-        _remove_tree(gone)  # no parent fsync: a lost release only looks like a dead owner
+                _remove_tree(gone)
+                return
+        # No parent fsync: a lost release only looks like a dead owner.  Our
+        # directory normally holds just owner.json: unlink it through our
+        # descriptor and rmdir, instead of a whole rmtree walk.
+        if self._dir_fd is not None and _HAS_DIR_FD:
+            try:
+                os.unlink(OWNER_FILE, dir_fd=self._dir_fd)
+                os.rmdir(gone)
+                return
+            except OSError:
+                pass  # want- files of waiters, a left temp file: remove all
+        _remove_tree(gone)
 
     def _close_fd(self) -> None:
         if self._dir_fd is not None:
@@ -905,38 +1273,41 @@ class DirectoryLock:
                 pass
             self._dir_fd = None
 
-    def _stop_heartbeat(self) -> None:
-        self._stop.set()
-        t = self._thread
-        if t is not None and t is not threading.current_thread():
-            t.join()
-
     def _abandon(self) -> None:
         """An acquisition failed part way: take back what we put in place."""
-        self._stop_heartbeat()
-        if self._held:
-            with self._state_lock:
-                if self._compromised is None:
-                    try:
-                        self._remove_own_dir()
-                    except LockCompromised:
-                        pass
-        self._finish()
+        with self._state_lock:
+            if self._held and self._compromised is None:
+                try:
+                    self._remove_own_dir()
+                except LockCompromised:
+                    pass
+            self._finish_locked()
 
-    def _finish(self) -> None:
-        """Forget the holding (after release, failure or compromise)."""
-        self._stop_heartbeat()
+    def _finish_locked(self) -> None:
+        """Forget the holding (after release, failure or compromise); the
+        caller holds ``_state_lock``, so the keeper never beats through a
+        closed descriptor.  Idempotent."""
         self._held = False
+        self._lingering = False
         self._close_fd()
         for tomb in self._tombs:
             _remove_tree(tomb)
         self._tombs = []
         self._holder_thread = None
+        _holding.discard(self)
+
+    def _stop_heartbeat(self) -> None:
+        """Stop heartbeating this holding (a crashed holder, for the tests)."""
+        with self._state_lock:
+            self._beats_stopped = True
+
+    def _release_path_lock(self) -> None:
+        if self._has_path_lock and self._path_lock is not None:
+            self._has_path_lock = False
+            self._path_lock.release()
 
     def _release_thread_locks(self) -> None:
-        if self._path_lock is not None and self._path_lock.thread is not None:
-            self._path_lock.thread = None
-            self._path_lock.lock.release()
+        self._release_path_lock()
         if self._object_lock.locked():
             self._object_lock.release()
 
@@ -951,7 +1322,11 @@ class DirectoryLock:
         was = self._pid if self._held else None
         self._close_fd()  # closes the child's copy only
         self._path_lock = _path_lock(self.lock_path) if self.mode == "write" else None
+        self._has_path_lock = False
         self._object_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._ctl = _KeeperCtl()  # the keeper thread did not survive the fork
+        self._handover = None
         self._reset_state()
         self._forked_from = was
 

@@ -97,7 +97,10 @@ class OwnerRecord:
         ordered.update(doc)
         for k, v in self.extra.items():
             ordered.setdefault(k, v)
-        return (json.dumps(ordered, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+        # Compact: without ``indent`` the json module uses its C encoder (about
+        # 5x faster); written at every acquisition and heartbeat, read by
+        # humans only through inspect_lock.
+        return (json.dumps(ordered, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
 
     def next_heartbeat(self, phase: str | None = None) -> OwnerRecord:
         """The same owner with the counter advanced (and maybe a new phase)."""
@@ -119,14 +122,15 @@ class OwnerRecord:
         from . import procinfo
 
         now = _utc_now()
+        pid = os.getpid()
         return cls(
             owner_id=new_owner_id(),
             mode=mode,
             phase=phase,
-            pid=os.getpid(),
+            pid=pid,
             host=procinfo.host_name(),
             host_id=procinfo.host_id(),
-            process_start=procinfo.process_start_token(),
+            process_start=procinfo.own_start_token(),
             heartbeat=0,
             heartbeat_interval=float(heartbeat_interval),
             stale_timeout=float(stale_timeout),
@@ -258,7 +262,7 @@ def fsync_dir(path: str | None = None, dir_fd: int | None = None) -> None:
 
 def write_owner_file(
     lock_dir: str, record: OwnerRecord, dir_fd: int | None = None, *, sync_dir: bool = True
-) -> None:
+) -> os.stat_result:
     """Write ``owner.json`` atomically: temp file, fsync, rename, fsync dir.
 
     ``sync_dir=False`` skips the directory fsync: right for a heartbeat, whose
@@ -268,6 +272,10 @@ def write_owner_file(
     With ``dir_fd`` (an open descriptor of the lock directory) every step is
     relative to that directory *inode*, so a holder whose directory was renamed
     away writes into its own renamed directory and never into a new owner's.
+
+    Returns the written file's ``fstat``: a holder that later finds the same
+    inode, size and mtime at ``owner.json`` knows it holds what it wrote,
+    without reading and parsing it again.
     """
     data = record.to_json_bytes()
     tmp = f"{OWNER_FILE}.tmp-{secrets.token_hex(8)}"
@@ -281,6 +289,7 @@ def write_owner_file(
         while view:
             view = view[os.write(fd, view) :]
         os.fsync(fd)
+        written = os.fstat(fd)
     finally:
         os.close(fd)
     if dir_fd is not None and _HAS_DIR_FD:
@@ -291,6 +300,7 @@ def write_owner_file(
         _replace_retrying(os.path.join(lock_dir, tmp), os.path.join(lock_dir, OWNER_FILE))
         if sync_dir:
             fsync_dir(lock_dir)
+    return written
 
 
 def _replace_retrying(src: str, dst: str) -> None:

@@ -24,11 +24,24 @@ import socket
 import sys
 from functools import lru_cache
 
-__all__ = ["host_id", "host_name", "process_start_token", "pid_state"]
+__all__ = ["host_id", "host_name", "process_start_token", "own_start_token", "pid_state"]
+
+
+_host_name: tuple[int, str] | None = None
 
 
 def host_name() -> str:
-    """The host name, for humans only (never used to decide anything)."""
+    """The host name, for humans only (never used to decide anything).
+
+    Looked up once per process (it is written at every acquisition)."""
+    global _host_name
+    pid = os.getpid()
+    if _host_name is None or _host_name[0] != pid:
+        _host_name = (pid, _lookup_host_name())
+    return _host_name[1]
+
+
+def _lookup_host_name() -> str:
     try:
         return socket.gethostname() or "unknown"
     except OSError:
@@ -172,6 +185,20 @@ def process_start_token(pid: int | None = None) -> str:
     except Exception:  # unknown is safe: it never makes a live lock stale
         return ""
     return ""
+
+
+_own_token: tuple[int, str] | None = None
+
+
+def own_start_token() -> str:
+    """:func:`process_start_token` of this process, computed once per pid
+    (a forked child has a pid of its own, so it computes its own token)."""
+    global _own_token
+    pid = os.getpid()
+    cached = _own_token
+    if cached is None or cached[0] != pid:
+        cached = _own_token = (pid, process_start_token(pid))
+    return cached[1]
 
 
 def pid_state(pid: int) -> str:
