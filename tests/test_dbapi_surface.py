@@ -602,8 +602,12 @@ def test_difference_threadsafety_and_concurrent_use() -> None:
     assert ours.threadsafety == 1
 
 
-def test_errors_are_package_errors() -> None:
+def test_errors_are_package_and_stdlib_errors() -> None:
     assert issubclass(ours.Error, sss.Error)
+    for name in ("Warning", "Error", "InterfaceError", "DatabaseError", "DataError", "OperationalError",
+                 "IntegrityError", "InternalError", "ProgrammingError", "NotSupportedError"):
+        assert issubclass(getattr(ours, name), getattr(stdlib, name))
+    assert not issubclass(stdlib.Error, ours.Error)
     c = ours.connect(":memory:")
     with pytest.raises(sss.Error):
         c.execute("SELECT * FROM missing")

@@ -30,8 +30,10 @@ from .adaptation import (
     register_adapter,
     register_converter,
 )
+from .blob import Blob
 from .callbacks import enable_callback_tracebacks
 from .connection import LEGACY_TRANSACTION_CONTROL, Connection, connect
+from .coordinated import CoordinatedConnection, CoordinatedCursor
 from .cursor import PARSE_COLNAMES, PARSE_DECLTYPES, Cursor
 from .errors import (
     DatabaseError,
@@ -73,7 +75,8 @@ globals().update(_constants.CONSTANTS)
 __all__ = [
     "apilevel", "threadsafety", "paramstyle", "sqlite_version", "sqlite_version_info",
     "version", "version_info",
-    "connect", "Connection", "Cursor", "Row", "PrepareProtocol",
+    "connect", "Connection", "Cursor", "Row", "Blob", "PrepareProtocol",
+    "CoordinatedConnection", "CoordinatedCursor",
     "LEGACY_TRANSACTION_CONTROL", "PARSE_DECLTYPES", "PARSE_COLNAMES",
     "Warning", "Error", "InterfaceError", "DatabaseError", "DataError", "OperationalError",
     "IntegrityError", "InternalError", "ProgrammingError", "NotSupportedError",

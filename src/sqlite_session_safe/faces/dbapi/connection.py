@@ -20,15 +20,18 @@ close the connection (unlike the native ``sss.Connection``).
 from __future__ import annotations
 
 import os
+from builtins import callable as builtins_callable
 from collections.abc import Callable, Iterable, Iterator
 from threading import get_ident
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from ...binding import errors as native
 from ...binding.connection import Connection as NativeConnection
 from ...binding.dump import iterdump as _iterdump
 from ...binding.statement import _DML
+from . import callbacks as _callbacks
+from .blob import Blob
 from .cursor import Cursor
 from .errors import (
     DatabaseError,
@@ -41,6 +44,7 @@ from .errors import (
     OperationalError,
     ProgrammingError,
     Warning,
+    cause,
     translate,
 )
 
@@ -117,6 +121,8 @@ class Connection(NativeConnection):
         self._text_factory: Any = str
         self._row_hooks = detect_types != 0
         self._dml: dict[str, bool] = {}
+        #: execute() may build a plain Cursor itself (cursor() not overridden)
+        self._plain_cursor = type(self).cursor is Connection.cursor
         self._begin: str | None = None
         self._update_begin()
         #: ``row_factory(cursor, row_tuple)`` for the rows of new cursors.
@@ -125,7 +131,7 @@ class Connection(NativeConnection):
             _native_init(self, database, uri=bool(uri), timeout=float(timeout),
                          cached_statements=int(cached_statements))
         except native.Error as exc:
-            raise translate(exc) from None
+            raise translate(exc) from cause(exc)
         if self._autocommit is False:
             self._exec("BEGIN")
 
@@ -158,13 +164,13 @@ class Connection(NativeConnection):
         try:
             _native_executescript(self, sql)
         except native.Error as exc:
-            raise translate(exc) from None
+            raise translate(exc) from cause(exc)
 
     def _in_tx(self) -> bool:
         try:
             return NativeConnection.in_transaction.fget(self)  # type: ignore[attr-defined,no-any-return]
         except native.Error as exc:
-            raise translate(exc) from None
+            raise translate(exc) from cause(exc)
 
     @property
     def isolation_level(self) -> str | None:
@@ -212,20 +218,20 @@ class Connection(NativeConnection):
         self._row_hooks = self._detect_types != 0 or value is not str
 
     @property
-    def in_transaction(self) -> bool:  # type: ignore[override]
+    def in_transaction(self) -> bool:
         """True while a transaction is open."""
         self._check_thread()
         self._check_open_dbapi()
         return self._in_tx()
 
     @property
-    def total_changes(self) -> int:  # type: ignore[override]
+    def total_changes(self) -> int:
         """Rows changed by INSERT/UPDATE/DELETE since the connection opened."""
         self._check_thread()
         try:
             return NativeConnection.total_changes.fget(self)  # type: ignore[attr-defined,no-any-return]
         except native.Error as exc:
-            raise translate(exc) from None
+            raise translate(exc) from cause(exc)
 
     def commit(self) -> None:
         """Commit the open transaction (if any).  With ``autocommit=False`` a
@@ -266,7 +272,7 @@ class Connection(NativeConnection):
 
     # -- running SQL --------------------------------------------------------
 
-    def cursor(self, factory: Callable[[Connection], Cursor] = Cursor) -> Cursor:  # type: ignore[override]
+    def cursor(self, factory: Callable[[Connection], Cursor] = Cursor) -> Cursor:
         """A new cursor; ``factory`` must return a :class:`Cursor`."""
         self._check_thread()
         self._check_open_dbapi()
@@ -277,17 +283,18 @@ class Connection(NativeConnection):
             cursor.row_factory = self.row_factory
         return cursor
 
-    def execute(self, sql: str, parameters: Any = (), /) -> Cursor:  # type: ignore[override]
+    def execute(self, sql: str, parameters: Any = (), /) -> Cursor:
         """``cursor().execute(sql, parameters)`` on a new cursor."""
-        if type(self).cursor is Connection.cursor:
+        if self._plain_cursor:
             # Hot path: build the cursor without Cursor.__init__'s frame.
             cursor = _new_object(Cursor)
             cursor.connection = self
-            cursor.row_factory = self.row_factory
+            if self.row_factory is not None:
+                cursor.row_factory = self.row_factory
             return cursor.execute(sql, parameters)
         return self.cursor().execute(sql, parameters)
 
-    def executemany(self, sql: str, parameters: Iterable[Any], /) -> Cursor:  # type: ignore[override]
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> Cursor:
         """``cursor().executemany(sql, parameters)`` on a new cursor."""
         return self.cursor().executemany(sql, parameters)
 
@@ -305,7 +312,7 @@ class Connection(NativeConnection):
         try:
             _native_executescript(self, script)
         except native.Error as exc:
-            raise translate(exc, script) from None
+            raise translate(exc, script) from cause(exc)
 
     # -- lifetime -----------------------------------------------------------
 
@@ -317,7 +324,7 @@ class Connection(NativeConnection):
         try:
             _native_close(self)
         except native.Error as exc:
-            raise translate(exc) from None
+            raise translate(exc) from cause(exc)
 
     def __del__(self) -> None:
         try:
@@ -334,7 +341,7 @@ class Connection(NativeConnection):
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool:
+    ) -> Literal[False]:
         """Commit on success, roll back on an exception; never closes."""
         if exc_type is None:
             try:
@@ -350,6 +357,101 @@ class Connection(NativeConnection):
         """Abort the query running on this connection (from another thread)."""
         self._check_open_dbapi()
         NativeConnection.interrupt(self)
+
+    # -- user functions and hooks (one implementation: the native connection's) -
+
+    def _native_call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        self._check_thread()
+        self._check_open_dbapi()
+        try:
+            return method(self, *args, **kwargs)
+        except native.Error as exc:
+            raise translate(exc) from cause(exc)
+
+    def create_function(
+        self, name: str, narg: int, func: Callable[..., Any] | None, *, deterministic: bool = False
+    ) -> None:
+        """Make ``func`` callable from SQL as ``name``; an exception it raises
+        fails the statement with OperationalError (the original as ``__cause__``)."""
+        if func is not None and not callable(func):
+            raise TypeError("func must be callable")
+        wrapped = None if func is None else _callbacks.wrap_function(func)
+        self._native_call(NativeConnection.create_function, name, narg, wrapped,
+                          deterministic=deterministic)
+
+    def create_aggregate(self, name: str, n_arg: int, aggregate_class: type | None) -> None:
+        """Register an aggregate class (``step(*args)``, ``finalize()``)."""
+        wrapped = None if aggregate_class is None else _callbacks.wrap_aggregate(aggregate_class, False)
+        self._native_call(NativeConnection.create_aggregate, name, n_arg, wrapped)
+
+    def create_window_function(
+        self, name: str, num_params: int, aggregate_class: type | None, /
+    ) -> None:
+        """Register an aggregate window function class (``step``, ``inverse``,
+        ``value``, ``finalize``)."""
+        wrapped = None if aggregate_class is None else _callbacks.wrap_aggregate(aggregate_class, True)
+        self._native_call(NativeConnection.create_window_function, name, num_params, wrapped)
+
+    def create_collation(self, name: str, callable: Callable[[str, str], Any] | None, /) -> None:  # noqa: A002
+        """Register collation ``name``; ``callable(a, b)`` returns <0, 0 or >0."""
+        if callable is not None and not builtins_callable(callable):
+            raise TypeError("parameter must be callable")
+        wrapped = None if callable is None else _callbacks.wrap_collation(callable)
+        self._native_call(NativeConnection.create_collation, name, wrapped)
+
+    def set_authorizer(self, authorizer_callback: Callable[..., Any] | None) -> None:
+        """``authorizer_callback(action, arg1, arg2, db_name, trigger)`` returns
+        SQLITE_OK, SQLITE_DENY or SQLITE_IGNORE; an exception denies."""
+        wrapped = None if authorizer_callback is None else _callbacks.wrap_authorizer(authorizer_callback)
+        self._native_call(NativeConnection.set_authorizer, wrapped)
+
+    def set_progress_handler(self, progress_handler: Callable[[], Any] | None, n: int) -> None:
+        """Call ``progress_handler()`` every ``n`` VM instructions; a true
+        result (or an exception) aborts the statement."""
+        wrapped = None if progress_handler is None else _callbacks.wrap_progress(progress_handler)
+        self._native_call(NativeConnection.set_progress_handler, wrapped, n)
+
+    def set_trace_callback(self, trace_callback: Callable[[str], Any] | None) -> None:
+        """Call ``trace_callback(sql)`` for every statement run."""
+        wrapped = None if trace_callback is None else _callbacks.wrap_trace(trace_callback)
+        self._native_call(NativeConnection.set_trace_callback, wrapped)
+
+    def enable_load_extension(self, enabled: bool, /) -> None:
+        """Allow loading SQLite extensions (off by default)."""
+        self._native_call(NativeConnection.enable_load_extension, enabled)
+
+    def load_extension(self, path: str, /, *, entrypoint: str | None = None) -> None:
+        """Load the SQLite extension at ``path``."""
+        self._native_call(NativeConnection.load_extension, path, entrypoint=entrypoint)
+
+    def getlimit(self, category: int, /) -> int:
+        """The connection's runtime limit ``category`` (SQLITE_LIMIT_*)."""
+        return self._limit(category, -1)
+
+    def setlimit(self, category: int, limit: int, /) -> int:
+        """Set limit ``category`` (negative: unchanged); returns the old value."""
+        return self._limit(category, limit)
+
+    def _limit(self, category: int, limit: int) -> int:
+        self._check_thread()
+        self._check_open_dbapi()
+        try:
+            return NativeConnection.setlimit(self, category, limit)
+        except native.InterfaceError as exc:
+            if "unknown limit category" in str(exc):
+                raise ProgrammingError("'category' is out of bounds") from None
+            raise translate(exc) from None
+
+    def blobopen(
+        self, table: str, column: str, row: int, /, *, readonly: bool = False, name: str = "main"
+    ) -> Blob:
+        """Open the BLOB in ``table.column`` of rowid ``row`` as a :class:`Blob`."""
+        self._check_thread()
+        self._check_open_dbapi()
+        try:
+            return Blob(self, table, column, row, readonly, name)
+        except native.Error as exc:
+            raise translate(exc) from None
 
     # -- whole-database operations -------------------------------------------
 
@@ -388,7 +490,7 @@ class Connection(NativeConnection):
         try:
             _native_backup_into(self, target, pages, step_progress, name, "main", sleep)
         except native.Error as exc:
-            raise translate(exc) from None
+            raise translate(exc) from cause(exc)
 
     def serialize(self, *, name: str = "main") -> bytes:  # type: ignore[override]
         """The database ``name`` as bytes (as it would be stored in a file)."""
@@ -396,7 +498,7 @@ class Connection(NativeConnection):
         try:
             return NativeConnection.serialize(self, name)
         except native.Error as exc:
-            raise translate(exc) from None
+            raise translate(exc) from cause(exc)
 
     def deserialize(self, data: bytes, /, *, name: str = "main") -> None:  # type: ignore[override]
         """Replace database ``name`` with the serialized database ``data``."""
@@ -404,16 +506,16 @@ class Connection(NativeConnection):
         try:
             NativeConnection.deserialize(self, data, name)
         except native.Error as exc:
-            raise translate(exc) from None
+            raise translate(exc) from cause(exc)
 
-    def iterdump(self) -> Iterator[str]:  # type: ignore[override]
+    def iterdump(self) -> Iterator[str]:
         """The database as SQL text, one statement at a time (the stdlib's format)."""
         self._check_thread()
         self._check_open_dbapi()
         try:
             yield from _iterdump(self)
         except native.Error as exc:
-            raise translate(exc) from None
+            raise translate(exc) from cause(exc)
 
     def __repr__(self) -> str:
         state = "closed" if self._db is None else "open"
@@ -450,8 +552,9 @@ def connect(
         if factory is not None or uri:
             raise NotSupportedError("coordinated=True takes no factory and no uri")
         return CoordinatedConnection(
-            database, timeout=timeout, detect_types=detect_types, isolation_level=isolation_level,
-            check_same_thread=check_same_thread, autocommit=autocommit, mode=mode, label=label,
+            os.fsdecode(database), timeout=timeout, detect_types=detect_types,
+            isolation_level=isolation_level, check_same_thread=check_same_thread,
+            autocommit=autocommit, mode=mode, label=label,
             **options,
         )
     if options:

@@ -38,7 +38,7 @@ import re
 from collections.abc import Callable, Iterable
 from threading import get_ident
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from ...binding import errors as native
 from ...binding.statement import _DML
@@ -56,6 +56,7 @@ from .errors import (
     OperationalError,
     ProgrammingError,
     Warning,
+    cause,
     translate,
 )
 
@@ -129,7 +130,7 @@ class CoordinatedConnection:
         try:
             self.db: Database = open_database(database, mode=mode, **options)  # type: ignore[arg-type]
         except native.Error as exc:
-            raise translate(exc) from None
+            raise translate(exc) from cause(exc)
         self._db = self.db  # "open" marker read by the cursor's checks
 
     # -- state --------------------------------------------------------------
@@ -195,11 +196,11 @@ class CoordinatedConnection:
     # -- writes ---------------------------------------------------------------
 
     def _begin_write(self) -> WriteTx:
-        tx = self.db.write(label=self.label)
+        tx: WriteTx = self.db.write(label=self.label)
         try:
             tx.__enter__()
         except native.Error as exc:
-            raise translate(exc) from None
+            raise translate(exc) from cause(exc)
         self._tx = tx
         return tx
 
@@ -214,7 +215,7 @@ class CoordinatedConnection:
             else:
                 tx.__exit__(_Rollback, _Rollback(), None)
         except native.Error as exc:
-            raise translate(exc) from None
+            raise translate(exc) from cause(exc)
 
     def commit(self) -> None:
         """Commit the open write: its changeset goes to the audit log with it."""
@@ -237,7 +238,7 @@ class CoordinatedConnection:
         try:
             result = self.db.migrate(sql, label=label if label is not None else self.label)
         except native.Error as exc:
-            raise translate(exc) from None
+            raise translate(exc) from cause(exc)
         self.last_write = result
         return result
 
@@ -246,7 +247,7 @@ class CoordinatedConnection:
     def cursor(self, factory: Callable[[CoordinatedConnection], Cursor] | None = None) -> Cursor:
         self._check_thread()
         self._check_open_dbapi()
-        cursor = CoordinatedCursor(self) if factory is None else factory(self)
+        cursor = CoordinatedCursor(self) if factory is None else factory(self)  # type: ignore[arg-type]
         if not isinstance(cursor, CoordinatedCursor):
             raise TypeError(f"factory must return a CoordinatedCursor, not {type(cursor).__name__}")
         return cursor
@@ -284,7 +285,7 @@ class CoordinatedConnection:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool:
+    ) -> Literal[False]:
         if exc_type is None:
             self.commit()
         else:
@@ -352,7 +353,7 @@ class CoordinatedCursor(Cursor):
                 with con.db.read() as r:
                     self._take(r.execute(sql, parameters))
         except native.Error as exc:
-            raise translate(exc, sql) from None
+            raise translate(exc, sql) from cause(exc)
         if self.row_factory is None and not con._row_hooks:
             self._post = None
         else:

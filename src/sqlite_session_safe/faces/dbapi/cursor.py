@@ -20,7 +20,7 @@ from ...binding.cursor import Cursor as NativeCursor
 from ...binding.raw import lib
 from ...binding.statement import Statement
 from . import adaptation as _adapters
-from .errors import ProgrammingError, translate
+from .errors import ProgrammingError, cause, translate
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -49,6 +49,9 @@ class Cursor(NativeCursor):
     #: Per-row transform for the current result (row factory, converters,
     #: text factory), or None: then rows are the native tuples, untouched.
     _post: Post | None = None
+    #: Called as ``row_factory(cursor, row_tuple)`` for every row (None:
+    #: tuples); a new cursor takes the connection's.
+    row_factory: Callable[[Cursor, tuple[Any, ...]], Any] | None = None
     connection: Connection
 
     def __init__(self, connection: Connection, /) -> None:
@@ -61,16 +64,19 @@ class Cursor(NativeCursor):
         connection._check_thread()
         connection._check_open_dbapi()
         self.connection = connection
-        #: Called as ``row_factory(cursor, row_tuple)`` for every row (None: tuples).
-        self.row_factory: Callable[[Cursor, tuple[Any, ...]], Any] | None = connection.row_factory
+        if connection.row_factory is not None:
+            self.row_factory = connection.row_factory
 
     # -- running statements ------------------------------------------------
 
     def execute(self, sql: str, parameters: Any = (), /) -> Cursor:
         """Run one SQL statement; parameters are a sequence (``?``) or a
         mapping (``:name``).  Returns the cursor."""
+        # The hot path of every query: each check is one attribute test when
+        # it does not apply.
         con = self.connection
-        if con._thread is not None and con._thread != get_ident():
+        owner = con._thread
+        if owner is not None and owner != get_ident():
             con._check_thread()
         if con._begin is not None:
             dml = con._dml.get(sql)
@@ -84,10 +90,10 @@ class Cursor(NativeCursor):
             _native_execute(self, sql, parameters)
         except native.Error as exc:
             self._retry_adapted(exc, sql, parameters)
-        if self.row_factory is None and not con._row_hooks:
-            self._post = None
-        else:
+        if self.row_factory is not None or con._row_hooks:
             self._post = self._make_post(sql)
+        elif self._post is not None:
+            self._post = None
         return self
 
     def _retry_adapted(self, exc: native.Error, sql: str, parameters: Any) -> None:
@@ -105,7 +111,7 @@ class Cursor(NativeCursor):
                     exc = again
         if isinstance(exc, native.ClosedError) and self._closed:
             raise ProgrammingError("Cannot operate on a closed cursor.") from None
-        raise translate(exc, sql) from None
+        raise translate(exc, sql) from cause(exc)
 
     def executemany(self, sql: str, seq_of_parameters: Iterable[Any], /) -> Cursor:
         """Run a DML statement once per parameter row.  Returns the cursor."""
@@ -128,9 +134,9 @@ class Cursor(NativeCursor):
         except native.InterfaceError as exc:
             if "return no rows" in str(exc):
                 raise ProgrammingError("executemany() can only execute DML statements.") from None
-            raise translate(exc, sql) from None
+            raise translate(exc, sql) from cause(exc)
         except native.Error as exc:
-            raise translate(exc, sql) from None
+            raise translate(exc, sql) from cause(exc)
         finally:
             self.lastrowid = saved
         self._post = None
@@ -175,15 +181,26 @@ class Cursor(NativeCursor):
 
     def fetchone(self) -> Any:
         """The next row, or None."""
+        pos = self._pos
+        rows = self._rows
+        if pos < len(rows) and self._post is None and not self._closed:
+            # Hot path (a row already decoded, nothing to apply to it); the
+            # checks are the ones the slow path makes.
+            con = self.connection
+            owner = con._thread
+            if con._db is not None and (owner is None or owner == get_ident()):
+                self._pos = pos + 1
+                return rows[pos]
+        return self._fetchone()
+
+    def _fetchone(self) -> Any:
         if self._closed:
             self._closed_cursor()
-        con = self.connection
-        if con._thread is not None and con._thread != get_ident():
-            con._check_thread()
+        self.connection._check_thread()
         try:
             row = _native_fetchone(self)
         except native.Error as exc:
-            raise translate(exc) from None
+            raise translate(exc) from cause(exc)
         post = self._post
         if post is None or row is None:
             return row
@@ -199,7 +216,7 @@ class Cursor(NativeCursor):
         try:
             rows = _native_fetchmany(self, size)
         except native.Error as exc:
-            raise translate(exc) from None
+            raise translate(exc) from cause(exc)
         post = self._post
         return rows if post is None else list(map(post, rows))
 
@@ -213,7 +230,7 @@ class Cursor(NativeCursor):
         try:
             rows = _native_fetchall(self)
         except native.Error as exc:
-            raise translate(exc) from None
+            raise translate(exc) from cause(exc)
         post = self._post
         return rows if post is None else list(map(post, rows))
 
@@ -226,7 +243,7 @@ class Cursor(NativeCursor):
         try:
             row = _native_next(self)
         except native.Error as exc:
-            raise translate(exc) from None
+            raise translate(exc) from cause(exc)
         post = self._post
         return row if post is None else post(row)
 
@@ -240,7 +257,7 @@ class Cursor(NativeCursor):
         try:
             _native_close(self)
         except native.Error as exc:
-            raise translate(exc) from None
+            raise translate(exc) from cause(exc)
 
     def setinputsizes(self, sizes: object, /) -> None:
         """Required by PEP 249; does nothing (as in the stdlib)."""

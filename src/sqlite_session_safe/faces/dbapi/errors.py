@@ -1,9 +1,10 @@
 """The DB-API 2.0 exception hierarchy (PEP 249), and the translation of the
 native binding's exceptions into it.
 
-The classes mirror the stdlib ``sqlite3`` module's one for one.  ``Error``
-also derives from the package's own :class:`sqlite_session_safe.Error`, so one
-``except sss.Error`` still catches everything the package raises.
+The classes mirror the stdlib ``sqlite3`` module's one for one, and derive
+from the stdlib class of the same name too (``except sqlite3.IntegrityError``
+catches ours); ``Error`` also derives from the package's own
+:class:`sqlite_session_safe.Error`, so ``except sss.Error`` catches them.
 
 :func:`translate` decides which DB-API class a native exception becomes; the
 choices follow CPython's ``Modules/_sqlite/util.c`` (which SQLite result code
@@ -30,16 +31,27 @@ __all__ = [
     "ProgrammingError",
     "NotSupportedError",
     "translate",
+    "cause",
 ]
 
-_builtin_warning = Warning
+try:
+    # The stdlib classes as extra bases: code that catches ``sqlite3.Error``
+    # (or a library whose dialect names the stdlib module, e.g. SQLAlchemy's
+    # with ``creator=``) catches ours too.
+    import sqlite3 as _std
+except ImportError:  # a Python built without _sqlite3
+    _std = None  # type: ignore[assignment]
 
 
-class Warning(_builtin_warning):  # noqa: A001 - the DB-API name
+def _also(name: str) -> tuple[type, ...]:
+    return (getattr(_std, name),) if _std is not None else ()
+
+
+class Warning(*_also("Warning")):  # type: ignore[misc]  # noqa: A001 - the DB-API name
     """Important warnings (PEP 249); unused by SQLite, kept for the API."""
 
 
-class Error(native.Error):
+class Error(native.Error, *_also("Error")):  # type: ignore[misc]
     """Base class of the DB-API exceptions.
 
     Attributes:
@@ -52,35 +64,35 @@ class Error(native.Error):
     sqlite_errorname: str | None = None
 
 
-class InterfaceError(Error):
+class InterfaceError(Error, *_also("InterfaceError")):  # type: ignore[misc]
     """Misuse of the module's interface."""
 
 
-class DatabaseError(Error):
+class DatabaseError(Error, *_also("DatabaseError")):  # type: ignore[misc]
     """Errors related to the database."""
 
 
-class DataError(DatabaseError):
+class DataError(DatabaseError, *_also("DataError")):  # type: ignore[misc]
     """Problems with the processed data (value too big, ...)."""
 
 
-class OperationalError(DatabaseError):
+class OperationalError(DatabaseError, *_also("OperationalError")):  # type: ignore[misc]
     """Errors in the database's operation (locked, no such table, I/O, ...)."""
 
 
-class IntegrityError(DatabaseError):
+class IntegrityError(DatabaseError, *_also("IntegrityError")):  # type: ignore[misc]
     """A constraint failed."""
 
 
-class InternalError(DatabaseError):
+class InternalError(DatabaseError, *_also("InternalError")):  # type: ignore[misc]
     """SQLite reported an internal error."""
 
 
-class ProgrammingError(DatabaseError):
+class ProgrammingError(DatabaseError, *_also("ProgrammingError")):  # type: ignore[misc]
     """Wrong use of the API: closed objects, wrong parameter counts, bad SQL use."""
 
 
-class NotSupportedError(DatabaseError):
+class NotSupportedError(DatabaseError, *_also("NotSupportedError")):  # type: ignore[misc]
     """An API or mode the database does not support."""
 
 
@@ -113,6 +125,14 @@ def with_code(cls: type[Error], message: str, code: int | None, name: str | None
     return err
 
 
+def cause(exc: BaseException) -> BaseException | None:
+    """What the translated exception is chained to: the user's own exception
+    for a failed callback, else nothing (the stdlib's errors are unchained)."""
+    if type(exc).__name__ == "CallbackFailed":
+        return exc.__cause__
+    return None
+
+
 def translate(exc: BaseException, sql: Any = None) -> BaseException:
     """The DB-API exception for a native one (returned, not raised).
 
@@ -126,6 +146,11 @@ def translate(exc: BaseException, sql: Any = None) -> BaseException:
         if cls is MemoryError:
             return MemoryError(str(exc))
         return with_code(cls, str(exc), exc.extended_code, exc.extended_name)  # type: ignore[arg-type]
+    if type(exc).__name__ == "CallbackFailed":  # callbacks.py; it imports this module
+        return with_code(OperationalError, str(exc), None, None)
+    if isinstance(exc, native.BindingError) and " returned " in str(exc):
+        # a user function's result SQLite cannot store (stdlib: the same error)
+        return OperationalError("user-defined function raised exception")
     if isinstance(exc, native.BindingOverflowError):
         # stdlib: a plain OverflowError for an int beyond 64 bits
         return OverflowError(str(exc))

@@ -1,0 +1,106 @@
+"""DB-API speed: ``sqlite_session_safe.dbapi`` against the stdlib ``sqlite3``
+(same run, same data, same code: both are driven through the DB-API only).
+
+Workloads (the foundation's three, bench/bench_binding.py):
+  fetchall    read 1,000,000 rows of (int, float, ~20-char text, 16-byte blob)
+  executemany insert the same 1,000,000 rows in one transaction
+  point       100,000 point queries by primary key (execute + fetchone)
+
+Each workload runs ``--repeat`` times per module, interleaved; the best time
+counts.  Prints times and the ratio ours / stdlib (below 1.0: faster).
+
+    python bench/bench_dbapi.py                                   # full size
+    python bench/bench_dbapi.py --rows 100000 --points 10000      # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import random
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import sqlite_session_safe.dbapi as dbapi
+
+SCHEMA = "CREATE TABLE t(id INTEGER PRIMARY KEY, x REAL, name TEXT, data BLOB)"
+INSERT = "INSERT INTO t VALUES (?, ?, ?, ?)"
+SELECT_ALL = "SELECT id, x, name, data FROM t"
+SELECT_ONE = "SELECT id, x, name, data FROM t WHERE id = ?"
+
+
+def make_rows(n: int) -> list[tuple[int, float, str, bytes]]:
+    rnd = random.Random(42)
+    return [(i, rnd.random() * 1e6, f"name-{rnd.getrandbits(48):015x}", rnd.randbytes(16)) for i in range(n)]
+
+
+def run_executemany(con: Any, rows: list[Any], _points: list[int]) -> float:
+    con.execute("DROP TABLE IF EXISTS t")
+    con.execute(SCHEMA)
+    con.commit()
+    t = time.perf_counter()
+    con.executemany(INSERT, rows)  # the implicit BEGIN makes it one transaction
+    con.commit()
+    return time.perf_counter() - t
+
+
+def run_fetchall(con: Any, rows: list[Any], _points: list[int]) -> float:
+    t = time.perf_counter()
+    result = con.execute(SELECT_ALL).fetchall()
+    elapsed = time.perf_counter() - t
+    assert len(result) == len(rows)
+    return elapsed
+
+
+def run_point(con: Any, _rows: list[Any], points: list[int]) -> float:
+    execute = con.execute
+    t = time.perf_counter()
+    for key in points:
+        execute(SELECT_ONE, (key,)).fetchone()
+    return time.perf_counter() - t
+
+
+WORKLOADS = {"executemany": run_executemany, "fetchall": run_fetchall, "point": run_point}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--points", type=int, default=100_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--dir", default=None, help="where the database files go (default: a temp dir)")
+    args = ap.parse_args(argv)
+
+    rows = make_rows(args.rows)
+    rnd = random.Random(7)
+    points = [rnd.randrange(args.rows) for _ in range(args.points)]
+    modules: list[tuple[str, ModuleType]] = [("dbapi", dbapi), ("stdlib", sqlite3)]
+    print(f"SQLite: ours {dbapi.sqlite_version}, stdlib {sqlite3.sqlite_version}; "
+          f"Python {sys.version.split()[0]}")
+    print(f"rows={args.rows:,} points={args.points:,} repeat={args.repeat} (best of)")
+    best: dict[tuple[str, str], float] = {}
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        cons = {name: mod.connect(str(Path(tmp) / f"{name}.db")) for name, mod in modules}
+        for workload, run in WORKLOADS.items():  # executemany first: it makes the data
+            for _ in range(args.repeat):
+                for name, _mod in modules:
+                    gc.collect()
+                    elapsed = run(cons[name], rows, points)
+                    key = (workload, name)
+                    best[key] = min(best.get(key, float("inf")), elapsed)
+        for con in cons.values():
+            con.close()
+    print(f"{'workload':<12}{'dbapi':>12}{'stdlib':>12}{'dbapi/stdlib':>14}")
+    for workload in WORKLOADS:
+        ours, theirs = best[(workload, "dbapi")], best[(workload, "stdlib")]
+        print(f"{workload:<12}{ours:>11.3f}s{theirs:>11.3f}s{ours / theirs:>14.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
