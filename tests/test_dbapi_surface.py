@@ -510,6 +510,10 @@ def test_iterdump_matches_the_stdlib_and_restores(tmp_path: Path) -> None:
     assert restored.execute("SELECT max(id) FROM seq").fetchone() == (3,)
     mine.row_factory = ours.Row  # the dump does not depend on it
     assert list(mine.iterdump()) == dump
+    native = sss.connect(":memory:")
+    native.deserialize(mine.serialize())
+    assert list(native.iterdump()) == dump  # one implementation, on the native connection too
+    native.close()
 
 
 def test_backup(mod: ModuleType, con: Any) -> None:

@@ -17,7 +17,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Literal, Protocol
 
@@ -26,6 +26,7 @@ from . import functions as _functions
 from . import hooks as _hooks
 from .callbacks import CallbackState
 from .cursor import Cursor
+from .dump import iterdump as _iterdump
 from .errors import ClosedError, InterfaceError, ThreadingError
 from .raw import NULL, ensure, error_from_code, error_from_db, ffi, lib, text
 from .statement import StatementCache
@@ -310,6 +311,11 @@ class Connection:
             self._statements.clear()  # prepared against the old schema
             rc = lib.sqlite3_exec(db, b"PRAGMA schema_version", NULL, NULL, NULL)
             self._ensure(rc, db, "the deserialized data")
+
+    def iterdump(self) -> Iterator[str]:
+        """The main database as SQL statements, one at a time, in the stdlib
+        ``sqlite3`` module's dump format (see :mod:`.dump`)."""
+        return _iterdump(self)
 
     def interrupt(self) -> None:
         """Make the statement running on this connection (in another thread)

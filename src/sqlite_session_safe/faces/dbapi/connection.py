@@ -28,7 +28,6 @@ from typing import Any, Literal
 
 from ...binding import errors as native
 from ...binding.connection import Connection as NativeConnection
-from ...binding.dump import iterdump as _iterdump
 from ...binding.statement import _DML
 from . import callbacks as _callbacks
 from .blob import Blob
@@ -513,7 +512,7 @@ class Connection(NativeConnection):
         self._check_thread()
         self._check_open_dbapi()
         try:
-            yield from _iterdump(self)
+            yield from NativeConnection.iterdump(self)
         except native.Error as exc:
             raise translate(exc) from cause(exc)
 
