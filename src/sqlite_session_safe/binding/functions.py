@@ -3,8 +3,10 @@
 SQLite calls the C trampolines of ``csrc/functions.c``, which pack all the
 argument values of one call into one marshal buffer and make one call into the
 ``extern "Python"`` callbacks below; those decode the arguments with
-``marshal.loads``, run the user's callable, and hand the result back packed by
-``marshal.dumps`` through one C call (``sss_result_packed``).
+``marshal.loads`` (through a view over that buffer, re-made only when it
+grows), run the user's callable, and hand the result back in a struct the
+trampoline reads once the callback returns: ints and floats as such, text and
+blobs packed by ``marshal.dumps``.  No further call into C is made per row.
 
 An exception never escapes into SQLite: the callback records it in the
 connection's :class:`~.callbacks.CallbackState` and makes SQLite fail (or, for
@@ -34,23 +36,32 @@ __all__ = ["create_function", "create_aggregate", "create_window_function", "cre
 _loads = marshal.loads
 _dumps = marshal.dumps
 _buffer = ffi.buffer
+_from_buffer = ffi.from_buffer
 _from_handle = ffi.from_handle
-_result_packed = lib.sss_result_packed
-_result_error = lib.sqlite3_result_error
 
-#: The message SQLite reports for the failed call (the stdlib's wording); the
-#: Python caller raises the original exception instead.
-_FN_RAISED = b"user-defined function raised exception"
-
-_ERR_TYPE = lib.SSS_ERR_TYPE
-_ERR_OVERFLOW = lib.SSS_ERR_OVERFLOW
+# What a callback returns: which result field it filled, or which failure the
+# trampoline reports to SQLite (in the stdlib's words; the Python caller
+# raises the original exception instead).
+_RES_NULL: int = lib.SSS_RES_NULL
+_RES_INT: int = lib.SSS_RES_INT
+_RES_FLOAT: int = lib.SSS_RES_FLOAT
+_RES_PACKED: int = lib.SSS_RES_PACKED
+_ERR_FUNCTION: int = lib.SSS_RES_ERR_FUNCTION
+_ERR_BY_METHOD: dict[str, int] = {
+    "__init__": lib.SSS_RES_ERR_INIT,
+    "step": lib.SSS_RES_ERR_STEP,
+    "inverse": lib.SSS_RES_ERR_INVERSE,
+    "finalize": lib.SSS_RES_ERR_FINALIZE,
+    "value": lib.SSS_RES_ERR_VALUE,
+}
 
 
 class _Registration:
     """One function, aggregate, window function or collation registered on a
     connection: what its callbacks need.  ``handle`` is what SQLite holds."""
 
-    __slots__ = ("state", "target", "name", "kind", "handle", "instances", "__weakref__")
+    __slots__ = ("state", "target", "name", "kind", "handle", "instances", "io", "view", "keep",
+                 "__weakref__")
 
     def __init__(self, state: CallbackState, target: Any, name: str, kind: str) -> None:
         self.state = state
@@ -60,6 +71,12 @@ class _Registration:
         #: Aggregates: one instance of the user's class per live group, keyed
         #: by the address of the group's SQLite aggregate context.
         self.instances: dict[int, Any] = {}
+        #: The struct shared with the C trampoline (sss_fn_io).
+        self.io: Any = ffi.new("sss_fn_io *")
+        #: A view over the C argument buffer (re-made when it grows).
+        self.view: Any = None
+        #: The packed result the trampoline reads after the callback returns.
+        self.keep: bytes = b""
         self.handle = ffi.new_handle(self)
 
 
@@ -67,9 +84,13 @@ class _Registration:
 _LIVE: set[_Registration] = set()
 
 
-def _decode_args(reg: _Registration, data: Any, n: int) -> tuple[Any, ...]:
+def _decode_args(reg: _Registration, moved: int) -> tuple[Any, ...]:
+    if moved:
+        io = reg.io
+        reg.view = _buffer(io.args, io.cap)
     try:
-        return _loads(_buffer(data, n))  # type: ignore[no-any-return]
+        # marshal ignores the bytes past the end of the tuple
+        return _loads(reg.view)  # type: ignore[no-any-return]
     except UnicodeDecodeError as exc:
         raise DataError(
             f"an argument of {reg.kind} {reg.name!r} is TEXT that is not valid UTF-8 "
@@ -77,20 +98,30 @@ def _decode_args(reg: _Registration, data: Any, n: int) -> tuple[Any, ...]:
         ) from None
 
 
-def _set_result(reg: _Registration, ctx: Any, value: Any) -> None:
-    """Give SQLite ``value`` as the result of the call (one C call)."""
-    try:
-        packed = _dumps(value, 2)
-    except (ValueError, BufferError):
-        packed = _dumps(_normalize(reg, value), 2)
-    rc = _result_packed(ctx, packed, len(packed))
-    if rc:
-        if rc == _ERR_OVERFLOW:
+def _set_result(reg: _Registration, value: Any) -> int:
+    """Put ``value`` into the result struct; returns which field holds it."""
+    res = reg.io
+    kind = type(value)
+    if kind is int:
+        try:
+            res.i = value
+        except OverflowError:
             raise BindingOverflowError(
                 f"{reg.kind} {reg.name!r} returned int {value!r}, which does not fit SQLite's "
                 "signed 64-bit INTEGER"
-            )
-        raise _bad_result(reg, value)
+            ) from None
+        return _RES_INT
+    if kind is float:
+        res.d = value
+        return _RES_FLOAT
+    if value is None:
+        return _RES_NULL
+    if kind is not str and kind is not bytes:
+        return _set_result(reg, _normalize(reg, value))
+    packed = reg.keep = _dumps(value, 2)
+    res.data = _from_buffer(packed)
+    res.len = len(packed)
+    return _RES_PACKED
 
 
 def _normalize(reg: _Registration, value: Any) -> Any:
@@ -113,44 +144,45 @@ def _bad_result(reg: _Registration, value: Any) -> BindingError:
 
 
 @ffi.def_extern()  # type: ignore[misc,untyped-decorator,unused-ignore]
-def sss_py_function(app: Any, ctx: Any, data: Any, n: int) -> None:
+def sss_py_function(app: Any, moved: int) -> int:
     reg = _from_handle(app)
     st = reg.state
     st.depth += 1
     try:
-        _set_result(reg, ctx, reg.target(*_decode_args(reg, data, n)))
+        return _set_result(reg, reg.target(*_decode_args(reg, moved)))
     except BaseException as exc:
         st.fail(exc)
-        _result_error(ctx, _FN_RAISED, -1)
+        return _ERR_FUNCTION
     finally:
         st.depth -= 1
 
 
 @ffi.def_extern()  # type: ignore[misc,untyped-decorator,unused-ignore]
-def sss_py_step(app: Any, ctx: Any, key: int, first: int, inverse: int, data: Any, n: int) -> None:
+def sss_py_step(app: Any, key: int, flags: int) -> int:
     reg = _from_handle(app)
     st = reg.state
     st.depth += 1
     method = "__init__"
     try:
-        args = _decode_args(reg, data, n)
-        if first:
+        args = _decode_args(reg, flags & 4)
+        if flags & 1:
             instance = reg.instances[key] = reg.target()
         else:
             instance = reg.instances.get(key)
             if instance is None:  # its __init__ failed: the statement is failing
-                return
-        method = "inverse" if inverse else "step"
+                return 0
+        method = "inverse" if flags & 2 else "step"
         getattr(instance, method)(*args)
+        return 0
     except BaseException as exc:
         st.fail(exc)
-        _result_error(ctx, f"user-defined aggregate's '{method}' method raised error".encode(), -1)
+        return _ERR_BY_METHOD[method]
     finally:
         st.depth -= 1
 
 
 @ffi.def_extern()  # type: ignore[misc,untyped-decorator,unused-ignore]
-def sss_py_final(app: Any, ctx: Any, key: int, final: int) -> None:
+def sss_py_final(app: Any, key: int, final: int) -> int:
     reg = _from_handle(app)
     st = reg.state
     st.depth += 1
@@ -158,11 +190,11 @@ def sss_py_final(app: Any, ctx: Any, key: int, final: int) -> None:
     try:
         instance = reg.instances.pop(key, None) if final else reg.instances.get(key)
         if instance is None:  # its __init__ failed: the result stays NULL
-            return
-        _set_result(reg, ctx, getattr(instance, method)())
+            return _RES_NULL
+        return _set_result(reg, getattr(instance, method)())
     except BaseException as exc:
         st.fail(exc)
-        _result_error(ctx, f"user-defined aggregate's '{method}' method raised error".encode(), -1)
+        return _ERR_BY_METHOD[method]
     finally:
         st.depth -= 1
 
@@ -228,12 +260,12 @@ def _register(con: Connection, kind: str, name: str, narg: int, target: Any, fla
                 f"{kind} {name!r}: narg must be -1 (any number) or 0..{most}, not {narg}"
             )
         if target is None:
-            rc = lib.sss_create_function(db, bname, narg, 0, NULL, _KINDS[kind])
+            rc = lib.sss_create_function(db, bname, narg, 0, NULL, NULL, _KINDS[kind])
         else:
             reg = _Registration(con._cb, target, name, kind)
             _LIVE.add(reg)
             # On failure SQLite calls the destructor, which drops reg again.
-            rc = lib.sss_create_function(db, bname, narg, flags, reg.handle, _KINDS[kind])
+            rc = lib.sss_create_function(db, bname, narg, flags, reg.handle, reg.io, _KINDS[kind])
         if rc != lib.SQLITE_OK:
             raise _registration_error(db, rc, kind, name)
 
