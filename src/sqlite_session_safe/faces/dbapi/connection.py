@@ -78,12 +78,11 @@ def _check_autocommit(value: object) -> int | bool:
     raise ValueError("autocommit must be True, False, or sqlite3.LEGACY_TRANSACTION_CONTROL")
 
 
-class Connection(NativeConnection):
-    """A DB-API 2.0 connection (``connect()``), as in the stdlib ``sqlite3``,
-    on the package's SQLite build.  Being a native connection too, it also
-    offers ``session()``, ``transaction()`` and the native properties."""
+class ConnectionFace:
+    """What the DB-API connections (plain and coordinated) share: the
+    exception classes as attributes (PEP 249's optional extension), the
+    thread and closed checks, and ``text_factory``."""
 
-    # PEP 249 optional extension: the exception classes as attributes.
     Warning = Warning
     Error = Error
     InterfaceError = InterfaceError
@@ -94,6 +93,40 @@ class Connection(NativeConnection):
     InternalError = InternalError
     ProgrammingError = ProgrammingError
     NotSupportedError = NotSupportedError
+
+    _db: Any
+    _thread: int | None
+    _text_factory: Any
+    _detect_types: int
+    _row_hooks: bool
+
+    def _check_thread(self) -> None:
+        owner = self._thread
+        if owner is not None and owner != get_ident():
+            raise ProgrammingError(
+                "SQLite objects created in a thread can only be used in that same thread. "
+                f"The object was created in thread id {owner} and this is thread id {get_ident()}."
+            )
+
+    def _check_open_dbapi(self) -> None:
+        if self._db is None:
+            raise ProgrammingError("Cannot operate on a closed database.")
+
+    @property
+    def text_factory(self) -> Any:
+        """Called with the UTF-8 bytes of every TEXT value (default ``str``)."""
+        return self._text_factory
+
+    @text_factory.setter
+    def text_factory(self, value: Any) -> None:
+        self._text_factory = value
+        self._row_hooks = self._detect_types != 0 or value is not str
+
+
+class Connection(ConnectionFace, NativeConnection):
+    """A DB-API 2.0 connection (``connect()``), as in the stdlib ``sqlite3``,
+    on the package's SQLite build.  Being a native connection too, it also
+    offers ``session()``, ``transaction()`` and the native properties."""
 
     def __init__(
         self,
@@ -207,16 +240,6 @@ class Connection(NativeConnection):
         self._update_begin()
 
     @property
-    def text_factory(self) -> Any:
-        """Called with the UTF-8 bytes of every TEXT value (default ``str``)."""
-        return self._text_factory
-
-    @text_factory.setter
-    def text_factory(self, value: Any) -> None:
-        self._text_factory = value
-        self._row_hooks = self._detect_types != 0 or value is not str
-
-    @property
     def in_transaction(self) -> bool:
         """True while a transaction is open."""
         self._check_thread()
@@ -254,20 +277,6 @@ class Connection(NativeConnection):
             self._exec("ROLLBACK")
         if self._autocommit is False:
             self._exec("BEGIN")
-
-    # -- checks -------------------------------------------------------------
-
-    def _check_thread(self) -> None:
-        owner = self._thread
-        if owner is not None and owner != get_ident():
-            raise ProgrammingError(
-                "SQLite objects created in a thread can only be used in that same thread. "
-                f"The object was created in thread id {owner} and this is thread id {get_ident()}."
-            )
-
-    def _check_open_dbapi(self) -> None:
-        if self._db is None:
-            raise ProgrammingError("Cannot operate on a closed database.")
 
     # -- running SQL --------------------------------------------------------
 

@@ -43,19 +43,16 @@ from typing import Any, Literal
 from ...binding import errors as native
 from ...binding.statement import _DML
 from ...coordination.database import Database, WriteResult, WriteTx, open_database
-from .connection import LEGACY_TRANSACTION_CONTROL, _check_autocommit, _check_isolation_level
+from .connection import (
+    LEGACY_TRANSACTION_CONTROL,
+    ConnectionFace,
+    _check_autocommit,
+    _check_isolation_level,
+)
 from .cursor import Cursor
 from .errors import (
-    DatabaseError,
-    DataError,
-    Error,
-    IntegrityError,
-    InterfaceError,
-    InternalError,
     NotSupportedError,
-    OperationalError,
     ProgrammingError,
-    Warning,
     cause,
     translate,
 )
@@ -79,7 +76,7 @@ def _first_word(sql: str) -> str:
     return m.group(0).upper() if m else ""
 
 
-class CoordinatedConnection:
+class CoordinatedConnection(ConnectionFace):
     """A DB-API connection on a coordinated database; see the module docstring.
 
     Attributes:
@@ -88,17 +85,6 @@ class CoordinatedConnection:
         last_write: the :class:`~sqlite_session_safe.WriteResult` of the last
             committed transaction (None before the first).
     """
-
-    Warning = Warning
-    Error = Error
-    InterfaceError = InterfaceError
-    DatabaseError = DatabaseError
-    DataError = DataError
-    OperationalError = OperationalError
-    IntegrityError = IntegrityError
-    InternalError = InternalError
-    ProgrammingError = ProgrammingError
-    NotSupportedError = NotSupportedError
 
     def __init__(
         self,
@@ -135,18 +121,6 @@ class CoordinatedConnection:
 
     # -- state --------------------------------------------------------------
 
-    def _check_thread(self) -> None:
-        owner = self._thread
-        if owner is not None and owner != get_ident():
-            raise ProgrammingError(
-                "SQLite objects created in a thread can only be used in that same thread. "
-                f"The object was created in thread id {owner} and this is thread id {get_ident()}."
-            )
-
-    def _check_open_dbapi(self) -> None:
-        if self._db is None:
-            raise ProgrammingError("Cannot operate on a closed database.")
-
     @property
     def isolation_level(self) -> str | None:
         return self._isolation_level
@@ -168,15 +142,6 @@ class CoordinatedConnection:
         if new is True and self._tx is not None:
             self.commit()
         self._autocommit = new
-
-    @property
-    def text_factory(self) -> Any:
-        return self._text_factory
-
-    @text_factory.setter
-    def text_factory(self, value: Any) -> None:
-        self._text_factory = value
-        self._row_hooks = self._detect_types != 0 or value is not str
 
     @property
     def in_transaction(self) -> bool:
