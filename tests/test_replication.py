@@ -410,3 +410,26 @@ def rep_cursor(rep: sss.Database, src: sss.Database) -> int:
         except sss.SQLiteError:
             return 0
     return 0 if row is None else row[0]
+
+
+def test_conflict_inside_a_batch_names_its_entry(pair):
+    """A batch is applied as one combined changeset; a conflict sends it back
+    to entry-by-entry application, so the error names the entry and the
+    policy sees each source change."""
+    src, rep = pair
+    rep.write(lambda tx: tx.execute("UPDATE t SET v = 'local' WHERE id = 4"))
+    seqs = [src.write(lambda tx, i=i: tx.execute("UPDATE t SET n = n + 1 WHERE id = ?", (i,))).seq
+            for i in (1, 2, 4, 5)]
+    src.write(lambda tx: tx.execute("UPDATE t SET v = 'remote' WHERE id = 4"))  # the conflict
+    src.write(lambda tx: tx.execute("UPDATE t SET n = 0 WHERE id = 3"))
+    before = _state(rep)
+    with pytest.raises(sss.ReplicationConflict) as info:
+        sss.replicate(src, rep, batch=10)
+    assert info.value.seq == seqs[-1] + 1
+    assert [(r.pk, r.expected, r.found) for r in info.value.rows] == [
+        ((4,), (4, "v4", sss.UNCHANGED), (4, "local", 5))]
+    assert _state(rep) == before
+    report = sss.replicate(src, rep, batch=10, on_conflict=sss.OMIT)
+    assert report.applied == 6 and report.transactions == 1 and report.omitted == 1
+    assert _rows(rep) == [(1, "v1", 2), (2, "v2", 3), (3, "v3", 0), (4, "local", 5), (5, "v5", 6)]
+    assert tables(rep.path)["t"] == _rows(rep)

@@ -30,8 +30,6 @@ class ConflictRecorder:
         self.refuse = on_conflict is None
         self._policy = _Policy(on_conflict)
         self._rows: list[ConflictRow] = []
-        #: Every row recorded since this recorder was made (also after take()).
-        self.total = 0
 
     def __call__(self, conflict: Conflict) -> Action:
         action = Action.OMIT if self.refuse else self._policy.resolve(conflict)
@@ -46,7 +44,6 @@ class ConflictRecorder:
                 conflict.conflicting, "ABORT" if self.refuse else action.name,
             )
         self._rows.append(row)
-        self.total += 1
         return action
 
     def take(self) -> tuple[ConflictRow, ...]:
