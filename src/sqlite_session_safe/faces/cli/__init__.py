@@ -1,0 +1,115 @@
+"""The command-line tool ``sqlite-session-safe`` (also ``python -m
+sqlite_session_safe.faces.cli``).
+
+Every command prints readable text by default and one JSON object with
+``--json`` (its shape is documented in README.md, "Command line").  Errors
+are one line on stderr, ``sqlite-session-safe: error: ...``, and an exit
+status from :class:`~._base.ExitCode`; ``--debug`` shows the traceback
+instead.  With ``--json`` the error is also printed on stdout as
+``{"command": ..., "error": {"type", "message", "exit_code"}}`` (plus
+``"conflicts"``, one object per row, for a replication or undo conflict).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import traceback
+from collections.abc import Sequence
+
+from . import _changes, _copies, _inspect
+from ._base import EXIT_CODES_HELP, CliError, ExitCode, Output, exit_code_for, jsonable
+
+__all__ = ["main", "build_parser", "ExitCode", "CliError"]
+
+PROG = "sqlite-session-safe"
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Wraps one-line paragraphs (descriptions) to the terminal, keeps
+    multi-line ones (the exit code table) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "\n\n".join(
+            para if "\n" in para else super(_HelpFormatter, self)._fill_text(para, width, indent)
+            for para in text.split("\n\n"))
+
+
+def _common_options(top: bool) -> argparse.ArgumentParser:
+    """Options every command takes, also accepted before the command name.
+
+    The commands' copies (``top=False``) default to SUPPRESS so that a
+    command's parser does not overwrite a value given before the command
+    name; the top-level copy carries the real defaults.  Two separate
+    parsers, because ``parents=`` shares the action objects."""
+    def default(value: object) -> object:
+        return value if top else argparse.SUPPRESS
+
+    common = argparse.ArgumentParser(add_help=False)
+    g = common.add_argument_group("common options")
+    g.add_argument("--json", action="store_true", default=default(False),
+                   help="print one JSON object (documented in README.md) instead of text")
+    g.add_argument("--debug", action="store_true", default=default(False),
+                   help="show the traceback of an error")
+    g.add_argument("--mode", choices=("auto", "trusted", "network", "wal"), default=default("auto"),
+                   help="coordination mode to open databases in (default auto: wal if the file is "
+                        "in WAL mode, else trusted; network must be asked for)")
+    g.add_argument("--timeout", type=float, default=default(10.0), metavar="SECONDS",
+                   help="how long to wait for the write lock (default 10)")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (its ``--help`` is the command reference)."""
+    common = _common_options(top=False)
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        parents=[_common_options(top=True)],
+        formatter_class=_HelpFormatter,
+        description="Look at and operate on SQLite databases shared through sqlite-session-safe: "
+                    "their audit log, lock, backups, changesets and replicas.",
+        epilog=EXIT_CODES_HELP + "\n\nRun '%(prog)s COMMAND --help' for a command's options.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _inspect.register(sub, common)
+    _changes.register(sub, common)
+    _copies.register(sub, common)
+    for p in sub.choices.values():
+        p.epilog = EXIT_CODES_HELP
+        p.formatter_class = _HelpFormatter
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the tool on ``argv`` (default ``sys.argv[1:]``); returns the exit
+    status (the console script generated from ``[project.scripts]`` exits
+    with it)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    out = Output(args.json)
+    try:
+        code = int(args.func(args, out))
+    except BaseException as e:  # noqa: B036 - every failure becomes an exit status
+        if isinstance(e, SystemExit):
+            raise
+        if args.debug:
+            traceback.print_exc()
+        code = int(exit_code_for(e))
+        message = str(e) or type(e).__name__
+        if code == ExitCode.INTERRUPTED:
+            message = "interrupted"
+        elif not isinstance(e, CliError):
+            message = f"{message} ({type(e).__name__})"
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        if args.json:
+            error: dict[str, object] = {"type": type(e).__name__, "message": message, "exit_code": code}
+            rows = getattr(e, "rows", None)
+            if isinstance(rows, tuple):  # replication/undo conflicts: every conflicting row
+                error["conflicts"] = [dataclasses.asdict(r) for r in rows
+                                      if dataclasses.is_dataclass(r) and not isinstance(r, type)]
+            print(json.dumps(jsonable({"command": args.command, "error": error}), ensure_ascii=False))
+    finally:
+        sys.stdout.flush()
+    return code

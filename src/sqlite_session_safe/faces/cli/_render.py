@@ -1,0 +1,148 @@
+"""Readable renderings of changes and lock states, shared by the commands."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import sqlite_session_safe as sss
+
+from ._base import Output
+
+__all__ = ["literal", "change_line", "show_changes", "changes_doc", "lock_doc", "show_lock", "count_changes",
+           "entry_doc", "show_entry"]
+
+
+def literal(value: Any) -> str:
+    """A value as SQL writes it: NULL, 'text', x'00ff', 12, 1.5."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "x'" + bytes(value).hex() + "'"
+    return repr(value)
+
+
+def change_line(change: dict[str, Any]) -> str:
+    """One change from ``Changeset.as_dicts`` as a line::
+
+        INSERT item (id=3, name='plum')
+        UPDATE item [id=1] qty: 3 -> 2
+        DELETE item (id=2, name='pear')
+    """
+    table, op = change["table"], change["op"]
+    old, new = change["old"] or {}, change["new"] or {}
+    mark = " (indirect)" if change["indirect"] else ""
+    if op == "INSERT":
+        cols = ", ".join(f"{k}={literal(v)}" for k, v in new.items())
+        return f"INSERT {table} ({cols}){mark}"
+    if op == "DELETE":
+        cols = ", ".join(f"{k}={literal(v)}" for k, v in old.items())
+        return f"DELETE {table} ({cols}){mark}"
+    key = ", ".join(f"{k}={literal(old.get(k))}" for k in change["pk"])
+    sets = ", ".join(f"{k}: {literal(old.get(k))} -> {literal(v)}" for k, v in new.items())
+    return f"UPDATE {table} [{key}] {sets}{mark}"
+
+
+def changes_doc(cs: sss.Changeset | sss.Patchset, con: sss.Connection | None) -> list[Any]:
+    """The changes as JSON-ready dicts (``Changeset.to_json``'s encoding)."""
+    result: list[Any] = json.loads(cs.to_json(con))
+    return result
+
+
+def show_changes(out: Output, cs: sss.Changeset | sss.Patchset, con: sss.Connection | None,
+                 indent: str = "  ") -> None:
+    """Print every change of ``cs``, one line each (column names from ``con``)."""
+    for change in cs.as_dicts(con):
+        out.line(indent + change_line(change))
+
+
+def count_changes(cs: sss.Changeset | sss.Patchset) -> dict[str, int]:
+    """Changes per table, in the order the tables appear."""
+    counts: dict[str, int] = {}
+    for change in cs:
+        counts[change.table] = counts.get(change.table, 0) + 1
+    return counts
+
+
+def _owner_doc(rec: sss.OwnerRecord) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(rec.to_json_bytes())
+    return doc
+
+
+def lock_doc(info: sss.LockInfo | None) -> dict[str, Any]:
+    """The ``lock`` object of the JSON output (see README, "Command line")."""
+    if info is None:
+        return {"state": "free", "path": None, "holder": None, "process": "", "breakable_now": False,
+                "message": "nobody holds the lock", "readers": [], "leftovers": []}
+    return {
+        "state": info.state,
+        "path": info.path,
+        "holder": _owner_doc(info.owner) if info.owner is not None else None,
+        "process": info.process,
+        "breakable_now": info.breakable_now,
+        "message": info.message,
+        "readers": [lock_doc(r) for r in info.readers],
+        "leftovers": list(info.leftovers),
+    }
+
+
+def show_lock(out: Output, info: sss.LockInfo | None, indent: str = "") -> None:
+    """The lock state as readable lines."""
+    if info is None:
+        out.line(f"{indent}lock: free (nobody holds it)")
+        return
+    out.line(f"{indent}lock: {info.state}")
+    rec = info.owner
+    if rec is not None:
+        out.fields([
+            ("holder", f"owner {rec.owner_id} ({rec.mode}, {rec.phase})"),
+            ("process", f"pid {rec.pid} on {rec.host} ({info.process})"),
+            ("heartbeat", f"{rec.heartbeat} every {rec.heartbeat_interval:g}s, "
+                          f"stale after {rec.stale_timeout:g}s unchanged"),
+            ("since", rec.created_at or None),
+            ("breakable now", info.breakable_now),
+        ], indent=indent + "  ")
+    out.line(f"{indent}  {info.message}")
+    for reader in info.readers:
+        out.line(f"{indent}  reader: {reader.message}")
+    for path in info.leftovers:
+        out.line(f"{indent}  leftover: {path}")
+
+
+def entry_doc(entry: sss.LogEntry, con: sss.Connection | None, decode: bool) -> dict[str, Any]:
+    """One audit log (or bundle) entry as the JSON ``log`` and ``show`` print."""
+    doc: dict[str, Any] = {
+        "seq": entry.seq, "committed_at": entry.committed_at, "kind": entry.kind, "label": entry.label,
+        "owner": entry.owner, "host": entry.host, "pid": entry.pid, "epoch": entry.epoch,
+    }
+    if entry.changeset is not None:
+        counts = count_changes(entry.changeset)
+        doc.update(bytes=len(entry.changeset), change_count=sum(counts.values()), tables=counts,
+                   sql=None)
+        if decode:
+            doc["changes"] = changes_doc(entry.changeset, con)
+    else:
+        doc.update(bytes=len((entry.sql or "").encode()), change_count=0, tables={}, sql=entry.sql)
+    return doc
+
+
+def show_entry(out: Output, entry: sss.LogEntry, doc: dict[str, Any], con: sss.Connection | None,
+               decode: bool) -> None:
+    """One entry as a readable line (and its changes or SQL with ``decode``)."""
+    label = f" {entry.label!r}" if entry.label is not None else ""
+    who = f"pid {entry.pid}@{entry.host}"
+    if entry.kind == "ddl":
+        sql = (entry.sql or "").strip()
+        first = sql.splitlines()[0] if sql else ""
+        out.line(f"#{entry.seq}  {entry.committed_at}  ddl{label}  {who}  {first}")
+        if decode:
+            for sql_line in sql.splitlines():
+                out.line(f"    {sql_line}")
+        return
+    tables = ", ".join(f"{t} {n}" for t, n in doc["tables"].items())
+    out.line(f"#{entry.seq}  {entry.committed_at}  data{label}  {who}  "
+             f"{doc['change_count']} change(s): {tables}")
+    if decode and entry.changeset is not None:
+        show_changes(out, entry.changeset, con, indent="    ")
