@@ -331,6 +331,18 @@ def test_backup_copy_becomes_a_replica(tmp_path):
     # The copy's log diverges from here on: it got an identity of its own.
     assert source_id(copy) != source_id(src.path)
     assert sss.replicate(src, copy).applied == 0
+    # A copy of that replica (it has a cursor table already) follows the replica.
+    with open_db(copy) as mid:
+        copy2 = str(tmp_path / "copy2.db")
+        position = mid.backup(copy2).seq
+        mid.write(lambda tx: tx.execute("DELETE FROM t WHERE id = 0"), label="local on mid")
+        report = sss.replicate(mid, copy2)
+        assert (report.applied, report.last_seq) == (1, position + 1)
+        assert tables(copy2) == tables(copy)
+        assert source_id(copy2) not in (source_id(copy), source_id(src.path))
+        with sss.connect(copy2) as con:  # it also keeps mid's cursor on src
+            assert dict(con.execute("SELECT source_id, seq FROM _sss_replica").fetchall()) == {
+                source_id(src.path): 7, source_id(copy): position + 1}
     src.close()
 
 

@@ -134,6 +134,20 @@ def _has_table(con: Connection, name: str) -> bool:
                        (name,)).fetchone() is not None
 
 
+def _cursor_row(con: Connection, source_id: str) -> int | None:
+    """The cursor row's seq, or None (no row, or no cursor table)."""
+    if not _has_table(con, CURSOR_TABLE):
+        return None
+    row = con.execute(f"SELECT seq FROM {CURSOR_TABLE} WHERE source_id = ?", (source_id,)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def _is_copy(con: Connection, source_id: str) -> bool:
+    """A copy of the source not yet replicating: its own id is the source's
+    and it has no cursor row for it."""
+    return audit.database_id(con) == source_id and _cursor_row(con, source_id) is None
+
+
 def read_cursor(con: Connection, source_id: str) -> int:
     """The last seq of ``source_id`` applied to the database ``con`` is on.
 
@@ -141,11 +155,9 @@ def read_cursor(con: Connection, source_id: str) -> int:
     ``source_id`` is a copy of the source (a backup), positioned at its own
     log position; any other starts at 0.
     """
-    if _has_table(con, CURSOR_TABLE):
-        row = con.execute(f"SELECT seq FROM {CURSOR_TABLE} WHERE source_id = ?",
-                          (source_id,)).fetchone()
-        if row is not None:
-            return int(row[0])
+    seq = _cursor_row(con, source_id)
+    if seq is not None:
+        return seq
     if audit.database_id(con) == source_id:
         return audit.log_position(con)
     return 0
@@ -155,9 +167,7 @@ def _set_cursor(con: Connection, source_id: str, seq: int) -> None:
     """Move the cursor (inside the replica's write).  A copy of the source
     that applies its first entry gets a new ``database_id``: from here on its
     log diverges from the source's, so it must not pass for the source."""
-    if (audit.database_id(con) == source_id
-            and con.execute(f"SELECT 1 FROM {CURSOR_TABLE} WHERE source_id = ?",
-                            (source_id,)).fetchone() is None):
+    if _is_copy(con, source_id):
         con.execute(f"UPDATE {audit.META_TABLE} SET value = ? WHERE key = 'database_id'",
                     (os.urandom(16).hex(),))
     con.execute(_SET_CURSOR, (source_id, seq, audit.utc_now()))
@@ -177,20 +187,24 @@ def _ensure_cursor(db: Database, source_id: str) -> None:
     with db.read() as r:
         assert r._con is not None
         has_table = _has_table(r._con, CURSOR_TABLE)
-        if has_table and (audit.database_id(r._con) != source_id
-                          or r._con.execute(f"SELECT 1 FROM {CURSOR_TABLE} WHERE source_id = ?",
-                                            (source_id,)).fetchone() is not None):
+        if has_table and not _is_copy(r._con, source_id):
             return
     tx = WriteTx(db, "replica cursor table" if not has_table else f"replica of {source_id}",
                  kind="ddl" if not has_table else "data")
-    with tx:
-        con = tx._active()
-        start = read_cursor(con, source_id)  # before the table exists: a copy's own position
-        con.execute(_CREATE_CURSOR)
-        if audit.database_id(con) == source_id:
-            _set_cursor(con, source_id, start)
-        tx.value = _CREATE_CURSOR  # the migration entry's SQL (kind "ddl")
-        tx._commit_empty = True  # kind "data": commit the cursor row, log nothing
+    try:
+        with tx:
+            con = tx._active()
+            copy = _is_copy(con, source_id)
+            if _has_table(con, CURSOR_TABLE) and not copy:
+                raise _NothingToDo(0)  # another replicator was first: log nothing
+            start = read_cursor(con, source_id)  # before the table exists: a copy's own position
+            con.execute(_CREATE_CURSOR)
+            if copy:
+                _set_cursor(con, source_id, start)
+            tx.value = _CREATE_CURSOR  # the migration entry's SQL (kind "ddl")
+            tx._commit_empty = True  # kind "data": commit the cursor row, log nothing
+    except _NothingToDo:
+        pass
 
 
 # -- applying entries -------------------------------------------------------------
