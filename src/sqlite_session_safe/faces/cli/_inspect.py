@@ -20,7 +20,7 @@ __all__ = ["register"]
 # -- info ---------------------------------------------------------------------
 
 
-def _log_stats(db: sss.Database) -> dict[str, Any]:
+def _log_stats(db: sss.Database, database_id: str | None) -> dict[str, Any]:
     if not has_log(db):
         return {"present": False, "entries": 0, "first_seq": None, "last_seq": 0, "bytes": 0,
                 "database_id": None}
@@ -31,15 +31,14 @@ def _log_stats(db: sss.Database) -> dict[str, Any]:
             (r.seq,)).fetchone()
         assert row is not None
         last = r.seq
-    caps_id = db.capabilities()["database_id"]
     return {"present": True, "entries": int(row[0]), "first_seq": row[1], "last_seq": last,
-            "bytes": int(row[2]), "database_id": caps_id}
+            "bytes": int(row[2]), "database_id": database_id}
 
 
 def cmd_info(args: argparse.Namespace, out: Output) -> int:
     with open_db(args, args.database) as db:
         caps = db.capabilities()
-        log = _log_stats(db)
+        log = _log_stats(db, caps["database_id"])
     lock = sss.inspect_lock(args.database)
     doc = {
         "command": "info",
