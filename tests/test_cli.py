@@ -405,6 +405,20 @@ def test_replicate_follow_until_sigterm(source: Path, tmp_path: Path) -> None:
     assert rows(replica) == rows(src)
 
 
+def test_output_into_a_closed_pipe_stops_quietly(tmp_path: Path) -> None:
+    big = tmp_path / "big.changeset"
+    with sss.connect(tmp_path / "big.db") as con:
+        con.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+        with sss.Session(con) as session:
+            con.executemany("INSERT INTO t VALUES (?, ?)", ((i, "x" * 40) for i in range(5000)))
+            big.write_bytes(bytes(session.changeset()))
+    proc = subprocess.Popen([*CLI, "show", str(big)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.read(10) == str(big).encode()[:10]
+    proc.stdout.close()  # the reader goes away, like `| head -c 10`
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 141 and err == b""
+
+
 def test_no_command_is_a_usage_error() -> None:
     proc = run(code=2)
     assert "required: COMMAND" in proc.stderr and proc.stdout == ""

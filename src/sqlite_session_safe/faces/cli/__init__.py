@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -94,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BaseException as e:  # noqa: B036 - every failure becomes an exit status
         if isinstance(e, SystemExit):
             raise
+        if isinstance(e, BrokenPipeError):
+            return _pipe_closed()
         if args.debug:
             traceback.print_exc()
         code = int(exit_code_for(e))
@@ -110,6 +113,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 error["conflicts"] = [dataclasses.asdict(r) for r in rows
                                       if dataclasses.is_dataclass(r) and not isinstance(r, type)]
             print(json.dumps(jsonable({"command": args.command, "error": error}), ensure_ascii=False))
-    finally:
+    try:
         sys.stdout.flush()
+    except BrokenPipeError:
+        return _pipe_closed()
     return code
+
+
+def _pipe_closed() -> int:
+    """The reader of stdout went away (``| head``): stop quietly, as a
+    command killed by SIGPIPE would, and keep the interpreter's own flush at
+    exit from failing again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return int(ExitCode.PIPE_CLOSED)

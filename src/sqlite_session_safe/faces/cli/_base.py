@@ -58,6 +58,9 @@ class ExitCode(enum.IntEnum):
     ERROR = 5
     #: Interrupted (Ctrl-C).
     INTERRUPTED = 130
+    #: stdout was closed by its reader (``| head``): 128 + SIGPIPE, the
+    #: status a shell reports for a command killed by SIGPIPE.
+    PIPE_CLOSED = 141
 
 
 EXIT_CODES_HELP = """exit codes:
@@ -69,7 +72,8 @@ EXIT_CODES_HELP = """exit codes:
   4    not found or bad input (missing file, not a database, corrupt database,
        changeset or bundle, changeset that does not fit the target's schema)
   5    other error (I/O, unexpected SQLite error)
-  130  interrupted"""
+  130  interrupted
+  141  stdout closed by its reader (e.g. piped into head)"""
 
 
 class CliError(Exception):
