@@ -165,6 +165,7 @@ def test_diff_show_apply_and_conflicts(source: Path, tmp_path: Path) -> None:
     # the same change again: the row is gone, a NOTFOUND conflict; abort is the default
     proc = run("apply", replica, cs_file, code=1)
     assert "NOTFOUND conflict" in proc.stderr and proc.stderr.count("\n") == 1
+    assert "--on-conflict omit or replace" in proc.stderr
     doc = run_json("apply", replica, cs_file, "--on-conflict", "omit")
     assert doc["applied"] == 0 and doc["omitted"] == 1 and doc["conflicts"] == {"NOTFOUND": 1}
     assert doc["seq"] is None  # nothing changed, nothing logged
@@ -251,6 +252,17 @@ def test_lock_show_held_refuse_confirm_break(source: Path, tmp_path: Path) -> No
     assert doc["lock"]["state"] == "free"
     assert "lock: free; nothing to break" in run("lock", db, "--break", "--yes").stdout
     assert run_json("apply", db, cs_file, "--on-conflict", "omit")["omitted"] == 1  # writable again
+
+
+def test_lock_in_a_refused_state_needs_force(source: Path, tmp_path: Path) -> None:
+    db = copy(source, tmp_path / "odd.db")
+    (tmp_path / "odd.db.sss-lock").mkdir()  # an empty lock directory: never broken automatically
+    doc = run_json("lock", db)
+    assert doc["lock"]["state"] == "empty" and doc["lock"]["holder"] is None
+    assert "never broken automatically" in run("lock", db, "--break", "--yes", code=3).stderr
+    doc = run_json("lock", db, "--break", "--yes", "--force")
+    assert doc["broken"] is True and doc["before"]["state"] == "empty" and doc["lock"]["state"] == "free"
+    assert not (tmp_path / "odd.db.sss-lock").exists()
 
 
 # -- backup -----------------------------------------------------------------------

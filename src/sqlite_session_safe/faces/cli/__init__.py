@@ -20,6 +20,8 @@ import sys
 import traceback
 from collections.abc import Sequence
 
+import sqlite_session_safe as sss
+
 from . import _changes, _copies, _inspect
 from ._base import EXIT_CODES_HELP, CliError, ExitCode, Output, exit_code_for, jsonable
 
@@ -105,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             message = "interrupted"
         elif not isinstance(e, CliError):
             message = f"{message} ({type(e).__name__})"
+        if isinstance(e, sss.ConflictAbort) and getattr(args, "on_conflict", "abort") == "abort":
+            message += "; --on-conflict omit or replace resolves conflicts"
         print(f"{PROG}: error: {message}", file=sys.stderr)
         if args.json:
             error: dict[str, object] = {"type": type(e).__name__, "message": message, "exit_code": code}
