@@ -846,12 +846,16 @@ class DirectoryLock:
         self._build(tmp, rec)
         observer = _Observer(self.stale_timeout, self.same_host_shortcut)
         readers: dict[str, _Observer] = {}
+        # Reader markers seen waiting: each goes first until it has left, even
+        # after it turned "active" (else a writer polling in the instant it
+        # turns could overtake it: PROTOCOL.md §2.3 step 2.1).
+        owed: set[str] = set()
         attempt = 0
         why = ""
         try:
             while True:
                 # Readers not starved: a reader already waiting goes first.
-                blocker = self._readers_blocking(readers, waiting=True)
+                blocker = self._readers_blocking(readers, waiting=True, owed=owed)
                 if blocker:
                     why = blocker
                 else:
@@ -884,11 +888,14 @@ class DirectoryLock:
             self._abandon()
             raise
 
-    def _readers_blocking(self, observers: dict[str, _Observer], waiting: bool) -> str:
+    def _readers_blocking(self, observers: dict[str, _Observer], waiting: bool,
+                          owed: set[str] | None = None) -> str:
         """Describe a live reader in the given phase (waiting or active), or "".
 
-        Stale markers are broken on the way; a marker in a refused state
-        counts as an active reader (never broken automatically).
+        With ``owed``, the markers seen waiting are added to it, and a marker
+        already in it blocks in any phase.  Stale markers are broken on the
+        way; a marker in a refused state counts as an active reader (never
+        broken automatically).
         """
         for path in _reader_markers(self.readers_path):
             seen = _look(path)
@@ -900,7 +907,9 @@ class DirectoryLock:
                 continue
             rec = seen.record
             assert rec is not None
-            if (rec.phase == "waiting") != waiting:
+            if owed is not None and rec.phase == "waiting":
+                owed.add(path)
+            if (rec.phase == "waiting") != waiting and (owed is None or path not in owed):
                 continue
             obs = observers.setdefault(path, _Observer(self.stale_timeout, self.same_host_shortcut))
             if self._break_if_stale(path, seen, obs):
