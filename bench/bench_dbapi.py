@@ -26,17 +26,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+# The same table, rows and queries as the binding benchmark (bench/ is
+# sys.path[0] when run as a script).
+from bench_binding import INSERT, SCHEMA, SELECT_ALL, SELECT_ONE, make_rows
+
 import sqlite_session_safe.dbapi as dbapi
-
-SCHEMA = "CREATE TABLE t(id INTEGER PRIMARY KEY, x REAL, name TEXT, data BLOB)"
-INSERT = "INSERT INTO t VALUES (?, ?, ?, ?)"
-SELECT_ALL = "SELECT id, x, name, data FROM t"
-SELECT_ONE = "SELECT id, x, name, data FROM t WHERE id = ?"
-
-
-def make_rows(n: int) -> list[tuple[int, float, str, bytes]]:
-    rnd = random.Random(42)
-    return [(i, rnd.random() * 1e6, f"name-{rnd.getrandbits(48):015x}", rnd.randbytes(16)) for i in range(n)]
 
 
 def run_executemany(con: Any, rows: list[Any], _points: list[int]) -> float:
