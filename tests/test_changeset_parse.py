@@ -16,6 +16,7 @@ from _changeset_fuzz import corpus, mutate
 import sqlite_session_safe as sss
 from sqlite_session_safe.sessions import _native
 from sqlite_session_safe.sessions.changeset import _iter_start
+from sqlite_session_safe.sessions.changeset import _varint as varint  # SQLite's varint encoding
 
 
 def through_sqlite(data: bytes) -> list[Any] | type[BaseException]:
@@ -38,18 +39,6 @@ def assert_same(data: bytes) -> list[Any] | type[BaseException]:
     expected = through_sqlite(data)
     assert through_parser(data) == expected, data.hex()
     return expected
-
-
-def varint(n: int) -> bytes:
-    """SQLite's varint encoding (big-endian base 128; the ninth byte has 8 bits)."""
-    if n < 0x80:
-        return bytes([n])
-    out = []
-    while n:
-        out.append(n & 0x7F)
-        n >>= 7
-    out.reverse()
-    return bytes([b | 0x80 for b in out[:-1]] + [out[-1]])
 
 
 def header(name: bytes, pk: bytes, kind: bytes = b"T") -> bytes:

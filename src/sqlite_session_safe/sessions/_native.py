@@ -10,7 +10,7 @@ the caller re-raises the stored exception once SQLite has returned.
 from __future__ import annotations
 
 import marshal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..binding.raw import NULL, error_from_code, ffi, lib
@@ -173,24 +173,33 @@ def decode(buf: Any) -> Any:
         raise ChangesetError(f"cannot decode a change: {exc}") from None
 
 
+def _batches(fill: Callable[[Any, Any], int], what: str,
+             readers: tuple[Reader, ...] = ()) -> Iterator[list[Any]]:
+    """The batch loop both walkers share: ``fill(buf, n)`` writes the next
+    batch into ``buf`` (its count into ``n[0]``) and returns SQLITE_ROW while
+    more may follow, SQLITE_DONE at the end, or an error code."""
+    buf = new_buffer()
+    n = ffi.new("int *")
+    while True:
+        rc = fill(buf, n)
+        for r in readers:
+            r.reraise()
+        if rc != lib.SQLITE_ROW and rc != lib.SQLITE_DONE:
+            check_rc(rc, what)
+        if n[0]:
+            yield decode(buf)
+        if rc == lib.SQLITE_DONE:
+            return
+
+
 def walk_batches(it: Any, what: str, readers: tuple[Reader, ...] = (),
                  keepalive: Any = None) -> Iterator[list[Any]]:
     """Yield lists of raw change tuples from an open iterator, finalizing it at
     the end (or when the consumer stops early).  ``keepalive`` is the data the
     iterator reads: referenced here until the iterator is finalized."""
-    buf = new_buffer()
-    n = ffi.new("int *")
     try:
-        while True:
-            rc = lib.sss_changeset_walk(it, WALK_BATCH, WALK_BYTES, buf, n)
-            for r in readers:
-                r.reraise()
-            if rc != lib.SQLITE_ROW and rc != lib.SQLITE_DONE:
-                check_rc(rc, what)
-            if n[0]:
-                yield decode(buf)
-            if rc == lib.SQLITE_DONE:
-                break
+        yield from _batches(lambda buf, n: lib.sss_changeset_walk(it, WALK_BATCH, WALK_BYTES, buf, n),
+                            what, readers)
     finally:
         rc = lib.sqlite3changeset_finalize(it)
         del keepalive
@@ -207,16 +216,11 @@ def parse_batches(data: bytes, what: str) -> Iterator[list[Any]]:
     changeset or patchset (``sss_changeset_parse``): the same tuples, and the
     same errors, as :func:`walk_batches` over SQLite's iterator, without
     building an ``sqlite3_value`` per field."""
-    buf = new_buffer()
-    n = ffi.new("int *")
     state = ffi.new("sss_parse_state *")
-    source = ffi.from_buffer(data)  # held by this frame while the walk runs
+    source = ffi.from_buffer(data)  # held by the closure while the walk runs
     size = len(data)
-    while True:
-        rc = lib.sss_changeset_parse(source, size, state, WALK_BATCH, WALK_BYTES, buf, n)
-        if rc != lib.SQLITE_ROW and rc != lib.SQLITE_DONE:
-            check_rc(rc, what)
-        if n[0]:
-            yield decode(buf)
-        if rc == lib.SQLITE_DONE:
-            return
+
+    def fill(buf: Any, n: Any) -> int:
+        return int(lib.sss_changeset_parse(source, size, state, WALK_BATCH, WALK_BYTES, buf, n))
+
+    return _batches(fill, what)
