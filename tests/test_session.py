@@ -83,6 +83,34 @@ def test_filter_with_table_list_is_refused(db: sss.Connection) -> None:
         db.session(tables="t")
 
 
+def test_skip_reserved_leaves_out_the_packages_own_tables(db: sss.Connection) -> None:
+    db.executescript("CREATE TABLE _sss_own(id INTEGER PRIMARY KEY, v); "
+                     "CREATE TABLE _sssx(id INTEGER PRIMARY KEY, v)")
+    with db.session(skip_reserved=True) as s:
+        db.execute("INSERT INTO _sss_own VALUES (1, 'internal')")
+        db.execute("INSERT INTO t VALUES (1, 'a')")
+        db.execute("INSERT INTO _sssx VALUES (1, 'not the prefix')")
+        db.execute("CREATE TABLE _sss_later(id INTEGER PRIMARY KEY)")
+        db.execute("INSERT INTO _sss_later VALUES (1)")
+        assert tables_of(s.changeset()) == ["_sssx", "t"]
+    with db.session() as s:  # off by default: every table
+        db.execute("INSERT INTO _sss_own VALUES (2, 'internal')")
+        assert tables_of(s.changeset()) == ["_sss_own"]
+
+
+def test_skip_reserved_is_its_own_filter(db: sss.Connection) -> None:
+    with pytest.raises(sss.InterfaceError, match="skip_reserved"):
+        db.session(skip_reserved=True, filter=lambda n: True)
+    with pytest.raises(sss.InterfaceError, match="skip_reserved"):
+        db.session(tables=["t"], skip_reserved=True)
+
+
+def test_reserved_prefix_is_the_documented_one() -> None:
+    from sqlite_session_safe.coordination.audit import RESERVED_PREFIX
+
+    assert RESERVED_PREFIX == "_sss_"  # PROTOCOL.md 5.2; defined once, in C
+
+
 def test_rowid_tracking_for_tables_without_pk(db: sss.Connection) -> None:
     with db.session() as s:
         db.execute("INSERT INTO nopk VALUES (1, 2)")

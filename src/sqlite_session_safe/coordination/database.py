@@ -123,11 +123,6 @@ def _scalar(con: Connection | ReadTx, sql: str) -> Any:
     return row[0]
 
 
-def _record_table(name: str) -> bool:
-    """The write session's table filter: everything but the package's own."""
-    return not name.startswith(audit.RESERVED_PREFIX)
-
-
 @dataclass(frozen=True)
 class WriteTiming:
     """Seconds spent by one write, on this process's monotonic clock.
@@ -614,7 +609,7 @@ class Database:
                     )
                 tx._info = info
                 if tx.kind == "data":
-                    tx._session = Session(con, filter=_record_table, rowid=bool(info.no_pk))
+                    tx._session = Session(con, skip_reserved=True, rowid=bool(info.no_pk))
             except BaseException:
                 _rollback(con)
                 raise
@@ -641,6 +636,8 @@ class Database:
                     "rolled back"
                 )
             changeset = self._take_changeset(tx, info)
+            # Done recording: the log entry below is not the session's business.
+            self._close_session(tx)
             seq: int | None = None
             at: str | None = None
             if tx.kind == "data" and not changeset and not tx._commit_empty:

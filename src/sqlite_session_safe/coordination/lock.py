@@ -27,6 +27,7 @@ import collections
 import dataclasses
 import errno
 import logging
+import math
 import os
 import random
 import re
@@ -1363,7 +1364,12 @@ class Acquired:
         return getattr(self.lock, name)
 
 
+_PLAIN_NUMBERS = (float, int)
+
+
 def _check_seconds(name: str, value: object, allow_none: bool = False, allow_zero: bool = False) -> None:
+    if type(value) in _PLAIN_NUMBERS and (0 < value < math.inf or (allow_zero and value == 0)):  # type: ignore[operator]
+        return  # the usual case, decided cheaply: this runs on every acquire and release
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -14,6 +14,7 @@ a script may refer to tables it creates.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from ..binding.connection import Connection
@@ -32,13 +33,24 @@ _REFUSED = re.compile(
 def refuse_transaction_control(statement: str) -> None:
     """Raise InterfaceError if ``statement`` would end, open or sidestep the
     enclosing write transaction (ROLLBACK TO a savepoint is fine)."""
-    body = _COMMENTS.sub("", statement, count=1)
-    if _REFUSED.match(body):
-        first = re.match(r"[A-Za-z]+", body).group(0).upper()  # type: ignore[union-attr]
+    if not isinstance(statement, str):
+        return  # not SQL at all: execute() itself says so
+    first = _transaction_control_keyword(statement)
+    if first is not None:
         raise InterfaceError(
             f"{first} cannot run inside an admitted write (statement {statement[:60]!r}): the "
             "package commits the write transaction together with its audit log entry"
         )
+
+
+@functools.lru_cache(maxsize=512)
+def _transaction_control_keyword(statement: str) -> str | None:
+    # Cached: a write runs the same few statement texts over and over, and
+    # the verdict on a text never changes.
+    body = _COMMENTS.sub("", statement, count=1)
+    if _REFUSED.match(body):
+        return re.match(r"[A-Za-z]+", body).group(0).upper()  # type: ignore[union-attr]
+    return None
 
 
 def _next_statement(con: Connection, data: bytes, start: int) -> tuple[str, int]:

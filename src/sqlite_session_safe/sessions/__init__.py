@@ -78,6 +78,6 @@ def session_method(
     ``tables``: names to record (None: all, including tables created later);
     ``filter(name) -> bool`` chooses among all tables; ``indirect`` marks the
     changes indirect; ``rowid`` also records tables without a primary key.
-    Other options (``db``, ``track_size``) go to :class:`Session`.
+    Other options (``db``, ``track_size``, ``skip_reserved``) go to :class:`Session`.
     """
     return Session(self, tables=tables, filter=filter, indirect=indirect, rowid=rowid, **options)

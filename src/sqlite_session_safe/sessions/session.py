@@ -34,6 +34,9 @@ __all__ = ["Session", "SessionFilter"]
 #: ``filter(table_name) -> bool``: whether to record changes to that table.
 SessionFilter = Callable[[str], object]
 
+#: The C table filter behind ``skip_reserved``.
+_SKIP_RESERVED = ffi.addressof(lib, "sss_session_filter_unreserved")
+
 #: Cores whose Session was garbage-collected while the connection was busy:
 #: kept alive (the connection deletes them when it closes).
 _ORPHANS: set[_SessionCore] = set()
@@ -101,6 +104,10 @@ class Session:
         rowid: also record tables without a PRIMARY KEY, keyed by rowid (the
             changeset then has an extra first column, ``_rowid_``).
         db: the database to record ("main", "temp" or an attached name).
+        skip_reserved: with ``tables=None`` and no ``filter``, do not record
+            the package's own tables (names starting with ``_sss_``: a
+            coordinated database's audit log, fencing epoch and replica
+            cursor).  Decided in C, without a call into Python.
         track_size: enable :attr:`changeset_size`.  Off by default: SQLite
             then keeps a running total, which made a 100,000-row insert about
             10% slower in bench/bench_sessions.py.
@@ -115,6 +122,7 @@ class Session:
         rowid: bool = False,
         db: str = "main",
         track_size: bool = False,
+        skip_reserved: bool = False,
     ) -> None:
         if isinstance(tables, str):
             raise InterfaceError("tables must be a list of table names, not a str "
@@ -125,6 +133,9 @@ class Session:
                                  "with an explicit list, only the listed tables are recorded")
         if filter is not None and not callable(filter):
             raise InterfaceError(f"filter must be callable, not {type(filter).__qualname__}")
+        if skip_reserved and (filter is not None or table_list is not None):
+            raise InterfaceError("skip_reserved is a filter of its own: it only applies with "
+                                 "tables=None and no filter")
         _refuse_reentry(con, "create a session")
         self._con = con
         self._track_size = bool(track_size)
@@ -145,6 +156,8 @@ class Session:
                     lib.sqlite3session_indirect(core.ptr, 1)
                 if filter is not None:
                     lib.sqlite3session_table_filter(core.ptr, lib.sss_py_session_filter, core.handle)
+                elif skip_reserved:
+                    lib.sqlite3session_table_filter(core.ptr, _SKIP_RESERVED, NULL)
                 if table_list is None:
                     _check(lib.sqlite3session_attach(core.ptr, NULL), cdb, "attaching all tables")
                 else:
