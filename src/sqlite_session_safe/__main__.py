@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import sys
 import tempfile
+from typing import Any
 from pathlib import Path
 
 import sqlite_session_safe as sss
@@ -79,9 +80,19 @@ def sessions(workdir: Path) -> None:
         print("  after the inverse:", rep.execute("SELECT * FROM item ORDER BY id").fetchall())
 
 
+def _value(cursor: sss.Cursor) -> Any:
+    """The one value of a one-row, one-column query."""
+    row = cursor.fetchone()
+    if row is None:
+        raise SystemExit("the demo's account row is missing")
+    return row[0]
+
+
 def _describe(changeset: sss.Changeset) -> str:
     """One line per change; in an UPDATE, ``=`` marks a column left unchanged."""
-    def row(values: tuple) -> str:
+    def row(values: tuple[Any, ...] | None) -> str:
+        if values is None:
+            return "()"
         return "(" + ", ".join("=" if v is sss.UNCHANGED else repr(v) for v in values) + ")"
 
     parts = []
@@ -99,7 +110,7 @@ def _demo_writer(path: str, name: str, start: object, out: object) -> None:
         start.wait()  # type: ignore[attr-defined]
         for i in range(3):
             def deposit(tx: sss.WriteTx, amount: int = 10 * (i + 1)) -> int:
-                (balance,) = tx.execute("SELECT balance FROM account WHERE id = 1").fetchone()
+                balance = int(_value(tx.execute("SELECT balance FROM account WHERE id = 1")))
                 tx.execute("UPDATE account SET balance = ? WHERE id = 1", (balance + amount,))
                 tx.execute("INSERT INTO deposit(who, amount) VALUES (?, ?)", (name, amount))
                 return balance + amount
@@ -118,7 +129,7 @@ def coordinated(workdir: Path) -> None:
             "CREATE TABLE deposit(id INTEGER PRIMARY KEY, who TEXT NOT NULL, amount INTEGER NOT NULL)",
             label="schema",
         )
-    ctx = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
+    ctx = multiprocessing.get_context("fork") if hasattr(os, "fork") else multiprocessing.get_context("spawn")
     start, out = ctx.Event(), ctx.Queue()
     procs = [ctx.Process(target=_demo_writer, args=(path, name, start, out)) for name in ("alice", "bob")]
     for p in procs:
@@ -136,16 +147,16 @@ def coordinated(workdir: Path) -> None:
     section("The audit log")
     with sss.open(path) as db:
         for e in db.log():
-            what = e.sql if e.kind == "ddl" else _describe(e.changeset)  # type: ignore[arg-type]
+            what = (e.sql or "") if e.kind == "ddl" else _describe(e.changeset or sss.Changeset(b""))
             print(f"  seq {e.seq}  {e.committed_at}  pid {e.pid}  {e.label!r:22} {e.kind}: {what[:90]}")
         with db.read() as r:
-            (balance,) = r.execute("SELECT balance FROM account").fetchone()
+            balance = _value(r.execute("SELECT balance FROM account"))
             print(f"  balance {balance} at log position {r.seq} (6 deposits of 10+20+30 by 2 processes: 120)")
         if balance != 120:
             raise SystemExit("lost update: the balance should be 120")
 
 
-def _tables(path: Path | str) -> list[tuple]:
+def _tables(path: Path | str) -> list[list[tuple[Any, ...]]]:
     with sss.connect(path, readonly=True) as con:
         return [con.execute("SELECT * FROM account").fetchall(),
                 con.execute("SELECT * FROM deposit ORDER BY id").fetchall()]
@@ -169,7 +180,7 @@ def replica_and_undo(workdir: Path) -> None:
         print(f"  undo of seq {last} is itself logged, as seq {undone.seq} ({undone.label!r}):")
         print(f"      changeset: {_describe(undone.changeset)}")
         with db.read() as r:
-            (balance,) = r.execute("SELECT balance FROM account").fetchone()
+            balance = _value(r.execute("SELECT balance FROM account"))
         print(f"  balance back to {balance}")
     report = sss.replicate(path, replica)
     print(f"  the replica follows the undo ({report.applied} entry): "

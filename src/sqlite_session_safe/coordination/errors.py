@@ -75,5 +75,6 @@ class EpochMismatch(FencingError):
         self.expected = expected
         self.actual = actual
 
-    def __reduce__(self):  # keep the attributes when pickled across processes
+    def __reduce__(self) -> tuple[type[EpochMismatch], tuple[str, int, int | None]]:
+        # keep the attributes when pickled across processes
         return (type(self), (str(self), self.expected, self.actual))

@@ -39,7 +39,8 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
+from types import EllipsisType, TracebackType
+from typing import NoReturn
 
 from . import procinfo
 from .errors import (
@@ -636,7 +637,7 @@ class DirectoryLock:
         """This holder's current ``owner.json`` record, or None when not held."""
         return self._record if self._held and self._pid == os.getpid() else None
 
-    def acquire(self, timeout: float | None = ...) -> Acquired:  # type: ignore[assignment]
+    def acquire(self, timeout: float | None | EllipsisType = ...) -> Acquired:
         """Wait for the lock.
 
         Returns a handle that is itself a context manager releasing the lock,
@@ -1183,7 +1184,7 @@ class DirectoryLock:
         self._record = nxt
         self._last_beat = started
 
-    def _compromise(self, why: str) -> None:
+    def _compromise(self, why: str) -> NoReturn:
         self._compromised = LockCompromised(f"lock {self._path!r} compromised: {why}")
         log.error("%s", self._compromised)
         raise self._compromised
@@ -1504,13 +1505,13 @@ def break_stale_lock(
         for path in targets:
             if _look(path).state == "absent":
                 continue
-            tomb = f"{path}.broken-forced-{os.urandom(8).hex()}"
+            forced_tomb = f"{path}.broken-forced-{os.urandom(8).hex()}"
             try:
-                os.rename(path, tomb)
+                os.rename(path, forced_tomb)
             except FileNotFoundError:
                 continue
             log.warning("force-broke lock %s", path)
-            _remove_tree(tomb)
+            _remove_tree(forced_tomb)
             broke = True
         if broke:
             fsync_dir(os.path.dirname(lock_path))

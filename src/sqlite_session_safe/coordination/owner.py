@@ -194,21 +194,21 @@ def parse_owner(data: bytes) -> OwnerRecord:
     heartbeat = _need(doc, "heartbeat", int, "a non-negative integer")
     if heartbeat < 0:
         raise OwnerFormatError(f"owner.json heartbeat must be a non-negative integer, not {heartbeat}")
-    numbers = {}
-    for key in ("heartbeat_interval", "stale_timeout"):
+    def seconds(key: str) -> float:
         v = _need(doc, key, (int, float), "a positive number of seconds")
         if not (math.isfinite(v) and v > 0):
             raise OwnerFormatError(f"owner.json {key} must be a positive number of seconds, not {v}")
-        numbers[key] = float(v)
-    strings = {
-        key: _need(doc, key, str, "a string") for key in ("host", "host_id", "process_start", "target")
-    }
-    optional = {}
-    for key in ("created_at", "updated_at", "client"):
+        return float(v)
+
+    def string(key: str) -> str:
+        return str(_need(doc, key, str, "a string"))
+
+    def optional(key: str) -> str:
         v = doc.get(key, "")
         if not isinstance(v, str):
             raise OwnerFormatError(f"owner.json field {key!r} must be a string, not {v!r}")
-        optional[key] = v
+        return v
+
     known = {f.name for f in dataclasses.fields(OwnerRecord)}
     return OwnerRecord(
         owner_id=owner_id,
@@ -216,9 +216,15 @@ def parse_owner(data: bytes) -> OwnerRecord:
         phase=phase,
         pid=pid,
         heartbeat=heartbeat,
-        **numbers,
-        **strings,
-        **optional,
+        heartbeat_interval=seconds("heartbeat_interval"),
+        stale_timeout=seconds("stale_timeout"),
+        host=string("host"),
+        host_id=string("host_id"),
+        process_start=string("process_start"),
+        target=string("target"),
+        created_at=optional("created_at"),
+        updated_at=optional("updated_at"),
+        client=optional("client"),
         extra={k: v for k, v in doc.items() if k not in known},
     )
 

@@ -78,15 +78,17 @@ def _darwin_sysctl_string(name: str) -> str:
 
 @lru_cache(maxsize=1)
 def _windows_host_id() -> str:
+    if sys.platform != "win32":  # also tells type checkers on other systems to skip the rest
+        raise OSError("Windows only")
     import ctypes
     import time
-    import winreg  # type: ignore[import-not-found]
+    import winreg
 
     with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, r"SOFTWARE\Microsoft\Cryptography") as key:
         guid = str(winreg.QueryValueEx(key, "MachineGuid")[0])
     # Boot time rounded to 10 minutes: processes that round differently just
     # count as different hosts, which is the safe direction (wait, not break).
-    tick = ctypes.windll.kernel32.GetTickCount64  # type: ignore[attr-defined]
+    tick = ctypes.windll.kernel32.GetTickCount64
     tick.restype = ctypes.c_ulonglong
     boot = int((time.time() - tick() / 1000.0) // 600)
     return f"windows:{guid}:{boot}"
@@ -140,10 +142,12 @@ def _darwin_start(pid: int) -> str:
 
 def _windows_process(pid: int) -> tuple[bool | None, str]:
     """(alive?, creation-time token) through kernel32; (None, "") if unknown."""
+    if sys.platform != "win32":  # also tells type checkers on other systems to skip the rest
+        raise OSError("Windows only")
     import ctypes
     from ctypes import wintypes
 
-    k32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
+    k32 = ctypes.WinDLL("kernel32", use_last_error=True)
     k32.OpenProcess.restype = wintypes.HANDLE
     handle = k32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
     if not handle:
