@@ -13,6 +13,13 @@ Same file system (a temporary directory, or ``--dir``), same pragmas
              Also sss with ``audit=False`` (no log entry), to show what the log costs,
              and "lock+stdlib": the bare DirectoryLock acquire/release around the
              stdlib write, to show what the outer lock alone costs.
+             Two floors, run through this package's connection with no outer
+             lock and no Database layer, show what the design itself costs:
+             "floor-session" is the stdlib write plus a session and its
+             changeset() (what capturing the write costs at least);
+             "floor-audit" adds the epoch compare-and-set and the log insert
+             (what a fenced, logged write costs at least: every extra page is
+             written to the journal and the file, and fsynced).
              Median and mean per write; ratio sss / stdlib (target <= 1.15).
   contended  ``--procs`` processes each do ``--per`` of those writes on one file.
              sss: admitted writes, with the default lease and with linger=0
@@ -37,6 +44,7 @@ import tempfile
 import time
 
 import sqlite_session_safe as sss
+from sqlite_session_safe.coordination import audit, fencing
 from sqlite_session_safe.coordination.lock import DirectoryLock
 
 PRAGMAS = ("PRAGMA journal_mode=DELETE", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON")
@@ -72,6 +80,32 @@ def setup(path: str, audit: bool = True) -> None:
         db.migrate(SCHEMA + "; INSERT OR IGNORE INTO counter VALUES (1, 0)")
 
 
+def floor_connect(path: str) -> sss.Connection:
+    """A database set up like a coordinated one (epoch and log tables),
+    written through the plain connection."""
+    setup(path)
+    with sss.open(path) as db:  # one write, so the log and epoch tables exist
+        db.write(increment_sss)
+    con = sss.connect(path)
+    con.executescript("; ".join(PRAGMAS))
+    return con
+
+
+def floor_write(con: sss.Connection, epoch: list[int] | None) -> None:
+    """The statements a coordinated write runs, without the lock or the
+    Database layer: session + (with ``epoch``) fencing and the log entry."""
+    with con.transaction("immediate"):
+        if epoch is not None:
+            epoch[0] = fencing.advance_epoch(con, epoch[0])
+        with con.session(skip_reserved=True) as s:
+            (n,) = con.execute("SELECT n FROM counter WHERE id = 1").fetchone()
+            con.execute("UPDATE counter SET n = ? WHERE id = 1", (n + 1,))
+            changeset = s.changeset()
+        if epoch is not None:
+            audit.append_entry(con, owner="0" * 32, host="bench", pid=os.getpid(), label=None,
+                               kind="data", changeset=bytes(changeset), sql=None, epoch=epoch[0])
+
+
 def setup_stdlib(path: str) -> None:
     con = stdlib_connect(path, 5000)
     con.execute(SCHEMA)
@@ -94,6 +128,9 @@ def single(workdir: str, writes: int, rounds: int) -> dict[str, list[float]]:
     db_noaudit = sss.open(paths["sss-noaudit"], audit=False)
     con = stdlib_connect(paths["stdlib"], 5000)
     lock = DirectoryLock(paths["stdlib"])
+    floor_session = floor_connect(os.path.join(workdir, "single-floor-session.db"))
+    floor_audit = floor_connect(os.path.join(workdir, "single-floor-audit.db"))
+    epoch = [fencing.read_epoch(floor_audit)]
 
     def locked_stdlib() -> None:
         with lock:
@@ -104,6 +141,8 @@ def single(workdir: str, writes: int, rounds: int) -> dict[str, list[float]]:
         "sss-linger0": lambda: db_linger0.write(increment_sss),
         "sss-noaudit": lambda: db_noaudit.write(increment_sss),
         "lock+stdlib": locked_stdlib,
+        "floor-session": lambda: floor_write(floor_session, None),
+        "floor-audit": lambda: floor_write(floor_audit, epoch),
         "stdlib": lambda: increment_stdlib(con),
     }
     times: dict[str, list[float]] = {k: [] for k in runs}
@@ -121,6 +160,8 @@ def single(workdir: str, writes: int, rounds: int) -> dict[str, list[float]]:
     db_linger0.close()
     db_noaudit.close()
     con.close()
+    floor_session.close()
+    floor_audit.close()
     return times
 
 
@@ -203,7 +244,7 @@ def main() -> None:
             print(f"  {name:12s} median {med:7.3f}  mean {mean:7.3f}")
         print(f"  (sss: default lease, linger {sss.DEFAULT_LINGER['trusted']:g}s; "
               "sss-linger0: linger=0, lock taken per write)")
-        for name in ("sss", "sss-linger0", "sss-noaudit", "lock+stdlib"):
+        for name in ("sss", "sss-linger0", "sss-noaudit", "lock+stdlib", "floor-session", "floor-audit"):
             ratio_med = statistics.median(t[name]) / statistics.median(t["stdlib"])
             ratio_mean = statistics.mean(t[name]) / statistics.mean(t["stdlib"])
             print(f"  ratio {name}/stdlib: median {ratio_med:.3f}  mean {ratio_mean:.3f}  (target <= 1.15)")
