@@ -52,6 +52,13 @@ class Connection:
     :meth:`transaction` (preferred) or plain ``BEGIN``/``COMMIT`` SQL.
     """
 
+    #: SQL the cursor runs (connection lock held) before a DML statement
+    #: (INSERT/UPDATE/DELETE/REPLACE) outside a transaction: the DB-API face's
+    #: implicit BEGIN (legacy transaction control).  None: nothing, SQLite's
+    #: own autocommit.  Decided on the prepared statement, so a SELECT costs
+    #: one attribute test.
+    _begin: str | None = None
+
     def __init__(
         self,
         path: str | os.PathLike[str] | bytes,
@@ -466,6 +473,12 @@ class Connection:
     def _add_dependent(self, obj: _Dependent) -> None:
         """Register an object to close before this connection closes."""
         self._dependents.add(obj)
+
+    def _implicit_begin(self) -> None:
+        """Run :attr:`_begin` (the cursor found a DML statement in autocommit)."""
+        assert self._begin is not None
+        with self._use() as db:
+            self._ensure(lib.sqlite3_exec(db, self._begin.encode(), NULL, NULL, NULL), db, self._begin)
 
     def _check_open(self) -> Any:
         db = self._db

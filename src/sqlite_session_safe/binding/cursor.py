@@ -1,9 +1,13 @@
 """Cursors: run one statement and hand out its rows.
 
-Rows arrive in batches: one cffi call steps the statement many times and
-writes the rows in marshal format (``csrc/rows.c``); ``marshal.loads`` turns a
-batch into a list of tuples in C.  ``execute`` fills a small first batch, so a
-point query costs one call; ``fetchall`` asks for large ones.
+``execute`` binds, steps and builds the first small batch of rows in one call
+to the C extension ``_hotpath`` (``csrc/hotpath/hotpath.c``), so a point query
+costs one C call and no intermediate encoding.  Later batches (iteration,
+``fetchall``) come from one cffi call that steps the statement many times with
+the GIL released once and writes the rows in marshal format
+(``csrc/rows.c``); ``marshal.loads`` turns a batch into a list of tuples in C.
+Parameters ``_hotpath`` does not bind itself (subclasses, huge ints, ...) take
+the marshal path too (``csrc/bind.c``), which raises the precise errors.
 """
 
 from __future__ import annotations
@@ -13,14 +17,16 @@ from collections.abc import Iterable, Iterator, Mapping
 from itertools import islice
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from .. import _hotpath
 from .errors import BindingError, ClosedError, DataError, InterfaceError
-from .raw import error_from_db, lib
+from .raw import error_from_db, ffi, lib
 from .statement import Statement
 from .values import (
     Parameters,
     as_sequence,
     describe_bad_value,
     overflow_error,
+    pack_row,
     pack_rows,
 )
 
@@ -54,8 +60,13 @@ _ERR_NOMEM = lib.SSS_ERR_NOMEM
 _ERR_RETURNS_ROWS = lib.SSS_ERR_RETURNS_ROWS
 _BUFFER_MOVED = lib.SSS_BUFFER_MOVED
 _REPREPARED = lib.SSS_REPREPARED
-_dumps = marshal.dumps
 _EMPTY: list[Row] = []
+
+# The hot path calls the SQLite linked into _native, through its function
+# table: never a second copy of SQLite (see csrc/sss_api.h).
+_hotpath.init(int(ffi.cast("uintptr_t", lib.sss_sqlite_api())), lib.sss_sqlite_api_size())
+_hot_execute = _hotpath.execute
+_FALLBACK = _hotpath.FALLBACK
 
 
 class Cursor:
@@ -94,8 +105,8 @@ class Cursor:
         ``params`` is a sequence for ``?`` / ``?NNN`` placeholders or a mapping
         for ``:name`` / ``@name`` / ``$name`` ones.
         """
-        # This is the hot path of every query: the statement cache and the
-        # parameter fast path are inlined on purpose.
+        # This is the hot path of every query: the statement cache is inlined
+        # on purpose.
         con = self.connection
         lock = con._lock
         if not lock.acquire(False):
@@ -105,35 +116,40 @@ class Cursor:
                 self._raise_closed()
             if self._stmt is not None:
                 self._release()
-            # The row buffer of the current callback nesting depth (0 unless
-            # a user function or hook runs SQL: see binding/callbacks.py).
             cb = con._cb
-            scr = cb.top if not cb.depth else cb.scratch()
+            if cb.depth:
+                cb.scratch()  # refuses SQL inside a callback that must not run any
             cache = con._statements
             idle = cache._idle
             stmt = idle.pop(sql, None)
             if stmt is None:
                 stmt = Statement(con, sql)
-            handle = stmt.handle
-            if handle is None:  # empty statement: nothing to run
+            addr = stmt.addr
+            if not addr:  # empty statement: nothing to run
                 cache.checkin(stmt)
                 self._rows, self._pos, self._more, self._description = _EMPTY, 0, False, None
                 self.rowcount = -1
                 return self
-            if not params:
-                packed = b""
-            elif type(params) is tuple or type(params) is list:
-                try:
-                    packed = _dumps(params, 2)
-                except (ValueError, BufferError):
-                    packed = stmt.pack(params)
-            else:
-                packed = stmt.pack(params)
-            stmt.bound = packed  # the C side binds SQLITE_STATIC into these bytes
-            res = scr.res
-            rc = lib.sss_execute(handle, packed, len(packed), FIRST_BATCH_ROWS, BATCH_BYTES, scr.out, res)
+            if stmt.is_dml and con._begin is not None and lib.sqlite3_get_autocommit(con._db):
+                con._implicit_begin()  # the DB-API face's legacy transactions
+            try:
+                if type(params) is dict:
+                    params = stmt.mapping_to_row(params)
+                rc, rows, changes, last = _hot_execute(
+                    addr, params if params else None, FIRST_BATCH_ROWS, BATCH_BYTES
+                )
+                if rc == _FALLBACK:  # nothing ran: see _execute_packed
+                    rc, rows, changes, last = self._execute_packed(stmt, params)
+            except BaseException as exc:
+                # Bad parameters, or text that is not UTF-8 (the statement was
+                # reset): the statement goes back to the cache.
+                cache.checkin(stmt)
+                self._rows, self._pos, self._more = _EMPTY, 0, False
+                if isinstance(exc, UnicodeDecodeError):
+                    raise _bad_text_error(exc) from None
+                raise
             if cb.error is not None:
-                self._callback_failed(rc, stmt, scr)
+                self._callback_failed(stmt)
             if rc == _DONE:
                 idle[sql] = stmt  # back to the cache (cache.checkin, inlined)
                 if len(idle) > cache.size:
@@ -143,7 +159,9 @@ class Cursor:
                 self._stmt = stmt
                 self._more = True
             else:
-                rc = self._after_unusual_rc(rc, stmt, scr)
+                if rc & _REPREPARED:
+                    stmt.describe()
+                    rc &= ~_REPREPARED
                 if rc == _ROW:
                     self._stmt = stmt
                     self._more = True
@@ -152,24 +170,45 @@ class Cursor:
                     self._more = False
                     if rc != _DONE:
                         self._rows, self._pos = _EMPTY, 0
-                        raise self._error(rc, stmt, params, res)
-            description = self._description = stmt.description
-            if description is not None:
-                try:
-                    self._rows = _loads(scr.view)
-                except UnicodeDecodeError as exc:
-                    self._bad_text(exc)
-            else:
-                self._rows = _EMPTY
+                        raise self._error(rc, stmt, params, None)
+            self._description = stmt.description
+            self._rows = _EMPTY if rows is None else rows
             self._pos = 0
-            if stmt.readonly:
+            if changes is None:  # a read-only statement
                 self.rowcount = -1
             else:
-                self.rowcount = res.changes if stmt.is_dml else -1
-                self.lastrowid = res.last_rowid
+                self.rowcount = changes if stmt.is_dml else -1
+                self.lastrowid = last
             return self
         finally:
             lock.release()
+
+    def _execute_packed(self, stmt: Statement, params: Any) -> tuple[int, Any, Any, Any]:
+        """execute() through the marshal path, for the parameters the hot path
+        leaves to it: pack, bind, step (csrc/bind.c, csrc/rows.c).  Returns
+        what ``_hotpath.execute`` returns."""
+        if not params:
+            packed = b""
+        elif type(params) is tuple or type(params) is list:
+            packed = pack_row(params)
+        else:
+            packed = stmt.pack(params)
+        stmt.bound = packed  # the C side binds SQLITE_STATIC into these bytes
+        con = self.connection
+        scr = con._cb.scratch()
+        res = scr.res
+        rc = lib.sss_execute(stmt.handle, packed, len(packed), FIRST_BATCH_ROWS, BATCH_BYTES, scr.out, res)
+        if rc < 0 or rc & _BUFFER_MOVED:  # moved, or may have on errors
+            scr.refresh()
+            if rc < 0:  # could not bind (nothing ran), or out of memory
+                raise self._error(rc, stmt, params, res)
+            rc &= ~_BUFFER_MOVED
+        rows = None
+        if stmt.column_count and (rc & 0xFF == _ROW or rc & 0xFF == _DONE):
+            rows = _loads(scr.view)
+        if lib.sqlite3_stmt_readonly(stmt.handle):
+            return rc, rows, None, None
+        return rc, rows, res.changes, res.last_rowid
 
     def _after_unusual_rc(self, rc: int, stmt: Statement, scr: Scratch) -> int:
         """Handle the flags that ride on a helper's return code besides ROW or
@@ -182,10 +221,9 @@ class Cursor:
             rc &= ~(_BUFFER_MOVED | _REPREPARED)
         return rc
 
-    def _callback_failed(self, rc: int, stmt: Statement, scr: Scratch) -> NoReturn:
+    def _callback_failed(self, stmt: Statement) -> NoReturn:
         """A user function or hook raised while the statement ran: reset the
         statement, then raise that exception itself."""
-        self._after_unusual_rc(rc, stmt, scr)
         self._stmt = None
         self._rows, self._pos, self._more = _EMPTY, 0, False
         con = self.connection
@@ -209,6 +247,8 @@ class Cursor:
             self._rows, self._pos, self._more, self._description = _EMPTY, 0, False, None
             stmt = con._statements.checkout(con, sql)
             try:
+                if stmt.is_dml and con._begin is not None and lib.sqlite3_get_autocommit(con._db):
+                    con._implicit_begin()
                 if stmt.column_count:
                     raise InterfaceError(
                         "executemany() runs statements that return no rows; "
@@ -257,10 +297,7 @@ class Cursor:
     def _bad_text(self, exc: UnicodeDecodeError) -> None:
         self._release()
         self._rows, self._pos, self._more = _EMPTY, 0, False
-        raise DataError(
-            f"a TEXT value is not valid UTF-8 ({exc.reason} at byte {exc.start}); "
-            "read it as bytes with CAST(column AS BLOB)"
-        ) from None
+        raise _bad_text_error(exc) from None
 
     def _fill(self, max_rows: int) -> list[Row]:
         """Step the active statement for the next batch of rows."""
@@ -271,10 +308,10 @@ class Cursor:
             cb = con._cb
             scr = cb.top if not cb.depth else cb.scratch()
             rc = lib.sss_fill_rows(stmt.handle, max_rows, BATCH_BYTES, scr.out, scr.res)
-            if cb.error is not None:
-                self._callback_failed(rc, stmt, scr)
             if rc != _ROW and rc != _DONE:
                 rc = self._after_unusual_rc(rc, stmt, scr)
+            if cb.error is not None:
+                self._callback_failed(stmt)
             if rc != _ROW:
                 self._more = False
                 self._stmt = None
@@ -421,6 +458,13 @@ class Cursor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _bad_text_error(exc: UnicodeDecodeError) -> DataError:
+    return DataError(
+        f"a TEXT value is not valid UTF-8 ({exc.reason} at byte {exc.start}); "
+        "read it as bytes with CAST(column AS BLOB)"
+    )
 
 
 def _count(params: Any) -> str:

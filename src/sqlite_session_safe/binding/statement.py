@@ -41,6 +41,7 @@ class Statement:
     __slots__ = (
         "__weakref__",
         "handle",
+        "addr",
         "sql",
         "column_count",
         "param_count",
@@ -52,6 +53,9 @@ class Statement:
     )
 
     handle: Any
+    #: the handle's address for the C hot path (``_hotpath``); 0 when there is
+    #: no statement (empty SQL) or it was finalized
+    addr: int
     sql: str
     column_count: int
     param_count: int
@@ -91,6 +95,7 @@ class Statement:
             finally:
                 cb.error = None  # the authorizer, on SQL that is refused anyway
         self.handle = handle
+        self.addr = int(ffi.cast("uintptr_t", handle)) if handle is not None else 0
         self.sql = sql
         self.bound = None
         self.description = None
@@ -151,6 +156,7 @@ class Statement:
         if self.handle is not None:
             ffi.release(self.handle)  # calls sqlite3_finalize now, never again
         self.handle = None
+        self.addr = 0
         self.bound = None
 
 

@@ -28,7 +28,6 @@ from typing import Any, Literal
 
 from ...binding import errors as native
 from ...binding.connection import Connection as NativeConnection
-from ...binding.statement import _DML
 from . import callbacks as _callbacks
 from .blob import Blob
 from .cursor import Cursor
@@ -152,7 +151,6 @@ class Connection(ConnectionFace, NativeConnection):
         self._detect_types = detect_types
         self._text_factory: Any = str
         self._row_hooks = detect_types != 0
-        self._dml: dict[str, bool] = {}
         #: execute() may build a plain Cursor itself (cursor() not overridden)
         self._plain_cursor = type(self).cursor is Connection.cursor
         self._begin: str | None = None
@@ -176,16 +174,6 @@ class Connection(ConnectionFace, NativeConnection):
             self._begin = f"BEGIN {level}".rstrip()
         else:
             self._begin = None
-
-    def _classify(self, sql: object) -> bool:
-        """Whether ``sql`` is DML (INSERT/UPDATE/DELETE/REPLACE), cached."""
-        if not isinstance(sql, str):
-            return False
-        dml = self._dml
-        if len(dml) > 512:
-            dml.clear()
-        result = dml[sql] = bool(_DML.match(sql))
-        return result
 
     def _implicit_begin(self) -> None:
         assert self._begin is not None

@@ -38,7 +38,6 @@ _native_fetchall = NativeCursor.fetchall
 _native_next = NativeCursor.__next__
 _native_close = NativeCursor.close
 _adapt_state = _adapters._state
-_get_autocommit = lib.sqlite3_get_autocommit
 
 Post = Callable[[tuple[Any, ...]], Any]
 
@@ -73,17 +72,13 @@ class Cursor(NativeCursor):
         """Run one SQL statement; parameters are a sequence (``?``) or a
         mapping (``:name``).  Returns the cursor."""
         # The hot path of every query: each check is one attribute test when
-        # it does not apply.
+        # it does not apply.  The implicit BEGIN of legacy transactions is
+        # issued by the native execute, once it has the prepared statement
+        # (Connection._begin).
         con = self.connection
         owner = con._thread
         if owner is not None and owner != get_ident():
             con._check_thread()
-        if con._begin is not None:
-            dml = con._dml.get(sql)
-            if dml is None:
-                dml = con._classify(sql)
-            if dml and con._db is not None and _get_autocommit(con._db):
-                con._implicit_begin()
         if _adapt_state["base_adapted"] and parameters:
             parameters = _adapters.adapt_parameters(parameters)
         try:
@@ -119,12 +114,6 @@ class Cursor(NativeCursor):
         con._check_thread()
         if not isinstance(sql, str):
             raise TypeError(f"executemany() argument 1 must be str, not {type(sql).__name__}")
-        if con._begin is not None:
-            dml = con._dml.get(sql)
-            if dml is None:
-                dml = con._classify(sql)
-            if dml and con._db is not None and _get_autocommit(con._db):
-                con._implicit_begin()
         saved = self.lastrowid  # stdlib: executemany leaves lastrowid alone
         try:
             if _adapt_state["base_adapted"]:

@@ -1,0 +1,352 @@
+/*
+ * hotpath.c - sqlite_session_safe._hotpath: the per-query hot path as a
+ * CPython extension.
+ *
+ * A point query through the cffi helpers pays for marshal.dumps of the
+ * parameters, a cffi call, and marshal.loads of the rows.  Here one C-API call
+ * binds the parameters straight from the tuple, steps, and builds the row
+ * tuples directly, the way the stdlib sqlite3 module does.  Only execute()'s
+ * first small batch of rows is built here: the GIL is released around every
+ * step (as the stdlib does), which a big result would pay for per row and
+ * per thread switch, so later batches keep the marshal path (csrc/rows.c),
+ * which steps a whole batch with the GIL released once.
+ *
+ * One SQLite per process: this module does not link SQLite.  It calls the
+ * engine linked into the cffi module (_native) through the function table
+ * that module hands over (csrc/sss_api.c), SQLite's own loadable-extension
+ * layout; until init() has run every other function refuses to work.
+ *
+ * The GIL is released around sqlite3_step and sqlite3_reset, as cffi does for
+ * every call: SQLite is built SQLITE_THREADSAFE=1, the connection is opened
+ * NOMUTEX, and the Python side holds the connection's own try-lock for the
+ * whole call, so no other thread can use the connection meanwhile; user
+ * functions and hooks that SQLite calls during a step take the GIL back
+ * themselves (cffi callbacks), and Connection.interrupt() from another thread
+ * can run.  Binding and column reads touch no file and run with the GIL held.
+ *
+ * Values are converted exactly as the marshal path does (csrc/rows.c +
+ * marshal.loads, csrc/bind.c + marshal.dumps):
+ *   result:    NULL -> None, INTEGER -> int, FLOAT -> float,
+ *              TEXT -> str (UTF-8, "surrogatepass", as marshal decodes it),
+ *              BLOB -> bytes;
+ *   parameter: None, bool, exact int (64-bit), exact float, exact str
+ *              (UTF-8 without lone surrogates) and exact bytes are bound here.
+ * Anything else (other types, subclasses, ints beyond 64 bits, surrogates,
+ * the wrong number of parameters) makes execute() return SSS_FALLBACK before
+ * anything ran, and the caller takes the marshal path, which handles every
+ * case and raises the precise error.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "sss.h"
+#include "sqlite3ext.h"
+
+/* sqlite3ext.h turns every sqlite3_* call below into sqlite3_api->... */
+static const sqlite3_api_routines *sqlite3_api;
+
+/* Returned by execute() when the parameters need the marshal path. */
+#define SSS_FALLBACK (-7)
+
+static int check_ready(void)
+{
+    if (sqlite3_api == NULL) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "sqlite_session_safe._hotpath.init() has not run");
+        return -1;
+    }
+    return 0;
+}
+
+/* The statement at address obj.  0 (a finalized statement) is passed on as
+ * NULL: SQLite's API armor then answers SQLITE_MISUSE, as it does when the
+ * cffi helpers get a NULL handle.  -1 with an exception set on a bad obj. */
+static int stmt_arg(PyObject *obj, sqlite3_stmt **out)
+{
+    void *p = PyLong_AsVoidPtr(obj);
+    if (p == NULL && PyErr_Occurred())
+        return -1;
+    *out = (sqlite3_stmt *)p;
+    return 0;
+}
+
+/* Binds one parameter; 0 on success, SSS_FALLBACK for a value the marshal
+ * path must handle, or a SQLite error code from the bind call. */
+static int bind_one(sqlite3_stmt *stmt, int i, PyObject *v)
+{
+    if (v == Py_None)
+        return sqlite3_bind_null(stmt, i);
+    PyTypeObject *t = Py_TYPE(v);
+    if (t == &PyLong_Type) {
+        int overflow = 0;
+        long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (overflow)
+            return SSS_FALLBACK;
+        return sqlite3_bind_int64(stmt, i, x);
+    }
+    if (t == &PyUnicode_Type) {
+        Py_ssize_t n;
+        const char *s = PyUnicode_AsUTF8AndSize(v, &n);
+        if (s == NULL) { /* lone surrogates: marshal encodes them "surrogatepass" */
+            PyErr_Clear();
+            return SSS_FALLBACK;
+        }
+        return sqlite3_bind_text64(stmt, i, s, (sqlite3_uint64)n, SQLITE_TRANSIENT,
+                                   SQLITE_UTF8);
+    }
+    if (t == &PyFloat_Type)
+        return sqlite3_bind_double(stmt, i, PyFloat_AS_DOUBLE(v));
+    if (t == &PyBytes_Type)
+        return sqlite3_bind_blob64(stmt, i, PyBytes_AS_STRING(v),
+                                   (sqlite3_uint64)PyBytes_GET_SIZE(v), SQLITE_TRANSIENT);
+    if (t == &PyBool_Type)
+        return sqlite3_bind_int64(stmt, i, v == Py_True);
+    return SSS_FALLBACK;
+}
+
+/* Binds a tuple or list of parameters (NULL: none).  0, SSS_FALLBACK, or a
+ * SQLite error code from a bind call. */
+static int bind_params(sqlite3_stmt *stmt, PyObject *params)
+{
+    int count = sqlite3_bind_parameter_count(stmt);
+    if (params == NULL)
+        return count == 0 ? 0 : SSS_FALLBACK;
+    if (!PyTuple_CheckExact(params) && !PyList_CheckExact(params))
+        return SSS_FALLBACK;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(params);
+    if (n != count)
+        return SSS_FALLBACK;
+    PyObject **items = PySequence_Fast_ITEMS(params);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int rc = bind_one(stmt, (int)i + 1, items[i]);
+        if (rc != SQLITE_OK)
+            return rc;
+    }
+    return 0;
+}
+
+/* The current row as a tuple; *bytes grows by about its size.  NULL with an
+ * exception set on failure (UnicodeDecodeError for text that is not UTF-8,
+ * MemoryError). */
+static PyObject *make_row(sqlite3_stmt *stmt, int ncols, size_t *bytes)
+{
+    PyObject *row = PyTuple_New(ncols);
+    if (row == NULL)
+        return NULL;
+    for (int i = 0; i < ncols; i++) {
+        PyObject *v;
+        switch (sqlite3_column_type(stmt, i)) {
+        case SQLITE_INTEGER:
+            v = PyLong_FromLongLong(sqlite3_column_int64(stmt, i));
+            *bytes += 9;
+            break;
+        case SQLITE_FLOAT:
+            v = PyFloat_FromDouble(sqlite3_column_double(stmt, i));
+            *bytes += 9;
+            break;
+        case SQLITE_TEXT: {
+            const unsigned char *s = sqlite3_column_text(stmt, i);
+            if (s == NULL) { /* SQLite could not allocate the text */
+                Py_DECREF(row);
+                return PyErr_NoMemory();
+            }
+            int n = sqlite3_column_bytes(stmt, i);
+            v = PyUnicode_DecodeUTF8((const char *)s, n, "surrogatepass");
+            *bytes += (size_t)n + 5;
+            break;
+        }
+        case SQLITE_BLOB: {
+            const void *b = sqlite3_column_blob(stmt, i);
+            int n = sqlite3_column_bytes(stmt, i);
+            if (b == NULL && n) {
+                Py_DECREF(row);
+                return PyErr_NoMemory();
+            }
+            v = PyBytes_FromStringAndSize(b ? (const char *)b : "", n);
+            *bytes += (size_t)n + 5;
+            break;
+        }
+        default:
+            v = Py_NewRef(Py_None);
+            *bytes += 1;
+        }
+        if (v == NULL) {
+            Py_DECREF(row);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(row, i, v);
+    }
+    return row;
+}
+
+static void reset_nogil(sqlite3_stmt *stmt)
+{
+    Py_BEGIN_ALLOW_THREADS
+    sqlite3_reset(stmt);
+    Py_END_ALLOW_THREADS
+}
+
+/* Steps stmt up to max_rows times (stopping early once the rows hold about
+ * max_bytes) and appends the rows to a new list stored in *out.  Returns
+ * SQLITE_ROW when more rows may follow, SQLITE_DONE or an error code (the
+ * statement is then reset), or -1 with an exception set (the statement is
+ * reset too). */
+static int fill(sqlite3_stmt *stmt, long max_rows, size_t max_bytes, PyObject **out)
+{
+    PyObject *rows = PyList_New(0);
+    if (rows == NULL)
+        return -1;
+    size_t bytes = 0;
+    int ncols = 0;
+    int rc = SQLITE_ROW;
+    for (long n = 0; n < max_rows && bytes < max_bytes; n++) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = sqlite3_step(stmt);
+        if (rc != SQLITE_ROW)
+            sqlite3_reset(stmt); /* stop holding the read transaction */
+        Py_END_ALLOW_THREADS
+        if (rc != SQLITE_ROW)
+            break;
+        if (n == 0) /* after the first step: a re-prepare may change the columns */
+            ncols = sqlite3_column_count(stmt);
+        PyObject *row = make_row(stmt, ncols, &bytes);
+        if (row == NULL || PyList_Append(rows, row) < 0) {
+            Py_XDECREF(row);
+            Py_DECREF(rows);
+            reset_nogil(stmt);
+            return -1;
+        }
+        Py_DECREF(row);
+    }
+    *out = rows;
+    return rc;
+}
+
+static PyObject *hot_init(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "init(api_address, api_size)");
+        return NULL;
+    }
+    void *api = PyLong_AsVoidPtr(args[0]);
+    if (api == NULL)
+        return PyErr_Occurred() ? NULL : PyErr_Format(PyExc_ValueError, "NULL API table");
+    size_t size = PyLong_AsSize_t(args[1]);
+    if (size == (size_t)-1 && PyErr_Occurred())
+        return NULL;
+    if (size != sizeof(sqlite3_api_routines)) {
+        return PyErr_Format(PyExc_ImportError,
+                            "the SQLite function table has %zu bytes, this build expects %zu: "
+                            "_native and _hotpath come from different builds",
+                            size, sizeof(sqlite3_api_routines));
+    }
+    sqlite3_api = (const sqlite3_api_routines *)api;
+    Py_RETURN_NONE;
+}
+
+static PyObject *pack4(int rc, PyObject *rows, PyObject *changes, PyObject *last)
+{
+    PyObject *result = PyTuple_New(4);
+    PyObject *code = PyLong_FromLong(rc);
+    if (result == NULL || code == NULL || changes == NULL || last == NULL) {
+        Py_XDECREF(result);
+        Py_XDECREF(code);
+        Py_XDECREF(rows);
+        Py_XDECREF(changes);
+        Py_XDECREF(last);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(result, 0, code);
+    PyTuple_SET_ITEM(result, 1, rows);
+    PyTuple_SET_ITEM(result, 2, changes);
+    PyTuple_SET_ITEM(result, 3, last);
+    return result;
+}
+
+/* execute(stmt, params, max_rows, max_bytes) -> (rc, rows, changes, last_rowid)
+ * See hotpath.pyi. */
+static PyObject *hot_execute(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "execute(stmt, params, max_rows, max_bytes)");
+        return NULL;
+    }
+    if (check_ready() < 0)
+        return NULL;
+    sqlite3_stmt *stmt;
+    if (stmt_arg(args[0], &stmt) < 0)
+        return NULL;
+    long max_rows = PyLong_AsLong(args[2]);
+    if (max_rows == -1 && PyErr_Occurred())
+        return NULL;
+    size_t max_bytes = PyLong_AsSize_t(args[3]);
+    if (max_bytes == (size_t)-1 && PyErr_Occurred())
+        return NULL;
+    PyObject *params = args[1] == Py_None ? NULL : args[1];
+
+    if (sqlite3_stmt_busy(stmt)) /* finished statements were reset already */
+        reset_nogil(stmt);
+    /* Any failure to bind, SQLite's own included (SQLITE_TOOBIG, ...), goes
+     * to the marshal path: it binds again and reports the failing parameter. */
+    int rc = bind_params(stmt, params);
+    if (rc != SQLITE_OK)
+        return pack4(SSS_FALLBACK, Py_NewRef(Py_None), Py_NewRef(Py_None), Py_NewRef(Py_None));
+
+    int reprepares = sqlite3_stmt_status(stmt, SQLITE_STMTSTATUS_REPREPARE, 0);
+    PyObject *rows = NULL;
+    if (sqlite3_column_count(stmt) > 0) {
+        rc = fill(stmt, max_rows, max_bytes, &rows);
+        if (rc == -1)
+            return NULL;
+    } else {
+        Py_BEGIN_ALLOW_THREADS
+        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+            ;
+        sqlite3_reset(stmt);
+        Py_END_ALLOW_THREADS
+        rows = Py_NewRef(Py_None);
+    }
+    PyObject *changes, *last;
+    if (sqlite3_stmt_readonly(stmt)) {
+        changes = Py_NewRef(Py_None);
+        last = Py_NewRef(Py_None);
+    } else {
+        sqlite3 *db = sqlite3_db_handle(stmt);
+        changes = PyLong_FromLongLong(sqlite3_changes64(db));
+        last = PyLong_FromLongLong(sqlite3_last_insert_rowid(db));
+    }
+    if (sqlite3_stmt_status(stmt, SQLITE_STMTSTATUS_REPREPARE, 0) != reprepares)
+        rc |= SSS_REPREPARED;
+    return pack4(rc, rows, changes, last);
+}
+
+static PyMethodDef hot_methods[] = {
+    {"init", (PyCFunction)(void (*)(void))hot_init, METH_FASTCALL,
+     "init(api_address, api_size): use the SQLite function table of _native."},
+    {"execute", (PyCFunction)(void (*)(void))hot_execute, METH_FASTCALL,
+     "execute(stmt, params, max_rows, max_bytes) -> (rc, rows, changes, last_rowid)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef hot_module = {
+    PyModuleDef_HEAD_INIT,
+    "sqlite_session_safe._hotpath",
+    "The per-query hot path (bind, step, build rows) in C; see csrc/hotpath/hotpath.c.",
+    -1,
+    hot_methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__hotpath(void)
+{
+    PyObject *m = PyModule_Create(&hot_module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddIntConstant(m, "FALLBACK", SSS_FALLBACK) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
