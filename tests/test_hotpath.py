@@ -1,0 +1,343 @@
+"""The per-query hot path (``_hotpath``, csrc/hotpath/hotpath.c) against the
+marshal path it replaces for execute()'s first rows (csrc/bind.c, rows.c) and
+against the stdlib ``sqlite3``: the same values, the same errors, the same
+behaviour under callbacks, threads, interrupts and closing."""
+
+from __future__ import annotations
+
+import math
+import sqlite3 as stdlib
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import sqlite_session_safe as sss
+import sqlite_session_safe.dbapi as dbapi
+from sqlite_session_safe import _hotpath, _native
+from sqlite_session_safe.binding.cursor import FIRST_BATCH_ROWS
+
+
+class Params(tuple):  # type: ignore[type-arg]
+    """A tuple subclass: the hot path leaves it to the marshal path."""
+
+
+INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    INT64,
+    st.sampled_from([0, 1, -1, 2**31 - 1, -(2**31), 2**31, 2**63 - 1, -(2**63)]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(alphabet=st.characters(exclude_categories=["Cs"])),
+    st.binary(),
+)
+ROWS = st.lists(VALUES, min_size=1, max_size=6)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equality where NaN equals NaN and -0.0 differs from 0.0 (types too)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float):
+        return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
+    return bool(a == b)
+
+
+@pytest.fixture(scope="module")
+def cons() -> Any:
+    ours = sss.connect(":memory:")
+    theirs = stdlib.connect(":memory:", isolation_level=None)
+    face = dbapi.connect(":memory:", isolation_level=None)
+    yield ours, theirs, face
+    ours.close()
+    theirs.close()
+    face.close()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(row=ROWS)
+def test_values_round_trip_like_the_marshal_path_and_the_stdlib(cons: Any, row: list[Any]) -> None:
+    ours, theirs, face = cons
+    sql = "SELECT " + ", ".join("?" for _ in row)
+    hot = ours.execute(sql, tuple(row)).fetchone()
+    assert _same(hot, ours.execute(sql, list(row)).fetchone())
+    assert _same(hot, ours.execute(sql, Params(row)).fetchone())  # the marshal path
+    assert _same(hot, theirs.execute(sql, tuple(row)).fetchone())
+    assert _same(hot, face.execute(sql, tuple(row)).fetchone())
+    named = "SELECT " + ", ".join(f":p{i}" for i in range(len(row)))
+    assert _same(hot, ours.execute(named, {f"p{i}": v for i, v in enumerate(row)}).fetchone())
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(ROWS.map(lambda r: (r + [None] * 6)[:6]), min_size=0, max_size=FIRST_BATCH_ROWS + 40))
+def test_stored_rows_across_the_first_batch(cons: Any, rows: list[list[Any]]) -> None:
+    """Rows read back from a table: the first batch comes from the hot path,
+    the rest from the marshal path; both agree with the stdlib."""
+    ours, theirs, _ = cons
+    for con in (ours, theirs):
+        con.execute("DROP TABLE IF EXISTS r")
+        con.execute("CREATE TABLE r(a, b, c, d, e, f)")
+        con.executemany("INSERT INTO r VALUES (?, ?, ?, ?, ?, ?)", rows)
+    mine = ours.execute("SELECT * FROM r ORDER BY rowid").fetchall()
+    assert _same(tuple(mine), tuple(theirs.execute("SELECT * FROM r ORDER BY rowid").fetchall()))
+    assert _same(tuple(mine), tuple(ours.execute("SELECT * FROM r ORDER BY rowid")))
+
+
+def test_big_ints_surrogates_and_subclasses_take_the_marshal_path() -> None:
+    con = sss.connect(":memory:")
+    for bad in (2**63, -(2**63) - 1):
+        with pytest.raises(sss.BindingOverflowError) as hot:
+            con.execute("SELECT ?", (bad,))
+        with pytest.raises(sss.BindingOverflowError) as packed:
+            con.execute("SELECT ?", Params((bad,)))
+        assert str(hot.value) == str(packed.value)
+    # A lone surrogate is stored the way marshal encodes it ("surrogatepass").
+    assert con.execute("SELECT ?", ("a\ud800b",)).fetchone() == ("a\ud800b",)
+    assert con.execute("SELECT CAST(? AS BLOB)", ("\ud800",)).fetchone() == (b"\xed\xa0\x80",)
+
+    class Text(str):
+        pass
+
+    assert con.execute("SELECT ?, ?, ?", (Text("x"), True, bytearray(b"ab"))).fetchone() == ("x", 1, b"ab")
+    with pytest.raises(sss.BindingError, match="parameter 2 has unsupported type object"):
+        con.execute("SELECT ?, ?", (1, object()))
+    with pytest.raises(sss.BindingError, match="takes 2 parameters, 1 given"):
+        con.execute("SELECT ?, ?", (1,))
+    with pytest.raises(sss.BindingError, match="takes 1 parameter, 0 given"):
+        con.execute("SELECT ?")
+    # Every failure above returned its statement to the cache, unharmed.
+    assert con.execute("SELECT ?, ?", (1, 2)).fetchone() == (1, 2)
+    con.close()
+
+
+def test_sqlite_bind_errors_match_the_marshal_path() -> None:
+    con = sss.connect(":memory:")
+    con.setlimit(_native.lib.SQLITE_LIMIT_LENGTH, 10)  # binding 100 bytes: SQLITE_TOOBIG
+    with pytest.raises(sss.Error) as hot:
+        con.execute("SELECT ?", ("x" * 100,))
+    with pytest.raises(sss.Error) as packed:
+        con.execute("SELECT ?", Params(("x" * 100,)))
+    assert type(hot.value) is type(packed.value)
+    assert str(hot.value) == str(packed.value)
+    con.close()
+
+
+def test_text_that_is_not_utf8(tmp_path: Path) -> None:
+    con = sss.connect(tmp_path / "bad.db")
+    con.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, s TEXT)")
+    con.executemany("INSERT INTO t(s) VALUES (?)", [("ok",)] * (FIRST_BATCH_ROWS + 10))
+    con.execute("INSERT INTO t(s) VALUES (CAST(x'ff61' AS TEXT))")
+    (bad,) = con.execute("SELECT max(id) FROM t").fetchall()[0]
+    # In the first batch (hot path) and in a later one (marshal path): the same error.
+    with pytest.raises(sss.DataError) as hot:
+        con.execute("SELECT s FROM t WHERE id = ?", (bad,))
+    cur = con.execute("SELECT s FROM t ORDER BY id")
+    with pytest.raises(sss.DataError) as later:
+        cur.fetchall()
+    assert str(hot.value) == str(later.value)
+    assert "not valid UTF-8" in str(hot.value)
+    # Neither left a statement holding the read transaction open.
+    assert con.execute("SELECT CAST(s AS BLOB) FROM t WHERE id = ?", (bad,)).fetchone() == (b"\xffa",)
+    con.execute("BEGIN EXCLUSIVE")
+    con.execute("COMMIT")
+    con.close()
+
+
+def test_reentrant_point_queries_from_a_user_function() -> None:
+    con = sss.connect(":memory:")
+    con.execute("CREATE TABLE kv(k INTEGER PRIMARY KEY, v TEXT)")
+    con.executemany("INSERT INTO kv VALUES (?, ?)", [(i, f"v{i}") for i in range(200)])
+
+    def lookup(k: int) -> str:
+        # The outer statement is stepping: this nested query runs the same SQL
+        # (a second statement is prepared: the first is checked out).
+        row = con.execute("SELECT v FROM kv WHERE k = ?", (k,)).fetchone()
+        assert row is not None
+        return str(row[0]) + "!"
+
+    con.create_function("lookup", 1, lookup)
+    rows = con.execute("SELECT k, lookup(k) FROM kv WHERE k = ?", (7,)).fetchall()
+    assert rows == [(7, "v7!")]
+    many = con.execute("SELECT lookup(k) FROM kv ORDER BY k").fetchall()
+    assert many == [(f"v{i}!",) for i in range(200)]
+    con.close()
+
+
+def test_exception_from_a_user_function_in_the_first_batch() -> None:
+    con = sss.connect(":memory:")
+
+    def boom(x: int) -> int:
+        raise KeyError(x)
+
+    con.create_function("boom", 1, boom)
+    with pytest.raises(KeyError):
+        con.execute("SELECT boom(?)", (3,))
+    assert con.execute("SELECT ?", (1,)).fetchone() == (1,)
+    face = dbapi.connect(":memory:")
+    face.create_function("boom", 1, boom)
+    with pytest.raises(dbapi.OperationalError) as info:
+        face.execute("SELECT boom(?)", (3,))
+    assert isinstance(info.value.__cause__, KeyError)
+    con.close()
+    face.close()
+
+
+def test_a_second_thread_is_refused_while_a_step_runs() -> None:
+    """The GIL is released during the step; the connection's lock still keeps
+    a second thread out (never two threads inside SQLite on one connection)."""
+    con = sss.connect(":memory:")
+    inside = threading.Event()
+    release = threading.Event()
+    seen: list[BaseException] = []
+
+    def wait(x: int) -> int:
+        inside.set()
+        release.wait(10)
+        return x
+
+    con.create_function("wait", 1, wait)
+
+    def other() -> None:
+        inside.wait(10)
+        try:
+            con.execute("SELECT ?", (1,))
+        except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+            seen.append(exc)
+        finally:
+            release.set()
+
+    t = threading.Thread(target=other)
+    t.start()
+    assert con.execute("SELECT wait(?)", (5,)).fetchone() == (5,)
+    t.join()
+    assert len(seen) == 1 and isinstance(seen[0], sss.ThreadingError)
+    con.close()
+
+
+def test_dbapi_thread_check_and_closed_connection(tmp_path: Path) -> None:
+    con = dbapi.connect(tmp_path / "t.db")
+    con.execute("CREATE TABLE t(x)")
+    errors: list[BaseException] = []
+
+    def other() -> None:
+        try:
+            con.execute("SELECT ?", (1,))
+        except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+            errors.append(exc)
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    assert len(errors) == 1 and isinstance(errors[0], dbapi.ProgrammingError)
+    assert "same thread" in str(errors[0])
+    cur = con.cursor()
+    con.close()
+    with pytest.raises(dbapi.ProgrammingError, match="closed database"):
+        con.execute("SELECT ?", (1,))
+    with pytest.raises(dbapi.ProgrammingError, match="closed database"):
+        cur.execute("SELECT ?", (1,))
+    native = sss.connect(":memory:")
+    ncur = native.cursor()
+    native.close()
+    with pytest.raises(sss.ClosedError):
+        ncur.execute("SELECT ?", (1,))
+
+
+def test_interrupt_reaches_a_point_query_in_the_hot_path() -> None:
+    con = sss.connect(":memory:")
+    done = threading.Event()
+
+    def interrupter() -> None:
+        # Runs while the main thread is inside sqlite3_step: only possible
+        # because the hot path releases the GIL around it.
+        while not done.wait(0.01):
+            con.interrupt()
+
+    t = threading.Thread(target=interrupter)
+    t.start()
+    try:
+        with pytest.raises(sss.InterruptError):
+            con.execute(
+                "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r) "
+                "SELECT count(*) FROM r WHERE i = ?",
+                (-1,),
+            )
+    finally:
+        done.set()
+        t.join()
+    assert con.execute("SELECT ?", (2,)).fetchone() == (2,)
+    con.close()
+
+
+def test_schema_change_refreshes_the_description() -> None:
+    con = sss.connect(":memory:")
+    con.execute("CREATE TABLE t(a)")
+    con.execute("INSERT INTO t VALUES (1)")
+    sql = "SELECT * FROM t WHERE a = ?"
+    cur = con.execute(sql, (1,))
+    assert [d[0] for d in cur.description or ()] == ["a"] and cur.fetchall() == [(1,)]
+    con.execute("ALTER TABLE t ADD COLUMN b DEFAULT 'x'")
+    cur = con.execute(sql, (1,))  # the cached statement is re-prepared on step
+    assert [d[0] for d in cur.description or ()] == ["a", "b"]
+    assert cur.fetchall() == [(1, "x")]
+    con.close()
+
+
+def test_rowcount_and_lastrowid_through_the_hot_path(tmp_path: Path) -> None:
+    for mod in (stdlib, dbapi):
+        con = mod.connect(tmp_path / f"{mod.__name__}.db")
+        con.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, x)")
+        cur = con.execute("INSERT INTO t(x) VALUES (?)", (1,))
+        assert (cur.rowcount, cur.lastrowid) == (1, 1)
+        assert con.in_transaction  # the implicit BEGIN of legacy mode
+        con.commit()
+        cur = con.execute("UPDATE t SET x = ? WHERE id > ?", (2, 0))
+        assert cur.rowcount == 1 and con.in_transaction
+        con.rollback()
+        assert con.execute("SELECT x FROM t").fetchone() == (1,)
+        assert not con.in_transaction
+        # A statement that fails to prepare issues no BEGIN.
+        with pytest.raises(mod.OperationalError):
+            con.execute("INSERT INTO missing VALUES (?)", (1,))
+        assert not con.in_transaction
+        con.executemany("INSERT INTO t(x) VALUES (?)", [(3,), (4,)])
+        assert con.in_transaction
+        con.commit()
+        con.close()
+
+
+def test_one_sqlite_in_the_process() -> None:
+    """_hotpath calls _native's SQLite; it carries no engine of its own."""
+    magic = b"SQLite format 3"  # the database header string, compiled into the engine
+    assert magic in Path(_native.__file__).read_bytes()
+    assert magic not in Path(_hotpath.__file__).read_bytes()
+    with pytest.raises(ImportError, match="different builds"):
+        _hotpath.init(1, 3)
+
+
+def test_hotpath_refuses_to_run_before_init() -> None:
+    # A fresh process that loads the extension without the package (whose
+    # import runs init()).
+    code = (
+        "import importlib.machinery, importlib.util, sys\n"
+        "loader = importlib.machinery.ExtensionFileLoader('_hotpath', sys.argv[1])\n"
+        "spec = importlib.util.spec_from_file_location('_hotpath', sys.argv[1], loader=loader)\n"
+        "m = importlib.util.module_from_spec(spec)\n"
+        "loader.exec_module(m)\n"
+        "try:\n"
+        "    m.execute(0, None, 1, 1)\n"
+        "except RuntimeError as exc:\n"
+        "    print('refused:', exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, _hotpath.__file__], capture_output=True, text=True, check=True
+    )
+    assert "refused: " in out.stdout and "init() has not run" in out.stdout
