@@ -15,6 +15,7 @@ them); see README.md for a tour.
 
 # --- binding layer -------------------------------------------------------------
 from .binding import constants as _constants
+from .binding import dbconfig as _dbconfig
 from .binding.blob import (
     Blob,
 )
@@ -29,6 +30,7 @@ from .binding.cursor import (
     Cursor,
     Row,
 )
+from .binding.dbconfig import *  # noqa: F403  (SQLITE_DBCONFIG_*: see __all__)
 from .binding.errors import (
     PRIMARY_RESULT_CODES,
     AbortError,
@@ -309,3 +311,6 @@ __all__ = [
 # The SQLite constants for user functions and hooks (authorizer codes, limit
 # categories), as the stdlib sqlite3 module exports them.
 __all__ += _constants.__all__
+
+# The options of Connection.getconfig()/setconfig() (SQLITE_DBCONFIG_*).
+__all__ += _dbconfig.__all__

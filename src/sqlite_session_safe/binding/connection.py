@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any, Literal, Protocol
 
 from . import blob as _blob
+from . import dbconfig as _dbconfig
 from . import functions as _functions
 from . import hooks as _hooks
 from .callbacks import CallbackState
@@ -410,6 +411,17 @@ class Connection:
         SQLite caps it at the compile-time maximum); returns the previous
         value."""
         return _hooks.limit(self, category, limit)
+
+    def getconfig(self, op: int) -> bool:
+        """Whether boolean option ``op`` (a ``SQLITE_DBCONFIG_*`` constant,
+        e.g. ``SQLITE_DBCONFIG_ENABLE_FKEY``) is on for this connection."""
+        return _dbconfig.getconfig(self, op)
+
+    def setconfig(self, op: int, enable: bool = True) -> bool:
+        """Turn boolean option ``op`` (a ``SQLITE_DBCONFIG_*`` constant) on or
+        off; returns the setting afterwards.  Unknown options raise
+        :class:`InterfaceError`."""
+        return _dbconfig.setconfig(self, op, enable)
 
     # -- lifetime -----------------------------------------------------------
 

@@ -130,9 +130,9 @@ class Cursor:
                 self._rows, self._pos, self._more, self._description = _EMPTY, 0, False, None
                 self.rowcount = -1
                 return self
-            if stmt.is_dml and con._begin is not None and lib.sqlite3_get_autocommit(con._db):
-                con._implicit_begin()  # the DB-API face's legacy transactions
             try:
+                if stmt.is_dml and con._begin is not None and lib.sqlite3_get_autocommit(con._db):
+                    con._implicit_begin()  # the DB-API face's legacy transactions
                 if type(params) is dict:
                     params = stmt.mapping_to_row(params)
                 rc, rows, changes, last = _hot_execute(
@@ -141,8 +141,8 @@ class Cursor:
                 if rc == _FALLBACK:  # nothing ran: see _execute_packed
                     rc, rows, changes, last = self._execute_packed(stmt, params)
             except BaseException as exc:
-                # Bad parameters, or text that is not UTF-8 (the statement was
-                # reset): the statement goes back to the cache.
+                # A failed implicit BEGIN, bad parameters, or text that is not
+                # UTF-8 (the statement was reset): it goes back to the cache.
                 cache.checkin(stmt)
                 self._rows, self._pos, self._more = _EMPTY, 0, False
                 if isinstance(exc, UnicodeDecodeError):

@@ -26,6 +26,7 @@ from threading import get_ident
 from types import TracebackType
 from typing import Any, Literal
 
+from ...binding import dbconfig as _dbconfig
 from ...binding import errors as native
 from ...binding.connection import Connection as NativeConnection
 from . import callbacks as _callbacks
@@ -52,6 +53,7 @@ __all__ = ["Connection", "connect", "LEGACY_TRANSACTION_CONTROL"]
 LEGACY_TRANSACTION_CONTROL = -1
 
 _LEVELS = ("", "DEFERRED", "IMMEDIATE", "EXCLUSIVE")
+_DBCONFIG_VERBS = frozenset(_dbconfig.OPTIONS.values())
 _new_object = object.__new__
 _native_init = NativeConnection.__init__
 _native_executescript = NativeConnection.executescript
@@ -427,6 +429,30 @@ class Connection(ConnectionFace, NativeConnection):
     def setlimit(self, category: int, limit: int, /) -> int:
         """Set limit ``category`` (negative: unchanged); returns the old value."""
         return self._limit(category, limit)
+
+    def getconfig(self, op: int, /) -> bool:
+        """Whether boolean connection option ``op`` (a ``SQLITE_DBCONFIG_*``
+        constant) is on (Python 3.12's ``Connection.getconfig``)."""
+        return self._config(op, None)
+
+    def setconfig(self, op: int, enable: bool = True, /) -> None:  # type: ignore[override]
+        """Turn boolean connection option ``op`` (a ``SQLITE_DBCONFIG_*``
+        constant) on or off (Python 3.12's ``Connection.setconfig``)."""
+        self._config(op, bool(enable))
+
+    def _config(self, op: object, enable: bool | None) -> bool:
+        self._check_thread()
+        self._check_open_dbapi()
+        if not isinstance(op, int):
+            raise TypeError(f"'{type(op).__name__}' object cannot be interpreted as an integer")
+        if int(op) not in _DBCONFIG_VERBS:
+            raise ValueError(f"unknown config 'op': {int(op)}")
+        try:
+            if enable is None:
+                return _dbconfig.getconfig(self, int(op))
+            return _dbconfig.setconfig(self, int(op), enable)
+        except native.Error as exc:
+            raise translate(exc) from cause(exc)
 
     def _limit(self, category: int, limit: int) -> int:
         self._check_thread()

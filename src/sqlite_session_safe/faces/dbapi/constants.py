@@ -1,9 +1,11 @@
 """The ``SQLITE_*`` constants of the stdlib ``sqlite3`` module (result codes,
-authorizer action codes and return values, limit categories), with the values
-of this package's SQLite build."""
+authorizer action codes and return values, limit categories, the
+``SQLITE_DBCONFIG_*`` options), with the values of this package's SQLite
+build."""
 
 from __future__ import annotations
 
+from ...binding import dbconfig as _dbconfig
 from ...binding.raw import lib
 
 #: The names the stdlib module exports (Python 3.12).
@@ -51,6 +53,8 @@ NAMES: tuple[str, ...] = (
     "SQLITE_CREATE_TRIGGER",
     "SQLITE_CREATE_VIEW",
     "SQLITE_CREATE_VTABLE",
+    # getconfig()/setconfig() options: Python 3.12's, then newer SQLite ones
+    *_dbconfig.OPTIONS,
     "SQLITE_DELETE",
     "SQLITE_DENY",
     "SQLITE_DETACH",
