@@ -341,3 +341,37 @@ def test_hotpath_refuses_to_run_before_init() -> None:
         [sys.executable, "-c", code, _hotpath.__file__], capture_output=True, text=True, check=True
     )
     assert "refused: " in out.stdout and "init() has not run" in out.stdout
+
+
+def test_trylock() -> None:
+    lock = _hotpath.TryLock()
+    assert not lock._is_owned()
+    assert lock.acquire(False) and lock.acquire(False)  # re-entrant
+    assert lock._is_owned()
+    seen: list[object] = []
+
+    def other() -> None:
+        seen.append(lock.acquire(False))
+        seen.append(lock._is_owned())
+        try:
+            lock.release()
+        except RuntimeError as exc:
+            seen.append(str(exc))
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    assert seen == [False, False, "cannot release un-acquired lock"]
+    lock.release()
+    assert lock._is_owned()
+    lock.release()
+    assert not lock._is_owned()
+    with pytest.raises(RuntimeError, match="un-acquired"):
+        lock.release()
+    with pytest.raises(ValueError, match="only tried"):
+        lock.acquire(True)
+    # Free again: another thread may take it now.
+    t = threading.Thread(target=lambda: seen.append(lock.acquire(False)))
+    t.start()
+    t.join()
+    assert seen[-1] is True and not lock._is_owned()

@@ -25,3 +25,18 @@ def execute(
     None for a read-only statement.  Raises UnicodeDecodeError for TEXT that
     is not UTF-8 and MemoryError (the statement is reset then too).
     """
+
+class TryLock:
+    """A re-entrant lock that is only tried, never waited for: the
+    connection lock.  Atomic because its methods hold the GIL throughout."""
+
+    def acquire(self, blocking: bool, /) -> bool:
+        """``acquire(False)``: take the lock if it is free or this thread holds
+        it (re-entry); False when another thread holds it.  A true
+        ``blocking`` raises ValueError."""
+
+    def release(self) -> None:
+        """Undo one acquire; RuntimeError unless this thread holds the lock."""
+
+    def _is_owned(self) -> bool:
+        """True when this thread holds the lock."""
