@@ -29,7 +29,9 @@ from typing import Any, Literal
 from ...binding import dbconfig as _dbconfig
 from ...binding import errors as native
 from ...binding.connection import Connection as NativeConnection
+from ...binding.cursor import Cursor as NativeCursor
 from . import callbacks as _callbacks
+from .adaptation import _state as _adapt_state
 from .blob import Blob
 from .cursor import Cursor
 from .errors import (
@@ -56,6 +58,7 @@ _LEVELS = ("", "DEFERRED", "IMMEDIATE", "EXCLUSIVE")
 _DBCONFIG_VERBS = frozenset(_dbconfig.OPTIONS.values())
 _new_object = object.__new__
 _native_init = NativeConnection.__init__
+_native_execute = NativeCursor.execute
 _native_executescript = NativeConnection.executescript
 _native_close = NativeConnection.close
 _native_backup_into = NativeConnection._backup_into
@@ -283,13 +286,24 @@ class Connection(ConnectionFace, NativeConnection):
 
     def execute(self, sql: str, parameters: Any = (), /) -> Cursor:
         """``cursor().execute(sql, parameters)`` on a new cursor."""
-        if self._plain_cursor:
-            # Hot path: build the cursor without Cursor.__init__'s frame.
+        if self._plain_cursor and not _adapt_state["base_adapted"]:
+            # Hot path: Cursor.execute inlined, without Cursor.__init__'s frame
+            # (two Python frames of a point query's ~2 us).
+            owner = self._thread
+            if owner is not None and owner != get_ident():
+                self._check_thread()
             cursor = _new_object(Cursor)
             cursor.connection = self
-            if self.row_factory is not None:
-                cursor.row_factory = self.row_factory
-            return cursor.execute(sql, parameters)
+            factory = self.row_factory
+            if factory is not None:
+                cursor.row_factory = factory
+            try:
+                _native_execute(cursor, sql, parameters)
+            except native.Error as exc:
+                cursor._retry_adapted(exc, sql, parameters)
+            if factory is not None or self._row_hooks:
+                cursor._post = cursor._make_post(sql)
+            return cursor
         return self.cursor().execute(sql, parameters)
 
     def executemany(self, sql: str, parameters: Iterable[Any], /) -> Cursor:
