@@ -5,19 +5,19 @@
  * A point query through the cffi helpers pays for marshal.dumps of the
  * parameters, a cffi call, and marshal.loads of the rows.  Here one C-API call
  * binds the parameters straight from the tuple, steps, and builds the row
- * tuples directly, the way the stdlib sqlite3 module does.  Only execute()'s
- * first small batch of rows is built here: the GIL is released around every
- * step (as the stdlib does), which a big result would pay for per row and
- * per thread switch, so later batches keep the marshal path (csrc/rows.c),
- * which steps a whole batch with the GIL released once.
+ * tuples directly.  Only execute()'s first small batch of rows is built here;
+ * later batches (iteration, fetchall) keep the marshal path (csrc/rows.c),
+ * whose bulk decoding is as fast and has no per-row memory overhead.
  *
  * One SQLite per process: this module does not link SQLite.  It calls the
  * engine linked into the cffi module (_native) through the function table
  * that module hands over (csrc/sss_api.c), SQLite's own loadable-extension
  * layout; until init() has run every other function refuses to work.
  *
- * The GIL is released around sqlite3_step and sqlite3_reset, as cffi does for
- * every call: SQLite is built SQLITE_THREADSAFE=1, the connection is opened
+ * The GIL is released around the steps of a batch and sqlite3_reset (once per
+ * batch: values are copied into a C-side batch, and Python objects are built
+ * after the GIL is back), as cffi does for every call: SQLite is built
+ * SQLITE_THREADSAFE=1, the connection is opened
  * NOMUTEX, and the Python side holds the connection's own try-lock for the
  * whole call, so no other thread can use the connection meanwhile; user
  * functions and hooks that SQLite calls during a step take the GIL back
@@ -125,58 +125,154 @@ static int bind_params(sqlite3_stmt *stmt, PyObject *params)
     return 0;
 }
 
-/* The current row as a tuple; *bytes grows by about its size.  NULL with an
- * exception set on failure (UnicodeDecodeError for text that is not UTF-8,
- * MemoryError). */
-static PyObject *make_row(sqlite3_stmt *stmt, int ncols, size_t *bytes)
+/* --- rows ----------------------------------------------------------------
+ *
+ * A batch is stepped with the GIL released once: each row's values are
+ * copied into a C-side batch (cells, and the bytes of text and blobs), and
+ * the Python objects are built afterwards, with the GIL.  A point query thus
+ * releases the GIL once for both of its steps and the reset. */
+
+typedef struct {
+    int type; /* SQLITE_INTEGER, SQLITE_FLOAT, SQLITE_TEXT, SQLITE_BLOB, SQLITE_NULL */
+    int n;    /* text and blob: length in bytes */
+    union {
+        sqlite3_int64 i;
+        double d;
+        size_t off; /* text and blob: offset into batch.bytes */
+    } v;
+} cell;
+
+typedef struct {
+    cell *cells;
+    size_t ncells, capcells;
+    char *bytes;
+    size_t nbytes, capbytes;
+    /* Inline storage: a point query allocates nothing. */
+    cell cells_inline[16];
+    char bytes_inline[512];
+} batch;
+
+static void batch_init(batch *b)
 {
-    PyObject *row = PyTuple_New(ncols);
-    if (row == NULL)
-        return NULL;
+    b->cells = b->cells_inline;
+    b->ncells = 0;
+    b->capcells = sizeof(b->cells_inline) / sizeof(cell);
+    b->bytes = b->bytes_inline;
+    b->nbytes = 0;
+    b->capbytes = sizeof(b->bytes_inline);
+}
+
+static void batch_free(batch *b)
+{
+    if (b->cells != b->cells_inline)
+        PyMem_RawFree(b->cells);
+    if (b->bytes != b->bytes_inline)
+        PyMem_RawFree(b->bytes);
+}
+
+/* Grows an inline-or-heap array to hold `need` items; 0, or -1 when out of
+ * memory.  Runs without the GIL (PyMem_Raw*). */
+static int grow(void **data, size_t *cap, size_t need, size_t item, void *inline_data)
+{
+    if (need <= *cap)
+        return 0;
+    size_t cap2 = *cap * 2 > need ? *cap * 2 : need;
+    if (cap2 > PY_SSIZE_T_MAX / item)
+        return -1;
+    void *p = *data == inline_data ? PyMem_RawMalloc(cap2 * item)
+                                   : PyMem_RawRealloc(*data, cap2 * item);
+    if (p == NULL)
+        return -1;
+    if (*data == inline_data)
+        memcpy(p, inline_data, *cap * item);
+    *data = p;
+    *cap = cap2;
+    return 0;
+}
+
+/* Copies the current row's values into b; 0, or -1 when out of memory
+ * (SQLite's or ours).  No GIL. */
+static int copy_row(sqlite3_stmt *stmt, int ncols, batch *b)
+{
+    if (grow((void **)&b->cells, &b->capcells, b->ncells + (size_t)ncols, sizeof(cell),
+             b->cells_inline))
+        return -1;
     for (int i = 0; i < ncols; i++) {
-        PyObject *v;
-        switch (sqlite3_column_type(stmt, i)) {
+        cell *c = &b->cells[b->ncells++];
+        c->type = sqlite3_column_type(stmt, i);
+        switch (c->type) {
         case SQLITE_INTEGER:
-            v = PyLong_FromLongLong(sqlite3_column_int64(stmt, i));
-            *bytes += 9;
+            c->v.i = sqlite3_column_int64(stmt, i);
             break;
         case SQLITE_FLOAT:
-            v = PyFloat_FromDouble(sqlite3_column_double(stmt, i));
-            *bytes += 9;
+            c->v.d = sqlite3_column_double(stmt, i);
             break;
-        case SQLITE_TEXT: {
-            const unsigned char *s = sqlite3_column_text(stmt, i);
-            if (s == NULL) { /* SQLite could not allocate the text */
-                Py_DECREF(row);
-                return PyErr_NoMemory();
-            }
-            int n = sqlite3_column_bytes(stmt, i);
-            v = PyUnicode_DecodeUTF8((const char *)s, n, "surrogatepass");
-            *bytes += (size_t)n + 5;
-            break;
-        }
+        case SQLITE_TEXT:
         case SQLITE_BLOB: {
-            const void *b = sqlite3_column_blob(stmt, i);
+            const void *data = c->type == SQLITE_TEXT ? (const void *)sqlite3_column_text(stmt, i)
+                                                      : sqlite3_column_blob(stmt, i);
             int n = sqlite3_column_bytes(stmt, i);
-            if (b == NULL && n) {
-                Py_DECREF(row);
-                return PyErr_NoMemory();
-            }
-            v = PyBytes_FromStringAndSize(b ? (const char *)b : "", n);
-            *bytes += (size_t)n + 5;
+            /* NULL text is SQLite out of memory; a NULL blob is empty. */
+            if ((data == NULL && (n || c->type == SQLITE_TEXT)) ||
+                grow((void **)&b->bytes, &b->capbytes, b->nbytes + (size_t)n, 1,
+                     b->bytes_inline))
+                return -1;
+            if (n)
+                memcpy(b->bytes + b->nbytes, data, (size_t)n);
+            c->n = n;
+            c->v.off = b->nbytes;
+            b->nbytes += (size_t)n;
             break;
         }
         default:
-            v = Py_NewRef(Py_None);
-            *bytes += 1;
+            c->type = SQLITE_NULL;
         }
-        if (v == NULL) {
-            Py_DECREF(row);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(row, i, v);
     }
-    return row;
+    return 0;
+}
+
+/* One value of the batch as a Python object (new reference), or NULL with an
+ * exception set (UnicodeDecodeError for text that is not UTF-8). */
+static PyObject *cell_value(const batch *b, const cell *c)
+{
+    switch (c->type) {
+    case SQLITE_INTEGER:
+        return PyLong_FromLongLong(c->v.i);
+    case SQLITE_FLOAT:
+        return PyFloat_FromDouble(c->v.d);
+    case SQLITE_TEXT:
+        /* As marshal.loads decodes what csrc/rows.c writes. */
+        return PyUnicode_DecodeUTF8(b->bytes + c->v.off, c->n, "surrogatepass");
+    case SQLITE_BLOB:
+        return PyBytes_FromStringAndSize(b->bytes + c->v.off, c->n);
+    default:
+        return Py_NewRef(Py_None);
+    }
+}
+
+/* The batch's rows as a list of tuples, or NULL with an exception set. */
+static PyObject *batch_rows(const batch *b, long nrows, int ncols)
+{
+    PyObject *rows = PyList_New(nrows);
+    if (rows == NULL)
+        return NULL;
+    const cell *c = b->cells;
+    for (long r = 0; r < nrows; r++) {
+        PyObject *row = PyTuple_New(ncols);
+        if (row == NULL)
+            goto fail;
+        PyList_SET_ITEM(rows, r, row);
+        for (int i = 0; i < ncols; i++, c++) {
+            PyObject *v = cell_value(b, c);
+            if (v == NULL)
+                goto fail;
+            PyTuple_SET_ITEM(row, i, v);
+        }
+    }
+    return rows;
+fail:
+    Py_DECREF(rows);
+    return NULL;
 }
 
 static void reset_nogil(sqlite3_stmt *stmt)
@@ -187,36 +283,44 @@ static void reset_nogil(sqlite3_stmt *stmt)
 }
 
 /* Steps stmt up to max_rows times (stopping early once the rows hold about
- * max_bytes) and appends the rows to a new list stored in *out.  Returns
- * SQLITE_ROW when more rows may follow, SQLITE_DONE or an error code (the
- * statement is then reset), or -1 with an exception set (the statement is
- * reset too). */
+ * max_bytes) and stores the rows, a new list, in *out.  Returns SQLITE_ROW
+ * when more rows may follow, SQLITE_DONE or an error code (the statement is
+ * then reset), or -1 with an exception set (the statement is reset too). */
 static int fill(sqlite3_stmt *stmt, long max_rows, size_t max_bytes, PyObject **out)
 {
-    PyObject *rows = PyList_New(0);
-    if (rows == NULL)
-        return -1;
-    size_t bytes = 0;
+    batch b;
+    batch_init(&b);
+    long nrows = 0;
     int ncols = 0;
     int rc = SQLITE_ROW;
-    for (long n = 0; n < max_rows && bytes < max_bytes; n++) {
-        Py_BEGIN_ALLOW_THREADS
+    int nomem = 0;
+    Py_BEGIN_ALLOW_THREADS
+    while (nrows < max_rows && b.nbytes + 8 * b.ncells < max_bytes) {
         rc = sqlite3_step(stmt);
         if (rc != SQLITE_ROW)
-            sqlite3_reset(stmt); /* stop holding the read transaction */
-        Py_END_ALLOW_THREADS
-        if (rc != SQLITE_ROW)
             break;
-        if (n == 0) /* after the first step: a re-prepare may change the columns */
+        if (nrows == 0) /* after the first step: a re-prepare may change the columns */
             ncols = sqlite3_column_count(stmt);
-        PyObject *row = make_row(stmt, ncols, &bytes);
-        if (row == NULL || PyList_Append(rows, row) < 0) {
-            Py_XDECREF(row);
-            Py_DECREF(rows);
-            reset_nogil(stmt);
-            return -1;
+        if (copy_row(stmt, ncols, &b)) {
+            nomem = 1;
+            break;
         }
-        Py_DECREF(row);
+        nrows++;
+    }
+    if (rc != SQLITE_ROW || nomem)
+        sqlite3_reset(stmt); /* finished or failed: stop holding the read transaction */
+    Py_END_ALLOW_THREADS
+    if (nomem) {
+        batch_free(&b);
+        PyErr_NoMemory();
+        return -1;
+    }
+    PyObject *rows = batch_rows(&b, nrows, ncols);
+    batch_free(&b);
+    if (rows == NULL) {
+        if (rc == SQLITE_ROW)
+            reset_nogil(stmt);
+        return -1;
     }
     *out = rows;
     return rc;
