@@ -170,33 +170,34 @@ static void batch_free(batch *b)
         PyMem_RawFree(b->bytes);
 }
 
-/* Grows an inline-or-heap array to hold `need` items; 0, or -1 when out of
- * memory.  Runs without the GIL (PyMem_Raw*). */
-static int grow(void **data, size_t *cap, size_t need, size_t item, void *inline_data)
+/* An inline-or-heap array grown to hold `need` items: the (possibly new)
+ * array, or NULL when out of memory (the old one is then unchanged).  Runs
+ * without the GIL (PyMem_Raw*). */
+static void *grow(void *data, size_t *cap, size_t need, size_t item, void *inline_data)
 {
     if (need <= *cap)
-        return 0;
+        return data;
     size_t cap2 = *cap * 2 > need ? *cap * 2 : need;
     if (cap2 > PY_SSIZE_T_MAX / item)
-        return -1;
-    void *p = *data == inline_data ? PyMem_RawMalloc(cap2 * item)
-                                   : PyMem_RawRealloc(*data, cap2 * item);
+        return NULL;
+    void *p = data == inline_data ? PyMem_RawMalloc(cap2 * item) : PyMem_RawRealloc(data, cap2 * item);
     if (p == NULL)
-        return -1;
-    if (*data == inline_data)
+        return NULL;
+    if (data == inline_data)
         memcpy(p, inline_data, *cap * item);
-    *data = p;
     *cap = cap2;
-    return 0;
+    return p;
 }
 
 /* Copies the current row's values into b; 0, or -1 when out of memory
  * (SQLite's or ours).  No GIL. */
 static int copy_row(sqlite3_stmt *stmt, int ncols, batch *b)
 {
-    if (grow((void **)&b->cells, &b->capcells, b->ncells + (size_t)ncols, sizeof(cell),
-             b->cells_inline))
+    cell *cells = grow(b->cells, &b->capcells, b->ncells + (size_t)ncols, sizeof(cell),
+                       b->cells_inline);
+    if (cells == NULL)
         return -1;
+    b->cells = cells;
     for (int i = 0; i < ncols; i++) {
         cell *c = &b->cells[b->ncells++];
         c->type = sqlite3_column_type(stmt, i);
@@ -213,10 +214,12 @@ static int copy_row(sqlite3_stmt *stmt, int ncols, batch *b)
                                                       : sqlite3_column_blob(stmt, i);
             int n = sqlite3_column_bytes(stmt, i);
             /* NULL text is SQLite out of memory; a NULL blob is empty. */
-            if ((data == NULL && (n || c->type == SQLITE_TEXT)) ||
-                grow((void **)&b->bytes, &b->capbytes, b->nbytes + (size_t)n, 1,
-                     b->bytes_inline))
+            if (data == NULL && (n || c->type == SQLITE_TEXT))
                 return -1;
+            char *bytes = grow(b->bytes, &b->capbytes, b->nbytes + (size_t)n, 1, b->bytes_inline);
+            if (bytes == NULL)
+                return -1;
+            b->bytes = bytes;
             if (n)
                 memcpy(b->bytes + b->nbytes, data, (size_t)n);
             c->n = n;
