@@ -383,3 +383,14 @@ def test_trylock() -> None:
     t.start()
     t.join()
     assert seen[-1] is True and not lock._is_owned()
+
+
+def test_statement_cache_stays_bounded_with_nested_and_repeated_sql() -> None:
+    con = sss.connect(":memory:", cached_statements=3)
+    con.create_function("inner", 1, lambda x: con.execute("SELECT ? + 1", (x,)).fetchall()[0][0])
+    for i in range(30):
+        sql = f"SELECT inner(?) + {i % 7}"
+        assert con.execute(sql, (i,)).fetchone() == (i + 1 + i % 7,)
+        assert con.execute("SELECT ? + 1", (i,)).fetchone() == (i + 1,)
+        assert len(con._statements) <= 3
+    con.close()

@@ -121,9 +121,9 @@ class Cursor:
                 cb.scratch()  # refuses SQL inside a callback that must not run any
             cache = con._statements
             idle = cache._idle
-            stmt = idle.pop(sql, None)
-            if stmt is None:
-                stmt = Statement(con, sql)
+            cached = idle.pop(sql, None)
+            fresh = cached is None
+            stmt = Statement(con, sql) if cached is None else cached
             addr = stmt.addr
             if not addr:  # empty statement: nothing to run
                 cache.checkin(stmt)
@@ -152,7 +152,9 @@ class Cursor:
                 self._callback_failed(stmt)
             if rc == _DONE:
                 idle[sql] = stmt  # back to the cache (cache.checkin, inlined)
-                if len(idle) > cache.size:
+                # Only a new statement can grow the cache: one taken out of it
+                # goes back in its place.
+                if fresh and len(idle) > cache.size:
                     cache.evict_oldest()
                 self._more = False
             elif rc == _ROW:

@@ -172,9 +172,10 @@ class Cursor(NativeCursor):
         """The next row, or None."""
         pos = self._pos
         rows = self._rows
-        if pos < len(rows) and self._post is None and not self._closed:
+        if pos < len(rows) and self._post is None:
             # Hot path (a row already decoded, nothing to apply to it); the
-            # checks are the ones the slow path makes.
+            # checks are the ones the slow path makes (a closed cursor holds
+            # no rows).
             con = self.connection
             owner = con._thread
             if con._db is not None and (owner is None or owner == get_ident()):
@@ -241,6 +242,7 @@ class Cursor(NativeCursor):
         con = self.connection
         con._check_thread()
         if con._db is None:
+            self._rows, self._pos, self._more = [], 0, False
             self._closed = True
             return
         try:
