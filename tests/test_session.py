@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 import sqlite_session_safe as sss
+from sqlite_session_safe.binding.raw import ffi
+from sqlite_session_safe.sessions.session import _SessionCore
 
 
 @pytest.fixture
@@ -59,6 +61,32 @@ def test_filter_chooses_tables(db: sss.Connection) -> None:
         db.execute("INSERT INTO other VALUES (2, 'b')")
         assert tables_of(s.changeset()) == ["t"]
     assert sorted(seen) == ["other", "t"]  # once per table
+
+
+def test_refused_tables_are_answered_in_c(db: sss.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
+    # SQLite asks the filter again on every change to a table it refused; the
+    # C cache answers those, so Python is entered once per table, not per row.
+    calls: list[bytes] = []
+    original = _SessionCore.filter_table
+
+    def counting(self: _SessionCore, table: object) -> int:
+        calls.append(ffi.string(table))
+        return original(self, table)
+
+    monkeypatch.setattr(_SessionCore, "filter_table", counting)
+    names = [f"r{i}" for i in range(9)]  # more than the cache's first allocation
+    db.executescript("".join(f"CREATE TABLE {n}(id INTEGER PRIMARY KEY);" for n in names))
+    with db.session(filter=lambda name: name in ("t", "r8")) as s:
+        for n in names:
+            db.executemany(f"INSERT INTO {n} VALUES (?)", [(i,) for i in range(50)])
+        db.executemany("INSERT INTO t VALUES (?, 'x')", [(i,) for i in range(50)])
+        db.executemany("INSERT INTO other VALUES (?, 'y')", [(i,) for i in range(50)])
+        cs = s.changeset()
+    assert tables_of(cs) == ["r8", "t"]
+    assert sum(1 for c in cs if c.table == "r8") == 50
+    assert sorted(calls) == sorted(n.encode() for n in [*names, "t", "other"])
+    # closed: the cache's names were freed, and closing again is harmless
+    s.close()
 
 
 def test_filter_exception_comes_out_of_changeset(db: sss.Connection) -> None:

@@ -36,6 +36,8 @@ SessionFilter = Callable[[str], object]
 
 #: The C table filter behind ``skip_reserved``.
 _SKIP_RESERVED = ffi.addressof(lib, "sss_session_filter_unreserved")
+#: The C filter in front of a user's ``filter`` (asks it once per table).
+_FILTER_CACHE_CALL = ffi.addressof(lib, "sss_filter_cache_call")
 
 #: Cores whose Session was garbage-collected while the connection was busy:
 #: kept alive (the connection deletes them when it closes).
@@ -46,7 +48,7 @@ _ORPHANS_LOCK = threading.Lock()
 class _SessionCore:
     """The C session handle and what SQLite's callbacks need."""
 
-    __slots__ = ("con", "ptr", "handle", "filter", "error", "rejected", "__weakref__")
+    __slots__ = ("con", "ptr", "handle", "filter", "error", "rejected", "filter_cache", "__weakref__")
 
     def __init__(self, con: Connection, filter: SessionFilter | None) -> None:
         self.con = con
@@ -55,9 +57,17 @@ class _SessionCore:
         #: An exception the table filter raised: the capture is incomplete.
         self.error: BaseException | None = None
         #: Tables the filter said no to: SQLite asks again on every change to
-        #: an unattached table, the user's filter is asked once.
+        #: an unattached table, the user's filter is asked once.  The C cache
+        #: in front of this (``filter_cache``) answers those calls without
+        #: entering Python; this set only covers a name it failed to store.
         self.rejected: set[bytes] = set()
         self.handle = ffi.new_handle(self)
+        self.filter_cache: Any = None
+        if filter is not None:
+            cache = ffi.gc(ffi.new("sss_filter_cache *"), lib.sss_filter_cache_clear)
+            cache.ask = lib.sss_py_session_filter
+            cache.ctx = self.handle
+            self.filter_cache = cache
 
     def filter_table(self, table: Any) -> int:
         """Called by SQLite (sss_py_session_filter); never raises."""
@@ -79,6 +89,8 @@ class _SessionCore:
         ptr, self.ptr = self.ptr, None
         if ptr is not None:
             lib.sqlite3session_delete(ptr)
+            if self.filter_cache is not None:  # SQLite no longer calls it
+                lib.sss_filter_cache_clear(self.filter_cache)
         with _ORPHANS_LOCK:
             _ORPHANS.discard(self)
 
@@ -155,7 +167,7 @@ class Session:
                 if indirect:
                     lib.sqlite3session_indirect(core.ptr, 1)
                 if filter is not None:
-                    lib.sqlite3session_table_filter(core.ptr, lib.sss_py_session_filter, core.handle)
+                    lib.sqlite3session_table_filter(core.ptr, _FILTER_CACHE_CALL, core.filter_cache)
                 elif skip_reserved:
                     lib.sqlite3session_table_filter(core.ptr, _SKIP_RESERVED, NULL)
                 if table_list is None:
@@ -371,7 +383,7 @@ def _refuse_reentry(con: Connection, what: str) -> None:
     """Creating or deleting a session from inside a callback SQLite is running
     on this connection (a session filter runs inside SQLite's pre-update
     hook) could free what SQLite is using: refuse it."""
-    if con._lock._is_owned():  # type: ignore[attr-defined]
+    if con._lock._is_owned():
         raise InterfaceError(f"cannot {what} from inside a callback running on its connection")
 
 
