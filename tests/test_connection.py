@@ -154,7 +154,9 @@ def test_backup_to_path_and_connection_with_progress(filled: sss.Connection, tmp
     target.close()
 
 
-def test_backup_while_another_connection_writes(filled: sss.Connection, db_path: Path, tmp_path: Path) -> None:
+def test_backup_while_another_connection_writes(
+    filled: sss.Connection, db_path: Path, tmp_path: Path
+) -> None:
     writer = sss.connect(db_path)
     written = []
 

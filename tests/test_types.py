@@ -68,7 +68,9 @@ def test_nan_round_trips_as_null(con: sss.Connection) -> None:
 
 
 def test_empty_text_empty_blob_and_null_are_distinct(con: sss.Connection) -> None:
-    row = con.execute("SELECT ?, typeof(?), ?, typeof(?), ?, typeof(?)", ("", "", b"", b"", None, None)).fetchone()
+    row = con.execute(
+        "SELECT ?, typeof(?), ?, typeof(?), ?, typeof(?)", ("", "", b"", b"", None, None)
+    ).fetchone()
     assert row == ("", "text", b"", "blob", None, "null")
 
 

@@ -183,7 +183,7 @@ from .sessions import session_method as _session_method
 # Connection.session is attached here, at the top of the package, because an
 # import never points up: binding/ cannot import sessions/.  Every user gets
 # the method, since every import of the package runs this module first.
-Connection.session = _session_method  # type: ignore[attr-defined]
+Connection.session = _session_method  # type: ignore[method-assign]
 
 __version__ = "0.1.0"
 

@@ -14,8 +14,8 @@ import multiprocessing
 import os
 import sys
 import tempfile
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import sqlite_session_safe as sss
 

@@ -19,7 +19,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from .._hotpath import TryLock
 from . import blob as _blob
@@ -33,6 +33,11 @@ from .errors import ClosedError, InterfaceError, ThreadingError
 from .raw import NULL, ensure, error_from_code, error_from_db, ffi, lib, text
 from .statement import StatementCache
 from .values import Parameters
+
+if TYPE_CHECKING:
+    # For type checkers only: sessions/ sits above binding/, so at run time
+    # the package's __init__ attaches Connection.session (declared below).
+    from ..sessions.session import Session, SessionFilter
 
 __all__ = ["Connection", "Transaction", "connect", "TransactionKind"]
 
@@ -428,6 +433,18 @@ class Connection:
         return _dbconfig.setconfig(self, op, enable)
 
     # -- lifetime -----------------------------------------------------------
+
+    if TYPE_CHECKING:
+        def session(
+            self,
+            tables: Iterable[str] | None = None,
+            filter: SessionFilter | None = None,
+            indirect: bool = False,
+            rowid: bool = False,
+            **options: Any,
+        ) -> Session:
+            """Start recording this connection's changes (see
+            ``sqlite_session_safe.sessions.session_method``)."""
 
     def close(self) -> None:
         """Close the connection.  Sessions, backups and statements made from it
