@@ -34,7 +34,8 @@
  * Anything else (other types, subclasses, ints beyond 64 bits, surrogates,
  * the wrong number of parameters) makes execute() return SSS_FALLBACK before
  * anything ran, and the caller takes the marshal path, which handles every
- * case and raises the precise error.
+ * case and raises the precise error.  A value SQLite itself refuses to bind
+ * (SQLITE_TOOBIG) is returned as that error code, as the marshal path does.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -285,6 +286,26 @@ static void reset_nogil(sqlite3_stmt *stmt)
     Py_END_ALLOW_THREADS
 }
 
+/* reset_nogil() while an exception is set.  The reset may call back into
+ * Python (the finalize() of a user window function whose frame is still
+ * open), and Python code must never run with an exception pending: the first
+ * C call inside it would fail with SystemError ("returned a result with an
+ * exception set"), and the callback's error handling would then clear the
+ * exception this call is about to raise. */
+static void reset_keeping_error(sqlite3_stmt *stmt)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *exc = PyErr_GetRaisedException();
+    reset_nogil(stmt);
+    PyErr_SetRaisedException(exc);
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    reset_nogil(stmt);
+    PyErr_Restore(type, value, tb);
+#endif
+}
+
 /* Steps stmt up to max_rows times (stopping early once the rows hold about
  * max_bytes) and stores the rows, a new list, in *out.  Returns SQLITE_ROW
  * when more rows may follow, SQLITE_DONE or an error code (the statement is
@@ -315,14 +336,15 @@ static int fill(sqlite3_stmt *stmt, long max_rows, size_t max_bytes, PyObject **
     Py_END_ALLOW_THREADS
     if (nomem) {
         batch_free(&b);
-        PyErr_NoMemory();
+        /* The marshal path's message for the same failure (cursor.py). */
+        PyErr_SetString(PyExc_MemoryError, "out of memory while reading rows");
         return -1;
     }
     PyObject *rows = batch_rows(&b, nrows, ncols);
     batch_free(&b);
     if (rows == NULL) {
         if (rc == SQLITE_ROW)
-            reset_nogil(stmt);
+            reset_keeping_error(stmt);
         return -1;
     }
     *out = rows;
@@ -395,11 +417,15 @@ static PyObject *hot_execute(PyObject *module, PyObject *const *args, Py_ssize_t
 
     if (sqlite3_stmt_busy(stmt)) /* finished statements were reset already */
         reset_nogil(stmt);
-    /* Any failure to bind, SQLite's own included (SQLITE_TOOBIG, ...), goes
-     * to the marshal path: it binds again and reports the failing parameter. */
+    /* A value this code does not bind goes to the marshal path, which binds
+     * again and names the failing parameter.  A value SQLite refuses
+     * (SQLITE_TOOBIG, ...) is reported here, as the marshal path reports it
+     * (sss_execute returns the bind's code; the caller raises from
+     * sqlite3_errmsg): marshal cannot even pack a str or bytes over 2 GiB, so
+     * falling back would turn SQLite's error into "unmarshallable object". */
     int rc = bind_params(stmt, params);
     if (rc != SQLITE_OK)
-        return pack4(SSS_FALLBACK, Py_NewRef(Py_None), Py_NewRef(Py_None), Py_NewRef(Py_None));
+        return pack4(rc, Py_NewRef(Py_None), Py_NewRef(Py_None), Py_NewRef(Py_None));
 
     int reprepares = sqlite3_stmt_status(stmt, SQLITE_STMTSTATUS_REPREPARE, 0);
     PyObject *rows = NULL;

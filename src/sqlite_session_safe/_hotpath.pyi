@@ -19,7 +19,8 @@ def execute(
     Returns ``(rc, rows, changes, last_rowid)``: ``rc`` is ``FALLBACK`` (the
     parameters need the marshal path; nothing ran), SQLITE_ROW (more rows
     follow), SQLITE_DONE, or a SQLite error code (the statement is then
-    reset), or-ed with SSS_REPREPARED after a re-prepare.  ``rows`` holds up
+    reset; from a bind, such as SQLITE_TOOBIG, nothing ran), or-ed with
+    SSS_REPREPARED after a re-prepare.  ``rows`` holds up
     to ``max_rows`` rows (fewer once they hold about ``max_bytes``), None for
     a statement without result columns.  ``changes`` and ``last_rowid`` are
     None for a read-only statement.  Raises UnicodeDecodeError for TEXT that
