@@ -453,12 +453,6 @@ def test_bad_text_resets_a_running_window_function_cleanly() -> None:
     con.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="binding/cursor.py: execute()'s error branch does not clear cb.error after the "
-    "hot path reset the statement (Cursor._release does), so the exception finalize() "
-    "raised there surfaces from the next, unrelated query",
-)
 def test_error_in_finalize_during_that_reset_is_not_raised_later() -> None:
     con = sss.connect(":memory:")
     _window_table(con)
@@ -473,12 +467,6 @@ def test_error_in_finalize_during_that_reset_is_not_raised_later() -> None:
     con.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="binding/cursor.py: when the parameters take the marshal path, a first batch "
-    "that is not UTF-8 leaves its statement running (checked in without a reset), "
-    "holding the read lock",
-)
 def test_bad_text_through_the_marshal_fallback_leaves_no_lock(tmp_path: Path) -> None:
     con = sss.connect(tmp_path / "bad.db")
     _window_table(con)
@@ -506,6 +494,15 @@ def test_values_over_2gib_raise_sqlites_too_big_error() -> None:
                 con.execute("SELECT length(:v)", params)
         with pytest.raises(dbapi.DataError, match="string or blob too big"):
             face.execute("SELECT length(?)", (huge,))
+        # The marshal path (executemany, a tuple subclass, a memoryview), whose
+        # format cannot hold 2 GiB, says the same instead of "unmarshallable".
+        con.execute("CREATE TABLE big(b)")
+        for run in (lambda: con.executemany("INSERT INTO big VALUES (?)", [(b"x",), (huge,)]),
+                    lambda: con.execute("SELECT length(?)", Params((huge,))),
+                    lambda: con.execute("SELECT length(?)", (memoryview(huge),))):
+            with pytest.raises(sss.TooBigError, match="string or blob too big"):
+                run()
+        assert con.execute("SELECT count(*) FROM big").fetchone() == (0,)
         # The statement was left unharmed and goes on binding as before.
         assert con.execute("SELECT length(:v)", (b"ab",)).fetchone() == (2,)
     finally:

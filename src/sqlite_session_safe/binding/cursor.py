@@ -120,6 +120,8 @@ class Cursor:
             if cb.depth:
                 cb.scratch()  # refuses SQL inside a callback that must not run any
             cache = con._statements
+            if cache.dropped:  # dropped by another thread while we held the connection
+                cache.finalize_pending()
             idle = cache._idle
             cached = idle.pop(sql, None)
             fresh = cached is None
@@ -142,7 +144,14 @@ class Cursor:
                     rc, rows, changes, last = self._execute_packed(stmt, params)
             except BaseException as exc:
                 # A failed implicit BEGIN, bad parameters, or text that is not
-                # UTF-8 (the statement was reset): it goes back to the cache.
+                # UTF-8.  The statement may have stepped (the marshal path
+                # leaves it running): reset it so it holds no read lock, then
+                # back to the cache.  A window function's finalize() runs in
+                # that reset; what it raises is dropped, since this error is
+                # the one to report (left in cb it would surface from the
+                # next, unrelated query).
+                lib.sqlite3_reset(stmt.handle)
+                cb.error = None
                 cache.checkin(stmt)
                 self._rows, self._pos, self._more = _EMPTY, 0, False
                 if isinstance(exc, UnicodeDecodeError):
