@@ -282,3 +282,49 @@ def test_sigint_during_a_bulk_write_rolls_back(con: sss.Connection) -> None:
     assert not con.in_transaction
     assert con.execute("SELECT x FROM t").fetchall() == [("before",)]
     assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_statement_dropped_by_another_thread_waits_for_the_holder(tmp_path: Path) -> None:
+    """A cursor's last reference can go in another thread while this one is
+    inside sqlite3_step (GIL released, NOMUTEX connection): that thread must
+    not finalize the statement under the stepping one; the connection's next
+    call, by the thread holding it, does."""
+    import threading
+
+    con = sss.connect(tmp_path / "drop.db")
+    con.execute("CREATE TABLE t(x)")
+    con.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(1000)])
+    box = [con.execute("SELECT x FROM t WHERE x > ?", (1,))]  # running, rows left
+    assert box[0].fetchone() is not None
+    seen: list[int] = []
+
+    def drop() -> None:
+        box.clear()  # the last reference: its statement handle is released here
+        seen.append(len(con._statements.dropped))
+
+    def inside_step(x: int) -> int:
+        t = threading.Thread(target=drop)
+        t.start()
+        t.join()
+        return x
+
+    con.create_function("inside_step", 1, inside_step)
+    assert con.execute("SELECT inside_step(count(*)) FROM t").fetchone() == (1000,)
+    assert seen == [1]  # left for the holder, not finalized by the dropping thread
+    assert con.execute("SELECT count(*) FROM t").fetchone() == (1000,)
+    assert con._statements.dropped == []  # the holder's next call finalized it
+    con.close()
+
+
+def test_statement_dropped_in_its_own_thread_is_finalized_at_once(tmp_path: Path) -> None:
+    con = sss.connect(tmp_path / "own.db")
+    con.execute("CREATE TABLE t(x)")
+    con.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(10)])
+    cur = con.execute("SELECT x FROM t WHERE x > ?", (1,))
+    assert cur.fetchone() is not None
+    del cur
+    assert con._statements.dropped == []
+    other = sss.connect(tmp_path / "own.db", timeout=0)
+    other.execute("INSERT INTO t VALUES (99)")  # no read lock left behind
+    other.close()
+    con.close()

@@ -124,7 +124,7 @@ class Connection:
             err = error_from_db(db, rc, f"opening {self.path!r}")
             lib.sqlite3_close_v2(db)
             raise err
-        self._statements = StatementCache(cached_statements)
+        self._statements = StatementCache(cached_statements, self._lock)
         self._db = db
 
     # One output buffer and result struct per connection and nesting depth

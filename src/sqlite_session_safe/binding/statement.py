@@ -87,7 +87,7 @@ class Statement:
             raise error_from_db(db, rc, _syntax_context(sql, sql_bytes, db))
         # None, not a NULL cdata, for an empty statement: the hot path tests it
         # with `is None`, which is far cheaper than a cdata comparison.
-        handle = ffi.gc(out[0], lib.sqlite3_finalize) if out[0] != NULL else None
+        handle = ffi.gc(out[0], con._statements.finalize_dropped) if out[0] != NULL else None
         consumed = int(ffi.cast("uintptr_t", tail[0])) - int(ffi.cast("uintptr_t", source))
         if consumed < len(sql_bytes):
             try:
@@ -186,19 +186,52 @@ class StatementCache:
     connection can finalize them all before ``sqlite3_close``.
     """
 
-    __slots__ = ("_idle", "size", "_all")
+    __slots__ = ("_idle", "size", "_all", "_lock", "dropped")
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, lock: Any) -> None:
         import weakref
 
         self._idle: dict[str, Statement] = {}
         self.size = size
         self._all: weakref.WeakSet[Statement] = weakref.WeakSet()
+        #: the connection's lock (``_hotpath.TryLock``)
+        self._lock = lock
+        #: statements dropped while another thread was using the connection:
+        #: finalized by the next call that holds it (:meth:`finalize_pending`)
+        self.dropped: list[Any] = []
+
+    def finalize_dropped(self, handle: Any) -> None:
+        """The ``ffi.gc`` finalizer of every statement handle.
+
+        A statement's last reference can go in any thread (or in the cyclic
+        garbage collector), also while another thread is inside
+        ``sqlite3_step`` on this connection with the GIL released; the
+        connection is opened NOMUTEX, so finalizing there would race it.  Only
+        a thread that can take the connection's lock finalizes; otherwise the
+        handle waits in :attr:`dropped` for the thread that holds it.
+        """
+        lock = self._lock
+        if lock.acquire(False):
+            try:
+                lib.sqlite3_finalize(handle)
+            finally:
+                lock.release()
+        else:
+            self.dropped.append(handle)
+
+    def finalize_pending(self) -> None:
+        """Finalize the statements left in :attr:`dropped` (the caller holds
+        the connection's lock)."""
+        dropped = self.dropped
+        while dropped:
+            lib.sqlite3_finalize(dropped.pop())
 
     def track(self, stmt: Statement) -> None:
         self._all.add(stmt)
 
     def checkout(self, con: Connection, sql: str) -> Statement:
+        if self.dropped:
+            self.finalize_pending()
         stmt = self._idle.pop(sql, None)
         if stmt is None:
             stmt = Statement(con, sql)
@@ -221,6 +254,7 @@ class StatementCache:
 
     def clear(self) -> None:
         """Finalize every statement, idle or in use (the connection is closing)."""
+        self.finalize_pending()
         for stmt in list(self._all):
             stmt.finalize()
         self._idle.clear()
