@@ -37,6 +37,13 @@ def test_every_primary_code_has_its_own_class() -> None:
     assert sss.error_class_for(5 | (2 << 8)) is sss.BusyError  # SQLITE_BUSY_SNAPSHOT
 
 
+def test_out_of_memory_is_also_a_memory_error() -> None:
+    # As in the stdlib module, which raises MemoryError for SQLITE_NOMEM.
+    err = sss.error_class_for(7)("out of memory", 7)
+    assert isinstance(err, sss.NoMemError) and isinstance(err, sss.SQLiteError)
+    assert isinstance(err, MemoryError)
+
+
 def test_syntax_error_names_the_spot(con: sss.Connection) -> None:
     with pytest.raises(sss.SQLError, match=r'near "FROM": syntax error .*at offset 14') as info:
         con.execute("SELECT 1 FROM FROM t")

@@ -149,8 +149,9 @@ class LockedError(SQLiteError):
     primary_code = 6
 
 
-class NoMemError(SQLiteError):
-    """SQLite reported SQLITE_NOMEM."""
+class NoMemError(SQLiteError, MemoryError):
+    """SQLite reported SQLITE_NOMEM.  Also a :class:`MemoryError`, as the
+    stdlib module raises for it, so ``except MemoryError`` catches it."""
 
     primary_code = 7
 

@@ -12,7 +12,7 @@ import marshal
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .errors import BindingError, BindingOverflowError
+from .errors import BindingError, BindingOverflowError, TooBigError
 
 __all__ = ["Parameters", "pack_row", "normalize_row", "coerce_value", "describe_bad_value", "SUPPORTED"]
 
@@ -74,7 +74,11 @@ def pack_row(row: Sequence[Any]) -> bytes:
         return _dumps(row, 2)  # type: ignore[arg-type]  # marshal rejects the unsupported
     except (ValueError, BufferError):
         # Something marshal cannot pack as is: a subclass, or an unsupported type.
-        return _dumps(normalize_row(row), 2)
+        row = normalize_row(row)
+        try:
+            return _dumps(row, 2)
+        except ValueError:
+            raise _too_big(row) from None
 
 
 def pack_rows(rows: list[Any]) -> bytes:
@@ -82,7 +86,30 @@ def pack_rows(rows: list[Any]) -> bytes:
     try:
         return _dumps(rows, 2)
     except (ValueError, BufferError):
-        return _dumps([normalize_row(row) for row in rows], 2)
+        rows = [normalize_row(row) for row in rows]
+        try:
+            return _dumps(rows, 2)
+        except ValueError:
+            raise _too_big(*rows) from None
+
+
+#: marshal stores lengths in 32 bits; SQLite's own limit (SQLITE_MAX_LENGTH,
+#: 1e9 bytes by default) is lower still.
+_MARSHAL_MAX = 0x7FFFFFFF
+
+
+def _too_big(*rows: Sequence[Any]) -> Exception:
+    """The error for normalized rows marshal still refuses: a str or bytes
+    value over 2 GiB, which SQLite would refuse as too big anyway."""
+    for row in rows:
+        for i, v in enumerate(row):
+            if isinstance(v, (bytes, bytearray)) and len(v) > _MARSHAL_MAX or (
+                isinstance(v, str) and len(v) > _MARSHAL_MAX // 4
+                and len(v.encode("utf-8", "surrogatepass")) > _MARSHAL_MAX
+            ):
+                return TooBigError(f"string or blob too big (parameter {i + 1}: {len(v):,} "
+                                   "bytes or characters, over SQLite's maximum of 1,000,000,000 bytes)")
+    return BindingError("parameters could not be packed (marshal refused them)")
 
 
 def overflow_error(index: int, value: Any) -> BindingOverflowError:
