@@ -6,18 +6,23 @@ reading and writing :data:`_native.STREAM_CHUNK`-sized pieces:
 
 * :func:`iterate_stream` and :func:`invert_stream` use memory independent of
   the changeset's size;
-* :func:`concat_stream` lifts the 2 GiB limit, but SQLite combines the inputs
-  in a hash of their rows, so its memory grows with the number of rows;
+* :func:`concat_stream` combines the inputs in change groups whose memory
+  stays near its ``memory_limit``: past it, the changes are split by (table,
+  primary key) into partitions concatenated one after another (see
+  ``csrc/sss_concat.c``);
 * :func:`apply_stream` (in :mod:`.apply`) applies in bounded chunks.
 """
 
 from __future__ import annotations
 
+import io
+import tempfile
 from collections.abc import Iterator
-from typing import BinaryIO
+from contextlib import ExitStack
+from typing import Any, BinaryIO
 
 from ..binding.raw import ffi, lib
-from ._native import Reader, Writer, check_rc
+from ._native import STREAM_CHUNK, Reader, Writer, check_rc
 from .changeset import Change, iter_changes
 from .errors import ChangesetError
 
@@ -76,14 +81,213 @@ def _tell(source: object) -> int | None:
     return None
 
 
-def concat_stream(a: BinaryIO | bytes, b: BinaryIO | bytes, dest: BinaryIO) -> int:
+#: concat_stream()'s default memory_limit.
+DEFAULT_CONCAT_MEMORY = 256 * 1024 * 1024
+
+#: What a change group holds per change besides the change's own bytes: its
+#: SessionChange (32 bytes), the allocator's header, and up to four hash
+#: slots of 8 bytes while the table doubles (sqlite3.c, sessionGrowHash()).
+CHANGE_OVERHEAD = 112
+
+#: The smallest change on the wire (op, indirect flag, one integer field):
+#: inputs smaller than memory_limit / (1 + CHANGE_OVERHEAD / this) cannot
+#: need more than one group, and skip the scan.
+_MIN_CHANGE = 11
+
+#: More passes than this over the inputs is refused as a too small limit.
+MAX_CONCAT_PASSES = 4096
+
+
+def concat_partitions(nbytes: int, nchanges: int, memory_limit: int) -> int:
+    """How many partitions (passes) :func:`concat_stream` uses for inputs of
+    ``nbytes`` bytes holding ``nchanges`` changes: enough that each
+    partition's change group, estimated at the changes' bytes plus
+    :data:`CHANGE_OVERHEAD` per change, fits in ``memory_limit``."""
+    need = nbytes + CHANGE_OVERHEAD * nchanges
+    return max(1, -(-need // memory_limit))
+
+
+def concat_stream(a: BinaryIO | bytes, b: BinaryIO | bytes, dest: BinaryIO, *,
+                  memory_limit: int = DEFAULT_CONCAT_MEMORY) -> int:
     """Write changeset ``a`` followed by ``b`` (both changesets or both
-    patchsets) to ``dest`` as one; returns the number of bytes written."""
-    reader_a, reader_b, writer = Reader(a), Reader(b), Writer(dest)
+    patchsets) to ``dest`` as one; returns the number of bytes written.
+
+    The result holds what :meth:`Changeset.concat` gives: changes to the same
+    (table, primary key) combined, ``a`` then ``b``.  The inputs are read from
+    their current positions.
+
+    Memory: SQLite's own streaming concat keeps every change in one change
+    group, so its memory grows with the inputs.  Here the group is kept near
+    ``memory_limit`` bytes (default 256 MiB): when the inputs could need more
+    (estimated from their size, then from a first pass that counts their
+    changes), the changes are split by a hash of (table, primary key) into
+    K = :func:`concat_partitions` partitions, each concatenated in a group of
+    its own and written after the previous one.  The output is then the same
+    set of changes in another order: a table may have several sections,
+    which iteration, apply and change groups all accept.  K = 1 writes
+    exactly what ``sqlite3changeset_concat_strm`` writes.  Costs with K > 1:
+    K + 1 reads of each input.  A single change larger than the limit cannot
+    be split, and more than :data:`MAX_CONCAT_PASSES` partitions is refused
+    with ValueError.
+
+    Inputs: bytes, or binary file objects.  Several passes need to seek back:
+    an input that cannot seek (a pipe, a socket) is copied, while it is
+    first read, to a temporary file (kept in memory up to an eighth of the
+    limit) and read from there afterwards.
+
+    Errors: a table whose column count or primary key differs between
+    changes anywhere in the inputs, changeset changes mixed with patchset
+    changes, and corrupt or truncated input raise :class:`ChangesetError`
+    (these are found by the first pass, before anything is written); an
+    exception from a file object is raised as itself.  When anything is
+    raised, a ``dest`` that can seek is truncated back to the position it
+    had on entry; one that cannot may hold part of the output.
+    """
+    if isinstance(memory_limit, bool) or not isinstance(memory_limit, int) or memory_limit <= 0:
+        raise ValueError(f"memory_limit must be a positive number of bytes, not {memory_limit!r}")
+    writer = Writer(dest)
+    start = _tell(dest)
+    try:
+        with ExitStack() as stack:
+            _concat(_Input(a), _Input(b), writer, memory_limit, stack)
+    except BaseException:
+        if start is not None:
+            _truncate(dest, start)
+        raise
+    return writer.total
+
+
+class _TeeReader(Reader):
+    """A Reader that also copies what it reads to ``tee`` (spooling an input
+    that cannot seek, during the pass that first reads it)."""
+
+    __slots__ = ("tee",)
+
+    def __init__(self, source: Any, tee: Any) -> None:
+        super().__init__(source)
+        self.tee = tee
+
+    def fill(self, data: Any, size_ptr: Any) -> int:
+        rc = super().fill(data, size_ptr)
+        self.tee.write(ffi.buffer(data, size_ptr[0]))
+        return rc
+
+
+class _Input:
+    """One input of concat_stream: something that can be read again from
+    the same start, and its size when known before reading."""
+
+    def __init__(self, source: Any) -> None:
+        self.source = source
+        self.start: int | None = None
+        self.size: int | None = None
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            self.size = memoryview(source).nbytes
+            return
+        Reader(source)  # the type check, before anything is read
+        self.start = _tell(source)
+        if self.start is not None:
+            end = source.seek(0, io.SEEK_END)
+            source.seek(self.start)
+            self.size = int(end) - self.start
+
+    def reader(self) -> Reader:
+        """A Reader from the input's start."""
+        if self.start is not None:
+            self.source.seek(self.start)
+        return Reader(self.source)
+
+    def first_reader(self, stack: ExitStack, spool_memory: int) -> Reader:
+        """The reader of the first pass: an input that cannot seek is spooled
+        as it is read, and read from the spool afterwards."""
+        if self.size is not None:
+            return self.reader()
+        spool = stack.enter_context(tempfile.SpooledTemporaryFile(max_size=spool_memory))
+        reader = _TeeReader(self.source, spool)
+        self.source, self.start = spool, 0
+        return reader
+
+
+def _concat(a: _Input, b: _Input, writer: Writer, memory_limit: int, stack: ExitStack) -> None:
+    if (a.size is not None and b.size is not None
+            and (a.size + b.size) * (_MIN_CHANGE + CHANGE_OVERHEAD) <= memory_limit * _MIN_CHANGE):
+        _concat_one_group(a.reader(), b.reader(), writer)
+        return
+    state = ffi.gc(lib.sss_concat_new(), lib.sss_concat_free)
+    if state == ffi.NULL:
+        raise MemoryError("concatenating streams: out of memory")
+    spool_memory = max(STREAM_CHUNK, memory_limit // 8)
+    nbytes = 0
+    for source in (a, b):
+        reader = source.first_reader(stack, spool_memory)
+        rc = lib.sss_concat_scan(state, lib.sss_py_input, reader.handle)
+        reader.reraise()
+        _check_concat(state, rc)
+        nbytes += reader.total
+    nchanges = lib.sss_concat_changes(state)
+    k = concat_partitions(nbytes, nchanges, memory_limit)
+    if k == 1:
+        _concat_one_group(a.reader(), b.reader(), writer)
+        return
+    if k > MAX_CONCAT_PASSES:
+        raise ValueError(
+            f"memory_limit={memory_limit} is too small for {nbytes} bytes holding {nchanges} "
+            f"changes: it would take {k} passes over the inputs (at most {MAX_CONCAT_PASSES})")
+    counts = ffi.new("long long[2]")
+    added = 0
+    for part in range(k):
+        reader_a, reader_b = a.reader(), b.reader()
+        rc = lib.sss_concat_partition(state, k, part, lib.sss_py_input, reader_a.handle,
+                                      lib.sss_py_input, reader_b.handle,
+                                      lib.sss_py_output, writer.handle, counts)
+        for r in (reader_a, reader_b, writer):
+            r.reraise()
+        _check_concat(state, rc)
+        if counts[0] != nchanges:
+            raise ChangesetError(f"concatenating streams: an input changed between passes "
+                                 f"({counts[0]} changes read, {nchanges} at first)")
+        added += counts[1]
+    if added != nchanges:  # every change belongs to exactly one partition
+        raise ChangesetError(f"concatenating streams: an input changed between passes "
+                             f"({added} changes in the partitions, {nchanges} read at first)")
+
+
+def _concat_one_group(reader_a: Reader, reader_b: Reader, writer: Writer) -> None:
+    """SQLite's own streaming concat: one change group for everything."""
     rc = lib.sqlite3changeset_concat_strm(lib.sss_py_input, reader_a.handle,
                                           lib.sss_py_input, reader_b.handle,
                                           lib.sss_py_output, writer.handle)
     for r in (reader_a, reader_b, writer):
         r.reraise()
     check_rc(rc, "concatenating streams")
-    return writer.total
+
+
+def _check_concat(state: Any, rc: int) -> None:
+    """Raise for a refused scan or partition with the reason the C side
+    recorded; other codes as check_rc does."""
+    if rc == lib.SQLITE_OK:
+        return
+    reason = lib.sss_concat_reason(state)
+    name_ptr = lib.sss_concat_table(state)
+    table = ffi.string(name_ptr).decode("utf-8", "replace") if name_ptr != ffi.NULL else None
+    if reason == lib.SSS_CONCAT_SCHEMA:
+        raise ChangesetError(f"concatenating streams: table {table!r} has a different number of "
+                             f"columns or primary key in different changes (changesets of "
+                             f"different schemas cannot be combined)", rc)
+    if reason == lib.SSS_CONCAT_MIXED:
+        raise ChangesetError(f"concatenating streams: cannot combine changeset and patchset "
+                             f"changes (at table {table!r})", rc)
+    if reason == lib.SSS_CONCAT_CHANGED:
+        raise ChangesetError("concatenating streams: an input changed between passes "
+                             f"(a change to table {table!r} the first pass did not see)", rc)
+    check_rc(rc, "concatenating streams")
+
+
+def _truncate(dest: Any, start: int) -> None:
+    """Drop what was written to ``dest`` after ``start`` (best effort: the
+    original exception is the one to report)."""
+    try:
+        dest.seek(start)
+        dest.truncate()
+    except (AttributeError, OSError, ValueError):
+        pass
