@@ -72,6 +72,20 @@ def run(con: sss.Connection, program: list) -> None:
             pass  # e.g. a primary key update onto an existing key
 
 
+def two_writes(
+    src: sss.Connection, first: list, second: list
+) -> tuple[sss.Changeset, sss.Patchset, sss.Changeset, sss.Patchset]:
+    """Run two programs on ``src``, each under its own session: (changeset,
+    patchset) of the first, then of the second."""
+    with src.session() as s1:
+        run(src, first)
+        a, pa = s1.changeset(), s1.patchset()
+    with src.session() as s2:
+        run(src, second)
+        b, pb = s2.changeset(), s2.patchset()
+    return a, pa, b, pb
+
+
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -108,12 +122,7 @@ def test_concat_equals_sequence(seed: list, first: list, second: list) -> None:
         src = dbs.open()
         run(src, seed)
         start_image = src.serialize()
-        with src.session() as s1:
-            run(src, first)
-            a, pa = s1.changeset(), s1.patchset()
-        with src.session() as s2:
-            run(src, second)
-            b, pb = s2.changeset(), s2.patchset()
+        a, pa, b, pb = two_writes(src, first, second)
         sequential = dbs.open(start_image)
         a.apply(sequential)
         b.apply(sequential)

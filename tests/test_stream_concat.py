@@ -26,7 +26,7 @@ from _stream_concat_fuzz import OneWay, multiset, raw_changes
 from conftest import STRESS_SCALE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_changeset_props import Dbs, programs, run, state
+from test_changeset_props import Dbs, programs, run, state, two_writes
 
 import sqlite_session_safe as sss
 from sqlite_session_safe.binding.raw import lib
@@ -87,12 +87,7 @@ def test_partitioned_equals_concat(seed: list, first: list, second: list, parts:
         src = dbs.open()
         run(src, seed)
         start_image = src.serialize()
-        with src.session() as s1:
-            run(src, first)
-            a, pa = s1.changeset(), s1.patchset()
-        with src.session() as s2:
-            run(src, second)
-            b, pb = s2.changeset(), s2.patchset()
+        a, pa, b, pb = two_writes(src, first, second)
         for x, y, expected in ((a, b, a.concat(b)), (pa, pb, pa.concat(pb))):
             n = x.validate() + y.validate()
             limit = limit_for(x, y, n, parts)
