@@ -58,6 +58,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "sqlite3.h"
+#include "sss.h"
 #include "sss_concat.h"
 
 typedef struct concat_table {
@@ -66,12 +67,6 @@ typedef struct concat_table {
     int ncol;
     uint64_t hash;          /* hash of the ASCII-folded name */
 } concat_table;
-
-typedef struct blob {
-    unsigned char *data;
-    size_t len;
-    size_t cap;
-} blob;
 
 /* Where the raw walk is (see "Framing" above). */
 enum {
@@ -110,7 +105,7 @@ struct sss_concat {
     int patchset;           /* -1 until the first change */
     int reason;
     const char *reason_table;
-    blob seed;              /* the seeding changeset, built as tables appear */
+    sss_buffer seed;        /* the seeding changeset, built as tables appear */
     walk w;                 /* the raw walk of the input being scanned */
 };
 
@@ -204,37 +199,22 @@ static uint64_t hash_value(uint64_t h, sqlite3_value *v)
     }
 }
 
-static int blob_reserve(blob *b, size_t extra)
+static int buf_put(sss_buffer *b, const void *p, size_t n)
 {
-    if (b->len + extra <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + extra)
-        cap *= 2;
-    unsigned char *p = realloc(b->data, cap);
-    if (p == NULL)
-        return -1;
-    b->data = p;
-    b->cap = cap;
-    return 0;
-}
-
-static int blob_put(blob *b, const void *p, size_t n)
-{
-    if (blob_reserve(b, n))
+    if (sss_buffer_reserve(b, n))
         return -1;
     memcpy(b->data + b->len, p, n);
     b->len += n;
     return 0;
 }
 
-static int blob_byte(blob *b, unsigned char ch)
+static int buf_byte(sss_buffer *b, unsigned char ch)
 {
-    return blob_put(b, &ch, 1);
+    return buf_put(b, &ch, 1);
 }
 
 /* SQLite's varint, for values below 2^56 (a column count is at most 65536). */
-static int blob_varint(blob *b, uint64_t v)
+static int buf_varint(sss_buffer *b, uint64_t v)
 {
     unsigned char tmp[9];
     int n = 0;
@@ -245,15 +225,15 @@ static int blob_varint(blob *b, uint64_t v)
     unsigned char out[9];
     for (int i = 0; i < n; i++)
         out[i] = (unsigned char)(tmp[n - 1 - i] | (i < n - 1 ? 0x80 : 0));
-    return blob_put(b, out, (size_t)n);
+    return buf_put(b, out, (size_t)n);
 }
 
 /* A record of integer zeros: all ncol fields, or (pk_only) the key fields. */
-static int blob_zero_record(blob *b, int ncol, const unsigned char *pk, int pk_only)
+static int buf_zero_record(sss_buffer *b, int ncol, const unsigned char *pk, int pk_only)
 {
     static const unsigned char zero[9] = {SQLITE_INTEGER, 0, 0, 0, 0, 0, 0, 0, 0};
     for (int i = 0; i < ncol; i++)
-        if ((!pk_only || pk[i]) && blob_put(b, zero, sizeof zero))
+        if ((!pk_only || pk[i]) && buf_put(b, zero, sizeof zero))
             return -1;
     return 0;
 }
@@ -261,15 +241,15 @@ static int blob_zero_record(blob *b, int ncol, const unsigned char *pk, int pk_o
 /* Appends a table header and an INSERT and DELETE of one dummy row (all
  * columns integer 0): a pair that cancels in a change group but leaves the
  * table known to it, under this name and header. */
-static int blob_dummy_table(blob *b, int patchset, const char *name, int ncol,
+static int buf_dummy_table(sss_buffer *b, int patchset, const char *name, int ncol,
                             const unsigned char *pk)
 {
-    if (blob_byte(b, patchset ? 'P' : 'T') || blob_varint(b, (uint64_t)ncol)
-        || blob_put(b, pk, (size_t)ncol) || blob_put(b, name, strlen(name) + 1))
+    if (buf_byte(b, patchset ? 'P' : 'T') || buf_varint(b, (uint64_t)ncol)
+        || buf_put(b, pk, (size_t)ncol) || buf_put(b, name, strlen(name) + 1))
         return -1;
-    if (blob_byte(b, SQLITE_INSERT) || blob_byte(b, 0) || blob_zero_record(b, ncol, pk, 0))
+    if (buf_byte(b, SQLITE_INSERT) || buf_byte(b, 0) || buf_zero_record(b, ncol, pk, 0))
         return -1;
-    if (blob_byte(b, SQLITE_DELETE) || blob_byte(b, 0) || blob_zero_record(b, ncol, pk, patchset))
+    if (buf_byte(b, SQLITE_DELETE) || buf_byte(b, 0) || buf_zero_record(b, ncol, pk, patchset))
         return -1;
     return 0;
 }
@@ -296,7 +276,7 @@ void sss_concat_free(sss_concat *c)
     }
     free(c->tabs);
     free(c->index);
-    free(c->seed.data);
+    sss_buffer_free(&c->seed);
     free(c);
 }
 
@@ -408,7 +388,7 @@ static int register_table(sss_concat *c, const char *name, int ncol,
     if (e < 0)
         return SQLITE_NOMEM;
     concat_table *t = &c->tabs[e];
-    if (blob_dummy_table(&c->seed, c->patchset, t->name, ncol, t->pk))
+    if (buf_dummy_table(&c->seed, c->patchset, t->name, ncol, t->pk))
         return SQLITE_NOMEM;
     c->last = e;
     *entry = e;
