@@ -106,17 +106,24 @@ WORKLOADS = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def workload_args(
+    argv: list[str] | None, description: str | None
+) -> tuple[argparse.Namespace, list[tuple[int, float, str, bytes]], list[int]]:
+    """The command line shared with bench_dbapi, the rows to insert and the
+    keys to look up (the same in every run)."""
+    ap = argparse.ArgumentParser(description=description,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--points", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--dir", default=None, help="where the database files go (default: a temp dir)")
     args = ap.parse_args(argv)
-
-    rows = make_rows(args.rows)
     rnd = random.Random(7)
-    points = [rnd.randrange(args.rows) for _ in range(args.points)]
+    return args, make_rows(args.rows), [rnd.randrange(args.rows) for _ in range(args.points)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, rows, points = workload_args(argv, __doc__)
     libs = libraries()
     print(
         f"SQLite: ours {sss.sqlite_version()}, stdlib {sqlite3.sqlite_version}, "

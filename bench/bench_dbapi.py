@@ -15,9 +15,7 @@ counts.  Prints times and the ratio ours / stdlib (below 1.0: faster).
 
 from __future__ import annotations
 
-import argparse
 import gc
-import random
 import sqlite3
 import sys
 import tempfile
@@ -28,7 +26,7 @@ from typing import Any
 
 # The same table, rows and queries as the binding benchmark (bench/ is
 # sys.path[0] when run as a script).
-from bench_binding import INSERT, SCHEMA, SELECT_ALL, SELECT_ONE, make_rows
+from bench_binding import INSERT, SCHEMA, SELECT_ALL, SELECT_ONE, workload_args
 
 import sqlite_session_safe.dbapi as dbapi
 
@@ -63,16 +61,7 @@ WORKLOADS = {"executemany": run_executemany, "fetchall": run_fetchall, "point": 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rows", type=int, default=1_000_000)
-    ap.add_argument("--points", type=int, default=100_000)
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--dir", default=None, help="where the database files go (default: a temp dir)")
-    args = ap.parse_args(argv)
-
-    rows = make_rows(args.rows)
-    rnd = random.Random(7)
-    points = [rnd.randrange(args.rows) for _ in range(args.points)]
+    args, rows, points = workload_args(argv, __doc__)
     modules: list[tuple[str, ModuleType]] = [("dbapi", dbapi), ("stdlib", sqlite3)]
     print(f"SQLite: ours {dbapi.sqlite_version}, stdlib {sqlite3.sqlite_version}; "
           f"Python {sys.version.split()[0]}")
