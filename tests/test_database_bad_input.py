@@ -185,3 +185,17 @@ def test_tables_without_primary_key(tmp_path):
         assert replayed["loose"] == [(1, 2)]
         with sss.connect(fresh) as copy:
             assert copy.execute("SELECT rowid FROM search WHERE search MATCH 'hello'").fetchall() == [(1,)]
+
+
+@pytest.mark.parametrize("mode", ["trusted", "network", "wal"])
+def test_bad_paths_raise_package_errors(tmp_path, mode):
+    """A directory at the path, or a missing parent: an sss.Error that is
+    also the OSError callers caught before (faults review D11)."""
+    (tmp_path / "d.db").mkdir()
+    with pytest.raises(sss.DatabasePathIsDirectory, match="is a directory") as e:
+        sss.open(tmp_path / "d.db", mode=mode)
+    assert isinstance(e.value, sss.Error) and isinstance(e.value, IsADirectoryError)
+    with pytest.raises(sss.DatabaseDirectoryMissing, match="does not exist") as e:
+        sss.open(tmp_path / "nope" / "x.db", mode=mode)
+    assert isinstance(e.value, sss.DatabasePathError) and isinstance(e.value, FileNotFoundError)
+    assert not (tmp_path / "nope").exists()

@@ -487,3 +487,29 @@ def test_stale_reader_marker_is_broken_by_writer(tmp_path):
         assert not os.path.exists(marker)
     with pytest.raises(LockCompromised):
         r.release()
+
+
+def test_backoff_is_bounded_for_any_number_of_polls():
+    """The poll number grows without bound over a long wait; the sleep must
+    stay within the cap and never overflow (faults review D1)."""
+    from sqlite_session_safe.coordination import lock as lock_module
+
+    for attempt in (0, 1, 5, 6, 1023, 1024, 1025, 10**6, 10**18):
+        pause = lock_module._backoff(attempt)
+        assert 0 < pause <= lock_module.BACKOFF_MAX
+
+
+def test_rename_failure_counts_as_taken_only_when_something_is_there(tmp_path):
+    """sshfs reports a rename onto a non-empty directory as EPERM: any
+    failure while the destination exists means 'taken'; with nothing there it
+    is a real error (faults review D2)."""
+    import errno
+
+    from sqlite_session_safe.coordination import lock as lock_module
+
+    dest = tmp_path / "L"
+    eperm = PermissionError(errno.EPERM, "Operation not permitted")
+    assert not lock_module._rename_taken(eperm, str(dest))
+    dest.mkdir()
+    assert lock_module._rename_taken(eperm, str(dest))
+    assert lock_module._rename_taken(OSError(errno.ENOTEMPTY, "not empty"), str(tmp_path / "absent"))

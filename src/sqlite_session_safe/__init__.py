@@ -108,6 +108,9 @@ from .coordination.db_errors import (
 
 # --- coordination layer --------------------------------------------------------
 from .coordination.errors import (
+    DatabaseDirectoryMissing,
+    DatabasePathError,
+    DatabasePathIsDirectory,
     EpochMismatch,
     FencingError,
     LockCompromised,
@@ -225,6 +228,9 @@ __all__ = [
     "CorruptError",
     "Cursor",
     "Database",
+    "DatabaseDirectoryMissing",
+    "DatabasePathError",
+    "DatabasePathIsDirectory",
     "DataError",
     "DEFAULT_LINGER",
     "DirectoryLock",

@@ -17,6 +17,9 @@ __all__ = [
     "UnknownProtocolVersion",
     "FencingError",
     "EpochMismatch",
+    "DatabasePathError",
+    "DatabaseDirectoryMissing",
+    "DatabasePathIsDirectory",
 ]
 
 
@@ -78,3 +81,19 @@ class EpochMismatch(FencingError):
     def __reduce__(self) -> tuple[type[EpochMismatch], tuple[str, int, int | None]]:
         # keep the attributes when pickled across processes
         return (type(self), (str(self), self.expected, self.actual))
+
+
+class DatabasePathError(Error, OSError):
+    """The path given for a database file cannot be one.
+
+    Also an :class:`OSError` (``errno``, ``filename``), so code that caught
+    the built-in errors keeps working.
+    """
+
+
+class DatabaseDirectoryMissing(DatabasePathError, FileNotFoundError):
+    """The directory that should hold the database file does not exist."""
+
+
+class DatabasePathIsDirectory(DatabasePathError, IsADirectoryError):
+    """The database path names a directory, not a file."""

@@ -44,6 +44,8 @@ from typing import NoReturn
 
 from . import procinfo
 from .errors import (
+    DatabaseDirectoryMissing,
+    DatabasePathIsDirectory,
     LockCompromised,
     LockError,
     LockRefused,
@@ -148,9 +150,11 @@ def _canonical_db(db_path: str | os.PathLike[str]) -> str:
     real = os.path.realpath(path)
     parent = os.path.dirname(real)
     if not os.path.isdir(parent):
-        raise FileNotFoundError(errno.ENOENT, f"the directory of database {path!r} does not exist", parent)
+        raise DatabaseDirectoryMissing(
+            errno.ENOENT, f"the directory of database {path!r} does not exist; create it first", parent
+        )
     if os.path.isdir(real):
-        raise IsADirectoryError(
+        raise DatabasePathIsDirectory(
             errno.EISDIR, f"database path {path!r} is a directory, not a database file", real
         )
     return real
@@ -285,12 +289,22 @@ class _Observer:
         return False, f"heartbeat {rec.heartbeat} unchanged for {waited:.2f}s of {limit:g}s"
 
 
-def _rename_taken(e: OSError) -> bool:
-    """True when rename failed because the destination exists (or, on
-    Windows, is in use for a moment): contention, not a real error."""
+def _rename_taken(e: OSError, dest: str) -> bool:
+    """True when rename failed because ``dest`` is taken: contention, not a
+    real error.
+
+    File systems spell "taken" differently: EEXIST/ENOTEMPTY locally, EPERM
+    over sshfs (SFTP carries no errno), a sharing violation on Windows.  So
+    any failure while something is at ``dest`` counts as taken; a failure
+    with nothing there is a real error (read-only directory, full disk...).
+    """
     if isinstance(e, FileExistsError) or e.errno in _TAKEN_ERRNOS:
         return True
-    return sys.platform == "win32" and isinstance(e, PermissionError)
+    try:
+        os.lstat(dest)
+    except OSError:
+        return False
+    return True
 
 
 def _remove_tree(path: str) -> None:
@@ -330,7 +344,7 @@ def _break(path: str, rec: OwnerRecord, why: str) -> str | None:
     except FileNotFoundError:
         return None
     except OSError as e:
-        if _rename_taken(e):
+        if _rename_taken(e, tomb):
             return None  # the tomb exists: someone else broke exactly this state
         raise
     after = _look(tomb)
@@ -371,8 +385,17 @@ def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+#: The exponent at which BACKOFF_INITIAL * BACKOFF_FACTOR**n first reaches
+#: BACKOFF_MAX: attempts past it sleep BACKOFF_MAX.  Capping n (rather than
+#: computing the power and then the minimum) keeps a wait of any length from
+#: overflowing a float (2.0**1024 does, after ~1024 polls).
+_BACKOFF_CAP_EXPONENT = math.ceil(math.log(BACKOFF_MAX / BACKOFF_INITIAL, BACKOFF_FACTOR))
+
+
 def _backoff(attempt: int) -> float:
-    return min(BACKOFF_MAX, BACKOFF_INITIAL * BACKOFF_FACTOR**attempt) * random.uniform(0.5, 1.0)
+    """Seconds to sleep before poll number ``attempt`` (any int >= 0)."""
+    n = min(attempt, _BACKOFF_CAP_EXPONENT)
+    return min(BACKOFF_MAX, BACKOFF_INITIAL * BACKOFF_FACTOR**n) * random.uniform(0.5, 1.0)
 
 
 def _reader_markers(readers_dir: str) -> list[str]:
@@ -814,7 +837,7 @@ class DirectoryLock:
         try:
             os.rename(tmp, dest)
         except OSError as e:
-            if _rename_taken(e):
+            if _rename_taken(e, dest):
                 return False
             raise
         # No fsync of the parent here: if a crash loses this rename, the lock
