@@ -92,7 +92,11 @@ def test_network_mode_reopens_and_takes_the_reader_lock(tmp_path):
 
 
 def test_network_mode_nolock(tmp_path):
-    with sss.open(tmp_path / "n.db", mode="network", nolock=True) as db:
+    with pytest.raises(sss.InterfaceError, match="unsafe_nolock=True"):
+        sss.open(tmp_path / "n.db", mode="network", nolock=True)
+    with pytest.raises(sss.InterfaceError, match="unsafe_nolock=True"):
+        sss.open(tmp_path / "n.db", mode="network", nolock=True, unsafe_nolock=1)
+    with sss.open(tmp_path / "n.db", mode="network", nolock=True, unsafe_nolock=True) as db:
         db.migrate("CREATE TABLE t(id INTEGER PRIMARY KEY, x)")
         db.write(lambda tx: tx.execute("INSERT INTO t VALUES (1, 'a')"))
         assert db.capabilities()["sqlite_locks"] is False

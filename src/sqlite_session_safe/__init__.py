@@ -100,6 +100,7 @@ from .coordination.database import (
 )
 from .coordination.db_errors import (
     BackupCheckFailed,
+    CommitOutcomeUnknown,
     ConflictError,
     NoPrimaryKeyError,
     SchemaChangeInWrite,
@@ -214,6 +215,7 @@ __all__ = [
     "Changeset",
     "ChangesetError",
     "ClosedError",
+    "CommitOutcomeUnknown",
     "compile_options",
     "concat_stream",
     "Conflict",

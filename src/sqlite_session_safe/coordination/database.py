@@ -70,10 +70,11 @@ from ..binding.errors import ClosedError, InterfaceError
 from ..binding.values import Parameters
 from ..sessions.changeset import Changeset
 from ..sessions.session import Session
-from . import audit, procinfo
-from .db_errors import NoPrimaryKeyError, SchemaChangeInWrite, WalOnNetworkFilesystem
+from . import audit, interrupts, procinfo
+from .db_errors import CommitOutcomeUnknown, NoPrimaryKeyError, SchemaChangeInWrite, WalOnNetworkFilesystem
 from .errors import EpochMismatch, FencingError, LockCompromised, LockError, LockTimeout
 from .fencing import EPOCH_TABLE, advance_epoch, ensure_epoch_table, read_epoch
+from .interrupts import InterruptGuard
 from .lock import (
     DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_STALE_TIMEOUT,
@@ -213,6 +214,11 @@ class WriteTx:
         #: replication, whose cursor (an ``_sss_`` table, never recorded) must
         #: move even when the replayed changes cancel out.
         self._commit_empty = False
+        # Ctrl-C handling for the admission (see __enter__ / interrupts.py).
+        self._guard = InterruptGuard()
+        self._section = self._guard
+        self._was_immediate = False
+        self._mark = 0
 
     # -- what fn uses ---------------------------------------------------------
 
@@ -252,7 +258,16 @@ class WriteTx:
     # -- block form -----------------------------------------------------------
 
     def __enter__(self) -> WriteTx:
-        self._db._begin_write(self)
+        guard = self._guard = InterruptGuard()
+        section = self._section = guard.__enter__()
+        try:
+            self._db._begin_write(self)
+        except BaseException as e:
+            guard.__exit__(type(e), e, e.__traceback__)
+            raise
+        # The block (or fn) is the caller's code: Ctrl-C interrupts it at once.
+        self._was_immediate = section.set_immediate(True)
+        self._mark = section.mark()
         return self
 
     def __exit__(
@@ -261,10 +276,30 @@ class WriteTx:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc_type is None:
-            self.result = self._db._finish_write(self)
-        else:
-            self._db._abort_write(self)
+        section, guard = self._section, self._guard
+        section.set_immediate(self._was_immediate)
+        try:
+            if exc_type is not None:
+                self._db._abort_write(self)
+            elif section.delivered_since(self._mark):
+                # Ctrl-C was raised inside the block, yet the block ended
+                # normally: a callback swallowed it (CPython drops exceptions
+                # raised in weakref callbacks and finalizers), or the caller
+                # caught it.  Either way the user asked to stop: commit nothing.
+                self._db._abort_write(self)
+                raise KeyboardInterrupt(
+                    "Ctrl-C during the write did not propagate out of the write's code; "
+                    "the write was rolled back, nothing was committed")
+            else:
+                self.result = self._db._finish_write(self)
+            # A Ctrl-C deferred meanwhile is raised here, carrying the
+            # committed result as .write (interrupts.py).
+            guard.__exit__(exc_type, exc, tb)
+        except BaseException as e:
+            guard.__exit__(type(e), e, e.__traceback__)
+            raise
+        finally:
+            section.result = None
 
 
 class ReadTx:
@@ -282,6 +317,8 @@ class ReadTx:
         self._outer: ReadTx | None = None
         #: The audit log position this snapshot shows (0 without a log).
         self.seq = 0
+        self._guard = self._section = InterruptGuard()
+        self._was_immediate = False
 
     def execute(self, sql: str, params: Parameters | None = None) -> Cursor:
         """Run one (read-only) statement in the snapshot."""
@@ -295,7 +332,15 @@ class ReadTx:
         return self.execute(sql, params).fetchall()
 
     def __enter__(self) -> ReadTx:
-        self._db._begin_read(self)
+        guard = self._guard = InterruptGuard()
+        section = guard.__enter__()
+        try:
+            self._db._begin_read(self)
+        except BaseException as e:
+            guard.__exit__(type(e), e, e.__traceback__)
+            raise
+        self._was_immediate = section.set_immediate(True)  # the block is the caller's code
+        self._section = section
         return self
 
     def __exit__(
@@ -304,7 +349,13 @@ class ReadTx:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._db._end_read(self, exc_type is not None)
+        self._section.set_immediate(self._was_immediate)
+        try:
+            self._db._end_read(self, exc_type is not None)
+            self._guard.__exit__(exc_type, exc, tb)
+        except BaseException as e:
+            self._guard.__exit__(type(e), e, e.__traceback__)
+            raise
 
 
 class Database:
@@ -326,6 +377,7 @@ class Database:
         nolock: bool = False,
         rowid_tables: bool = False,
         linger: float | None = None,
+        unsafe_nolock: bool = False,
     ) -> None:
         self._closed = True  # until fully opened: close() and __del__ do nothing
         if mode not in MODES:
@@ -333,6 +385,12 @@ class Database:
         if nolock and mode != "network":
             raise InterfaceError("nolock=True is only for mode='network' (where every reader "
                                  "and writer takes the outer lock)")
+        if nolock and unsafe_nolock is not True:
+            raise InterfaceError(
+                "nolock=True turns SQLite's own locks off, and then nothing serializes the COMMIT "
+                "of a writer that was paused past the stale timeout with its successor's: the late "
+                "COMMIT can erase writes the successor already reported committed (PROTOCOL.md §4). "
+                "Pass unsafe_nolock=True as well to accept that risk")
         self.spec: ModeSpec = MODES[mode]
         self.mode: str = mode
         self.audit = bool(audit)
@@ -379,17 +437,18 @@ class Database:
         #: fault-injection point for the tests (pause/kill a writer there).
         self._after_admission: Callable[[], object] | None = None
         self._writer: Connection | None = None
-        con = self._connect()  # fails here for a non-database file
-        try:
-            self._prepare(con)
-        except BaseException:
-            con.close()
-            raise
-        if self.spec.reopen:
-            con.close()  # network mode: a fresh connection per admission
-        else:
-            self._writer = con
-        self._closed = False
+        with InterruptGuard():  # Ctrl-C never leaves the lock or a connection behind
+            con = self._connect()  # fails here for a non-database file
+            try:
+                self._prepare(con)
+            except BaseException:
+                con.close()
+                raise
+            if self.spec.reopen:
+                con.close()  # network mode: a fresh connection per admission
+            else:
+                self._writer = con
+            self._closed = False
 
     # -- connections --------------------------------------------------------------
 
@@ -545,9 +604,7 @@ class Database:
                 "would wait for this thread's own read lock; finish the read first"
             )
         tx._t0 = time.monotonic()
-        timeout = self.timeout
-        got = self._write_mutex.acquire() if timeout is None else self._write_mutex.acquire(timeout=timeout)
-        if not got:
+        if not interrupts.wait_lock(self._write_mutex.acquire, self.timeout):
             raise LockTimeout(f"timed out waiting for {self.lock_path!r}: another thread of this "
                               "process is writing")
         local.writing = True
@@ -559,7 +616,7 @@ class Database:
                 tx._owner = lock.owner.owner_id
                 self._open_transaction(tx)
             except BaseException as e:
-                self._release_lock(committed=False, lost=isinstance(e, LockCompromised))
+                self._release_lock(failed=True, lost=isinstance(e, LockCompromised))
                 raise
         except BaseException:
             self._end_admission(tx)
@@ -595,13 +652,7 @@ class Database:
                     info = self._schema(con)
                 if epoch is None:
                     epoch = read_epoch(con)
-                try:
-                    tx._epoch = advance_epoch(con, epoch)
-                except EpochMismatch as e:
-                    raise LockCompromised(
-                        f"write to {self.path!r} refused: {e} (another holder committed between "
-                        "this write's admission and its transaction); nothing was committed"
-                    ) from e
+                tx._epoch = self._advance_epoch(con, epoch)
                 if not self.audit and info.has_log:
                     raise InterfaceError(
                         f"{self.path!r} keeps an audit log now; this Database was opened with "
@@ -619,9 +670,41 @@ class Database:
                 con.close()
             raise
 
+    def _advance_epoch(self, con: Connection, epoch: int) -> int:
+        """The fencing compare-and-set from ``epoch`` (inside BEGIN IMMEDIATE).
+
+        When it fails, someone committed since ``epoch`` was read.  If our
+        own lock still verifies, nobody broke it, so that commit came from a
+        holder that had *already* lost the lock (paused between its last
+        check and its COMMIT, PROTOCOL.md §4): its COMMIT is done (SQLite's
+        lock, which we now hold, serialized it), and we are the rightful
+        holder.  We proceed on top of it: read the epoch again, inside our
+        transaction, where nobody else can move it.  Without SQLite's locks
+        (``unsafe_nolock``) nothing serializes that late COMMIT with ours:
+        refuse instead.
+        """
+        try:
+            return advance_epoch(con, epoch)
+        except EpochMismatch as e:
+            if not self.nolock:
+                try:
+                    self._lock.check()
+                except LockCompromised:
+                    pass
+                else:
+                    log.warning(
+                        "%s: the fencing epoch moved from %d to %s between this write's admission "
+                        "and its transaction although this holder's lock is intact: a former holder "
+                        "committed late; proceeding after that commit", self.path, epoch, e.actual)
+                    return advance_epoch(con, read_epoch(con))
+            raise LockCompromised(
+                f"write to {self.path!r} refused: {e} (another holder committed between "
+                "this write's admission and its transaction); nothing was committed"
+            ) from e
+
     def _finish_write(self, tx: WriteTx) -> WriteResult:
         con = tx._active()
-        committed = lost = False
+        committed = lost = failed = False
         try:
             if not con.in_transaction:
                 raise InterfaceError("the write's transaction was ended inside it (COMMIT/ROLLBACK "
@@ -652,21 +735,86 @@ class Database:
                     sql=tx.value if tx.kind == "ddl" else None, epoch=tx._epoch or 0,
                 )
             self._lock.check()  # LockCompromised: roll back below, commit nothing
-            con.execute("COMMIT")
+            try:
+                con.execute("COMMIT")
+            except BaseException as e:
+                if not self._commit_landed(tx, con, seq):
+                    raise
+                # COMMIT reported an error, yet the write is durable (its log
+                # entry is there): say both (PROTOCOL.md §5.3 step 11).
+                committed = True
+                result = self._committed(tx, changeset, seq, at)
+                e.write = result  # type: ignore[attr-defined]
+                raise
             committed = True
-            if tx._epoch is not None:
-                self._lease_epoch = (tx._owner, tx._epoch)
-            return self._result(tx, changeset, seq, at, committed=True)
+            return self._committed(tx, changeset, seq, at)
         except BaseException as e:
-            _rollback(con)
+            failed = True
+            if not committed:
+                _rollback(con)
             lost = isinstance(e, LockCompromised)
-            if isinstance(e, LockCompromised) and "nothing was committed" not in str(e):
+            if lost and not committed and "nothing was committed" not in str(e):
                 raise LockCompromised(f"{e}; the write was rolled back, nothing was committed") from e
             raise
         finally:
             self._close_session(tx)
-            self._release_lock(committed, lost)
+            self._release_lock(failed=failed and not committed, lost=lost)
             self._end_admission(tx)
+
+    def _committed(self, tx: WriteTx, changeset: Changeset, seq: int | None, at: str | None) -> WriteResult:
+        """Book-keeping once COMMIT has landed: the next write under this
+        tenure compare-and-sets from our epoch, and a Ctrl-C deferred during
+        the commit is raised carrying this result (interrupts.py)."""
+        if tx._epoch is not None:
+            self._lease_epoch = (tx._owner, tx._epoch)
+        result = self._result(tx, changeset, seq, at, committed=True)
+        tx._section.result = result
+        return result
+
+    def _commit_landed(self, tx: WriteTx, con: Connection, seq: int | None) -> bool:
+        """After COMMIT raised: did it commit anyway?
+
+        SQLite reports some errors after the commit point (an I/O error
+        deleting the journal over a network file system, say), and a caller
+        that retried such a write would apply it twice.  So ask the database:
+        a transaction still open means COMMIT did not happen (rolled back by
+        the caller); otherwise our log entry (``seq`` with this admission's
+        owner and epoch) is there or not.  Without a log, the epoch tells,
+        as long as our lock is intact (nobody else can have set that epoch).
+        Raises :class:`CommitOutcomeUnknown` when the database can't be read.
+        """
+        try:
+            if con.in_transaction:
+                return False
+        except Exception:  # noqa: BLE001 - a closed or broken connection: ask a fresh one
+            pass
+        last: BaseException | None = None
+        for attempt in range(3):
+            probe = con if attempt == 0 and not con.closed else self._connect(query_only=True)
+            try:
+                if seq is not None:
+                    row = probe.execute(
+                        f"SELECT count(*) FROM {audit.LOG_TABLE} WHERE seq = ? AND owner = ? AND epoch = ?",
+                        (seq, tx._owner, tx._epoch or 0)).fetchone()
+                    return bool(row and row[0])
+                epoch = read_epoch(probe)
+                if epoch != tx._epoch:
+                    return False
+                self._lock.check()
+                return True
+            except LockCompromised as e:
+                last = e
+                break
+            except Exception as e:  # noqa: BLE001 - try again with a fresh connection
+                last = e
+            finally:
+                if probe is not con:
+                    probe.close()
+        raise CommitOutcomeUnknown(
+            f"COMMIT of a write to {self.path!r} reported an error and whether it committed cannot "
+            f"be told ({last}); look for owner {tx._owner} epoch {tx._epoch} in the audit log or "
+            "the epoch table before retrying it"
+        ) from last
 
     def _take_changeset(self, tx: WriteTx, info: _SchemaInfo) -> Changeset:
         session = tx._session
@@ -701,7 +849,7 @@ class Database:
                 _rollback(con)
         finally:
             self._close_session(tx)
-            self._release_lock(committed=False)
+            self._release_lock(failed=True)
             self._end_admission(tx)
 
     def _close_session(self, tx: WriteTx) -> None:
@@ -709,22 +857,21 @@ class Database:
         if session is not None:
             session.close()
 
-    def _release_lock(self, committed: bool, lost: bool = False) -> None:
+    def _release_lock(self, failed: bool, lost: bool = False) -> None:
         if not self._lock._held or self._lock._lingering:
             return
         try:
-            # Linger (keep a lease) only while this Database is open and the
-            # lock was not found lost: the lease ends in close(), at process
-            # exit, or when someone waits.
-            linger = 0.0 if self._closed or lost else self.linger
+            # Linger (keep a lease) only after a write that went through,
+            # while this Database is open and the lock was not found lost: the
+            # lease ends in close(), at process exit, or when someone waits.
+            # A failed write releases at once, as documented.
+            linger = 0.0 if self._closed or lost or failed else self.linger
             self._lock.release(linger=linger)
         except LockCompromised as e:
-            if committed:
-                # check() passed just before COMMIT; the loss came after it.
-                # SQLite's own lock covered the COMMIT itself.
-                log.warning(
-                    "write lock of %s lost after a committed write: %s", self.path, e)
-            # else: the write's own exception (or result) already says what happened
+            # check() passed just before COMMIT; a loss found now came after
+            # it, and SQLite's own lock covered the COMMIT itself.  A failed
+            # write's own exception already says what happened.
+            log.warning("write lock of %s lost at the end of a write: %s", self.path, e)
 
     def _end_admission(self, tx: WriteTx) -> None:
         con, tx._con = tx._con, None
@@ -951,8 +1098,12 @@ class Database:
         thread keeps it until that write ends."""
         if self._closed or os.getpid() != self._pid:
             return
-        with self._write_mutex:
-            self._lock.end_linger()
+        with InterruptGuard():
+            interrupts.wait_lock(self._write_mutex.acquire, None)
+            try:
+                self._lock.end_linger()
+            finally:
+                self._write_mutex.release()
 
     @property
     def closed(self) -> bool:
@@ -967,16 +1118,20 @@ class Database:
         if os.getpid() != self._pid:
             self._closed = True  # a forked child: the connections are the parent's
             return
-        with self._write_mutex:
-            self._closed = True
-            self._lock.end_linger()
-            writer, self._writer = self._writer, None
-            if writer is not None:
-                writer.close()
-        with self._readers_lock:
-            readers, self._readers = self._readers, []
-        for con in readers:
-            con.close()
+        with InterruptGuard():  # Ctrl-C waits until every connection is closed
+            interrupts.wait_lock(self._write_mutex.acquire, None)
+            try:
+                self._closed = True
+                self._lock.end_linger()
+                writer, self._writer = self._writer, None
+                if writer is not None:
+                    writer.close()
+            finally:
+                self._write_mutex.release()
+            with self._readers_lock:
+                readers, self._readers = self._readers, []
+            for con in readers:
+                con.close()
 
     def __enter__(self) -> Database:
         return self
@@ -1011,6 +1166,7 @@ def open_database(
     nolock: bool = False,
     rowid_tables: bool = False,
     linger: float | None = None,
+    unsafe_nolock: bool = False,
 ) -> Database:
     """Open (creating if missing) a database file for coordinated use: ``sss.open``.
 
@@ -1025,7 +1181,12 @@ def open_database(
             mmap_size, ...), on top of the mode's safe defaults.
         busy_timeout: SQLite's busy timeout in seconds (default: ``timeout``).
         stale_timeout, heartbeat_interval: the lock's (PROTOCOL.md §2.10).
-        nolock: network mode only: also turn SQLite's own locks off.
+        nolock: network mode only: also turn SQLite's own locks off.  Unsafe:
+            refused unless ``unsafe_nolock=True`` is passed too, because a
+            writer paused between its last lock check and its COMMIT can then
+            overwrite the pages of a successor's acknowledged commit
+            (PROTOCOL.md §4).
+        unsafe_nolock: the explicit acceptance of that risk.
         rowid_tables: record tables without a primary key by rowid instead of
             refusing writes to them.
         linger: seconds to keep the write lock after a write (a lease), so
@@ -1037,6 +1198,6 @@ def open_database(
     return Database(
         path, mode, timeout=timeout, audit=audit, pragmas=pragmas, busy_timeout=busy_timeout,
         stale_timeout=stale_timeout, heartbeat_interval=heartbeat_interval, nolock=nolock,
-        rowid_tables=rowid_tables, linger=linger,
+        rowid_tables=rowid_tables, linger=linger, unsafe_nolock=unsafe_nolock,
     )
 

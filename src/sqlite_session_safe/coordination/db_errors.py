@@ -14,6 +14,7 @@ __all__ = [
     "SchemaChangeInWrite",
     "WalOnNetworkFilesystem",
     "BackupCheckFailed",
+    "CommitOutcomeUnknown",
 ]
 
 
@@ -82,3 +83,13 @@ class BackupCheckFailed(Error):
 
     def __reduce__(self) -> tuple[type[BackupCheckFailed], tuple[str, str, tuple[str, ...]]]:
         return (type(self), (str(self), self.path, self.problems))
+
+
+class CommitOutcomeUnknown(Error):
+    """COMMIT reported an error, and the database could not be read to tell
+    whether the write committed anyway (its log entry, or the fencing epoch).
+
+    Rare: it needs a second failure right after the first (the file system
+    went away).  Do not retry the write blindly: look for the owner and epoch
+    named in the message in the audit log first.
+    """

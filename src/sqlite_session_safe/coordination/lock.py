@@ -26,6 +26,7 @@ import atexit
 import collections
 import dataclasses
 import errno
+import functools
 import logging
 import math
 import os
@@ -40,9 +41,9 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import EllipsisType, TracebackType
-from typing import NoReturn
+from typing import Any, NoReturn, TypeVar, cast
 
-from . import procinfo
+from . import interrupts, procinfo
 from .errors import (
     DatabaseDirectoryMissing,
     DatabasePathIsDirectory,
@@ -435,7 +436,10 @@ class _PathLock:
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         return False
-                    self.cond.wait(remaining)
+                    # In slices: a deferred Ctrl-C ends the wait (interrupts.py).
+                    self.cond.wait(interrupts.CHECK_INTERVAL if remaining is None
+                                   else min(remaining, interrupts.CHECK_INTERVAL))
+                    interrupts.checkpoint()
                 self.held = True
                 return True
             finally:
@@ -528,6 +532,21 @@ atexit.register(_end_leases_at_exit)
 
 # --------------------------------------------------------------------------
 # the lock
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _guarded(method: _F) -> _F:
+    """Run ``method`` with Ctrl-C deferred to its wait checkpoints and its end
+    (interrupts.py): an interrupt never lands between taking an internal lock
+    or making the lock directory and the code that undoes it."""
+
+    @functools.wraps(method)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with interrupts.InterruptGuard():
+            return method(*args, **kwargs)
+
+    return cast(_F, run)
 
 
 class DirectoryLock:
@@ -643,6 +662,7 @@ class DirectoryLock:
             return False
         return self._wanted_by() is not None
 
+    @_guarded
     def end_linger(self) -> None:
         """Release a lingering lease now (no-op when not lingering).
 
@@ -660,6 +680,7 @@ class DirectoryLock:
         """This holder's current ``owner.json`` record, or None when not held."""
         return self._record if self._held and self._pid == os.getpid() else None
 
+    @_guarded
     def acquire(self, timeout: float | None | EllipsisType = ...) -> Acquired:
         """Wait for the lock.
 
@@ -711,6 +732,7 @@ class DirectoryLock:
             raise
         return Acquired(self)
 
+    @_guarded
     def release(self, linger: float = 0.0) -> None:
         """Give the lock up: rename the directory away, then delete it.
 
@@ -1014,7 +1036,9 @@ class DirectoryLock:
             pause = min(pause, ANNOUNCED_BACKOFF_MAX * random.uniform(0.5, 1.0))
         if deadline is not None:
             pause = min(pause, max(0.0, deadline - now))
+        interrupts.checkpoint()
         time.sleep(pause)
+        interrupts.checkpoint()
         return attempt + 1
 
     # -- holding ------------------------------------------------------------
@@ -1405,9 +1429,7 @@ def _check_seconds(name: str, value: object, allow_none: bool = False, allow_zer
 
 
 def _wait_thread_lock(lock: threading.Lock, deadline: float | None) -> bool:
-    if deadline is None:
-        return lock.acquire()
-    return lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
+    return interrupts.wait_lock(lock.acquire, None if deadline is None else deadline - time.monotonic())
 
 
 # --------------------------------------------------------------------------
@@ -1566,5 +1588,6 @@ def break_stale_lock(
                 pending.discard(path)
         if pending:
             time.sleep(min(0.25, _backoff(attempt) * 4))
+            interrupts.checkpoint()
             attempt += 1
     return broke
