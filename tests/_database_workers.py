@@ -37,9 +37,10 @@ def open_db(path: str, **kw: Any) -> sss.Database:
     return sss.open(path, **kw)
 
 
-def make_counter_db(path: str) -> None:
-    """A database with one counter row and a table of inserted items."""
-    with open_db(path) as db:
+def make_counter_db(path: str, **kw: Any) -> None:
+    """A database with one counter row and a table of inserted items
+    (``kw`` for :func:`open_db`, e.g. ``mode``)."""
+    with open_db(path, **kw) as db:
         db.migrate(
             "CREATE TABLE counter(id INTEGER PRIMARY KEY, n INTEGER NOT NULL);"
             "INSERT INTO counter VALUES (1, 0);"
@@ -120,11 +121,11 @@ def writer_loop(path: str, writer: int, fd: int, payload: int, stop_after: int |
     db.close()
 
 
-def paused_writer(path: str, pause_at: str, conn) -> None:
+def paused_writer(path: str, pause_at: str, conn, mode: str = "trusted") -> None:
     """One write that stops at ``pause_at`` ("admitted": after admission,
     before BEGIN; "inside": inside fn) and waits for the parent, then
     reports what happened."""
-    db = open_db(path)
+    db = open_db(path, mode=mode)
 
     def announce() -> None:
         conn.send(("paused", db._lock.owner.owner_id))
@@ -149,11 +150,16 @@ def paused_writer(path: str, pause_at: str, conn) -> None:
         db.close()
 
 
-def single_write(path: str, amount: int, out) -> None:
-    """One write adding ``amount`` to the counter; report its seq."""
-    db = open_db(path)
+def single_write(path: str, amount: int, out, mode: str = "trusted", timeout: float = 120) -> None:
+    """One write adding ``amount`` to the counter; report its seq (or the
+    error's class name and message)."""
+    db = open_db(path, mode=mode, timeout=timeout)
     t0 = time.monotonic()
-    res = db.write(lambda tx: tx.execute("UPDATE counter SET n = n + ? WHERE id = 1", (amount,)),
-                   label="other")
-    out.put((res.seq, time.monotonic() - t0))
-    db.close()
+    try:
+        res = db.write(lambda tx: tx.execute("UPDATE counter SET n = n + ? WHERE id = 1", (amount,)),
+                       label="other")
+        out.put((res.seq, time.monotonic() - t0))
+    except sss.Error as e:
+        out.put((type(e).__name__, str(e)))
+    finally:
+        db.close()

@@ -213,18 +213,31 @@ def test_bad_input_exit_codes(source: Path, tmp_path: Path) -> None:
 _HOLDER = """
 import sys, time
 import sqlite_session_safe as sss
-lock = sss.DirectoryLock(sys.argv[1], "write", timeout=30)
-lock.acquire()
-print("ready", flush=True)
-time.sleep(120)
+if sys.argv[2] == "v1":  # a lock directory with heartbeats (network mode's protocol)
+    lock = sss.DirectoryLock(sys.argv[1], "write", timeout=30)
+    lock.acquire()
+    print("ready", flush=True)
+    time.sleep(120)
+else:  # trusted mode: an operating-system lock, held during a write
+    db = sss.open(sys.argv[1], timeout=30)
+    def hold(tx):
+        print("ready", flush=True)
+        time.sleep(120)
+    db.write(hold)
 """
 
 
-def test_lock_show_held_refuse_confirm_break(source: Path, tmp_path: Path) -> None:
+def _holder(db: Path, protocol: str) -> subprocess.Popen[str]:
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(db), protocol],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline() == "ready\n"
+    return holder
+
+
+def test_lock_show_held_refuse(source: Path, tmp_path: Path) -> None:
     db = copy(source, tmp_path / "locked.db")
-    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(db)], stdout=subprocess.PIPE, text=True)
+    holder = _holder(db, "v2")
     try:
-        assert holder.stdout is not None and holder.stdout.readline() == "ready\n"
         doc = run_json("lock", db)
         assert doc["lock"]["state"] == "held" and doc["lock"]["process"] == "alive"
         assert doc["lock"]["holder"]["pid"] == holder.pid and doc["broken"] is False
@@ -240,6 +253,16 @@ def test_lock_show_held_refuse_confirm_break(source: Path, tmp_path: Path) -> No
     finally:
         holder.kill()
         holder.wait()
+    # the kernel released the operating-system lock with its holder
+    assert run_json("lock", db)["lock"]["state"] == "free"
+    assert run_json("apply", db, cs_file, "--on-conflict", "omit")["omitted"] == 1
+
+
+def test_lock_break_of_a_dead_v1_holder_is_confirmed(source: Path, tmp_path: Path) -> None:
+    db = copy(source, tmp_path / "v1.db")
+    holder = _holder(db, "v1")
+    holder.kill()
+    holder.wait()
     doc = run_json("lock", db)
     assert doc["lock"]["process"] == "dead" and doc["lock"]["breakable_now"] is True
     # declined (and end of input) counts as no: nothing broken
@@ -251,7 +274,6 @@ def test_lock_show_held_refuse_confirm_break(source: Path, tmp_path: Path) -> No
     assert doc["broken"] is True and doc["before"]["holder"]["pid"] == holder.pid
     assert doc["lock"]["state"] == "free"
     assert "lock: free; nothing to break" in run("lock", db, "--break", "--yes").stdout
-    assert run_json("apply", db, cs_file, "--on-conflict", "omit")["omitted"] == 1  # writable again
 
 
 def test_lock_in_a_refused_state_needs_force(source: Path, tmp_path: Path) -> None:

@@ -151,18 +151,20 @@ def _wait_for_new_owner(path: str, old_owner: str, limit: float) -> None:
 @posix_signals
 @pytest.mark.parametrize("pause_at", ["admitted", "inside"])
 def test_writer_paused_past_stale_timeout_commits_nothing(tmp_path, pause_at):
+    """Network mode (lock directories): a paused holder is judged stale and
+    broken; when it resumes, it commits nothing."""
     path = str(tmp_path / "paused.db")
-    make_counter_db(path)
+    make_counter_db(path, mode="network")
     ctx = mp_context()
     parent, child = ctx.Pipe()
-    a = ctx.Process(target=paused_writer, args=(path, pause_at, child))
+    a = ctx.Process(target=paused_writer, args=(path, pause_at, child, "network"))
     a.start()
     what, a_owner = parent.recv()
     assert what == "paused"
     os.kill(a.pid, signal.SIGSTOP)
     try:
         out = ctx.Queue()
-        b = ctx.Process(target=single_write, args=(path, 1, out))
+        b = ctx.Process(target=single_write, args=(path, 1, out, "network"))
         b.start()
         if pause_at == "admitted":
             # A holds only the directory lock: B judges it stale after the
@@ -186,12 +188,57 @@ def test_writer_paused_past_stale_timeout_commits_nothing(tmp_path, pause_at):
         b.join(30)
         assert b_seq == 2
     assert _integrity(path) == [("ok",)]
-    with open_db(path) as db:
+    with open_db(path, mode="network") as db:
         with db.read() as r:
             assert r.fetchall("SELECT n FROM counter") == [(1,)]  # B's +1, never A's +100
         entries = list(db.log())
         assert [(e.seq, e.label) for e in entries] == [(1, "schema"), (2, "other")]
         assert a_owner not in {e.owner for e in entries}
+        assert db.inspect_lock() is None
+
+
+
+@posix_signals
+@pytest.mark.parametrize("mode", ["trusted", "wal"])
+@pytest.mark.parametrize("pause_at", ["admitted", "inside"])
+def test_paused_holder_of_an_os_lock_is_waited_for_never_broken(tmp_path, mode, pause_at):
+    """Trusted and wal modes (lock protocol v2): the kernel never takes the
+    lock from a live process, so a paused holder is waited for, whatever the
+    stale timeout.  The waiter's timeout names the holder; after SIGCONT the
+    holder commits, and the next writer gets in.  Nothing is lost."""
+    path = str(tmp_path / "paused.db")
+    make_counter_db(path, mode=mode)
+    ctx = mp_context()
+    parent, child = ctx.Pipe()
+    a = ctx.Process(target=paused_writer, args=(path, pause_at, child, mode))
+    a.start()
+    what, a_owner = parent.recv()
+    assert what == "paused"
+    os.kill(a.pid, signal.SIGSTOP)
+    try:
+        out = ctx.Queue()
+        # Several stale timeouts (1.2 s) long: a v1 lock would have been broken.
+        b = ctx.Process(target=single_write, args=(path, 1, out, mode, STALE * 4))
+        b.start()
+        kind, message = out.get(timeout=60)
+        b.join(30)
+        assert kind == "LockTimeout", message
+        assert f"pid {a.pid}" in message and a_owner in message
+    finally:
+        os.kill(a.pid, signal.SIGCONT)
+    parent.send("go")
+    outcome, detail = parent.recv()
+    a.join(30)
+    assert outcome == "committed" and detail == 2, detail
+    c = ctx.Process(target=single_write, args=(path, 1, out, mode))
+    c.start()
+    assert out.get(timeout=60)[0] == 3
+    c.join(30)
+    assert _integrity(path) == [("ok",)]
+    with open_db(path, mode=mode) as db:
+        with db.read() as r:
+            assert r.fetchall("SELECT n FROM counter") == [(101,)]
+        assert [(e.seq, e.label) for e in db.log()] == [(1, "schema"), (2, "paused"), (3, "other")]
         assert db.inspect_lock() is None
 
 

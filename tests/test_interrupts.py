@@ -94,15 +94,15 @@ def test_interrupt_during_lock_release_does_not_wedge(tmp_path, mode):
     """R4/R5: SIGINT while the lock is being released: the write committed
     (reported through .write), the next write works, close() returns."""
     report = run_child(tmp_path, """
-        orig = sss.DirectoryLock.release
+        orig = db._lock.release  # the mode's lock: OSLock or DirectoryLock
         armed = [True]
-        def release(self, *a, **k):
-            r = orig(self, *a, **k)
+        def release(*a, **k):
+            r = orig(*a, **k)
             if armed[0]:
                 armed[0] = False
                 interrupt()
             return r
-        sss.DirectoryLock.release = release
+        db._lock.release = release
         db.release_lease()
         db.linger = 0
         try:
@@ -128,13 +128,15 @@ def test_with_block_exits_on_interrupt_during_release(tmp_path):
     KeyboardInterrupt instead of hanging in close()."""
     code = textwrap.dedent("""
         import os, signal, sys, sqlite_session_safe as sss
-        orig = sss.DirectoryLock.release; armed = [True]
-        def release(self, *a, **k):
-            r = orig(self, *a, **k)
-            if armed[0]:
-                armed[0] = False; os.kill(os.getpid(), signal.SIGINT)
-            return r
-        sss.DirectoryLock.release = release
+        from sqlite_session_safe.coordination.admission import OSLock
+        armed = [True]
+        for cls in (sss.DirectoryLock, OSLock):
+            def release(self, *a, _orig=cls.release, **k):
+                r = _orig(self, *a, **k)
+                if armed[0]:
+                    armed[0] = False; os.kill(os.getpid(), signal.SIGINT)
+                return r
+            cls.release = release
         with sss.open(sys.argv[1], linger=0) as db:
             db.migrate("CREATE TABLE t(id INTEGER PRIMARY KEY)")
             db.write(lambda tx: tx.execute("INSERT INTO t VALUES (1)"))
@@ -200,13 +202,14 @@ def test_interrupt_inside_fn_rolls_back(tmp_path, mode):
                       "lock": None, "rows": [], "labels": []}
 
 
-def test_failed_write_releases_the_lock(tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_failed_write_releases_the_lock(tmp_path, mode):
     """D12 (R9): an exception from fn rolls back and releases the lock (no
-    lease kept after a failed write)."""
+    lease kept after a failed write, even where leases are on)."""
     import sqlite_session_safe as sss
 
     path = tmp_path / "t.db"
-    with sss.open(path) as db:
+    with sss.open(path, mode=mode, linger=0.5) as db:
         db.migrate("CREATE TABLE t(id INTEGER PRIMARY KEY)")
         db.release_lease()
 
@@ -218,7 +221,6 @@ def test_failed_write_releases_the_lock(tmp_path):
             db.write(fail)
         assert db.lingering is False and sss.inspect_lock(path) is None
         assert db.write(lambda tx: tx.execute("INSERT INTO t DEFAULT VALUES")).seq == 2
-        assert db.lingering is True  # a write that went through keeps its lease
 
 
 def test_interrupt_while_waiting_for_the_lock_ends_the_wait(tmp_path):

@@ -1,6 +1,11 @@
 """The write lease (``sss.open(..., linger=...)``, PROTOCOL.md §2.11), with
 real processes and real signals.
 
+Leases belong to lock protocol v1 (lock directories: network mode); in
+trusted and wal modes (v2, an operating-system lock) taking the lock costs
+microseconds and ``linger`` is ignored.  So every database here is opened in
+network mode unless a test says otherwise.
+
 A holder keeps the outer lock for ``linger`` seconds after a write; a waiter
 announces itself with ``want-<owner_id>`` in the lock directory and the
 holder hands over at once when idle, or at the end of its current write.
@@ -19,7 +24,9 @@ import textwrap
 import threading
 
 import pytest
-from _database_workers import STALE, increment, make_counter_db, mp_context, open_db, replay, user_tables
+from _database_workers import STALE, increment, mp_context, replay, user_tables
+from _database_workers import make_counter_db as _make_counter_db
+from _database_workers import open_db as _open_db
 
 import sqlite_session_safe as sss
 from sqlite_session_safe.coordination.lock import WANT_PREFIX, DirectoryLock
@@ -27,6 +34,15 @@ from sqlite_session_safe.coordination.lock import WANT_PREFIX, DirectoryLock
 posix_signals = pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
 
 LONG = 600.0  # a linger no test waits out
+
+
+def open_db(path: str, **kw):
+    kw.setdefault("mode", "network")
+    return _open_db(path, **kw)
+
+
+def make_counter_db(path: str) -> None:
+    _make_counter_db(path, mode="network")
 
 
 def _log(path: str) -> list[tuple[int, str | None, str]]:
@@ -107,10 +123,15 @@ def _network_reader(path: str, out) -> None:
 
 
 def test_default_linger_per_mode(tmp_path):
-    with open_db(str(tmp_path / "t.db")) as db:
-        assert db.linger == sss.DEFAULT_LINGER["trusted"] > 0
-    with open_db(str(tmp_path / "n.db"), mode="network") as db:
+    assert sss.DEFAULT_LINGER == {"trusted": 0.0, "wal": 0.0, "network": 0.0}
+    with open_db(str(tmp_path / "t.db"), mode="trusted", linger=5) as db:
+        assert db.linger == 0  # v2: an OS lock costs microseconds; no lease
+        db.migrate("CREATE TABLE t(id INTEGER PRIMARY KEY)")
+        assert not db.lingering and db.inspect_lock() is None
+    with open_db(str(tmp_path / "n.db")) as db:
         assert db.linger == 0  # network: no lease unless asked for
+    with open_db(str(tmp_path / "n2.db"), linger=5) as db:
+        assert db.linger == 5
     with pytest.raises(sss.InterfaceError, match="linger"):
         open_db(str(tmp_path / "x.db"), linger=-1)
     with pytest.raises(sss.InterfaceError, match="linger"):
@@ -388,7 +409,7 @@ def test_process_exit_releases_the_lease(tmp_path):
     make_counter_db(path)
     code = textwrap.dedent(f"""
         import sqlite_session_safe as sss
-        db = sss.open({path!r}, linger={LONG})
+        db = sss.open({path!r}, mode="network", linger={LONG})
         db.write(lambda tx: tx.execute("UPDATE counter SET n = n + 1"))
         assert db.lingering
         # no close(): the interpreter's exit must end the lease

@@ -21,8 +21,8 @@ from sqlite_session_safe.coordination.errors import (
 )
 from sqlite_session_safe.coordination.lock import (
     DirectoryLock,
-    _break,
     _tomb_name,
+    break_judged,
     break_stale_lock,
     inspect_lock,
     lock_paths,
@@ -287,7 +287,7 @@ def test_late_breaker_fails_against_the_tomb(tmp_path):
         assert os.path.isdir(_tomb_name(winner.lock_path, stale))
         with pytest.raises(OSError):
             os.rename(winner.lock_path, _tomb_name(winner.lock_path, stale))
-        assert _break(winner.lock_path, stale, "late") is None
+        assert break_judged(winner.lock_path, stale, "late") is None
         winner.check()
     # The next release sweeps the tomb.
     assert [n for n in os.listdir(tmp_path) if "broken" in n] == []
@@ -495,7 +495,7 @@ def test_backoff_is_bounded_for_any_number_of_polls():
     from sqlite_session_safe.coordination import lock as lock_module
 
     for attempt in (0, 1, 5, 6, 1023, 1024, 1025, 10**6, 10**18):
-        pause = lock_module._backoff(attempt)
+        pause = lock_module.backoff(attempt)
         assert 0 < pause <= lock_module.BACKOFF_MAX
 
 
@@ -509,7 +509,7 @@ def test_rename_failure_counts_as_taken_only_when_something_is_there(tmp_path):
 
     dest = tmp_path / "L"
     eperm = PermissionError(errno.EPERM, "Operation not permitted")
-    assert not lock_module._rename_taken(eperm, str(dest))
+    assert not lock_module.rename_taken(eperm, str(dest))
     dest.mkdir()
-    assert lock_module._rename_taken(eperm, str(dest))
-    assert lock_module._rename_taken(OSError(errno.ENOTEMPTY, "not empty"), str(tmp_path / "absent"))
+    assert lock_module.rename_taken(eperm, str(dest))
+    assert lock_module.rename_taken(OSError(errno.ENOTEMPTY, "not empty"), str(tmp_path / "absent"))

@@ -75,6 +75,9 @@ from .binding.library import (
     sqlite_version,
     sqlite_version_info,
 )
+from .coordination.admission import (
+    OSLock,
+)
 from .coordination.audit import (
     LogEntry,
 )
@@ -119,6 +122,7 @@ from .coordination.errors import (
     LockRefused,
     LockTimeout,
     OwnerFormatError,
+    ProtocolMismatch,
     UnknownProtocolVersion,
 )
 from .coordination.fencing import (
@@ -145,6 +149,7 @@ from .coordination.optimistic import (
     OptimisticContext,
 )
 from .coordination.owner import (
+    AdmissionRecord,
     OwnerRecord,
 )
 from .coordination.replication import (
@@ -192,6 +197,7 @@ Connection.session = _session_method  # type: ignore[method-assign]
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdmissionRecord",
     "Blob",
     "ABORT",
     "AbortError",
@@ -274,6 +280,8 @@ __all__ = [
     "open",
     "OptimisticContext",
     "OwnerFormatError",
+    "ProtocolMismatch",
+    "OSLock",
     "OwnerRecord",
     "Patchset",
     "PermissionsError",

@@ -71,6 +71,7 @@ from ..binding.values import Parameters
 from ..sessions.changeset import Changeset
 from ..sessions.session import Session
 from . import audit, interrupts, procinfo
+from .admission import OSLock
 from .db_errors import CommitOutcomeUnknown, NoPrimaryKeyError, SchemaChangeInWrite, WalOnNetworkFilesystem
 from .errors import EpochMismatch, FencingError, LockCompromised, LockError, LockTimeout
 from .fencing import EPOCH_TABLE, advance_epoch, ensure_epoch_table, read_epoch
@@ -83,6 +84,7 @@ from .lock import (
     break_stale_lock,
     inspect_lock,
     lock_paths,
+    refuse_os_lock_marker,
 )
 from .migration import refuse_transaction_control, run_script
 from .modes import MODES, ModeSpec, filesystem_type, is_network_filesystem, pragma_statements
@@ -93,18 +95,13 @@ Mode = Literal["trusted", "network", "wal"]
 
 log = logging.getLogger("sqlite_session_safe.database")
 
-#: Default ``linger`` (seconds the write lock is kept after a write) per mode.
-#: trusted and wal: 50 ms, chosen with bench/bench_database.py: any linger
-#: longer than the gap between two writes of a burst admits them all under
-#: one acquisition, and waiters get the lock within a few milliseconds of
-#: announcing themselves (lock.LINGER_POLL), so a longer linger costs others
-#: little; its
-#: trade-off is that a holder crashed while lingering blocks the others like
-#: a writer crashed mid-write (at once on the same host: dead pid; the stale
-#: timeout on another host).  network: 0 -- there that crash costs the stale
-#: timeout for every client on another host, and admissions are rare enough
-#: (each reopens its connection) that the lease gains little.
-DEFAULT_LINGER: dict[str, float] = {"trusted": 0.05, "wal": 0.05, "network": 0.0}
+#: Default ``linger`` (seconds the write lock is kept after a write) per mode:
+#: 0 everywhere.  In trusted and wal modes (lock protocol v2) taking the OS
+#: lock costs microseconds, so there is nothing to save, and ``linger`` is
+#: ignored there.  In network mode a lease saves the lock directory's mkdir,
+#: fsyncs and renames, but a holder crashed while lingering costs every client
+#: on another host the stale timeout, so it is off unless asked for.
+DEFAULT_LINGER: dict[str, float] = {"trusted": 0.0, "wal": 0.0, "network": 0.0}
 
 _NO_PK_TABLES = r"""
 SELECT m.name FROM sqlite_schema AS m
@@ -421,12 +418,20 @@ class Database:
                 f"({filesystem_type(self.path)}), where SQLite's WAL index (shared memory) does not "
                 "work across hosts; use mode='network'"
             )
-        # One DirectoryLock object for this Database's writes (used by one
-        # thread at a time, under _write_mutex).
-        self._lock = DirectoryLock(
-            self.path, "write", timeout=timeout, stale_timeout=stale_timeout,
-            heartbeat_interval=heartbeat_interval,
-        )
+        # One lock object for this Database's writes (used by one thread at a
+        # time, under _write_mutex): an OS lock in trusted and wal modes (lock
+        # protocol v2), a lock directory with heartbeats in network mode (v1).
+        self._lock: OSLock | DirectoryLock
+        if self.spec.protocol == 2:
+            self._lock = OSLock(self.path, timeout=timeout)
+            self.linger = 0.0  # an OS lock costs microseconds to take: no lease
+        else:
+            self._lock = DirectoryLock(
+                self.path, "write", timeout=timeout, stale_timeout=stale_timeout,
+                heartbeat_interval=heartbeat_interval,
+            )
+            if self.spec.read_lock:
+                refuse_os_lock_marker(self.path, self.lock_path)
         self._write_mutex = threading.Lock()
         self._local = threading.local()
         self._readers: list[Connection] = []
@@ -494,7 +499,7 @@ class Database:
                 "in the same mode"
             )
 
-    def _admitted_lock(self) -> DirectoryLock:
+    def _admitted_lock(self) -> OSLock | DirectoryLock:
         """The outer write lock, acquired; a lock directory that cannot be
         made (read-only directory, full disk) raises a clear LockError."""
         try:
@@ -858,7 +863,7 @@ class Database:
             session.close()
 
     def _release_lock(self, failed: bool, lost: bool = False) -> None:
-        if not self._lock._held or self._lock._lingering:
+        if not self._lock.is_held or self._lock.is_lingering:
             return
         try:
             # Linger (keep a lease) only after a write that went through,
@@ -1051,7 +1056,9 @@ class Database:
             "filesystem_type": filesystem_type(self.path),
             "network_filesystem": network,
             "wal_allowed": network is not True,
-            "lock_protocol": "sqlite-session-safe.lock v1",
+            "lock_protocol": ("sqlite-session-safe.lock v2 (operating-system lock)"
+                              if self.spec.protocol == 2 else
+                              "sqlite-session-safe.lock v1 (lock directories with heartbeats)"),
             "stale_timeout": self.stale_timeout,
             "heartbeat_interval": self.heartbeat_interval,
             "sqlite_version": sqlite_version(),

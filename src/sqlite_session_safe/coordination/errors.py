@@ -15,6 +15,7 @@ __all__ = [
     "LockRefused",
     "OwnerFormatError",
     "UnknownProtocolVersion",
+    "ProtocolMismatch",
     "FencingError",
     "EpochMismatch",
     "DatabasePathError",
@@ -51,6 +52,16 @@ class LockRefused(LockError):
     protocol version, a symlink or a non-directory at the lock path all mean
     "held by someone else".  Inspect it, then break it with ``force=True`` only
     if you are sure no process uses it.
+    """
+
+
+class ProtocolMismatch(LockRefused):
+    """The database is coordinated by the other lock protocol.
+
+    ``trusted`` and ``wal`` modes admit writers with an operating-system lock
+    (lock protocol v2); ``network`` mode uses lock directories with
+    heartbeats (v1).  Every process must use one of them for a given file;
+    the message says which one the file uses and how to switch.
     """
 
 

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from types import EllipsisType, TracebackType
 from typing import Any, NoReturn, TypeVar, cast
 
-from . import interrupts, procinfo
+from . import interrupts, oslock, procinfo
 from .errors import (
     DatabaseDirectoryMissing,
     DatabasePathIsDirectory,
@@ -52,12 +52,16 @@ from .errors import (
     LockRefused,
     LockTimeout,
     OwnerFormatError,
+    ProtocolMismatch,
     UnknownProtocolVersion,
 )
 from .owner import (
     OWNER_FILE,
+    AdmissionRecord,
+    MarkerRecord,
     OwnerRecord,
     fsync_dir,
+    parse_marker,
     parse_owner,
     read_owner_bytes,
     write_owner_file,
@@ -76,6 +80,7 @@ __all__ = [
     "DEFAULT_HEARTBEAT_INTERVAL",
     "DEFAULT_STALE_TIMEOUT",
     "WANT_PREFIX",
+    "refuse_os_lock_marker",
 ]
 
 log = logging.getLogger("sqlite_session_safe.lock")
@@ -132,7 +137,7 @@ else:
 # paths
 
 
-def _canonical_db(db_path: str | os.PathLike[str]) -> str:
+def canonical_db(db_path: str | os.PathLike[str]) -> str:
     if isinstance(db_path, bytes):
         raise TypeError("db_path must be str or os.PathLike[str], not bytes")
     try:
@@ -167,7 +172,7 @@ def lock_paths(db_path: str | os.PathLike[str]) -> tuple[str, str, str]:
     Two spellings of one file (relative, through symlinks) give the same paths,
     because the database path is resolved with ``os.path.realpath``.
     """
-    db = _canonical_db(db_path)
+    db = canonical_db(db_path)
     return db, db + LOCK_SUFFIX, db + READERS_SUFFIX
 
 
@@ -176,63 +181,96 @@ def lock_paths(db_path: str | os.PathLike[str]) -> tuple[str, str, str]:
 
 
 @dataclass(frozen=True)
-class _Seen:
-    # absent | held | symlink | not-a-directory | empty | malformed
-    # | unknown-version | unreadable
+class Seen:
+    """What is at a lock path, classified (never following a symlink).
+
+    ``state``: ``absent``; ``held`` (a valid v1 ``owner.json``: ``record``);
+    ``os-lock`` (a lock protocol v2 marker: ``marker``); or a refused state:
+    ``symlink``, ``not-a-directory``, ``empty``, ``malformed``,
+    ``unknown-version``, ``unreadable`` (``detail`` says why).
+    """
+
     state: str
     record: OwnerRecord | None = None
     detail: str = ""
+    marker: MarkerRecord | None = None
 
 
-def _look(path: str) -> _Seen:
+
+def look(path: str) -> Seen:
     """Classify what is at a lock path, never following a symlink there."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
-        return _Seen("absent")
+        return Seen("absent")
     except OSError as e:
-        return _Seen("unreadable", detail=f"cannot stat it: {e}")
+        return Seen("unreadable", detail=f"cannot stat it: {e}")
     if stat.S_ISLNK(st.st_mode):
         try:
             target = os.readlink(path)
         except OSError:
             target = "?"
-        return _Seen("symlink", detail=f"it is a symbolic link (to {target!r})")
+        return Seen("symlink", detail=f"it is a symbolic link (to {target!r})")
     if not stat.S_ISDIR(st.st_mode):
-        return _Seen("not-a-directory", detail="it is not a directory")
+        return Seen("not-a-directory", detail="it is not a directory")
     for _ in range(3):
         try:
-            return _Seen("held", parse_owner(read_owner_bytes(path)))
+            return Seen("held", parse_owner(read_owner_bytes(path)))
         except FileNotFoundError:
             try:
                 entries = os.listdir(path)
             except FileNotFoundError:
-                return _Seen("absent")  # renamed away while we looked
+                return Seen("absent")  # renamed away while we looked
             except OSError as e:
-                return _Seen("unreadable", detail=f"cannot list it: {e}")
+                return Seen("unreadable", detail=f"cannot list it: {e}")
             if not entries:
-                return _Seen("empty", detail="the lock directory is empty")
+                return Seen("empty", detail="the lock directory is empty")
             if any(e == "owner.json" for e in entries):
                 continue  # replaced under us on a platform without atomic replace
-            return _Seen(
+            return Seen(
                 "malformed",
                 detail=f"the lock directory has no owner.json (it holds {sorted(entries)[:5]})",
             )
         except UnknownProtocolVersion as e:
-            return _Seen("unknown-version", detail=str(e))
+            try:
+                return Seen("os-lock", marker=parse_marker(read_owner_bytes(path)),
+                             detail="writers are admitted by an operating-system lock (protocol v2)")
+            except (OSError, OwnerFormatError):
+                return Seen("unknown-version", detail=str(e))
         except OwnerFormatError as e:
-            return _Seen("malformed", detail=str(e))
+            return Seen("malformed", detail=str(e))
         except PermissionError as e:
             if sys.platform == "win32":
                 time.sleep(0.002)  # owner.json being replaced right now
                 continue
-            return _Seen("unreadable", detail=f"cannot read owner.json: {e}")
+            return Seen("unreadable", detail=f"cannot read owner.json: {e}")
         except OSError as e:
-            return _Seen("unreadable", detail=f"cannot read owner.json: {e}")
-    return _Seen("unreadable", detail="owner.json kept changing while being read")
+            return Seen("unreadable", detail=f"cannot read owner.json: {e}")
+    return Seen("unreadable", detail="owner.json kept changing while being read")
 
 
-def _refusal(path: str, seen: _Seen) -> str:
+
+def protocol_mismatch(path: str, what: str) -> ProtocolMismatch:
+    """The error for a lock-directory (v1, network mode) client that finds a
+    lock protocol v2 marker at L."""
+    return ProtocolMismatch(
+        f"cannot {what}: {path!r} marks a database whose writers are admitted by an "
+        "operating-system lock (lock protocol v2, used by modes 'trusted' and 'wal'); this "
+        "client uses lock directories with heartbeats (protocol v1, mode 'network'). Every "
+        "process must use one protocol per database file: open it with mode='trusted' or "
+        "'wal', or, once no process uses it in those modes, remove the marker with "
+        "`sqlite-session-safe lock --break --force`"
+    )
+
+
+def refuse_os_lock_marker(db_path: str, lock_path: str) -> None:
+    """Raise :class:`ProtocolMismatch` when L is a lock protocol v2 marker
+    (a v1 client must not use such a database at all)."""
+    if look(lock_path).state == "os-lock":
+        raise protocol_mismatch(db_path, "open it in network mode")
+
+
+def refusal(path: str, seen: Seen) -> str:
     return (
         f"lock path {path!r} is in a state no compliant client leaves behind "
         f"({seen.state}): {seen.detail}. It counts as held by someone else and is never "
@@ -241,9 +279,9 @@ def _refusal(path: str, seen: _Seen) -> str:
     )
 
 
-def _describe_owner(rec: OwnerRecord) -> str:
+def describe_owner(rec: OwnerRecord) -> str:
     if rec.host_id and rec.host_id == procinfo.host_id():
-        where = f"pid {rec.pid} on this host ({rec.host}), process {_process_state(rec)}"
+        where = f"pid {rec.pid} on this host ({rec.host}), process {process_state(rec)}"
     else:
         where = f"pid {rec.pid} on host {rec.host!r}"
     what = "writing" if rec.mode == "write" else f"reading ({rec.phase})"
@@ -253,17 +291,12 @@ def _describe_owner(rec: OwnerRecord) -> str:
     )
 
 
-def _process_state(rec: OwnerRecord) -> str:
+def process_state(rec: OwnerRecord) -> str:
     """alive | dead | reused (pid alive, different start token) | unknown."""
-    state = procinfo.pid_state(rec.pid)
-    if state == "alive" and rec.process_start:
-        token = procinfo.process_start_token(rec.pid)
-        if token and token != rec.process_start:
-            return "reused"
-    return state
+    return procinfo.owner_process_state(rec.pid, rec.process_start)
 
 
-class _Observer:
+class Observer:
     """Judges one lock path's staleness on this process's monotonic clock."""
 
     def __init__(self, stale_timeout: float, same_host_shortcut: bool) -> None:
@@ -278,7 +311,7 @@ class _Observer:
         if rec.state_key != self.key:
             self.key, self.since = rec.state_key, now
         if self.same_host_shortcut and rec.host_id and rec.host_id == procinfo.host_id():
-            state = _process_state(rec)
+            state = process_state(rec)
             if state == "dead":
                 return True, f"its process {rec.pid} on this host is gone"
             if state == "reused":
@@ -290,7 +323,7 @@ class _Observer:
         return False, f"heartbeat {rec.heartbeat} unchanged for {waited:.2f}s of {limit:g}s"
 
 
-def _rename_taken(e: OSError, dest: str) -> bool:
+def rename_taken(e: OSError, dest: str) -> bool:
     """True when rename failed because ``dest`` is taken: contention, not a
     real error.
 
@@ -308,7 +341,7 @@ def _rename_taken(e: OSError, dest: str) -> bool:
     return True
 
 
-def _remove_tree(path: str) -> None:
+def remove_tree(path: str) -> None:
     """Delete a directory we renamed away (or a symlink), ignoring races."""
     try:
         if os.path.islink(path) or not os.path.isdir(path):
@@ -330,13 +363,13 @@ def _tomb_name(path: str, rec: OwnerRecord) -> str:
     return f"{path}.broken-{rec.owner_id}-{rec.heartbeat}"
 
 
-def _break(path: str, rec: OwnerRecord, why: str) -> str | None:
+def break_judged(path: str, rec: OwnerRecord, why: str) -> str | None:
     """Break the lock at ``path`` judged stale as ``rec``.
 
     Returns the tomb path if this call renamed a directory away (the caller
     deletes it later), None if another client broke or changed it first.
     """
-    seen = _look(path)  # re-read right before renaming: the state must be the one judged
+    seen = look(path)  # re-read right before renaming: the state must be the one judged
     if seen.state != "held" or seen.record is None or seen.record.state_key != rec.state_key:
         return None
     tomb = _tomb_name(path, rec)
@@ -345,10 +378,10 @@ def _break(path: str, rec: OwnerRecord, why: str) -> str | None:
     except FileNotFoundError:
         return None
     except OSError as e:
-        if _rename_taken(e, tomb):
+        if rename_taken(e, tomb):
             return None  # the tomb exists: someone else broke exactly this state
         raise
-    after = _look(tomb)
+    after = look(tomb)
     if after.record is not None and after.record.state_key == rec.state_key:
         log.warning("broke stale lock %s of owner %s: %s", path, rec.owner_id, why)
     else:
@@ -379,7 +412,7 @@ def _sweep_tombs(lock_path: str) -> None:
     except OSError:
         return
     for name in names:
-        _remove_tree(os.path.join(parent, name))
+        remove_tree(os.path.join(parent, name))
 
 
 def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
@@ -393,7 +426,7 @@ def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
 _BACKOFF_CAP_EXPONENT = math.ceil(math.log(BACKOFF_MAX / BACKOFF_INITIAL, BACKOFF_FACTOR))
 
 
-def _backoff(attempt: int) -> float:
+def backoff(attempt: int) -> float:
     """Seconds to sleep before poll number ``attempt`` (any int >= 0)."""
     n = min(attempt, _BACKOFF_CAP_EXPONENT)
     return min(BACKOFF_MAX, BACKOFF_INITIAL * BACKOFF_FACTOR**n) * random.uniform(0.5, 1.0)
@@ -411,7 +444,7 @@ def _reader_markers(readers_dir: str) -> list[str]:
 # process-local serialization and fork handling
 
 
-class _PathLock:
+class PathLock:
     """Serializes the threads of this process on one lock path, first come
     first served: a lock object that just gave the lock up (a lease handed
     over, see :meth:`DirectoryLock.release`) queues behind the waiters, and a
@@ -486,7 +519,7 @@ def _keeper_main(ref: weakref.ReferenceType[DirectoryLock], ctl: _KeeperCtl) -> 
 
 
 _registry_lock = threading.Lock()
-_path_locks: weakref.WeakValueDictionary[str, _PathLock] = weakref.WeakValueDictionary()
+_path_locks: weakref.WeakValueDictionary[str, PathLock] = weakref.WeakValueDictionary()
 _live_locks: weakref.WeakSet[DirectoryLock] = weakref.WeakSet()
 # Held locks stay referenced (their keeper holds only a weak reference): a
 # lock dropped without release keeps heartbeating, as before, and a lease
@@ -494,11 +527,11 @@ _live_locks: weakref.WeakSet[DirectoryLock] = weakref.WeakSet()
 _holding: set[DirectoryLock] = set()
 
 
-def _path_lock(lock_path: str) -> _PathLock:
+def path_lock(lock_path: str) -> PathLock:
     with _registry_lock:
         pl = _path_locks.get(lock_path)
         if pl is None:
-            pl = _path_locks[lock_path] = _PathLock()
+            pl = _path_locks[lock_path] = PathLock()
         return pl
 
 
@@ -536,7 +569,7 @@ atexit.register(_end_leases_at_exit)
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def _guarded(method: _F) -> _F:
+def guarded(method: _F) -> _F:
     """Run ``method`` with Ctrl-C deferred to its wait checkpoints and its end
     (interrupts.py): an interrupt never lands between taking an internal lock
     or making the lock directory and the code that undoes it."""
@@ -592,9 +625,9 @@ class DirectoryLock:
     ) -> None:
         if mode not in ("write", "read"):
             raise ValueError(f'mode must be "write" or "read", not {mode!r}')
-        _check_seconds("timeout", timeout, allow_none=True, allow_zero=True)
-        _check_seconds("heartbeat_interval", heartbeat_interval)
-        _check_seconds("stale_timeout", stale_timeout)
+        check_seconds("timeout", timeout, allow_none=True, allow_zero=True)
+        check_seconds("heartbeat_interval", heartbeat_interval)
+        check_seconds("stale_timeout", stale_timeout)
         if stale_timeout < 3 * heartbeat_interval * (1 - 1e-9):  # 0.3 vs 3 x 0.1
             raise ValueError(
                 f"stale_timeout ({stale_timeout:g}s) must be at least 3 x heartbeat_interval "
@@ -607,7 +640,7 @@ class DirectoryLock:
         self.heartbeat_interval = float(heartbeat_interval)
         self.on_compromised = on_compromised
         self.same_host_shortcut = same_host_shortcut
-        self._path_lock = _path_lock(self.lock_path) if mode == "write" else None
+        self._path_lock = path_lock(self.lock_path) if mode == "write" else None
         self._object_lock = threading.Lock()  # one acquisition of this object at a time
         self._state_lock = threading.Lock()  # keeper (heartbeat, lease end) vs the holder
         self._ctl = _KeeperCtl()
@@ -662,7 +695,7 @@ class DirectoryLock:
             return False
         return self._wanted_by() is not None
 
-    @_guarded
+    @guarded
     def end_linger(self) -> None:
         """Release a lingering lease now (no-op when not lingering).
 
@@ -680,7 +713,7 @@ class DirectoryLock:
         """This holder's current ``owner.json`` record, or None when not held."""
         return self._record if self._held and self._pid == os.getpid() else None
 
-    @_guarded
+    @guarded
     def acquire(self, timeout: float | None | EllipsisType = ...) -> Acquired:
         """Wait for the lock.
 
@@ -696,7 +729,7 @@ class DirectoryLock:
         """
         if timeout is ...:
             timeout = self.timeout
-        _check_seconds("timeout", timeout, allow_none=True, allow_zero=True)
+        check_seconds("timeout", timeout, allow_none=True, allow_zero=True)
         deadline = None if timeout is None else time.monotonic() + timeout
         me = threading.get_ident()
         if self._held and self._holder_thread == me and self._pid == os.getpid():
@@ -706,15 +739,15 @@ class DirectoryLock:
                 f"{self.lock_path}: this thread already holds this database's write lock "
                 "through another DirectoryLock (not reentrant)"
             )
-        if not _wait_thread_lock(self._object_lock, deadline):
+        if not wait_thread_lock(self._object_lock, deadline):
             raise LockTimeout(f"timed out waiting for {self.lock_path}: another thread holds it")
         try:
             if self._lingering and self._reclaim(me):
                 return Acquired(self)
             if self._path_lock is not None:
                 if not self._path_lock.acquire(deadline):
-                    seen = _look(self.lock_path)
-                    holder = f": {_describe_owner(seen.record)}" if seen.record else ""
+                    seen = look(self.lock_path)
+                    holder = f": {describe_owner(seen.record)}" if seen.record else ""
                     raise LockTimeout(
                         f"timed out waiting for {self.lock_path}: another thread of this "
                         f"process holds it{holder}"
@@ -732,7 +765,7 @@ class DirectoryLock:
             raise
         return Acquired(self)
 
-    @_guarded
+    @guarded
     def release(self, linger: float = 0.0) -> None:
         """Give the lock up: rename the directory away, then delete it.
 
@@ -750,7 +783,7 @@ class DirectoryLock:
                 was touched, since it may be someone else's now.
         """
         self._refuse_if_forked()
-        _check_seconds("linger", linger, allow_zero=True)
+        check_seconds("linger", linger, allow_zero=True)
         if not self._held or self._lingering:
             raise LockError(f"{self.lock_path}: release() of a lock that is not held")
         keep = start_polling = False
@@ -850,7 +883,7 @@ class DirectoryLock:
             self._owner_stat = _stat_key(write_owner_file(tmp, rec, self._dir_fd))
         except BaseException:
             self._close_fd()
-            _remove_tree(tmp)
+            remove_tree(tmp)
             raise
         self._record = rec
 
@@ -859,7 +892,7 @@ class DirectoryLock:
         try:
             os.rename(tmp, dest)
         except OSError as e:
-            if _rename_taken(e, dest):
+            if rename_taken(e, dest):
                 return False
             raise
         # No fsync of the parent here: if a crash loses this rename, the lock
@@ -873,13 +906,13 @@ class DirectoryLock:
         self._kick()
         return True
 
-    def _break_if_stale(self, path: str, seen: _Seen, observer: _Observer) -> bool:
+    def _break_if_stale(self, path: str, seen: Seen, observer: Observer) -> bool:
         """Judge ``seen`` (a valid owner at ``path``); break it if stale."""
         assert seen.record is not None
         stale, why = observer.judge(seen.record)
         if not stale:
             return False
-        tomb = _break(path, seen.record, why)
+        tomb = break_judged(path, seen.record, why)
         if tomb is not None and path != self.lock_path:
             # A reader marker's name is never reused, so its tomb can go as
             # soon as we are done.  Tombs of the lock directory stay until the
@@ -891,8 +924,8 @@ class DirectoryLock:
         rec = self._new_record("active")
         tmp = f"{self.lock_path}.tmp-{rec.owner_id}"
         self._build(tmp, rec)
-        observer = _Observer(self.stale_timeout, self.same_host_shortcut)
-        readers: dict[str, _Observer] = {}
+        observer = Observer(self.stale_timeout, self.same_host_shortcut)
+        readers: dict[str, Observer] = {}
         # Reader markers seen waiting: each goes first until it has left, even
         # after it turned "active" (else a writer polling in the instant it
         # turns could overtake it: PROTOCOL.md §2.3 step 2.1).
@@ -906,7 +939,7 @@ class DirectoryLock:
                 if blocker:
                     why = blocker
                 else:
-                    seen = _look(self.lock_path)
+                    seen = look(self.lock_path)
                     if seen.state == "absent":
                         if self._handover_pending():
                             why = "handing the lock over to a waiter that announced itself"
@@ -921,9 +954,11 @@ class DirectoryLock:
                             attempt = 0
                             continue
                         self._announce(seen.record)
-                        why = _describe_owner(seen.record)
+                        why = describe_owner(seen.record)
+                    elif seen.state == "os-lock":
+                        raise protocol_mismatch(self.db_path, "take the write lock")
                     else:
-                        why = _refusal(self.lock_path, seen)
+                        why = refusal(self.lock_path, seen)
                 attempt = self._wait_or_timeout(deadline, attempt, why)
             # We hold the lock directory: new readers now wait.  Writer
             # preferred: wait for the active readers to leave.
@@ -931,11 +966,11 @@ class DirectoryLock:
                 attempt = self._wait_or_timeout(deadline, attempt, blocker)
         except BaseException:
             if not self._held:
-                _remove_tree(tmp)
+                remove_tree(tmp)
             self._abandon()
             raise
 
-    def _readers_blocking(self, observers: dict[str, _Observer], waiting: bool,
+    def _readers_blocking(self, observers: dict[str, Observer], waiting: bool,
                           owed: set[str] | None = None) -> str:
         """Describe a live reader in the given phase (waiting or active), or "".
 
@@ -945,12 +980,12 @@ class DirectoryLock:
         broken automatically).
         """
         for path in _reader_markers(self.readers_path):
-            seen = _look(path)
+            seen = look(path)
             if seen.state == "absent":
                 continue
             if seen.state != "held":
                 if not waiting:
-                    return _refusal(path, seen)
+                    return refusal(path, seen)
                 continue
             rec = seen.record
             assert rec is not None
@@ -958,10 +993,10 @@ class DirectoryLock:
                 owed.add(path)
             if (rec.phase == "waiting") != waiting and (owed is None or path not in owed):
                 continue
-            obs = observers.setdefault(path, _Observer(self.stale_timeout, self.same_host_shortcut))
+            obs = observers.setdefault(path, Observer(self.stale_timeout, self.same_host_shortcut))
             if self._break_if_stale(path, seen, obs):
                 continue
-            return f"reader marker {path!r} is {_describe_owner(rec)}"
+            return f"reader marker {path!r} is {describe_owner(rec)}"
         return ""
 
     def _acquire_read(self, deadline: float | None) -> None:
@@ -975,17 +1010,17 @@ class DirectoryLock:
                 f"readers path {self.readers_path!r} is not a directory (a symlink or a file); "
                 "compliant clients never make it one: remove it by hand"
             )
-        observer = _Observer(self.stale_timeout, self.same_host_shortcut)
+        observer = Observer(self.stale_timeout, self.same_host_shortcut)
         attempt = 0
         phase = ""
         try:
             while True:
-                seen = _look(self.lock_path)
+                seen = look(self.lock_path)
                 if seen.state == "absent":
                     phase = self._set_phase(phase, "active")
                     # Re-check after announcing ourselves active: a writer that
                     # took the lock meanwhile either sees our marker or we see it.
-                    if _look(self.lock_path).state == "absent":
+                    if look(self.lock_path).state == "absent":
                         return
                     phase = self._set_phase(phase, "waiting")
                     continue
@@ -994,9 +1029,11 @@ class DirectoryLock:
                     if self._break_if_stale(self.lock_path, seen, observer):
                         attempt = 0
                         continue
-                    why = _describe_owner(seen.record)
+                    why = describe_owner(seen.record)
+                elif seen.state == "os-lock":
+                    raise protocol_mismatch(self.db_path, "take the reader lock")
                 else:
-                    why = _refusal(self.lock_path, seen)
+                    why = refusal(self.lock_path, seen)
                 phase = self._set_phase(phase, "waiting")
                 if seen.record is not None:
                     self._announce(seen.record)  # a lingering writer lets us in
@@ -1015,7 +1052,7 @@ class DirectoryLock:
             self._build(tmp, rec)
             marker = os.path.join(self.readers_path, f"reader-{rec.owner_id}")
             if not self._install(tmp, marker):  # the name is ours alone
-                _remove_tree(tmp)
+                remove_tree(tmp)
                 raise LockError(f"reader marker {marker!r} already exists")
             return phase
         with self._state_lock:
@@ -1029,7 +1066,7 @@ class DirectoryLock:
             raise LockTimeout(f"timed out waiting for lock {self.lock_path!r}: {why}")
         if self._compromised is not None:
             raise LockCompromised(str(self._compromised))
-        pause = _backoff(attempt)
+        pause = backoff(attempt)
         if self._announced or self._handover is not None:
             # The holder hands over as soon as it sees our announcement (or
             # we wait for the waiter we handed over to): poll faster.
@@ -1186,12 +1223,12 @@ class DirectoryLock:
         ids, until = self._handover
         if time.monotonic() < until:
             for owner_id in ids:
-                seen = _look(f"{self.lock_path}.tmp-{owner_id}")
+                seen = look(f"{self.lock_path}.tmp-{owner_id}")
                 rec = seen.record
                 if seen.state == "absent":
                     continue
                 if rec is not None and rec.host_id and rec.host_id == procinfo.host_id():
-                    if _process_state(rec) in ("dead", "reused"):
+                    if process_state(rec) in ("dead", "reused"):
                         continue
                 return True
         self._handover = None
@@ -1270,7 +1307,7 @@ class DirectoryLock:
                         return
                 except OSError:
                     pass
-        seen = _look(self._path)
+        seen = look(self._path)
         if seen.state == "absent":
             self._compromise("the lock directory was removed or renamed away")
         if seen.record is None:
@@ -1309,7 +1346,7 @@ class DirectoryLock:
                 self._compromised = LockCompromised(
                     f"lock {self._path!r} compromised: taken over just before release"
                 )
-                _remove_tree(gone)
+                remove_tree(gone)
                 return
         # No parent fsync: a lost release only looks like a dead owner.  Our
         # directory normally holds just owner.json: unlink it through our
@@ -1321,7 +1358,7 @@ class DirectoryLock:
                 return
             except OSError:
                 pass  # want- files of waiters, a left temp file: remove all
-        _remove_tree(gone)
+        remove_tree(gone)
 
     def _close_fd(self) -> None:
         if self._dir_fd is not None:
@@ -1349,7 +1386,7 @@ class DirectoryLock:
         self._lingering = False
         self._close_fd()
         for tomb in self._tombs:
-            _remove_tree(tomb)
+            remove_tree(tomb)
         self._tombs = []
         self._holder_thread = None
         _holding.discard(self)
@@ -1379,7 +1416,7 @@ class DirectoryLock:
     def _forget_after_fork(self) -> None:
         was = self._pid if self._held else None
         self._close_fd()  # closes the child's copy only
-        self._path_lock = _path_lock(self.lock_path) if self.mode == "write" else None
+        self._path_lock = path_lock(self.lock_path) if self.mode == "write" else None
         self._has_path_lock = False
         self._object_lock = threading.Lock()
         self._state_lock = threading.Lock()
@@ -1415,7 +1452,7 @@ class Acquired:
 _PLAIN_NUMBERS = (float, int)
 
 
-def _check_seconds(name: str, value: object, allow_none: bool = False, allow_zero: bool = False) -> None:
+def check_seconds(name: str, value: object, allow_none: bool = False, allow_zero: bool = False) -> None:
     if type(value) in _PLAIN_NUMBERS and (0 < value < math.inf or (allow_zero and value == 0)):  # type: ignore[operator]
         return  # the usual case, decided cheaply: this runs on every acquire and release
     if value is None and allow_none:
@@ -1428,7 +1465,7 @@ def _check_seconds(name: str, value: object, allow_none: bool = False, allow_zer
         raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} seconds, not {value!r}")
 
 
-def _wait_thread_lock(lock: threading.Lock, deadline: float | None) -> bool:
+def wait_thread_lock(lock: threading.Lock, deadline: float | None) -> bool:
     return interrupts.wait_lock(lock.acquire, None if deadline is None else deadline - time.monotonic())
 
 
@@ -1442,6 +1479,10 @@ class LockInfo:
 
     Attributes:
         path: the lock directory (or reader marker) path.
+        protocol: the lock protocol in use: 1 (lock directories with
+            heartbeats: network mode) or 2 (an operating-system lock:
+            trusted and wal modes; ``owner`` is then an
+            :class:`~.owner.AdmissionRecord`, and there is nothing to break).
         state: ``"held"``, ``"symlink"``, ``"not-a-directory"``, ``"empty"``,
             ``"malformed"``, ``"unknown-version"``, ``"unreadable"``, or
             ``"free"`` (no writer; only reader markers, listed in ``readers``).
@@ -1459,28 +1500,49 @@ class LockInfo:
 
     path: str
     state: str
-    owner: OwnerRecord | None
+    owner: OwnerRecord | AdmissionRecord | None
     process: str
     message: str
     breakable_now: bool = False
     readers: tuple[LockInfo, ...] = ()
     leftovers: tuple[str, ...] = field(default=())
+    protocol: int = 1
 
     def __str__(self) -> str:
         return self.message
 
 
-def _info_for(path: str, seen: _Seen, readers: tuple[LockInfo, ...] = ()) -> LockInfo:
+def _info_for(path: str, seen: Seen, readers: tuple[LockInfo, ...] = ()) -> LockInfo:
     if seen.state != "held" or seen.record is None:
-        return LockInfo(path, seen.state, None, "", _refusal(path, seen), False, readers)
+        return LockInfo(path, seen.state, None, "", refusal(path, seen), False, readers)
     rec = seen.record
     same = bool(rec.host_id) and rec.host_id == procinfo.host_id()
-    process = _process_state(rec) if same else "other-host"
-    msg = f"lock {path!r} is {_describe_owner(rec)}"
+    process = process_state(rec) if same else "other-host"
+    msg = f"lock {path!r} is {describe_owner(rec)}"
     dead = process in ("dead", "reused")
     if dead:
         msg += "; that process is gone, so the lock is stale: break_stale_lock() breaks it at once"
     return LockInfo(path, "held", rec, process, msg, dead, readers)
+
+
+def _os_lock_info(lock_path: str, readers: tuple[LockInfo, ...],
+                  leftovers: tuple[str, ...]) -> LockInfo | None:
+    """A lock protocol v2 lock (trusted/wal): held or not is the OS lock's
+    say; the record in the admission file names the holder."""
+    p = oslock.probe(lock_path)
+    if not p.held:
+        if not readers:
+            return None
+        msg = f"no writer holds {lock_path!r}; {len(readers)} reader marker(s) present"
+        return LockInfo(lock_path, "free", None, "", msg, False, readers, leftovers)
+    rec = p.record
+    process = ""
+    if rec is not None:
+        same = bool(rec.host_id) and rec.host_id == procinfo.host_id()
+        process = procinfo.owner_process_state(rec.pid, rec.process_start) if same else "other-host"
+    _held, who = oslock.describe_os_holder(lock_path)
+    return LockInfo(lock_path, "held", rec, process, f"lock {lock_path!r} is {who}", False, readers,
+                    leftovers, protocol=2)
 
 
 def inspect_lock(db_path: str | os.PathLike[str]) -> LockInfo | None:
@@ -1493,7 +1555,7 @@ def inspect_lock(db_path: str | os.PathLike[str]) -> LockInfo | None:
     """
     _db, lock_path, readers_path = lock_paths(db_path)
     readers = tuple(
-        _info_for(p, s) for p in sorted(_reader_markers(readers_path)) if (s := _look(p)).state != "absent"
+        _info_for(p, s) for p in sorted(_reader_markers(readers_path)) if (s := look(p)).state != "absent"
     )
     parent = os.path.dirname(lock_path)
     base = os.path.basename(lock_path)
@@ -1509,7 +1571,9 @@ def inspect_lock(db_path: str | os.PathLike[str]) -> LockInfo | None:
                 os.path.join(readers_path, n) for n in os.listdir(readers_path) if not _READER_NAME.match(n)
             )
         )
-    seen = _look(lock_path)
+    seen = look(lock_path)
+    if seen.state == "os-lock":
+        return _os_lock_info(lock_path, readers, leftovers)
     if seen.state == "absent":
         if not readers:
             return None
@@ -1542,13 +1606,13 @@ def break_stale_lock(
         LockRefused: without ``force``, the lock path is malformed, empty, of
             an unknown protocol version, a symlink or not a directory.
     """
-    _check_seconds("stale_timeout", stale_timeout)
+    check_seconds("stale_timeout", stale_timeout)
     _db, lock_path, readers_path = lock_paths(db_path)
     targets = [lock_path] + _reader_markers(readers_path)
     if force:
         broke = False
         for path in targets:
-            if _look(path).state == "absent":
+            if look(path).state == "absent":
                 continue
             forced_tomb = f"{path}.broken-forced-{os.urandom(8).hex()}"
             try:
@@ -1556,21 +1620,27 @@ def break_stale_lock(
             except FileNotFoundError:
                 continue
             log.warning("force-broke lock %s", path)
-            _remove_tree(forced_tomb)
+            remove_tree(forced_tomb)
             broke = True
         if broke:
             fsync_dir(os.path.dirname(lock_path))
         return broke
-    seen0 = _look(lock_path)
+    seen0 = look(lock_path)
+    if seen0.state == "os-lock":
+        raise LockRefused(
+            f"{lock_path!r} is a lock protocol v2 marker (trusted/wal mode): its writers are "
+            "admitted by an operating-system lock, which the kernel releases when its holder "
+            "dies, so there is nothing stale to break; remove the marker only with force=True, "
+            "once no process uses the database")
     if seen0.state not in ("absent", "held"):
-        raise LockRefused(_refusal(lock_path, seen0))
-    observers = {p: _Observer(stale_timeout, same_host_shortcut) for p in targets}
+        raise LockRefused(refusal(lock_path, seen0))
+    observers = {p: Observer(stale_timeout, same_host_shortcut) for p in targets}
     pending = set(targets)
     broke = False
     attempt = 0
     while pending:
         for path in sorted(pending):
-            seen = _look(path)
+            seen = look(path)
             if seen.state != "held" or seen.record is None:
                 pending.discard(path)  # gone, or a marker in a refused state
                 continue
@@ -1580,14 +1650,14 @@ def break_stale_lock(
                 continue
             stale, why = obs.judge(seen.record)
             if stale:
-                tomb = _break(path, seen.record, why)
+                tomb = break_judged(path, seen.record, why)
                 if tomb is not None:
                     if path != lock_path:
-                        _remove_tree(tomb)  # lock tombs wait for the next release
+                        remove_tree(tomb)  # lock tombs wait for the next release
                     broke = True
                 pending.discard(path)
         if pending:
-            time.sleep(min(0.25, _backoff(attempt) * 4))
+            time.sleep(min(0.25, backoff(attempt) * 4))
             interrupts.checkpoint()
             attempt += 1
     return broke

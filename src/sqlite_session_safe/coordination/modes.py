@@ -65,6 +65,9 @@ class ModeSpec:
         read_lock: readers take the outer lock (reader/writer variant).
         reopen: open a fresh connection after every admission (close-to-open).
         local_only: refuse a path on a network file system.
+        protocol: the lock protocol that admits writers: 2 (an operating-system
+            lock, for file systems whose locks work) or 1 (lock directories
+            with heartbeats, for those whose locks can't be trusted).
     """
 
     name: str
@@ -72,12 +75,13 @@ class ModeSpec:
     read_lock: bool
     reopen: bool
     local_only: bool
+    protocol: int
 
 
 MODES: dict[str, ModeSpec] = {
-    "trusted": ModeSpec("trusted", "delete", read_lock=False, reopen=False, local_only=False),
-    "network": ModeSpec("network", "delete", read_lock=True, reopen=True, local_only=False),
-    "wal": ModeSpec("wal", "wal", read_lock=False, reopen=False, local_only=True),
+    "trusted": ModeSpec("trusted", "delete", read_lock=False, reopen=False, local_only=False, protocol=2),
+    "network": ModeSpec("network", "delete", read_lock=True, reopen=True, local_only=False, protocol=1),
+    "wal": ModeSpec("wal", "wal", read_lock=False, reopen=False, local_only=True, protocol=2),
 }
 
 #: The safe defaults every mode sets on every connection, before the user's

@@ -1,9 +1,15 @@
-"""The ``owner.json`` document of lock protocol v1, and how it is written.
+"""The documents of the lock protocols, and how they are written.
 
-See PROTOCOL.md, section "owner.json".  Parsing is strict about the fields the
-protocol relies on and ignores fields it does not know (so v1 can grow by
-adding optional fields); a document with another ``version`` is refused as a
-whole, because its meaning is unknown.
+* v1 (PROTOCOL.md §2.2): ``owner.json`` in the lock directory, the holder's
+  record with its heartbeat (:class:`OwnerRecord`);
+* v2 (PROTOCOL.md §2A): ``owner.json`` in the permanent lock directory is a
+  *marker* saying writers are admitted by an operating-system lock
+  (:class:`MarkerRecord`), and the holder's record lives in the admission
+  file (:class:`AdmissionRecord`).
+
+Parsing is strict about the fields the protocol relies on and ignores fields
+it does not know (so a version can grow by adding optional fields); a
+document with an unknown ``version`` is refused as a whole.
 """
 
 from __future__ import annotations
@@ -32,6 +38,13 @@ __all__ = [
     "read_owner_bytes",
     "write_owner_file",
     "fsync_dir",
+    "MARKER_VERSION",
+    "OS_LOCK",
+    "ADMISSION_RECORD_BYTES",
+    "MarkerRecord",
+    "AdmissionRecord",
+    "parse_marker",
+    "parse_admission",
 ]
 
 PROTOCOL_NAME = "sqlite-session-safe.lock"
@@ -320,3 +333,148 @@ def _replace_retrying(src: str, dst: str) -> None:
             if sys.platform != "win32" or attempt == 49:
                 raise
             time.sleep(0.002)
+
+
+# --------------------------------------------------------------------------
+# lock protocol v2: the marker and the admission record
+
+#: The lock protocol version whose writers are admitted by an OS lock.
+MARKER_VERSION = 2
+#: The marker's ``admission`` value: an exclusive OS lock on ``L/admit``.
+OS_LOCK = "os-lock"
+#: The holder's record fills this many bytes at the start of the admission
+#: file (padded with spaces), so a rewrite never leaves a longer old tail.
+ADMISSION_RECORD_BYTES = 1024
+
+
+def _load_object(data: bytes, what: str) -> dict[str, Any]:
+    if len(data) > MAX_OWNER_BYTES:
+        raise OwnerFormatError(f"{what} is {len(data)} bytes, over the {MAX_OWNER_BYTES} limit")
+    if not data.strip():
+        raise OwnerFormatError(f"{what} is empty")
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise OwnerFormatError(f"{what} is not UTF-8: {e}") from None
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise OwnerFormatError(f"{what} is not valid JSON: {e}") from None
+    if not isinstance(doc, dict):
+        raise OwnerFormatError(f"{what} must hold a JSON object, not {type(doc).__name__}")
+    protocol = _need(doc, "protocol", str, f'the string "{PROTOCOL_NAME}"')
+    if protocol != PROTOCOL_NAME:
+        raise OwnerFormatError(f"{what} protocol is {protocol!r}, not {PROTOCOL_NAME!r}")
+    return doc
+
+
+def _json_line(doc: dict[str, Any]) -> bytes:
+    return (json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+@dataclass(frozen=True)
+class MarkerRecord:
+    """``L/owner.json`` of lock protocol v2: the lock directory is permanent
+    and says how writers are admitted (``admission``: ``"os-lock"``).
+
+    A v1 client reads ``version`` 2 as an unknown version and refuses the
+    database (waits, then times out naming it): the two never mix.
+    """
+
+    target: str
+    created_at: str = ""
+    client: str = ""
+    admission: str = OS_LOCK
+    protocol: str = PROTOCOL_NAME
+    version: int = MARKER_VERSION
+
+    def to_json_bytes(self) -> bytes:
+        return _json_line({"protocol": self.protocol, "version": self.version,
+                           "admission": self.admission, "target": self.target,
+                           "created_at": self.created_at, "client": self.client})
+
+    @classmethod
+    def create(cls, target: str) -> MarkerRecord:
+        return cls(target=target, created_at=_utc_now(), client=_client_name())
+
+
+def parse_marker(data: bytes) -> MarkerRecord:
+    """Validate and parse a v2 ``owner.json`` (the marker).
+
+    Raises:
+        UnknownProtocolVersion: ``version`` is not 2 (a v1 record: 1).
+        OwnerFormatError: anything else wrong, with the field named.
+    """
+    doc = _load_object(data, "owner.json")
+    version = _need(doc, "version", int, "an integer")
+    if version != MARKER_VERSION:
+        raise UnknownProtocolVersion(f"owner.json uses lock protocol version {version}, not {MARKER_VERSION}")
+    admission = _need(doc, "admission", str, f'"{OS_LOCK}"')
+    if admission != OS_LOCK:
+        raise OwnerFormatError(f'owner.json admission must be "{OS_LOCK}", not {admission!r}')
+    target = _need(doc, "target", str, "a string")
+    created, client = doc.get("created_at", ""), doc.get("client", "")
+    if not isinstance(created, str) or not isinstance(client, str):
+        raise OwnerFormatError("owner.json created_at and client must be strings")
+    return MarkerRecord(target=target, created_at=created, client=client)
+
+
+@dataclass(frozen=True)
+class AdmissionRecord:
+    """Who holds a v2 lock: written at the start of ``L/admit`` by each
+    holder right after the OS lock is granted (no fsync: the OS lock, not the
+    record, is the truth; the record names the holder for people and for
+    timeout messages, and is left behind, stale, when its holder ends)."""
+
+    owner_id: str
+    pid: int
+    host: str
+    host_id: str
+    process_start: str
+    target: str
+    acquired_at: str = ""
+    client: str = ""
+    mode: str = "write"
+    protocol: str = PROTOCOL_NAME
+    version: int = MARKER_VERSION
+
+    def to_json_bytes(self) -> bytes:
+        return _json_line({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+
+    def padded(self) -> bytes:
+        """The record as written into the admission file: exactly
+        :data:`ADMISSION_RECORD_BYTES` bytes."""
+        data = self.to_json_bytes()
+        if len(data) > ADMISSION_RECORD_BYTES:  # a host name of several hundred bytes
+            data = dataclasses.replace(self, host=self.host[:64], client=self.client[:64]).to_json_bytes()
+        return data.ljust(ADMISSION_RECORD_BYTES, b" ")
+
+    @classmethod
+    def create(cls, target: str) -> AdmissionRecord:
+        from . import procinfo
+
+        return cls(owner_id=new_owner_id(), pid=os.getpid(), host=procinfo.host_name(),
+                   host_id=procinfo.host_id(), process_start=procinfo.own_start_token(),
+                   target=target, acquired_at=_utc_now(), client=_client_name())
+
+
+def parse_admission(data: bytes) -> AdmissionRecord:
+    """Validate and parse the record at the start of ``L/admit``."""
+    doc = _load_object(data.rstrip(b" \n\x00") or b" ", "the admission record")
+    version = _need(doc, "version", int, "an integer")
+    if version != MARKER_VERSION:
+        raise UnknownProtocolVersion(f"the admission record uses lock protocol version {version}")
+    owner_id = _need(doc, "owner_id", str, "32 lowercase hex digits")
+    if not _OWNER_ID.match(owner_id):
+        raise OwnerFormatError(
+            f"the admission record's owner_id is not 32 lowercase hex digits: {owner_id!r}")
+    pid = _need(doc, "pid", int, "a positive integer")
+    if not 1 <= pid < 2**31:
+        raise OwnerFormatError(f"the admission record's pid is out of range: {pid}")
+    fields = {k: _need(doc, k, str, "a string") for k in ("host", "host_id", "process_start", "target")}
+    optional = {k: doc.get(k, "") for k in ("acquired_at", "client")}
+    if not all(isinstance(v, str) for v in optional.values()):
+        raise OwnerFormatError("the admission record's acquired_at and client must be strings")
+    return AdmissionRecord(owner_id=owner_id, pid=pid, **fields, **optional)
+
+
+def _client_name() -> str:
+    return f"sqlite-session-safe python/{sys.version_info[0]}.{sys.version_info[1]}"

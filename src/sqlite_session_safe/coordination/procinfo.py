@@ -230,3 +230,15 @@ def pid_state(pid: int) -> str:
         return "alive"
     except Exception:
         return "unknown"
+
+
+def owner_process_state(pid: int, process_start: str) -> str:
+    """What became of the process a lock record names (same host only):
+    ``"alive"``, ``"dead"``, ``"reused"`` (the pid is alive but its start
+    token differs from ``process_start``: another process) or ``"unknown"``."""
+    state = pid_state(pid)
+    if state == "alive" and process_start:
+        token = process_start_token(pid)
+        if token and token != process_start:
+            return "reused"
+    return state

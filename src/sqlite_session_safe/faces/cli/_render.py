@@ -66,7 +66,7 @@ def count_changes(cs: sss.Changeset | sss.Patchset) -> dict[str, int]:
     return counts
 
 
-def _owner_doc(rec: sss.OwnerRecord) -> dict[str, Any]:
+def _owner_doc(rec: sss.OwnerRecord | sss.AdmissionRecord) -> dict[str, Any]:
     doc: dict[str, Any] = json.loads(rec.to_json_bytes())
     return doc
 
@@ -95,7 +95,13 @@ def show_lock(out: Output, info: sss.LockInfo | None, indent: str = "") -> None:
         return
     out.line(f"{indent}lock: {info.state}")
     rec = info.owner
-    if rec is not None:
+    if isinstance(rec, sss.AdmissionRecord):  # lock protocol v2: an operating-system lock
+        out.fields([
+            ("holder", f"owner {rec.owner_id} ({rec.mode}, operating-system lock)"),
+            ("process", f"pid {rec.pid} on {rec.host} ({info.process})"),
+            ("since", rec.acquired_at or None),
+        ], indent=indent + "  ")
+    elif rec is not None:
         out.fields([
             ("holder", f"owner {rec.owner_id} ({rec.mode}, {rec.phase})"),
             ("process", f"pid {rec.pid} on {rec.host} ({info.process})"),

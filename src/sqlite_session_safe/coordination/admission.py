@@ -1,0 +1,336 @@
+"""Lock protocol v2: writers admitted by an operating-system lock.
+
+``trusted`` and ``wal`` modes are for file systems whose locks work (that is
+what "trusted" means), so a writer waits for an exclusive OS lock on
+``L/admit`` instead of building lock directories and watching heartbeats
+(PROTOCOL.md §2A).  What that buys:
+
+* hand-over in microseconds: the kernel wakes the next waiter the moment the
+  lock is released (v1 polled, and each hand-over cost mkdir, fsyncs and
+  renames: about 1.2 ms);
+* no staleness: the kernel releases the lock of a process that dies, and
+  never takes it from a live one.  A paused holder (SIGSTOP, a debugger) is
+  simply waited for, as SQLite's own locks are, so there is no late COMMIT by
+  a holder that was broken while paused;
+* fencing, owner records and inspection stay: every write still
+  compare-and-sets the epoch, the holder's record names it in timeout
+  messages and in ``inspect_lock``.
+
+The lock directory L becomes permanent and holds a *marker* (``owner.json``
+with ``version`` 2), which v1 clients refuse as an unknown version: the two
+protocols never mix on one file.  A v1 holder found at L when the marker is
+first made is broken if it is stale by the v1 rules (its process is gone),
+and refused otherwise.
+
+Usage mirrors :class:`~.lock.DirectoryLock`'s write mode::
+
+    lock = OSLock("state.sqlite")
+    with lock.acquire(timeout=5):
+        ...            # admitted writer
+        lock.check()   # LockCompromised if the marker was removed meanwhile
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+from types import EllipsisType, TracebackType
+
+from . import interrupts, procinfo
+from .errors import LockCompromised, LockError, LockTimeout, ProtocolMismatch
+from .lock import (
+    DEFAULT_STALE_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    LockInfo,
+    Observer,
+    Seen,
+    backoff,
+    break_judged,
+    check_seconds,
+    describe_owner,
+    guarded,
+    inspect_lock,
+    lock_paths,
+    look,
+    path_lock,
+    process_state,
+    refusal,
+    remove_tree,
+    wait_thread_lock,
+)
+from .oslock import ADMIT_FILE, AdmitFile, admit_file, describe_os_holder
+from .owner import OWNER_FILE, AdmissionRecord, MarkerRecord, fsync_dir
+
+__all__ = ["OSLock", "ensure_marker"]
+
+
+def _make_marker(lock_path: str, target: str) -> bool:
+    """Build a complete v2 lock directory aside and rename it onto L.
+    False when L is taken meanwhile (the caller looks again)."""
+    tmp = f"{lock_path}.tmp-{secrets.token_hex(16)}"
+    os.mkdir(tmp)
+    try:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+        for name, data in ((OWNER_FILE, MarkerRecord.create(target).to_json_bytes()), (ADMIT_FILE, b"")):
+            fd = os.open(os.path.join(tmp, name), flags, 0o644)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(tmp)
+        try:
+            os.rename(tmp, lock_path)
+        except OSError:
+            if os.path.lexists(lock_path):
+                return False  # taken (EEXIST/ENOTEMPTY locally, EPERM over sshfs...)
+            raise
+    except BaseException:
+        remove_tree(tmp)
+        raise
+    fsync_dir(os.path.dirname(lock_path))  # once per database: make the marker durable
+    return True
+
+
+def ensure_marker(db_path: str, lock_path: str, deadline: float | None,
+                  stale_timeout: float = DEFAULT_STALE_TIMEOUT) -> AdmitFile:
+    """Make sure L is a v2 lock directory; return this process's admission file.
+
+    Raises:
+        ProtocolMismatch: a live lock protocol v1 client (mode 'network', or
+            an older version of the package) holds L.
+        LockTimeout: L stays in a refused state (malformed, empty, ...) past
+            the deadline; such states are never broken automatically.
+    """
+    observer = Observer(stale_timeout, True)
+    attempt = 0
+    while True:
+        seen = look(lock_path)
+        if seen.state == "os-lock":
+            af = admit_file(lock_path)
+            try:
+                af.fd()
+                return af
+            except FileNotFoundError:
+                why = (f"lock directory {lock_path!r} is a protocol v2 marker without its "
+                       f"{ADMIT_FILE!r} file; no compliant client leaves that behind: remove it by "
+                       "hand, or with `sqlite-session-safe lock --break --force`, once no process "
+                       "uses the database")
+        elif seen.state == "absent":
+            if _make_marker(lock_path, os.path.basename(db_path)):
+                continue
+            attempt = 0
+            continue
+        elif seen.state == "held":
+            why = _v1_holder(db_path, lock_path, seen, observer)
+            if not why:
+                attempt = 0
+                continue
+        else:
+            why = refusal(lock_path, seen)
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            raise LockTimeout(f"timed out waiting for lock {lock_path!r}: {why}")
+        pause = backoff(attempt)
+        if deadline is not None:
+            pause = min(pause, max(0.0, deadline - now))
+        interrupts.checkpoint()
+        time.sleep(pause)
+        interrupts.checkpoint()
+        attempt += 1
+
+
+def _v1_holder(db_path: str, lock_path: str, seen: Seen, observer: Observer) -> str:
+    """A v1 lock directory at L: break it if its owner is gone ("" : look
+    again), else refuse the mix of protocols."""
+    rec = seen.record
+    assert rec is not None
+    if rec.host_id and rec.host_id == procinfo.host_id() and process_state(rec) in ("dead", "reused"):
+        stale, why = observer.judge(rec)
+        if stale:
+            break_judged(lock_path, rec, why)
+            return ""
+    raise ProtocolMismatch(
+        f"cannot admit a writer to {db_path!r}: its lock directory is {describe_owner(rec)}, a "
+        "client of lock protocol v1 (mode 'network', or an older sqlite-session-safe). This "
+        "client uses protocol v2 (modes 'trusted' and 'wal': an operating-system lock). Every "
+        "process must use one protocol per database file: open it with mode='network', or stop "
+        "the v1 clients (and upgrade them) first"
+    )
+
+
+class OSLock:
+    """The write lock of one database in lock protocol v2 (trusted, wal).
+
+    Args:
+        db_path: the database file (need not exist yet; its directory must).
+        timeout: default seconds :meth:`acquire` waits; None waits forever.
+
+    Threads of one process take it one at a time (first come, first served);
+    other processes wait in the kernel.  A forked child never holds its
+    parent's lock.  Same surface as :class:`~.lock.DirectoryLock` in write
+    mode, minus what v2 has no use for: no heartbeat, no staleness, no lease
+    (an acquisition costs microseconds, so ``release(linger=...)`` releases).
+    """
+
+    protocol = 2
+
+    def __init__(self, db_path: str | os.PathLike[str], timeout: float | None = DEFAULT_TIMEOUT) -> None:
+        check_seconds("timeout", timeout, allow_none=True, allow_zero=True)
+        self.db_path, self.lock_path, _readers = lock_paths(db_path)
+        self.timeout = timeout
+        self._path_lock = path_lock(self.lock_path)
+        self._object_lock = threading.Lock()
+        self._admit: AdmitFile | None = None
+        self._record: AdmissionRecord | None = None
+        self._held = False
+        self._holder_thread: int | None = None
+        self._pid = os.getpid()
+
+    # -- state ------------------------------------------------------------------
+
+    @property
+    def is_held(self) -> bool:
+        """True while this object holds the lock (in this process)."""
+        return self._held and self._pid == os.getpid()
+
+    @property
+    def is_lingering(self) -> bool:
+        """Always False: v2 never keeps a lease."""
+        return False
+
+    @property
+    def owner(self) -> AdmissionRecord | None:
+        """This holder's record (its ``owner_id`` is new for each acquisition)."""
+        return self._record if self.is_held else None
+
+    def end_linger(self) -> None:
+        """Nothing to end: v2 keeps no lease."""
+
+    # -- acquire / release ------------------------------------------------------
+
+    @guarded
+    def acquire(self, timeout: float | None | EllipsisType = ...) -> OSLock:
+        """Wait for the lock (in the kernel); returns self (a context manager).
+
+        Raises:
+            LockTimeout: not admitted in time; the message names the holder.
+            ProtocolMismatch: a lock protocol v1 client uses this database.
+            LockError: this thread already holds it.
+        """
+        if timeout is ...:
+            timeout = self.timeout
+        check_seconds("timeout", timeout, allow_none=True, allow_zero=True)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        me = threading.get_ident()
+        if self._pid != os.getpid():
+            self._forget_after_fork()
+        if self._held and self._holder_thread == me:
+            raise LockError(f"{self.lock_path}: already held by this thread (not reentrant)")
+        if self._path_lock.thread == me:
+            raise LockError(f"{self.lock_path}: this thread already holds this database's write lock "
+                            "through another lock object (not reentrant)")
+        if not wait_thread_lock(self._object_lock, deadline):
+            raise LockTimeout(f"timed out waiting for {self.lock_path}: another thread holds it")
+        try:
+            if not self._path_lock.acquire(deadline):
+                raise LockTimeout(f"timed out waiting for {self.lock_path}: another thread of this "
+                                  f"process holds it ({describe_os_holder(self.lock_path)[1]})")
+            self._path_lock.thread = me
+            try:
+                self._acquire_os(deadline)
+            except BaseException:
+                self._path_lock.release()
+                raise
+        except BaseException:
+            self._object_lock.release()
+            raise
+        self._holder_thread = me
+        return self
+
+    def _acquire_os(self, deadline: float | None) -> None:
+        while True:
+            af = ensure_marker(self.db_path, self.lock_path, deadline)
+            if not af.lock(deadline):
+                held, who = describe_os_holder(self.lock_path)
+                raise LockTimeout(f"timed out waiting for lock {self.lock_path!r}: {who}")
+            if af.is_current():
+                break
+            # L was removed or replaced (an operator's forced break) while we
+            # waited: that lock admits nobody any more.  Start over.
+            af.unlock()
+            af.reopen()
+        try:
+            record = AdmissionRecord.create(os.path.basename(self.db_path))
+            af.write_record(record)
+        except BaseException:
+            af.unlock()
+            raise
+        self._admit, self._record, self._held = af, record, True
+
+    @guarded
+    def release(self, linger: float = 0.0) -> None:
+        """Give the lock up (``linger`` is accepted for DirectoryLock's sake
+        and ignored: the next acquisition costs microseconds).
+
+        Raises:
+            LockError: not held by this object.
+        """
+        check_seconds("linger", linger, allow_zero=True)
+        if not self._held or self._pid != os.getpid():
+            raise LockError(f"{self.lock_path}: release() of a lock that is not held")
+        af, self._admit = self._admit, None
+        self._held = False
+        self._holder_thread = None
+        try:
+            if af is not None:
+                af.unlock()
+        finally:
+            self._path_lock.release()
+            self._object_lock.release()
+
+    def check(self) -> None:
+        """Prove the lock is still ours (before COMMIT): held, and the
+        admission file we hold is still the one at L (a forced break renames
+        L away; a new L admits others).
+
+        Raises:
+            LockCompromised: the lock directory was removed or replaced.
+            LockError: not held (or held by the parent of this forked child).
+        """
+        if not self._held or self._pid != os.getpid():
+            raise LockError(f"{self.lock_path}: check() of a lock that is not held")
+        af = self._admit
+        if af is None or not af.is_current():
+            raise LockCompromised(
+                f"lock {self.lock_path!r} compromised: its admission file was removed or replaced "
+                "(a forced break?) while this writer held it; nothing more may be committed under it")
+
+    def inspect(self) -> LockInfo | None:
+        """:func:`~.lock.inspect_lock` for this lock's database."""
+        return inspect_lock(self.db_path)
+
+    def __enter__(self) -> OSLock:
+        return self if self.is_held and self._holder_thread == threading.get_ident() else self.acquire()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"<OSLock {self.lock_path!r} {'held' if self.is_held else 'free'}>"
+
+    def _forget_after_fork(self) -> None:
+        # A forked child: the parent's holding is not ours (oslock.py closed
+        # the child's copy of the descriptor).
+        self._object_lock = threading.Lock()
+        self._path_lock = path_lock(self.lock_path)
+        self._admit, self._record, self._held = None, None, False
+        self._holder_thread = None
+        self._pid = os.getpid()
