@@ -335,23 +335,26 @@ def apply_entries(db: Database, source_id: str, entries: Iterable[LogEntry], *,
                   lag_base: int | None = None) -> ReplicationReport:
     """Apply source log entries (in seq order) to the replica ``db``, exactly
     once: entries at or below the replica's cursor are skipped; an entry
-    after cursor + 1 is a gap (:class:`ReplicationError`).  What bundles and
-    :func:`replicate` share."""
+    after cursor + 1 is a gap (:class:`ReplicationError`).  ``entries`` is
+    consumed as it goes (one group of ``batch`` entries in memory at a time).
+    What bundles, streams and :func:`replicate` share."""
     recorder = on_conflict if isinstance(on_conflict, ConflictRecorder) else ConflictRecorder(on_conflict)
     batch = _check_batch(batch)
-    entries = list(entries)
     tally = _Tally()
     with db.read() as r:
         assert r._con is not None
         cursor = read_cursor(r._con, source_id)
-    if entries and any(e.seq > cursor for e in entries):
-        _ensure_cursor(db, source_id)
+    last = cursor
+    ensured = False
     for group in _groups(entries, batch):
-        if group[-1].seq <= cursor:
+        last = group[-1].seq
+        if last <= cursor:
             tally.skipped += len(group)
             continue
+        if not ensured:
+            _ensure_cursor(db, source_id)
+            ensured = True
         cursor = _apply_group(db, source_id, group, recorder, tally)
-    last = entries[-1].seq if entries else cursor
     return tally.report(source_id, cursor, (lag_base if lag_base is not None else last) - cursor)
 
 
