@@ -34,8 +34,9 @@ from ..sessions.errors import ChangesetError
 from ..sessions.stream import summarize_stream
 from . import audit, wire
 from .audit import LogEntry
-from .log_errors import BundleError, ReplicationError
+from .log_errors import BundleError, LogPruned, ReplicationError
 from .replication import ReplicationReport, apply_entries, open_replica, read_cursor
+from .retention import pruned_through
 
 if TYPE_CHECKING:
     from .database import Database
@@ -156,6 +157,11 @@ def export_bundle(db: Database, path: str | os.PathLike[str], since: int = 0) ->
         if since > last:
             raise InterfaceError(f"since={since} is beyond the end of the log of {db.path!r} "
                                  f"(seq {last})")
+        pruned = pruned_through(con)
+        if since < pruned and last > since:
+            raise LogPruned(f"entries {since + 1}..{pruned} were pruned from the log of {db.path!r}: "
+                            f"export from since={pruned} or later (a replica that needs them is "
+                            "re-seeded from a backup)", source_id, since + 1, pruned)
         header = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "source_id": source_id,
                   "first_seq": since + 1, "last_seq": last, "entries": last - since,
                   "created_at": audit.utc_now(), "log_format": audit.LOG_FORMAT}
