@@ -651,10 +651,16 @@ def _publish_round(src: Any, link: _Link) -> Any:
     last = pub.resume_point(position)
     start = last.seq if last.complete else last.seq - 1
     if start < pruned:
-        raise LogPruned(
-            f"stream {link.target.stream} ends at entry {last.seq} of {sid}, but the source's log was "
-            f"pruned through {pruned}: entries {start + 1}..{pruned} are gone; recreate the stream "
-            "(its followers re-seed from a backup of the source)", sid, start + 1, pruned)
+        if last.stream_seq:
+            raise LogPruned(
+                f"stream {link.target.stream} ends at entry {start} of {sid}, but the source's log was "
+                f"pruned through {pruned}: entries {start + 1}..{pruned} are gone, so the stream "
+                "cannot go on without a gap; delete and recreate the stream (it then starts at "
+                f"entry {pruned + 1}; its followers re-seed from a backup of the source)",
+                sid, start + 1, pruned)
+        # An empty (new or recreated) stream starts after the prune point.
+        start = pruned
+        last = _Last(0, None, pruned, 0, 1)
     published = 0
     done = start
     while done < position:
@@ -774,12 +780,16 @@ def consume(target: str | StreamTarget, replica: Any, *, on_conflict: OnConflict
     nats = _nats()
     db, owned = open_replica(replica)
     try:
-        with _Link(tgt) as link:
+        link = _first_entry(tgt, follow, stop, interval, db)
+        if link is None:
+            return ReplicationReport("", 0, 0, 0)
+        with link:
             last = link.last()
             created = link.info.created
             sid = last.source_id
             if sid is None:
                 return ReplicationReport("", 0, 0, 0)
+            _record_stream(db, link, sid)
             cursors: dict[str, int] = {}
 
             def cursor_of(s: str) -> int:
@@ -859,6 +869,84 @@ def consume(target: str | StreamTarget, replica: Any, *, on_conflict: OnConflict
     finally:
         if owned:
             db.close()
+
+
+def _first_entry(tgt: StreamTarget, follow: bool, stop: threading.Event | None,
+                 interval: float, db: Database) -> _Link | None:
+    """A link to the stream once it exists and holds an entry; following
+    waits for both (a follower may start before its publisher), a single
+    run does not (None: the stream is empty).  A stream this replica
+    followed before that now holds none of its source's entries up to the
+    replica's cursor was recreated or truncated: StreamError."""
+    while True:
+        try:
+            link = _Link(tgt)
+        except StreamError as e:
+            if not follow or "no such stream" not in str(e):
+                raise
+        else:
+            try:
+                _check_record(db, link)
+            except BaseException:
+                link.close()
+                raise
+            if link.last().stream_seq or not follow:
+                return link
+            link.close()
+        if stop is not None and stop.wait(interval):
+            return None
+        if stop is None:
+            time.sleep(interval)
+
+
+def _record_key(link: _Link) -> str:
+    return f"stream {link.target}"
+
+
+def _check_record(db: Database, link: _Link) -> None:
+    from .replication import read_cursor
+
+    with db.read() as r:
+        con = r._con
+        assert con is not None
+        if audit.database_id(con) is None:
+            return
+        row = con.execute(f"SELECT value FROM {audit.META_TABLE} WHERE key = ?",
+                          (_record_key(link),)).fetchone()
+        if row is None:
+            return
+        try:
+            rec = json.loads(row[0])
+            sid, created = str(rec["source_id"]), str(rec["created"])
+        except (ValueError, KeyError, TypeError):
+            return
+        cursor = read_cursor(con, sid)
+    last = link.last()
+    held = (last.seq if last.complete else last.seq - 1) if last.source_id == sid else 0
+    if held < cursor:
+        what = ("holds no entries of it" if held == 0 else f"holds its entries only up to {held}")
+        again = " (it was created anew)" if str(link.info.created) != created else ""
+        raise link.error(f"the replica followed this stream for source {sid} up to entry {cursor}, but "
+                         f"it now {what}{again}: the stream was recreated or truncated. Republish the "
+                         "source into it (sss.replicate(source, url)), or re-seed the replica",
+                         sid, cursor)
+
+
+def _record_stream(db: Database, link: _Link, sid: str) -> None:
+    """Remember in the replica which source this stream carries (and when
+    the stream was created), so a stream recreated empty is noticed."""
+    from .retention import meta_write
+
+    value = json.dumps({"source_id": sid, "created": str(link.info.created)})
+    with db.read() as r:
+        assert r._con is not None
+        if audit.database_id(r._con) is not None:
+            row = r._con.execute(f"SELECT value FROM {audit.META_TABLE} WHERE key = ?",
+                                 (_record_key(link),)).fetchone()
+            if row is not None and row[0] == value:
+                return
+    meta_write(db, f"follow {link.target}", f"INSERT INTO {audit.META_TABLE} (key, value) VALUES (?, ?) "
+               "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (_record_key(link), value))
 
 
 def _by_source(ready: list[tuple[str, LogEntry]]) -> Iterator[tuple[str, list[LogEntry]]]:

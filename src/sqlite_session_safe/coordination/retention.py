@@ -45,6 +45,7 @@ __all__ = [
     "register_replica",
     "unregister_replica",
     "prune_log",
+    "meta_write",
 ]
 
 log = logging.getLogger("sqlite_session_safe.retention")
@@ -89,7 +90,7 @@ def _location(kind: str, location: str | os.PathLike[str]) -> str:
     return os.path.realpath(os.fspath(location)) if kind == "file" else str(location)
 
 
-def _meta_write(db: Database, label: str, sql: str, params: tuple[Any, ...]) -> None:
+def meta_write(db: Database, label: str, sql: str, params: tuple[Any, ...]) -> None:
     """One admitted write of ``_sss_meta`` rows (never recorded: no log
     entry, but the write lock and the fencing epoch as for any write)."""
     tx = WriteTx(db, label)
@@ -117,7 +118,7 @@ def register_replica(source: Any, kind: str, location: str | os.PathLike[str],
         if audit.database_id(r._con) is None or key in registered_replicas(r._con):
             return False
     try:
-        _meta_write(db, f"register replica {kind} {loc}",
+        meta_write(db, f"register replica {kind} {loc}",
                     f"INSERT OR IGNORE INTO {audit.META_TABLE} (key, value) VALUES (?, ?)",
                     (key, json.dumps({"kind": kind, "location": loc, "registered_at": audit.utc_now()})))
     except Error as e:  # a busy or read-only source: replication goes on unregistered
@@ -133,7 +134,7 @@ def unregister_replica(db: Database, kind: str, location: str | os.PathLike[str]
         assert r._con is not None
         if _key(kind, loc) not in registered_replicas(r._con):
             return False
-    _meta_write(db, f"unregister replica {kind} {loc}",
+    meta_write(db, f"unregister replica {kind} {loc}",
                 f"DELETE FROM {audit.META_TABLE} WHERE key = ?", (_key(kind, loc),))
     return True
 
