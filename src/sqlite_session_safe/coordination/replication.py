@@ -465,8 +465,9 @@ class _Replication:
             if self.owned:
                 self.db.close()
 
-    def _look(self, cursor: int, limit: int) -> tuple[str, int, list[LogEntry]]:
-        """One snapshot of the source: its id, position, entries after ``cursor``."""
+    def _look(self, cursor: int, limit: int, check: bool = True) -> tuple[str, int, list[LogEntry]]:
+        """One snapshot of the source: its id, position, entries after
+        ``cursor`` (``check``: LogPruned if they were pruned)."""
         with self.src.snapshot() as con:
             sid = audit.database_id(con)
             if sid is None:
@@ -477,7 +478,7 @@ class _Replication:
                     f"source {self.src.path!r} changed identity (database_id {self.source_id} -> "
                     f"{sid}): it was replaced by another database", sid)
             position = audit.log_position(con)
-            if cursor < position:
+            if check and cursor < position:
                 from .retention import pruned_through
 
                 pruned = pruned_through(con)
@@ -495,7 +496,7 @@ class _Replication:
     def run(self) -> ReplicationReport:
         """Apply what the source had at the first look; later entries are
         left for the next call (so a call always ends)."""
-        sid, target, _ = self._look(0, 0)
+        sid, target, _ = self._look(0, 0, check=False)
         with self.db.read() as r:
             assert r._con is not None
             cursor = read_cursor(r._con, sid)
@@ -669,7 +670,7 @@ def follow(source: Endpoint, replica: Endpoint, *, interval: float = 0.5,
             if r.lag == 0:
                 stop.wait(interval)
         if total is None:  # stopped before the first round: report where things stand
-            sid, position, _ = rep._look(0, 0)
+            sid, position, _ = rep._look(0, 0, check=False)
             with rep.db.read() as rd:
                 assert rd._con is not None
                 cursor = read_cursor(rd._con, sid)
