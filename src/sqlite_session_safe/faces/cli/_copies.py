@@ -196,18 +196,23 @@ def cmd_undo(args: argparse.Namespace, out: Output) -> int:
 
 def show_bundle(args: argparse.Namespace, out: Output, con: sss.Connection | None) -> int:
     """``show`` for a bundle file (anything that is not a changeset is read
-    as one: a file that is neither is refused with the bundle's reason)."""
-    bundle = sss.read_bundle(args.file)
-    entries = [entry_doc(e, con, decode=True) for e in bundle.entries]
-    out.document({"command": "show", "file": args.file, "kind": "bundle", "version": bundle.version,
-                  "source_id": bundle.source_id, "first_seq": bundle.first_seq,
-                  "last_seq": bundle.last_seq, "created_at": bundle.created_at,
-                  "sha256": bundle.sha256, "entries": entries})
-    out.line(f"{args.file}: bundle v{bundle.version} from database {bundle.source_id}, "
-             f"{len(bundle.entries)} entries (seq {bundle.first_seq}..{bundle.last_seq}), "
-             f"created {bundle.created_at}, sha256 {bundle.sha256} (verified)")
-    for entry, doc in zip(bundle.entries, entries, strict=True):
-        show_entry(out, entry, doc, con, decode=True)
+    as one: a file that is neither is refused with the bundle's reason).
+    The bundle is verified first, then read one entry at a time."""
+    with sss.open_bundle(args.file) as bundle:
+        count = bundle.last_seq - bundle.first_seq + 1
+        head = {"command": "show", "file": args.file, "kind": "bundle", "version": bundle.version,
+                "source_id": bundle.source_id, "first_seq": bundle.first_seq,
+                "last_seq": bundle.last_seq, "created_at": bundle.created_at, "sha256": bundle.sha256}
+        out.line(f"{args.file}: bundle v{bundle.version} from database {bundle.source_id}, "
+                 f"{count} entries (seq {bundle.first_seq}..{bundle.last_seq}), "
+                 f"created {bundle.created_at}, sha256 {bundle.sha256} (verified)")
+        entries = []
+        for entry in bundle.entries():
+            doc = entry_doc(entry, con, decode=out.json)
+            if out.json:
+                entries.append(doc)
+            show_entry(out, entry, doc, con, decode=True)
+    out.document({**head, "entries": entries})
     return ExitCode.OK
 
 

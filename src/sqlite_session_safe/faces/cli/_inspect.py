@@ -114,8 +114,12 @@ def cmd_log(args: argparse.Namespace, out: Output) -> int:
         entries = itertools.islice(db.log(since=args.since), args.limit)
         docs = []
         for entry in entries:
-            docs.append(entry_doc(entry, names, args.changes))
-            show_entry(out, entry, docs[-1], names, args.changes)
+            # Text output keeps nothing and decodes each entry's changes as
+            # they are printed: memory stays bounded by one entry.
+            doc = entry_doc(entry, names, args.changes and out.json)
+            if out.json:
+                docs.append(doc)
+            show_entry(out, entry, doc, names, args.changes)
         position = db.position()
     out.document({"command": "log", "position": position, "since": args.since, "entries": docs})
     if not docs:
