@@ -342,9 +342,13 @@ class _Link:
         return self.loop.run(coro, timeout)
 
     async def _connect(self) -> Any:
+        async def quiet(e: Exception) -> None:  # nats-py prints a traceback by default
+            log.debug("nats %s: %s", self.target, e)
+
+        opts = {"error_cb": quiet, **dict(self.target.options)}
         return await self.nats.connect(list(self.target.servers), name="sqlite-session-safe",
                                        connect_timeout=5, max_reconnect_attempts=-1,
-                                       reconnect_time_wait=0.5, **dict(self.target.options))
+                                       reconnect_time_wait=0.5, **opts)
 
     def error(self, message: str, source_id: str | None = None, seq: int | None = None) -> StreamError:
         return StreamError(f"stream {self.target.stream} at {self.target}: {message}", source_id, seq,
