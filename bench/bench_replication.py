@@ -19,17 +19,39 @@ inserted in the same write into its INSERT, so it applies fewer), the source's
 row changes reproduced per second, and the ratio sss / stdlib of that rate
 (> 1: replicating changesets is faster than re-running the SQL).
 
+Then (issue 16), in the same run:
+
+  stream          publishing the source's log to a NATS JetStream stream and
+                  applying it to a replica (entries/s each way), next to file
+                  replication; needs ``nats-server`` (started here on a free
+                  loopback port, or ``--nats-url``), else skipped with a note.
+  lag             end-to-end lag p50/p99 from a write's commit to its apply on
+                  a following replica, file follow and stream follow side by
+                  side (writes paced ``--lag-interval`` apart).
+  prune           the source's log bytes and file size before and after
+                  ``prune_log``, and what zlib would save on its changesets.
+  show            time to the first line and peak memory of ``sqlite-session-
+                  safe show`` on a ``--stream-mb`` changeset file (default 32;
+                  ``--stream-mb 1024`` for the 1 GB run).
+
     python bench/bench_replication.py                     # default sizes
     python bench/bench_replication.py --writes 300 --batch 16
+    python bench/bench_replication.py --stream-mb 1024    # the 1 GB memory bound
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import socket
 import sqlite3
+import subprocess
+import sys
 import tempfile
+import threading
 import time
+import zlib
 from typing import Any
 
 import sqlite_session_safe as sss
@@ -121,6 +143,10 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64, help="source writes per replica transaction")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each; the best is reported")
     ap.add_argument("--dir", default=None, help="directory for the files (default: a temp dir)")
+    ap.add_argument("--nats-url", default=None, help="a nats-server -js to use (default: start one)")
+    ap.add_argument("--lag-writes", type=int, default=200, help="writes timed for the lag")
+    ap.add_argument("--lag-interval", type=float, default=0.01, help="seconds between those writes")
+    ap.add_argument("--stream-mb", type=int, default=32, help="size of the changeset shown (1024: 1 GB)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir) as d:
         source = os.path.join(d, "source.db")
@@ -148,6 +174,175 @@ def main() -> None:
             print(f"{name:20} {elapsed:9.3f} {changes:9d} {rate:11.0f} {rate / base_rate:7.2f}")
         print(f"changes/s = the source's {work} row changes / seconds; ratio = that rate / stdlib's "
               "(> 1: faster than re-running the SQL)")
+        started = None if args.nats_url else start_nats(d)
+        server = args.nats_url or (started[0] if started else None)
+        try:
+            if server is None:
+                print("stream: skipped (no nats-server on PATH and no --nats-url)")
+            else:
+                bench_stream(source, server, d, args.batch)
+            bench_lag(d, server, args.lag_writes, args.lag_interval)
+        finally:
+            if started:
+                started[1].terminate()
+                started[1].wait(10)
+        bench_prune(source, d)
+        bench_show(d, args.stream_mb)
+
+
+# -- issue 16: streams, lag, pruning, streaming show -------------------------------
+
+
+def start_nats(d: str) -> tuple[str, subprocess.Popen[bytes]] | None:
+    binary = shutil.which("nats-server") or ("/usr/sbin/nats-server"
+                                              if os.path.exists("/usr/sbin/nats-server") else None)
+    if binary is None:
+        return None
+    with socket.socket() as s_:
+        s_.bind(("127.0.0.1", 0))
+        port = s_.getsockname()[1]
+    proc = subprocess.Popen([binary, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd",
+                             os.path.join(d, "nats")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return f"nats://127.0.0.1:{port}", proc
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    return None
+
+
+def bench_stream(source: str, server: str, d: str, batch: int) -> None:
+    url = f"{server}/BENCH{os.getpid()}"
+    with sss.open(source) as db:
+        n = db.position()
+        t0 = time.perf_counter()
+        sss.replicate(db, url)
+        pub = time.perf_counter() - t0
+    replica = os.path.join(d, "stream-replica.db")
+    t0 = time.perf_counter()
+    sss.replicate(url, replica, batch=batch)
+    sub = time.perf_counter() - t0
+    assert same_tables(source, replica), "stream replica differs from the source"
+    file_replica = os.path.join(d, "file-replica.db")
+    t0 = time.perf_counter()
+    sss.replicate(source, file_replica, batch=batch)
+    fil = time.perf_counter() - t0
+    print(f"{'entries/s':20} {'file replicate':>15} {'stream publish':>15} {'stream apply':>13}")
+    print(f"{n:>10} entries    {n / fil:15.0f} {n / pub:15.0f} {n / sub:13.0f}")
+
+
+def _pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(p * len(xs)))]
+
+
+def bench_lag(d: str, server: str | None, writes: int, interval: float) -> None:
+    print(f"lag: {writes} single-row writes, {interval * 1000:g} ms apart, followers in threads")
+    kinds = [("file follow", None)] + ([("stream follow", server)] if server else [])
+    for name, srv in kinds:
+        src_path = os.path.join(d, f"lag-{name.split()[0]}.db")
+        src = sss.open(src_path)
+        src.migrate("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+        replica = os.path.join(d, f"lag-{name.split()[0]}-replica.db")
+        stop = threading.Event()
+        applied: dict[int, float] = {}
+
+        def on_report(r: Any, applied: dict[int, float] = applied) -> None:
+            now = time.perf_counter()
+            for seq in range(r.last_seq - r.applied + 1, r.last_seq + 1):
+                applied.setdefault(seq, now)
+
+        threads = []
+        if srv is None:
+            threads.append(threading.Thread(target=sss.follow, args=(src_path, replica), kwargs=dict(
+                interval=0.005, stop=stop, on_report=on_report)))
+        else:
+            url = f"{srv}/LAG{os.getpid()}"
+            sss.replicate(src, url)
+            threads.append(threading.Thread(target=sss.follow, args=(src_path, url), kwargs=dict(
+                interval=0.005, stop=stop)))
+            threads.append(threading.Thread(target=sss.follow, args=(url, replica), kwargs=dict(
+                stop=stop, on_report=on_report)))
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        committed: dict[int, float] = {}
+        for i in range(writes):
+            w = src.write(lambda tx, i=i: tx.execute("INSERT INTO t VALUES (?, 'x')", (i,)))
+            committed[w.seq] = time.perf_counter()
+            time.sleep(interval)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not all(s in applied for s in committed):
+            time.sleep(0.01)
+        stop.set()
+        for t in threads:
+            t.join(30)
+        lags = [(applied[s] - committed[s]) * 1000 for s in committed if s in applied]
+        print(f"  {name:14} p50 {_pct(lags, 0.5):7.1f} ms   p99 {_pct(lags, 0.99):7.1f} ms   "
+              f"({len(lags)}/{len(committed)} applied)")
+        src.close()
+
+
+def bench_prune(source: str, d: str) -> None:
+    path = os.path.join(d, "prune.db")
+    shutil.copy(source, path)
+    with sss.open(path) as db:
+        with db.read() as r:
+            blobs = [bytes(row[0]) for row in r.execute("SELECT changeset FROM _sss_log "
+                                                        "WHERE changeset IS NOT NULL")]
+        raw = sum(map(len, blobs))
+        packed = sum(len(zlib.compress(b, 6)) for b in blobs)
+        size = os.path.getsize(path)
+        report = db.prune_log(through=db.position())
+        vac = os.path.join(d, "prune-vacuumed.db")
+        db.vacuum_into(vac)
+    print(f"prune: log {report.bytes_removed + report.log_bytes} -> {report.log_bytes} bytes "
+          f"({report.removed} entries removed); file {size} bytes, {os.path.getsize(vac)} after "
+          f"VACUUM INTO; zlib -6 on the changesets: {raw} -> {packed} bytes ({packed / raw:.0%})")
+
+
+def _big_changeset(path: str, mb: int) -> None:
+    """A changeset file of about ``mb`` MB: pieces of 8 MB from sessions with
+    distinct keys, written one after another (each its own table section)."""
+    con = sss.connect(":memory:")
+    con.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT, b REAL, c BLOB)")
+    per = 150_000
+    with open(path, "wb") as f:
+        base = 0
+        while f.tell() < mb * 1_000_000:
+            with con.session() as s:
+                con.executemany("INSERT INTO t VALUES (?, ?, ?, ?)",
+                                ((base + i, f"name {base + i}", i * 1.5, b"\x01" * 16) for i in range(per)))
+                f.write(bytes(s.changeset()))
+            con.execute("DELETE FROM t")
+            base += per
+
+
+def bench_show(d: str, mb: int) -> None:
+    path = os.path.join(d, "big.changeset")
+    _big_changeset(path, mb)
+    # The CLI in a child that reports its own peak RSS on stderr when done.
+    cli = [sys.executable, "-c", "import resource, sys\nfrom sqlite_session_safe.faces.cli import main\n"
+           "c = main(sys.argv[1:]); sys.stdout.flush()\n"
+           "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+           "raise SystemExit(c)", "show", path]
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout is not None
+    p.stdout.readline()
+    first = time.perf_counter() - t0
+    lines = 1
+    for _ in p.stdout:
+        lines += 1
+    assert p.stderr is not None
+    peak = int(p.stderr.read().split()[-1]) / 1024
+    p.wait()
+    total = time.perf_counter() - t0
+    print(f"show: {os.path.getsize(path) / 1e6:.0f} MB changeset, {lines} lines: first line after "
+          f"{first:.2f} s, all in {total:.1f} s, peak RSS of the CLI {peak:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -182,9 +182,11 @@ def test_wrong_magic_and_unknown_version(exported):
     assert info.value.reason == "io"
 
 
-def _rewrite(data: bytes, edit) -> bytes:
+def _rewrite(data: bytes, edit, raw: tuple[bytes, bytes] = (b"", b"")) -> bytes:
     """Re-encode a bundle after ``edit(header, entries)`` changed its parts,
-    with a valid checksum: the checks behind the checksum must catch it."""
+    with a valid checksum: the checks behind the checksum must catch it.
+    ``raw``: (old, new) replaced in each JSON text (for JSON the encoder
+    cannot write, e.g. nested beyond its recursion limit)."""
     pos = 12
     (n,) = struct.unpack_from(">I", data, pos)
     header = json.loads(data[pos + 4:pos + 4 + n])
@@ -200,8 +202,10 @@ def _rewrite(data: bytes, edit) -> bytes:
     edit(header, entries)
     out = bytearray(data[:12])
     for obj, body in [(header, None)] + [(m, b) for m, b in entries]:
-        raw = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
-        out += struct.pack(">I", len(raw)) + raw
+        text = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+        if raw[0]:
+            text = text.replace(*raw)
+        out += struct.pack(">I", len(text)) + text
         if body is not None:
             out += struct.pack(">Q", len(body)) + body
     return bytes(out) + hashlib.sha256(out).digest()
@@ -235,3 +239,69 @@ def test_malformed_insides_with_a_valid_checksum(exported):
 
 def test_format_constants():
     assert bundles.MAGIC == b"SSSBUNDL" and bundles.FORMAT_VERSION == 1
+
+
+def _deep(depth: int) -> dict:
+    """A JSON value nested ``depth`` deep (built without recursion)."""
+    return json.loads("[" * depth + "]" * depth)
+
+
+@pytest.mark.parametrize("depth", [100_000, 33])
+@pytest.mark.parametrize("where", ["header", "entry"])
+def test_deeply_nested_metadata_is_a_bundle_error(exported, where, depth):
+    """Reproducer R7 of the faults review (D10): nesting used to escape as
+    RecursionError from json.loads.  Now any nesting deeper than the bound is
+    refused with BundleError naming it, by read_bundle and import_bundle."""
+    data, replica, tmp_path = exported
+    deep = "[" * depth + "]" * depth
+
+    def edit(h, es):
+        (h if where == "header" else es[3][0])["x"] = "DEEP"
+
+    e = _refused(_rewrite(data, edit, (b'"DEEP"', deep.encode())), replica, tmp_path, "malformed")
+    assert "more than 32 deep" in str(e)
+    path = str(tmp_path / "bad.bundle")
+    with pytest.raises(sss.BundleError, match="more than 32 deep"):
+        sss.read_bundle(path)
+
+
+def test_nesting_within_the_bound_and_brackets_in_strings_are_accepted(exported):
+    data, replica, tmp_path = exported
+
+    def edit(h, es):
+        h["extra"] = _deep(31)  # 32 levels with the header object; unknown fields are ignored
+        es[0][0]["label"] = "[[[[" * 40 + '"{' * 10  # brackets inside a string do not nest
+
+    path = tmp_path / "ok.bundle"
+    path.write_bytes(_rewrite(data, edit))
+    b = sss.read_bundle(path)
+    assert b.entries[0].label.startswith("[[[[")
+
+
+def test_cli_show_and_import_exit_4_on_deep_nesting(exported):
+    import subprocess
+    import sys
+
+    data, replica, tmp_path = exported
+    body = b"SSSBUNDL" + struct.pack(">I", 1)
+    header = b'{"format": "sqlite-session-safe.bundle", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    body += struct.pack(">I", len(header)) + header
+    path = tmp_path / "deep.bundle"
+    path.write_bytes(body + hashlib.sha256(body).digest())
+    for args in (["show", str(path)], ["import", str(tmp_path / "rep.db"), str(path)]):
+        r = subprocess.run([sys.executable, "-m", "sqlite_session_safe.faces.cli", *args],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 4, r.stderr
+        assert "BundleError" in r.stderr and "deep" in r.stderr
+
+
+def test_open_bundle_reads_entries_one_at_a_time(tmp_path, src):
+    path = str(tmp_path / "all.bundle")
+    src.export(path)
+    with bundles.open_bundle(path) as b:
+        assert (b.first_seq, b.last_seq, b.source_id) == (1, 9, source_id(src.path))
+        seqs = [e.seq for e in b.entries()]
+        heads = [(h.seq, h.kind, h.size) for h, _ in b.heads()]
+    assert seqs == list(range(1, 10))
+    assert [h[0] for h in heads] == seqs and heads[0][1] == "ddl"
+    assert [e.seq for e in sss.read_bundle(path).entries] == seqs

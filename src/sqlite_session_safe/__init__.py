@@ -86,8 +86,10 @@ from .coordination.backups import (
 )
 from .coordination.bundles import (
     Bundle,
+    BundleReader,
     ExportReport,
     import_bundle,
+    open_bundle,
     read_bundle,
 )
 from .coordination.database import (
@@ -131,6 +133,10 @@ from .coordination.fencing import (
     ensure_epoch_table,
     read_epoch,
 )
+from .coordination.jetstream import (
+    StreamTarget,
+    wait_replicated,
+)
 from .coordination.lock import (
     DirectoryLock,
     LockInfo,
@@ -140,8 +146,11 @@ from .coordination.lock import (
 from .coordination.log_errors import (
     BundleError,
     ConflictRow,
+    LogPruned,
     ReplicationConflict,
     ReplicationError,
+    ReplicationTimeout,
+    StreamError,
     UndoConflict,
     UndoError,
 )
@@ -156,6 +165,9 @@ from .coordination.replication import (
     ReplicationReport,
     follow,
     replicate,
+)
+from .coordination.retention import (
+    PruneReport,
 )
 
 # --- sessions layer ------------------------------------------------------------
@@ -214,6 +226,14 @@ __all__ = [
     "break_stale_lock",
     "Bundle",
     "BundleError",
+    "BundleReader",
+    "LogPruned",
+    "open_bundle",
+    "PruneReport",
+    "ReplicationTimeout",
+    "StreamError",
+    "StreamTarget",
+    "wait_replicated",
     "BusyError",
     "CantOpenError",
     "Change",

@@ -21,25 +21,28 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
+import io
 import os
 import struct
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..binding.errors import InterfaceError
 from ..sessions.apply import OnConflict
 from ..sessions.changeset import Changeset
 from ..sessions.errors import ChangesetError
-from . import audit
+from ..sessions.stream import summarize_stream
+from . import audit, wire
 from .audit import LogEntry
-from .log_errors import BundleError, ReplicationError
+from .log_errors import BundleError, LogPruned, ReplicationError
 from .replication import ReplicationReport, apply_entries, open_replica, read_cursor
+from .retention import pruned_through
 
 if TYPE_CHECKING:
     from .database import Database
 
-__all__ = ["MAGIC", "FORMAT_VERSION", "Bundle", "ExportReport", "export_bundle", "read_bundle",
-           "import_bundle"]
+__all__ = ["MAGIC", "FORMAT_VERSION", "Bundle", "BundleReader", "ExportReport", "export_bundle",
+           "open_bundle", "read_bundle", "import_bundle"]
 
 MAGIC = b"SSSBUNDL"
 FORMAT_VERSION = 1
@@ -48,9 +51,6 @@ FORMAT_NAME = "sqlite-session-safe.bundle"
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 _DIGEST = 32
-#: Largest header or entry metadata object accepted (a sanity bound).
-_MAX_JSON = 1 << 20
-_ENTRY_FIELDS = ("seq", "kind", "committed_at", "owner", "host", "pid", "label", "epoch")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,13 +114,8 @@ class _HashedWriter:
         self.size += len(data)
 
     def json(self, obj: dict[str, Any]) -> None:
-        data = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        data = wire.encode_json(obj)
         self.write(_U32.pack(len(data)) + data)
-
-
-def _entry_meta(e: LogEntry) -> dict[str, Any]:
-    return {"seq": e.seq, "kind": e.kind, "committed_at": e.committed_at, "owner": e.owner,
-            "host": e.host, "pid": e.pid, "label": e.label, "epoch": e.epoch}
 
 
 def _fsync_dir(directory: str) -> None:
@@ -162,6 +157,11 @@ def export_bundle(db: Database, path: str | os.PathLike[str], since: int = 0) ->
         if since > last:
             raise InterfaceError(f"since={since} is beyond the end of the log of {db.path!r} "
                                  f"(seq {last})")
+        pruned = pruned_through(con)
+        if since < pruned and last > since:
+            raise LogPruned(f"entries {since + 1}..{pruned} were pruned from the log of {db.path!r}: "
+                            f"export from since={pruned} or later (a replica that needs them is "
+                            "re-seeded from a backup)", source_id, since + 1, pruned)
         header = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "source_id": source_id,
                   "first_seq": since + 1, "last_seq": last, "entries": last - since,
                   "created_at": audit.utc_now(), "log_format": audit.LOG_FORMAT}
@@ -171,15 +171,14 @@ def export_bundle(db: Database, path: str | os.PathLike[str], since: int = 0) ->
                 w.write(MAGIC + _U32.pack(FORMAT_VERSION))
                 w.json(header)
                 expected = since + 1
-                for e in audit.iter_entries(con, since):
+                for e in wire.iter_heads(con, since, last):
                     if e.seq != expected:  # the log has no gaps; never write a bundle that does
                         raise ReplicationError(f"the log of {db.path!r} has no entry {expected}",
                                                source_id, expected)
-                    w.json(_entry_meta(e))
-                    body = bytes(e.changeset) if e.kind == "data" and e.changeset is not None \
-                        else (e.sql or "").encode("utf-8", "surrogatepass")
-                    w.write(_U64.pack(len(body)))
-                    w.write(body)
+                    w.json(wire.entry_meta(e))
+                    w.write(_U64.pack(e.size))
+                    for piece in wire.iter_body(con, e):  # bounded memory, whatever the size
+                        w.write(piece)
                     expected += 1
                 if expected != last + 1:
                     raise ReplicationError(f"the log of {db.path!r} ends at {expected - 1}, not "
@@ -201,131 +200,216 @@ def export_bundle(db: Database, path: str | os.PathLike[str], since: int = 0) ->
 
 # -- reading ---------------------------------------------------------------------
 
+#: Bytes read at a time while verifying the checksum.
+_HASH_CHUNK = 1 << 20
 
-class _Cursor:
-    """Reads the verified body of a bundle; any overrun is a malformed bundle."""
 
-    def __init__(self, data: memoryview, path: str) -> None:
-        self.data = data
-        self.pos = 0
-        self.path = path
+class _Window:
+    """Reads ``size`` bytes of an open file from its current position, and
+    no further: a changeset body for the streaming iterator."""
 
-    def take(self, n: int, what: str) -> bytes:
-        if n > len(self.data) - self.pos:
+    def __init__(self, f: io.BufferedReader, size: int) -> None:
+        self.f = f
+        self.left = size
+
+    def readinto(self, buf: Any) -> int:
+        view = memoryview(buf).cast("B")
+        n = self.f.readinto(view[:min(len(view), self.left)]) or 0
+        self.left -= n
+        return n
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n < 0 else min(n, self.left)
+        data = self.f.read(n)
+        self.left -= len(data)
+        return data
+
+
+def _bad(p: str) -> Callable[[str], BundleError]:
+    return lambda reason: BundleError(f"bundle {p!r} is malformed: {reason}", p)
+
+
+class BundleReader:
+    """An open bundle, verified whole (magic, version, SHA-256, structure,
+    every changeset walked to its end) when opened, read entry by entry
+    afterwards: memory stays bounded by the largest entry, whatever the
+    bundle's size.  Made by :func:`open_bundle`; a context manager.
+
+    Attributes: as :class:`Bundle`'s, but no ``entries`` (see :meth:`entries`).
+    """
+
+    path: str
+    version: int
+    source_id: str
+    first_seq: int
+    last_seq: int
+    created_at: str
+    sha256: str
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        p = self.path = os.fspath(path)
+        try:
+            self._f: io.BufferedReader = open(p, "rb")  # noqa: SIM115 - closed by close()
+        except OSError as e:
+            raise BundleError(f"cannot read bundle {p!r}: {e.strerror or e}", p, "io") from e
+        try:
+            self._verify()
+        except BaseException:
+            self._f.close()
+            raise
+
+    def _read(self, n: int, what: str) -> bytes:
+        if n > self._end - self._f.tell():
             raise BundleError(f"bundle {self.path!r} is malformed: {what} runs past the end",
                               self.path, "malformed")
-        out = bytes(self.data[self.pos:self.pos + n])
-        self.pos += n
-        return out
+        return self._f.read(n)
 
-    def json(self, what: str) -> dict[str, Any]:
-        (n,) = _U32.unpack(self.take(4, what))
-        if n > _MAX_JSON:
+    def _json(self, what: str) -> dict[str, Any]:
+        (n,) = _U32.unpack(self._read(4, what))
+        if n > wire.MAX_JSON:
             raise BundleError(f"bundle {self.path!r} is malformed: {what} is {n} bytes", self.path)
+        return wire.decode_object(self._read(n, what), what, _bad(self.path))
+
+    def _verify(self) -> None:
+        p, f = self.path, self._f
         try:
-            obj = json.loads(self.take(n, what).decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as e:
-            raise BundleError(f"bundle {self.path!r} is malformed: {what} is not JSON ({e})",
-                              self.path) from e
-        if not isinstance(obj, dict):
-            raise BundleError(f"bundle {self.path!r} is malformed: {what} is not an object", self.path)
-        return obj
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(len(MAGIC) + 4)
+            if head[:len(MAGIC)] != MAGIC[:len(head)]:
+                raise BundleError(f"{p!r} is not a sqlite-session-safe bundle (wrong magic: "
+                                  f"{head[:len(MAGIC)]!r})", p, "magic")
+            if size < len(MAGIC) + 8 + _DIGEST:
+                raise BundleError(f"bundle {p!r} is truncated ({size} bytes)", p, "truncated")
+            (version,) = _U32.unpack_from(head, len(MAGIC))
+            if version != FORMAT_VERSION:
+                raise BundleError(f"bundle {p!r} has format version {version}; this client reads "
+                                  f"version {FORMAT_VERSION} only", p, "version")
+            self.version = version
+            self._end = size - _DIGEST
+            h = hashlib.sha256(head)
+            left = self._end - len(head)
+            while left > 0:
+                chunk = f.read(min(_HASH_CHUNK, left))
+                if not chunk:
+                    raise BundleError(f"bundle {p!r} is truncated (it shrank while read)", p, "truncated")
+                h.update(chunk)
+                left -= len(chunk)
+            stored = f.read(_DIGEST)
+        except OSError as e:
+            raise BundleError(f"cannot read bundle {p!r}: {e.strerror or e}", p, "io") from e
+        if h.digest() != stored:
+            raise BundleError(f"bundle {p!r} fails its SHA-256 checksum: it is truncated or was "
+                              "altered; nothing was applied", p, "checksum")
+        self.sha256 = stored.hex()
+        f.seek(len(MAGIC) + 4)
+        header = self._json("the header")
+        if header.get("format") != FORMAT_NAME or header.get("version") != FORMAT_VERSION:
+            raise BundleError(f"bundle {p!r} is malformed: its header names format "
+                              f"{header.get('format')!r} version {header.get('version')!r}", p)
+        bad = _bad(p)
+        self.source_id = wire.field(header, "source_id", str, "header", bad)
+        first = self.first_seq = wire.field(header, "first_seq", int, "header", bad)
+        last = self.last_seq = wire.field(header, "last_seq", int, "header", bad)
+        count = wire.field(header, "entries", int, "header", bad)
+        self.created_at = wire.field(header, "created_at", str, "header", bad)
+        if first < 1 or last < first - 1 or count != last - first + 1:
+            raise BundleError(f"bundle {p!r} is malformed: seq range {first}..{last} with {count} "
+                              "entries", p)
+        self._body = f.tell()
+        for _ in self._walk(check=True):
+            pass
+        if f.tell() != self._end:
+            raise BundleError(f"bundle {p!r} is malformed: {self._end - f.tell()} stray bytes after "
+                              "the last entry", p)
+
+    def _walk(self, check: bool) -> Iterator[tuple[wire.EntryHead, int]]:
+        """(head, body offset) of each entry, the file left after its body;
+        ``check``: walk each changeset body (in C, bounded memory) or decode
+        each DDL body."""
+        f, p = self._f, self.path
+        f.seek(self._body)
+        for expected in range(self.first_seq, self.last_seq + 1):
+            what = f"entry {expected}"
+            meta = self._json(what)
+            (n,) = _U64.unpack(self._read(8, what))
+            head = wire.entry_from_meta(meta, n, what, _bad(p))
+            if head.seq != expected:
+                raise BundleError(f"bundle {p!r} is malformed: entry {head.seq} where {expected} "
+                                  "belongs", p)
+            at = f.tell()
+            if n > self._end - at:
+                raise BundleError(f"bundle {p!r} is malformed: {what} runs past the end", p, "malformed")
+            if check:
+                try:
+                    if head.kind == "data":
+                        summarize_stream(_Window(f, n))  # type: ignore[arg-type]
+                    else:
+                        f.read(n).decode("utf-8")
+                except (ChangesetError, UnicodeDecodeError) as e:
+                    raise BundleError(f"bundle {p!r} is malformed: {what}'s body: {e}", p) from e
+            f.seek(at + n)
+            yield head, at
+
+    def heads(self) -> Iterator[tuple[wire.EntryHead, BinaryIO]]:
+        """Each entry's head and its body as a file object limited to the
+        body (valid until the next step): for reading bodies of any size."""
+        for head, at in self._walk(check=False):
+            self._f.seek(at)
+            yield head, _Window(self._f, head.size)  # type: ignore[misc]  # read/readinto suffice
+            self._f.seek(at + head.size)
+
+    def entries(self) -> Iterator[LogEntry]:
+        """The entries in seq order, one in memory at a time."""
+        for head, body in self.heads():
+            data = body.read(head.size)
+            cs = Changeset(data) if head.kind == "data" else None
+            sql = data.decode("utf-8") if head.kind == "ddl" else None
+            yield LogEntry(head.seq, head.committed_at, head.owner, head.host, head.pid, head.label,
+                           head.kind, cs, sql, head.epoch)
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> BundleReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
-def _field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...], what: str, path: str) -> Any:
-    value = obj.get(name)
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise BundleError(f"bundle {path!r} is malformed: {what} field {name!r} is {value!r}", path)
-    return value
+def open_bundle(path: str | os.PathLike[str]) -> BundleReader:
+    """Open and fully verify a bundle (as :func:`read_bundle` does), keeping
+    only its header in memory; read its entries with
+    :meth:`BundleReader.entries`.  Raises :class:`BundleError`."""
+    return BundleReader(path)
 
 
 def read_bundle(path: str | os.PathLike[str]) -> Bundle:
     """Read and fully verify a bundle: magic, version, SHA-256, structure,
-    consecutive seqs, and every changeset (walked to its end).
+    consecutive seqs, and every changeset (walked to its end).  Holds every
+    entry in memory: :func:`open_bundle` reads them one at a time.
 
     Raises:
         BundleError: with ``reason`` "io", "magic", "version", "truncated",
             "checksum" or "malformed".
     """
-    p = os.fspath(path)
-    try:
-        with open(p, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        raise BundleError(f"cannot read bundle {p!r}: {e.strerror or e}", p, "io") from e
-    head = len(MAGIC) + 4
-    if raw[:len(MAGIC)] != MAGIC[:len(raw)]:
-        raise BundleError(f"{p!r} is not a sqlite-session-safe bundle (wrong magic: "
-                          f"{raw[:len(MAGIC)]!r})", p, "magic")
-    if len(raw) < head + 4 + _DIGEST:
-        raise BundleError(f"bundle {p!r} is truncated ({len(raw)} bytes)", p, "truncated")
-    (version,) = _U32.unpack_from(raw, len(MAGIC))
-    if version != FORMAT_VERSION:
-        raise BundleError(f"bundle {p!r} has format version {version}; this client reads version "
-                          f"{FORMAT_VERSION} only", p, "version")
-    body = memoryview(raw)[:-_DIGEST]
-    stored = raw[-_DIGEST:]
-    if hashlib.sha256(body).digest() != stored:
-        raise BundleError(f"bundle {p!r} fails its SHA-256 checksum: it is truncated or was "
-                          "altered; nothing was applied", p, "checksum")
-    cur = _Cursor(body, p)
-    cur.pos = head
-    header = cur.json("the header")
-    if header.get("format") != FORMAT_NAME or header.get("version") != FORMAT_VERSION:
-        raise BundleError(f"bundle {p!r} is malformed: its header names format "
-                          f"{header.get('format')!r} version {header.get('version')!r}", p)
-    source_id = _field(header, "source_id", str, "header", p)
-    first = _field(header, "first_seq", int, "header", p)
-    last = _field(header, "last_seq", int, "header", p)
-    count = _field(header, "entries", int, "header", p)
-    created = _field(header, "created_at", str, "header", p)
-    if first < 1 or last < first - 1 or count != last - first + 1:
-        raise BundleError(f"bundle {p!r} is malformed: seq range {first}..{last} with {count} "
-                          "entries", p)
-    entries = []
-    for expected in range(first, last + 1):
-        what = f"entry {expected}"
-        meta = cur.json(what)
-        seq = _field(meta, "seq", int, what, p)
-        if seq != expected:
-            raise BundleError(f"bundle {p!r} is malformed: entry {seq} where {expected} belongs", p)
-        kind = meta.get("kind")
-        label = meta.get("label")
-        if kind not in ("data", "ddl") or not (label is None or isinstance(label, str)):
-            raise BundleError(f"bundle {p!r} is malformed: {what} has kind {kind!r}, label "
-                              f"{label!r}", p)
-        (n,) = _U64.unpack(cur.take(8, what))
-        blob = cur.take(n, what)
-        try:
-            if kind == "data":
-                cs: Changeset | None = Changeset(blob)
-                assert cs is not None
-                cs.validate()
-                sql = None
-            else:
-                cs, sql = None, blob.decode("utf-8")
-        except (ChangesetError, UnicodeDecodeError) as e:
-            raise BundleError(f"bundle {p!r} is malformed: {what}'s body: {e}", p) from e
-        entries.append(LogEntry(
-            seq, _field(meta, "committed_at", str, what, p), _field(meta, "owner", str, what, p),
-            _field(meta, "host", str, what, p), _field(meta, "pid", int, what, p), label, kind, cs,
-            sql, _field(meta, "epoch", int, what, p)))
-    if cur.pos != len(body):
-        raise BundleError(f"bundle {p!r} is malformed: {len(body) - cur.pos} stray bytes after the "
-                          "last entry", p)
-    return Bundle(p, version, source_id, first, last, created, tuple(entries), stored.hex())
+    with BundleReader(path) as b:
+        entries = tuple(b.entries())
+        return Bundle(b.path, b.version, b.source_id, b.first_seq, b.last_seq, b.created_at,
+                      entries, b.sha256)
 
 
 def import_bundle(replica: Database | str | os.PathLike[str], path: str | os.PathLike[str], *,
                   on_conflict: OnConflict = None, batch: int = 256) -> ReplicationReport:
     """Apply a bundle to ``replica`` with the replication cursor: exactly once.
 
-    The bundle is verified whole first (:func:`read_bundle`).  Entries at or
-    below the replica's cursor for the bundle's source are skipped (importing
-    a bundle twice applies nothing the second time; overlapping bundles apply
-    only what is new); a bundle that starts after cursor + 1 is refused (a
-    gap).  Conflicts with the replica's own writes follow ``on_conflict`` as
-    in :func:`sss.replicate`.
+    The bundle is verified whole first (:func:`open_bundle`), then read and
+    applied entry by entry (memory bounded by the largest entry, not the
+    bundle).  Entries at or below the replica's cursor for the bundle's
+    source are skipped (importing a bundle twice applies nothing the second
+    time; overlapping bundles apply only what is new); a bundle that starts
+    after cursor + 1 is refused (a gap).  Conflicts with the replica's own
+    writes follow ``on_conflict`` as in :func:`sss.replicate`.
 
     Raises:
         BundleError: the file is not a valid bundle (nothing changed).
@@ -333,23 +417,24 @@ def import_bundle(replica: Database | str | os.PathLike[str], path: str | os.Pat
             fit the replica's schema.
         ReplicationConflict: see :func:`sss.replicate`.
     """
-    bundle = read_bundle(path)
     from .conflicts import ConflictRecorder  # validates the policy before anything is opened
 
-    recorder = ConflictRecorder(on_conflict)
-    db, owned = open_replica(replica)
-    try:
-        with db.read() as r:
-            assert r._con is not None
-            cursor = read_cursor(r._con, bundle.source_id)
-        if bundle.first_seq > cursor + 1:
-            raise ReplicationError(
-                f"bundle {bundle.path!r} holds entries {bundle.first_seq}..{bundle.last_seq} of "
-                f"source {bundle.source_id}, but the replica's cursor is at {cursor}: entries "
-                f"{cursor + 1}..{bundle.first_seq - 1} are missing; import an earlier bundle "
-                "first (nothing was changed)", bundle.source_id, cursor + 1)
-        return apply_entries(db, bundle.source_id, bundle.entries, on_conflict=recorder,
-                             batch=batch, lag_base=bundle.last_seq)
-    finally:
-        if owned:
-            db.close()
+    with open_bundle(path) as bundle:
+        recorder = ConflictRecorder(on_conflict)
+        db, owned = open_replica(replica)
+        try:
+            with db.read() as r:
+                assert r._con is not None
+                cursor = read_cursor(r._con, bundle.source_id)
+            if bundle.first_seq > cursor + 1:
+                raise ReplicationError(
+                    f"bundle {bundle.path!r} holds entries {bundle.first_seq}..{bundle.last_seq} of "
+                    f"source {bundle.source_id}, but the replica's cursor is at {cursor}: entries "
+                    f"{cursor + 1}..{bundle.first_seq - 1} are missing; import an earlier bundle "
+                    "first (nothing was changed)", bundle.source_id, cursor + 1)
+            return apply_entries(db, bundle.source_id, bundle.entries(),
+                                 on_conflict=recorder, batch=batch, lag_base=bundle.last_seq)
+        finally:
+            if owned:
+                db.close()
+

@@ -1093,6 +1093,36 @@ class Database:
 
         return undo_entry(self, seq, on_conflict, label)
 
+    # -- log retention (its own module: retention.py) --------------------------------
+
+    def prune_log(self, *, older_than: float | Any = None, through: int | None = None,
+                  dry_run: bool = False, nats_options: Any = None) -> Any:
+        """Remove audit log entries that every registered replica has applied
+        (``register_replica``; ``sss.replicate`` registers file and stream
+        replicas of a Database source itself), plus those committed more
+        than ``older_than`` seconds (or a timedelta) ago and those up to
+        ``through``, whatever the replicas.  The newest entry always stays.
+        A replica that needs a pruned entry gets ``sss.LogPruned`` (re-seed
+        it from a backup).  Returns a :class:`~.retention.PruneReport`."""
+        from .retention import prune_log
+
+        return prune_log(self, older_than=older_than, through=through, dry_run=dry_run,
+                         nats_options=nats_options)
+
+    def register_replica(self, location: str | os.PathLike[str], kind: str = "file") -> bool:
+        """Record that ``location`` (a replica file, or with ``kind="stream"``
+        a NATS stream URL) follows this database: ``prune_log`` keeps what it
+        has not applied.  Returns False if it was registered already."""
+        from .retention import register_replica
+
+        return register_replica(self, kind, location)
+
+    def unregister_replica(self, location: str | os.PathLike[str], kind: str = "file") -> bool:
+        """Forget a registered replica (it no longer holds back ``prune_log``)."""
+        from .retention import unregister_replica
+
+        return unregister_replica(self, kind, location)
+
     @property
     def lingering(self) -> bool:
         """True while this Database keeps the write lock as a lease after a

@@ -20,6 +20,9 @@ __all__ = [
     "ReplicationError",
     "ReplicationConflict",
     "BundleError",
+    "StreamError",
+    "ReplicationTimeout",
+    "LogPruned",
     "UndoError",
     "UndoConflict",
 ]
@@ -108,6 +111,66 @@ class ReplicationConflict(ConflictAbort):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (str(self), self.conflict, self.source_id, self.seq, self.rows))
+
+
+class StreamError(ReplicationError):
+    """Replication through a NATS JetStream stream cannot go on: the client
+    (``nats-py``) is not installed, the server cannot be reached or refused
+    a request, the stream holds another database's log or a message that is
+    not a well-formed entry, or the stream was recreated or truncated so that
+    entries the replica needs are gone.  Nothing of the failing step was
+    committed.
+
+    Attributes: as :class:`ReplicationError`; ``stream``: the stream's name.
+    """
+
+    def __init__(self, message: str, source_id: str | None = None, seq: int | None = None,
+                 stream: str = "") -> None:
+        super().__init__(message, source_id, seq)
+        self.stream = stream
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.source_id, self.seq, self.stream))
+
+
+class ReplicationTimeout(ReplicationError, TimeoutError):
+    """``wait_replicated`` ran out of time before enough replicas
+    acknowledged the entry.
+
+    Attributes: as :class:`ReplicationError`; ``wanted``: how many replicas
+    were asked for; ``acked``: the replica ids that had acknowledged it.
+    """
+
+    def __init__(self, message: str, source_id: str | None = None, seq: int | None = None,
+                 wanted: int = 0, acked: tuple[str, ...] = ()) -> None:
+        ReplicationError.__init__(self, message, source_id, seq)
+        self.wanted = wanted
+        self.acked = acked
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.source_id, self.seq, self.wanted, self.acked))
+
+
+class LogPruned(ReplicationError):
+    """The entries a replica (or an export, or an undo) needs were pruned
+    from the source's log (``Database.prune_log``).  Re-seed the replica from
+    a backup of the source (``db.backup(path)``: a copy starts at its own
+    log position) and replicate from there.
+
+    Attributes: as :class:`ReplicationError` (``seq``: the first entry
+    needed); ``pruned_through``: the last pruned seq.
+    """
+
+    def __init__(self, message: str, source_id: str | None = None, seq: int | None = None,
+                 pruned_through: int = 0) -> None:
+        super().__init__(message, source_id, seq)
+        self.pruned_through = pruned_through
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.source_id, self.seq, self.pruned_through))
 
 
 class BundleError(Error):

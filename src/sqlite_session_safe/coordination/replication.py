@@ -25,7 +25,8 @@ import dataclasses
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 from ..binding.connection import Connection
 from ..binding.errors import BusyError, InterfaceError, LockedError
@@ -38,7 +39,7 @@ from .audit import LogEntry
 from .conflicts import ConflictRecorder
 from .database import Database, WriteTx, _rollback, open_database
 from .errors import LockTimeout
-from .log_errors import ConflictRow, ReplicationConflict, ReplicationError, rows_text
+from .log_errors import ConflictRow, LogPruned, ReplicationConflict, ReplicationError, rows_text
 
 __all__ = [
     "CURSOR_TABLE",
@@ -335,23 +336,26 @@ def apply_entries(db: Database, source_id: str, entries: Iterable[LogEntry], *,
                   lag_base: int | None = None) -> ReplicationReport:
     """Apply source log entries (in seq order) to the replica ``db``, exactly
     once: entries at or below the replica's cursor are skipped; an entry
-    after cursor + 1 is a gap (:class:`ReplicationError`).  What bundles and
-    :func:`replicate` share."""
+    after cursor + 1 is a gap (:class:`ReplicationError`).  ``entries`` is
+    consumed as it goes (one group of ``batch`` entries in memory at a time).
+    What bundles, streams and :func:`replicate` share."""
     recorder = on_conflict if isinstance(on_conflict, ConflictRecorder) else ConflictRecorder(on_conflict)
     batch = _check_batch(batch)
-    entries = list(entries)
     tally = _Tally()
     with db.read() as r:
         assert r._con is not None
         cursor = read_cursor(r._con, source_id)
-    if entries and any(e.seq > cursor for e in entries):
-        _ensure_cursor(db, source_id)
+    last = cursor
+    ensured = False
     for group in _groups(entries, batch):
-        if group[-1].seq <= cursor:
+        last = group[-1].seq
+        if last <= cursor:
             tally.skipped += len(group)
             continue
+        if not ensured:
+            _ensure_cursor(db, source_id)
+            ensured = True
         cursor = _apply_group(db, source_id, group, recorder, tally)
-    last = entries[-1].seq if entries else cursor
     return tally.report(source_id, cursor, (lag_base if lag_base is not None else last) - cursor)
 
 
@@ -449,6 +453,7 @@ class _Replication:
             self.src.close()
             raise
         self.source_id: str | None = None
+        self.registered = False
         if _same_file(self.src.path, self.db.path):
             self.close()
             raise ReplicationError(f"source and replica are the same database ({self.db.path!r})")
@@ -460,8 +465,9 @@ class _Replication:
             if self.owned:
                 self.db.close()
 
-    def _look(self, cursor: int, limit: int) -> tuple[str, int, list[LogEntry]]:
-        """One snapshot of the source: its id, position, entries after ``cursor``."""
+    def _look(self, cursor: int, limit: int, check: bool = True) -> tuple[str, int, list[LogEntry]]:
+        """One snapshot of the source: its id, position, entries after
+        ``cursor`` (``check``: LogPruned if they were pruned)."""
         with self.src.snapshot() as con:
             sid = audit.database_id(con)
             if sid is None:
@@ -472,6 +478,17 @@ class _Replication:
                     f"source {self.src.path!r} changed identity (database_id {self.source_id} -> "
                     f"{sid}): it was replaced by another database", sid)
             position = audit.log_position(con)
+            if check and cursor < position:
+                from .retention import pruned_through
+
+                pruned = pruned_through(con)
+                if cursor < pruned:
+                    raise LogPruned(
+                        f"the replica's cursor for source {sid} is at seq {cursor}, but the source's "
+                        f"log was pruned through {pruned}: entries {cursor + 1}..{pruned} are gone. "
+                        "Re-seed the replica from a backup of the source (db.backup(path): a copy "
+                        "starts at its own log position) and replicate from there", sid, cursor + 1,
+                        pruned)
             entries = audit.read_entries(con, cursor, limit) if limit and position > cursor else []
         self.source_id = sid
         return sid, position, entries
@@ -479,10 +496,16 @@ class _Replication:
     def run(self) -> ReplicationReport:
         """Apply what the source had at the first look; later entries are
         left for the next call (so a call always ends)."""
-        sid, target, _ = self._look(0, 0)
+        sid, target, _ = self._look(0, 0, check=False)
         with self.db.read() as r:
             assert r._con is not None
             cursor = read_cursor(r._con, sid)
+        if not self.registered:
+            from .retention import register_replica
+
+            register_replica(self.src, "file", self.db.path, sid)
+            self.registered = True
+        self._look(cursor, 0)  # a cursor below the source's prune point: LogPruned
         if cursor > target:
             raise ReplicationError(
                 f"the replica's cursor for source {sid} is at seq {cursor}, but the source's log "
@@ -504,8 +527,27 @@ class _Replication:
         return tally.report(sid, cursor, position - cursor)
 
 
-def replicate(source: Database | str | os.PathLike[str], replica: Database | str | os.PathLike[str],
-              *, on_conflict: OnConflict = None, batch: int = 256) -> ReplicationReport:
+#: A database, or a path to one, or (for replicate/follow) a NATS stream URL.
+Endpoint = Database | str | os.PathLike[str]
+
+
+def _stream_side(source: Endpoint, replica: Endpoint) -> str | None:
+    """Which side is a NATS stream URL: "source", "replica" or None."""
+    from .jetstream import is_stream_url
+
+    if is_stream_url(source) and is_stream_url(replica):
+        raise InterfaceError("source and replica cannot both be streams (a stream is copied by "
+                             "NATS itself: use a stream mirror)")
+    if is_stream_url(source):
+        return "source"
+    if is_stream_url(replica):
+        return "replica"
+    return None
+
+
+def replicate(source: Endpoint, replica: Endpoint, *, on_conflict: OnConflict = None, batch: int = 256,
+              nats_options: Mapping[str, Any] | None = None, nats_context: str | None = None,
+              stream_config: Mapping[str, Any] | None = None) -> ReplicationReport:
     """Bring ``replica`` up to date with ``source``'s audit log, exactly once.
 
     Applies the source entries after the replica's cursor, as the source
@@ -514,9 +556,18 @@ def replicate(source: Database | str | os.PathLike[str], replica: Database | str
     transaction also moves the cursor, so a crash anywhere loses or repeats
     nothing.  The source is read in snapshots, never under its write lock.
 
+    Either side may be a NATS JetStream stream, ``nats://host:4222/STREAM``
+    (PROTOCOL.md §9): to a stream, the source's entries after the stream's
+    last one are published, exactly once (the stream is created if missing);
+    from a stream, its entries are applied through the replica's cursor as
+    from a source database (same conflict policies, DDL, chaining), and the
+    replica acknowledges its cursor on the stream (:func:`wait_replicated`).
+
     Args:
-        source, replica: a :class:`Database` or a path (the source must exist
-            and keep an audit log; a replica path is opened with ``sss.open``).
+        source, replica: a :class:`Database`, a path (the source must exist
+            and keep an audit log; a replica path is opened with ``sss.open``),
+            or a stream URL (see :class:`~.jetstream.StreamTarget` for its
+            query parameters: ``context``, ``creds``, ``ca``, ...).
         on_conflict: how to resolve rows the replica changed itself, as in
             :meth:`Changeset.apply`.  Default: refuse with
             :class:`ReplicationConflict` naming the entry and every
@@ -533,8 +584,29 @@ def replicate(source: Database | str | os.PathLike[str], replica: Database | str
         ReplicationError: no audit log in the source, the replica's cursor is
             ahead of the source, source and replica are one file, a source
             entry does not fit the replica's schema.
+        LogPruned: entries the replica needs were pruned from the source's
+            log (or are no longer in the stream): re-seed it from a backup.
+        StreamError: the stream cannot be reached, holds another database's
+            log, or was recreated or truncated under the replica.
         LockTimeout, LockCompromised: the replica's write lock.
+
+    ``nats_options`` are passed to ``nats.connect`` (``user_credentials``,
+    ``tls``, ``token``, ...); ``nats_context`` names a nats CLI context;
+    ``stream_config`` holds the fields of the stream a publisher creates
+    (``max_age``, ``max_bytes``, ``num_replicas``, ``storage``, ...: nats-py's
+    ``StreamConfig``).
     """
+    side = _stream_side(source, replica)
+    if side == "replica":
+        from .jetstream import publish
+
+        return publish(source, str(replica), nats_options=nats_options, context=nats_context,  # type: ignore[no-any-return]
+                       stream_config=stream_config)
+    if side == "source":
+        from .jetstream import consume
+
+        return consume(str(source), replica, on_conflict=on_conflict, batch=batch,  # type: ignore[no-any-return]
+                       nats_options=nats_options, context=nats_context)
     rep = _Replication(source, replica, on_conflict, batch)
     try:
         return rep.run()
@@ -547,10 +619,11 @@ def replicate(source: Database | str | os.PathLike[str], replica: Database | str
 _TRANSIENT = (BusyError, LockedError, LockTimeout)
 
 
-def follow(source: Database | str | os.PathLike[str], replica: Database | str | os.PathLike[str],
-           *, interval: float = 0.5, stop: threading.Event | None = None,
-           on_conflict: OnConflict = None, batch: int = 256,
-           on_report: Callable[[ReplicationReport], object] | None = None) -> ReplicationReport:
+def follow(source: Endpoint, replica: Endpoint, *, interval: float = 0.5,
+           stop: threading.Event | None = None, on_conflict: OnConflict = None, batch: int = 256,
+           on_report: Callable[[ReplicationReport], object] | None = None,
+           nats_options: Mapping[str, Any] | None = None, nats_context: str | None = None,
+           stream_config: Mapping[str, Any] | None = None) -> ReplicationReport:
     """Replicate continuously: :func:`replicate` every ``interval`` seconds
     (at once again while behind) until ``stop`` is set.
 
@@ -559,10 +632,28 @@ def follow(source: Database | str | os.PathLike[str], replica: Database | str | 
     and is raised (the cursor keeps what was committed).  ``on_report(r)`` is
     called after each round that applied something.  Returns the total of
     all rounds.
+
+    With a stream on either side (see :func:`replicate`): publishing wakes
+    on every commit to the source (it watches ``PRAGMA data_version``, every
+    ``min(interval, 0.01)`` s); following receives entries as the server
+    pushes them (an ordered push consumer), no polling.
     """
     if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval < 0:
         raise InterfaceError(f"interval must be seconds >= 0, not {interval!r}")
     stop = stop if stop is not None else threading.Event()
+    side = _stream_side(source, replica)
+    if side == "replica":
+        from .jetstream import publish
+
+        return publish(source, str(replica), nats_options=nats_options, context=nats_context,  # type: ignore[no-any-return]
+                       stream_config=stream_config, follow=True, stop=stop,
+                       poll=min(float(interval), 0.01), on_report=on_report)
+    if side == "source":
+        from .jetstream import consume
+
+        return consume(str(source), replica, on_conflict=on_conflict, batch=batch,  # type: ignore[no-any-return]
+                       nats_options=nats_options, context=nats_context, follow=True, stop=stop,
+                       interval=max(float(interval), 0.05), on_report=on_report)
     rep = _Replication(source, replica, on_conflict, batch)
     try:
         total: ReplicationReport | None = None
@@ -579,7 +670,7 @@ def follow(source: Database | str | os.PathLike[str], replica: Database | str | 
             if r.lag == 0:
                 stop.wait(interval)
         if total is None:  # stopped before the first round: report where things stand
-            sid, position, _ = rep._look(0, 0)
+            sid, position, _ = rep._look(0, 0, check=False)
             with rep.db.read() as rd:
                 assert rd._con is not None
                 cursor = read_cursor(rd._con, sid)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ..binding.connection import Connection
     from .apply import ApplyReport, OnConflict, TableFilter
 
-__all__ = ["UNCHANGED", "Change", "Changeset", "Patchset", "OPS", "column_names"]
+__all__ = ["UNCHANGED", "Change", "Changeset", "Patchset", "OPS", "column_names", "change_dicts"]
 
 #: The value of a column a change leaves undefined: an UPDATE's unchanged
 #: columns, a patchset's omitted old values.  It is Python's ``Ellipsis``
@@ -280,20 +280,7 @@ class _ChangesetBase(bytes):
         ("0", "1", ...).  Columns the change leaves :data:`UNCHANGED` are left
         out of ``old`` / ``new``.
         """
-        names = _NameCache(con)
-        out = []
-        for change in self:
-            table, op, old, new, pk, indirect = change
-            cols = names.get(table, pk)
-            out.append({
-                "table": table,
-                "op": op,
-                "indirect": indirect,
-                "pk": [cols[i] for i, flag in enumerate(pk) if flag],
-                "old": _row_dict(cols, old),
-                "new": _row_dict(cols, new),
-            })
-        return out
+        return list(change_dicts(self, con))
 
     def to_json(self, con: Connection | None = None, indent: int | None = None) -> str:
         """:meth:`as_dicts` as JSON.  BLOBs become ``{"$blob": "<hex>"}`` and
@@ -436,6 +423,22 @@ class _NameCache:
             cols = [str(i) for i in range(len(pk))]
         self.cache[key] = cols
         return cols
+
+
+def change_dicts(changes: Iterable[Any], con: Connection | None = None) -> Iterator[dict[str, Any]]:
+    """The changes as :meth:`Changeset.as_dicts` gives them, one at a time
+    (for streams: :func:`sss.iterate_stream`'s changes in bounded memory)."""
+    names = _NameCache(con)
+    for table, op, old, new, pk, indirect in changes:
+        cols = names.get(table, pk)
+        yield {
+            "table": table,
+            "op": op,
+            "indirect": indirect,
+            "pk": [cols[i] for i, flag in enumerate(pk) if flag],
+            "old": _row_dict(cols, old),
+            "new": _row_dict(cols, new),
+        }
 
 
 def _row_dict(cols: list[str], row: tuple[Any, ...] | None) -> dict[str, Any] | None:

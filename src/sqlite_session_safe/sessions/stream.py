@@ -22,11 +22,11 @@ from contextlib import ExitStack
 from typing import Any, BinaryIO
 
 from ..binding.raw import ffi, lib
-from ._native import STREAM_CHUNK, Reader, Writer, check_rc
+from ._native import STREAM_CHUNK, Reader, Writer, check_rc, decode, new_buffer
 from .changeset import Change, iter_changes
 from .errors import ChangesetError
 
-__all__ = ["iterate_stream", "invert_stream", "concat_stream"]
+__all__ = ["iterate_stream", "invert_stream", "concat_stream", "summarize_stream"]
 
 
 def iterate_stream(source: BinaryIO | bytes, invert: bool = False) -> Iterator[Change]:
@@ -38,6 +38,30 @@ def iterate_stream(source: BinaryIO | bytes, invert: bool = False) -> Iterator[C
     check_rc(lib.sqlite3changeset_start_v2_strm(out, lib.sss_py_input, reader.handle, flags),
              "starting to read the stream")
     return iter_changes(out[0], reader, (reader,), "iterating a stream")
+
+
+def summarize_stream(source: BinaryIO | bytes) -> tuple[int, list[tuple[str, int, bytes, int, int, int]]]:
+    """Walk a changeset or patchset read from ``source`` to its end, in C
+    and in bounded memory; return its number of changes and its table
+    sections ``(table, ncol, pk flags, inserts, updates, deletes)``
+    (consecutive changes with one table header are one section).  Corrupt or
+    truncated input raises :class:`ChangesetError`."""
+    reader = Reader(source)
+    out = ffi.new("sqlite3_changeset_iter **")
+    check_rc(lib.sqlite3changeset_start_v2_strm(out, lib.sss_py_input, reader.handle, 0),
+             "starting to read the stream")
+    it = out[0]
+    buf = new_buffer(64 * 1024)
+    count = ffi.new("long long *")
+    try:
+        rc = lib.sss_changeset_summary(it, buf, count)
+    finally:
+        frc = lib.sqlite3changeset_finalize(it)
+    reader.reraise()
+    if rc != lib.SQLITE_DONE:
+        check_rc(rc, "reading the stream")
+    check_rc(frc, "reading the stream")
+    return int(count[0]), decode(buf)
 
 
 def invert_stream(source: BinaryIO | bytes, dest: BinaryIO) -> int:

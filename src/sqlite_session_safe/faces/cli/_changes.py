@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -11,12 +12,15 @@ from typing import Any
 import sqlite_session_safe as sss
 
 from ...coordination.audit import RESERVED_PREFIX
+from ...sessions.changeset import change_dicts
+from ...sessions.stream import summarize_stream
 from ._base import (
     CONFLICT_CHOICES,
     CliError,
     ExitCode,
     Output,
     conflict_policy,
+    jsonable,
     open_db,
     raw_readonly,
     require_file,
@@ -99,16 +103,47 @@ def cmd_show(args: argparse.Namespace, out: Output) -> int:
             from ._copies import show_bundle  # bundles: their own module
 
             return show_bundle(args, out, con)
-        cs = read_changeset(args.file)
-        doc = _changeset_doc(cs, con)
-        out.document({"command": "show", "file": args.file, **doc})
-        out.line(f"{args.file}: {_summary_line(doc)}")
         if args.sql:
+            cs = read_changeset(args.file)
+            doc = _changeset_doc(cs, con)
+            out.document({"command": "show", "file": args.file, **doc})
+            out.line(f"{args.file}: {_summary_line(doc)}")
             for statement in cs.to_sql(con):
                 out.line("  " + statement)
         else:
-            show_changes(out, cs, con)
+            _show_streamed(args, out, con, head)
     return ExitCode.OK
+
+
+def _show_streamed(args: argparse.Namespace, out: Output, con: sss.Connection | None, head: bytes) -> None:
+    """``show`` of a changeset file of any size in bounded memory: a C pass
+    counts the changes per table (the summary line comes first), then the
+    changes are decoded from the file and printed as they come."""
+    with open(args.file, "rb") as f:
+        try:
+            count, sections = summarize_stream(f)
+        except sss.ChangesetError as e:
+            raise CliError(f"{args.file!r} is not a valid changeset: {e}", ExitCode.BAD_INPUT) from e
+        tables: dict[str, int] = {}
+        for table, _, _, ins, upd, dels in sections:
+            tables[table] = tables.get(table, 0) + ins + upd + dels
+        doc = {"kind": "patchset" if head == b"P" else "changeset", "bytes": os.fstat(f.fileno()).st_size,
+               "change_count": count, "tables": tables}
+        f.seek(0)
+        changes = sss.iterate_stream(f)
+        if out.json:
+            # One JSON object, written as the changes are decoded.
+            text = json.dumps(jsonable({"command": "show", "file": args.file, **doc}), ensure_ascii=False)
+            out.out.write(text[:-1] + ', "changes": [')
+            for i, change in enumerate(change_dicts(changes, con)):
+                out.out.write((", " if i else "") + json.dumps(jsonable(change), ensure_ascii=False,
+                                                               allow_nan=False))
+            out.out.write("]}\n")
+            out.out.flush()
+            return
+        out.line(f"{args.file}: {_summary_line(doc)}")
+        out.out.flush()
+        show_changes(out, changes, con)
 
 
 # -- diff ---------------------------------------------------------------------

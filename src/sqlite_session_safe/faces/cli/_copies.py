@@ -1,5 +1,5 @@
 """Commands that copy a database or its changes elsewhere, or take a change
-back: ``backup``, ``replicate``, ``export``, ``import``, ``undo``; and
+back: ``backup``, ``replicate``, ``prune``, ``export``, ``import``, ``undo``; and
 bundles for ``show``."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlite_session_safe as sss
 
+from ...coordination.jetstream import is_stream_url
 from ._base import (
     CONFLICT_CHOICES,
     ExitCode,
@@ -97,11 +98,23 @@ def _stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(sig, old)
 
 
+@contextmanager
+def _endpoint(args: argparse.Namespace, value: str, create: bool = False) -> Iterator[Any]:
+    """A database opened as the other commands open it, or a NATS stream URL
+    as it is (replicate and follow connect to it themselves)."""
+    if is_stream_url(value):
+        yield value
+        return
+    with open_db(args, value, create=create) as db:
+        yield db
+
+
 def cmd_replicate(args: argparse.Namespace, out: Output) -> int:
     policy = _policy(args.on_conflict)
-    with open_db(args, args.source) as source, open_db(args, args.replica, create=True) as replica:
+    stream = {"nats_context": args.nats_context}
+    with _endpoint(args, args.source) as source, _endpoint(args, args.replica, create=True) as replica:
         if not args.follow:
-            report = sss.replicate(source, replica, on_conflict=policy, batch=args.batch)
+            report = sss.replicate(source, replica, on_conflict=policy, batch=args.batch, **stream)
             out.document({"command": "replicate", "source": args.source, "replica": args.replica,
                           "follow": False, **report_doc(report)})
             out.line(_report_line(report))
@@ -113,12 +126,34 @@ def cmd_replicate(args: argparse.Namespace, out: Output) -> int:
             out.out.flush()
 
         with _stop_on_signals() as stop:
-            out.note(f"following {args.source} every {args.interval:g}s; Ctrl-C or SIGTERM stops")
+            how = "as entries arrive" if is_stream_url(args.source) else (
+                "on every commit" if is_stream_url(args.replica) else f"every {args.interval:g}s")
+            out.note(f"following {args.source} {how}; Ctrl-C or SIGTERM stops")
             total = sss.follow(source, replica, interval=args.interval, stop=stop, on_conflict=policy,
-                               batch=args.batch, on_report=on_report)
+                               batch=args.batch, on_report=on_report, **stream)
     out.document({"command": "replicate", "source": args.source, "replica": args.replica,
                   "follow": True, "round": False, **report_doc(total)})
     out.line(f"stopped; in total {_report_line(total)}")
+    return ExitCode.OK
+
+
+def cmd_prune(args: argparse.Namespace, out: Output) -> int:
+    with open_db(args, args.database) as db:
+        for location in args.register or ():
+            db.register_replica(location, "stream" if is_stream_url(location) else "file")
+        for location in args.unregister or ():
+            db.unregister_replica(location, "stream" if is_stream_url(location) else "file")
+        report = db.prune_log(older_than=args.older_than, through=args.through, dry_run=args.dry_run)
+    out.document({"command": "prune", "database": args.database, **dataclasses.asdict(report)})
+    verb = "would remove" if report.dry_run else "removed"
+    out.line(f"{verb} {report.removed} entr{'y' if report.removed == 1 else 'ies'} "
+             f"({report.bytes_removed} bytes); log pruned through {report.pruned_through}, position "
+             f"{report.position}, {report.log_bytes} bytes left")
+    for name, seq in sorted(report.replicas.items()):
+        out.line(f"  {name[len('replica '):]}: "
+                 + (f"applied through {seq}" if seq is not None else "unreadable (holds back pruning)"))
+    if not report.replicas and args.older_than is None and args.through is None:
+        out.line("  no registered replicas: nothing is pruned without --older-than or --through")
     return ExitCode.OK
 
 
@@ -161,18 +196,23 @@ def cmd_undo(args: argparse.Namespace, out: Output) -> int:
 
 def show_bundle(args: argparse.Namespace, out: Output, con: sss.Connection | None) -> int:
     """``show`` for a bundle file (anything that is not a changeset is read
-    as one: a file that is neither is refused with the bundle's reason)."""
-    bundle = sss.read_bundle(args.file)
-    entries = [entry_doc(e, con, decode=True) for e in bundle.entries]
-    out.document({"command": "show", "file": args.file, "kind": "bundle", "version": bundle.version,
-                  "source_id": bundle.source_id, "first_seq": bundle.first_seq,
-                  "last_seq": bundle.last_seq, "created_at": bundle.created_at,
-                  "sha256": bundle.sha256, "entries": entries})
-    out.line(f"{args.file}: bundle v{bundle.version} from database {bundle.source_id}, "
-             f"{len(bundle.entries)} entries (seq {bundle.first_seq}..{bundle.last_seq}), "
-             f"created {bundle.created_at}, sha256 {bundle.sha256} (verified)")
-    for entry, doc in zip(bundle.entries, entries, strict=True):
-        show_entry(out, entry, doc, con, decode=True)
+    as one: a file that is neither is refused with the bundle's reason).
+    The bundle is verified first, then read one entry at a time."""
+    with sss.open_bundle(args.file) as bundle:
+        count = bundle.last_seq - bundle.first_seq + 1
+        head = {"command": "show", "file": args.file, "kind": "bundle", "version": bundle.version,
+                "source_id": bundle.source_id, "first_seq": bundle.first_seq,
+                "last_seq": bundle.last_seq, "created_at": bundle.created_at, "sha256": bundle.sha256}
+        out.line(f"{args.file}: bundle v{bundle.version} from database {bundle.source_id}, "
+                 f"{count} entries (seq {bundle.first_seq}..{bundle.last_seq}), "
+                 f"created {bundle.created_at}, sha256 {bundle.sha256} (verified)")
+        entries = []
+        for entry in bundle.entries():
+            doc = entry_doc(entry, con, decode=out.json)
+            if out.json:
+                entries.append(doc)
+            show_entry(out, entry, doc, con, decode=True)
+    out.document({**head, "entries": entries})
     return ExitCode.OK
 
 
@@ -207,14 +247,36 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                     "line per round that applied something and a final total. Rows the replica "
                     "changed itself are conflicts: --on-conflict abort (default: refuse, naming "
                     "every conflicting row, exit 1), omit, or replace.")
-    p.add_argument("source", help="the source database (keeps an audit log)")
-    p.add_argument("replica", help="the replica database (created if missing)")
+    p.add_argument("source", help="the source database (keeps an audit log), or a NATS stream URL "
+                                  "nats://host:4222/STREAM to follow")
+    p.add_argument("replica", help="the replica database (created if missing), or a NATS stream URL "
+                                   "to publish to (created if missing)")
     p.add_argument("--follow", action="store_true", help="keep replicating until stopped")
+    p.add_argument("--nats-context", metavar="NAME",
+                   help="a nats CLI context (servers, credentials, TLS) for a stream URL")
     p.add_argument("--interval", type=float, default=0.5, metavar="SECONDS",
                    help="poll interval for --follow (default 0.5)")
     p.add_argument("--batch", type=int, default=256, metavar="N", help="entries per replica transaction")
     p.add_argument("--on-conflict", choices=CONFLICT_CHOICES, default="abort")
     p.set_defaults(func=cmd_replicate)
+
+    p = sub.add_parser(
+        "prune", parents=[common], help="remove audit log entries every replica has applied",
+        description="Remove the audit log entries every registered replica has applied (replicate "
+                    "registers the file and stream replicas of a source it opens), plus those older "
+                    "than --older-than seconds and those up to --through, whatever the replicas. The "
+                    "newest entry always stays. A replica that needs a pruned entry is refused "
+                    "(LogPruned, exit 1): re-seed it from a backup. The file keeps its size (SQLite "
+                    "reuses the freed pages); 'backup --method vacuum-into' writes a compact copy.")
+    p.add_argument("database", help="the database file")
+    p.add_argument("--older-than", type=float, metavar="SECONDS", help="also prune entries this old")
+    p.add_argument("--through", type=int, metavar="SEQ", help="also prune entries up to SEQ")
+    p.add_argument("--register", action="append", metavar="REPLICA",
+                   help="register a replica file or stream URL first (repeatable)")
+    p.add_argument("--unregister", action="append", metavar="REPLICA",
+                   help="forget a registered replica first (repeatable)")
+    p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    p.set_defaults(func=cmd_prune)
 
     p = sub.add_parser(
         "export", parents=[common], help="write log entries to a portable bundle file",

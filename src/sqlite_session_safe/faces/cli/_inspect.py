@@ -11,6 +11,7 @@ from typing import Any
 import sqlite_session_safe as sss
 
 from ...coordination.audit import LOG_FORMAT, LOG_TABLE, META_TABLE
+from ...coordination.retention import PRUNED_KEY
 from ._base import CliError, ExitCode, Output, confirm, has_log, open_db, raw_readonly, require_file
 from ._render import entry_doc, lock_doc, show_entry, show_lock
 
@@ -113,8 +114,12 @@ def cmd_log(args: argparse.Namespace, out: Output) -> int:
         entries = itertools.islice(db.log(since=args.since), args.limit)
         docs = []
         for entry in entries:
-            docs.append(entry_doc(entry, names, args.changes))
-            show_entry(out, entry, docs[-1], names, args.changes)
+            # Text output keeps nothing and decodes each entry's changes as
+            # they are printed: memory stays bounded by one entry.
+            doc = entry_doc(entry, names, args.changes and out.json)
+            if out.json:
+                docs.append(doc)
+            show_entry(out, entry, doc, names, args.changes)
         position = db.position()
     out.document({"command": "log", "position": position, "since": args.since, "entries": docs})
     if not docs:
@@ -132,16 +137,23 @@ def _check_log(r: sss.ReadTx, problems: list[str]) -> dict[str, Any]:
     row = r.execute(f"SELECT count(*), min(seq), max(seq) FROM {LOG_TABLE}").fetchone()
     assert row is not None
     count, first, last = int(row[0]), row[1], row[2]
-    if count and (first != 1 or last != count):
-        problems.append(f"log seqs are not 1..{count} without gaps (first {first}, last {last}, "
-                        f"{count} entries)")
     meta: dict[str, Any] = dict(r.execute(f"SELECT key, value FROM {META_TABLE}").fetchall())
+    # A pruned log (Database.prune_log) holds pruned+1..last; the newest entry is never pruned.
+    pruned = int(meta.get(PRUNED_KEY, 0)) if str(meta.get(PRUNED_KEY, "0")).isdigit() else -1
+    if pruned < 0:
+        problems.append(f"{PRUNED_KEY} is {meta.get(PRUNED_KEY)!r}, not a seq")
+        pruned = 0
+    if count and (first != pruned + 1 or last != pruned + count):
+        problems.append(f"log seqs are not {pruned + 1}..{pruned + count} without gaps (first {first}, "
+                        f"last {last}, {count} entries, pruned through {pruned})")
+    if pruned and not count:
+        problems.append(f"the log was pruned through {pruned} but holds no entry (the newest must stay)")
     if not meta.get("database_id"):
         problems.append(f"{META_TABLE} has no database_id")
     if meta.get("log_format") != str(LOG_FORMAT):
         problems.append(f"log_format is {meta.get('log_format')!r}, expected '{LOG_FORMAT}'")
     changes = 0
-    previous_seq, previous_epoch = 0, -1
+    previous_seq, previous_epoch = pruned, -1
     since = 0
     while True:
         rows = r.execute(
@@ -181,7 +193,7 @@ def _check_log(r: sss.ReadTx, problems: list[str]) -> dict[str, Any]:
     if epoch_now is not None and previous_epoch > epoch_now:
         problems.append(f"the fencing epoch {epoch_now} is behind the log's last epoch {previous_epoch}")
     return {"entries": count, "first_seq": first, "last_seq": last or 0, "changes": changes,
-            "epoch": epoch_now}
+            "epoch": epoch_now, "pruned_through": pruned}
 
 
 def cmd_check(args: argparse.Namespace, out: Output) -> int:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import sqlite_session_safe as sss
 
+from ...sessions.changeset import change_dicts
 from ._base import Output
 
 __all__ = ["literal", "change_line", "show_changes", "changes_doc", "lock_doc", "show_lock", "count_changes",
@@ -51,10 +53,12 @@ def changes_doc(cs: sss.Changeset | sss.Patchset, con: sss.Connection | None) ->
     return result
 
 
-def show_changes(out: Output, cs: sss.Changeset | sss.Patchset, con: sss.Connection | None,
+def show_changes(out: Output, cs: Iterable[sss.Change] | sss.Changeset | sss.Patchset,
+                 con: sss.Connection | None,
                  indent: str = "  ") -> None:
-    """Print every change of ``cs``, one line each (column names from ``con``)."""
-    for change in cs.as_dicts(con):
+    """Print every change of ``cs`` (a changeset, or changes streamed from a
+    file), one line each as it comes (column names from ``con``)."""
+    for change in change_dicts(cs, con):
         out.line(indent + change_line(change))
 
 

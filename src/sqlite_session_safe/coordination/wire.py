@@ -1,0 +1,170 @@
+"""Log entries on the wire: the metadata object bundles (PROTOCOL.md §7) and
+the NATS stream (§9) both carry, read back with bounded size and nesting, and
+entry bodies read from the log in bounded memory.
+
+One concept in one place: what an entry's metadata holds, how it is encoded
+and how a received one is checked, for every transport.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ..binding.connection import Connection
+from . import audit
+from .audit import LogEntry
+
+__all__ = [
+    "MAX_JSON",
+    "MAX_DEPTH",
+    "BODY_CHUNK",
+    "ENTRY_FIELDS",
+    "entry_meta",
+    "encode_json",
+    "decode_object",
+    "EntryHead",
+    "entry_from_meta",
+    "field",
+    "iter_heads",
+    "iter_body",
+]
+
+#: Largest metadata object accepted (a sanity bound: real ones are ~200 bytes).
+MAX_JSON = 1 << 20
+#: Deepest nesting accepted in a metadata object.  The objects this package
+#: writes are flat; the bound keeps a hostile file from exhausting Python's
+#: recursion limit inside ``json.loads`` (which raises RecursionError, not a
+#: ValueError).
+MAX_DEPTH = 32
+#: Bytes of an entry body read (or sent) at a time.
+BODY_CHUNK = 1 << 20
+#: The metadata fields, in the order they are written.
+ENTRY_FIELDS = ("seq", "kind", "committed_at", "owner", "host", "pid", "label", "epoch")
+
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def entry_meta(e: LogEntry | EntryHead) -> dict[str, Any]:
+    """The metadata object of an entry (its ``_sss_log`` columns but the body)."""
+    return {"seq": e.seq, "kind": e.kind, "committed_at": e.committed_at, "owner": e.owner,
+            "host": e.host, "pid": e.pid, "label": e.label, "epoch": e.epoch}
+
+
+def encode_json(obj: dict[str, Any], ascii_only: bool = False) -> bytes:
+    """Compact UTF-8 JSON (``ascii_only``: every non-ASCII character escaped,
+    for a NATS header value)."""
+    return json.dumps(obj, ensure_ascii=ascii_only, separators=(",", ":")).encode("utf-8")
+
+
+def _depth_ok(data: bytes) -> bool:
+    """Whether ``data``'s arrays and objects nest at most MAX_DEPTH deep
+    (brackets inside strings do not count)."""
+    if data.count(b"[") + data.count(b"{") <= MAX_DEPTH:
+        return True  # the common case: a flat object, checked in C by count()
+    depth = 0
+    for m in _BRACKET.finditer(_STRING.sub(b'""', data)):
+        if m.group() in (b"[", b"{"):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return False
+        else:
+            depth -= 1
+    return True
+
+
+def decode_object(data: bytes, what: str, fail: Callable[[str], Exception]) -> dict[str, Any]:
+    """The JSON object in ``data``; anything else raises ``fail(reason)``:
+    too large, nested deeper than :data:`MAX_DEPTH`, not UTF-8, not JSON,
+    not an object."""
+    if len(data) > MAX_JSON:
+        raise fail(f"{what} is {len(data)} bytes (at most {MAX_JSON})")
+    if not _depth_ok(data):
+        raise fail(f"{what} nests arrays or objects more than {MAX_DEPTH} deep")
+    try:
+        obj = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise fail(f"{what} is not JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise fail(f"{what} is not an object")
+    return obj
+
+
+@dataclass(frozen=True)
+class EntryHead:
+    """An entry's metadata and the size of its body, without the body."""
+
+    seq: int
+    committed_at: str
+    owner: str
+    host: str
+    pid: int
+    label: str | None
+    kind: str
+    epoch: int
+    size: int
+
+
+def field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...], what: str,
+           fail: Callable[[str], Exception]) -> Any:
+    value = obj.get(name)
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise fail(f"{what} field {name!r} is {value!r}")
+    return value
+
+
+def entry_from_meta(meta: dict[str, Any], size: int, what: str,
+                    fail: Callable[[str], Exception]) -> EntryHead:
+    """Check a received metadata object; ``fail(reason)`` for a bad field."""
+    kind = meta.get("kind")
+    label = meta.get("label")
+    if kind not in ("data", "ddl") or not (label is None or isinstance(label, str)):
+        raise fail(f"{what} has kind {kind!r}, label {label!r}")
+    return EntryHead(field(meta, "seq", int, what, fail), field(meta, "committed_at", str, what, fail),
+                     field(meta, "owner", str, what, fail), field(meta, "host", str, what, fail),
+                     field(meta, "pid", int, what, fail), label, kind,
+                     field(meta, "epoch", int, what, fail), size)
+
+
+_HEADS = (
+    f"SELECT seq, committed_at, owner, host, pid, label, kind, epoch, "
+    f"coalesce(length(changeset), length(CAST(sql AS BLOB))) FROM {audit.LOG_TABLE} "
+    "WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
+)
+
+
+def iter_heads(con: Connection, since: int, until: int, batch: int = 256) -> Iterator[EntryHead]:
+    """The heads of the entries ``since < seq <= until`` in order (inside the
+    caller's snapshot), without loading a body."""
+    while since < until:
+        rows = con.execute(_HEADS, (since, until, batch)).fetchall()
+        for seq, at, owner, host, pid, label, kind, epoch, size in rows:
+            yield EntryHead(seq, at, owner, host, pid, label, kind, epoch, int(size or 0))
+        if len(rows) < batch:
+            return
+        since = rows[-1][0]
+
+
+def iter_body(con: Connection, head: EntryHead, chunk: int = BODY_CHUNK) -> Iterator[bytes]:
+    """An entry's body (the changeset, or the DDL as UTF-8) in pieces of at
+    most ``chunk`` bytes, read with SQLite's incremental BLOB I/O (inside the
+    caller's snapshot), so a body of any size costs ``chunk`` bytes."""
+    if head.kind == "ddl":
+        row = con.execute(f"SELECT CAST(sql AS BLOB) FROM {audit.LOG_TABLE} WHERE seq = ?",
+                          (head.seq,)).fetchone()
+        data = bytes(row[0]) if row is not None and row[0] is not None else b""
+        for i in range(0, len(data), chunk):
+            yield data[i:i + chunk]
+        return
+    if head.size == 0:
+        return
+    with con.blobopen(audit.LOG_TABLE, "changeset", head.seq, readonly=True) as blob:
+        while True:
+            piece = blob.read(chunk)
+            if not piece:
+                return
+            yield piece
