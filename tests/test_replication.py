@@ -101,7 +101,11 @@ def _check_replica_prefix(replica: str, sid: str) -> int:
     entries applied, items 1..n, its log's ranges tile 1..cursor."""
     with sss.connect(replica) as con:  # rolls back a killed replicator's hot journal
         assert con.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-        row = con.execute("SELECT seq FROM _sss_replica WHERE source_id = ?", (sid,)).fetchone()
+        has_cursor = con.execute(
+            "SELECT count(*) FROM sqlite_schema WHERE name = '_sss_replica'").fetchone()[0]
+        # killed before its first step committed: no cursor table yet
+        row = con.execute("SELECT seq FROM _sss_replica WHERE source_id = ?",
+                          (sid,)).fetchone() if has_cursor else None
         cursor = 0 if row is None else row[0]
         if cursor == 0:
             return 0
