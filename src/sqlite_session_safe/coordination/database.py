@@ -54,6 +54,8 @@ Decisions (documented in PROTOCOL.md):
 
 from __future__ import annotations
 
+import collections
+import copy
 import logging
 import os
 import threading
@@ -171,6 +173,46 @@ class WriteResult:
         return self.kind == "data" and not self.changeset
 
 
+#: A group commit takes at most this many writes (parts) into one transaction;
+#: later arrivals wait for the next one.
+MAX_GROUP = 256
+#: The savepoint each part after the first runs in.
+_PART_SAVEPOINT = "_sss_write_part"
+
+
+class _Group:
+    """One write transaction shared by the writes of a Database's threads
+    (group commit; see "the write path" in :class:`Database`).
+
+    Changed only under ``Database._gate``, except by the thread whose turn
+    it is (``turn``), which alone uses the connection."""
+
+    __slots__ = ("leader", "queue", "turn", "accepting", "failed", "mutex", "locked", "lost",
+                 "admitted", "owner", "con", "epoch", "in_txn", "parts", "broken", "done",
+                 "landed", "error")
+
+    def __init__(self, leader: WriteTx) -> None:
+        self.leader = leader
+        self.queue: collections.deque[WriteTx] = collections.deque()
+        self.turn: WriteTx | None = None
+        self.accepting = True
+        #: Ended before the queued writes got a turn: they start over.
+        self.failed = False
+        self.mutex = self.locked = self.lost = False
+        self.admitted = False
+        self.owner = ""
+        self.con: Connection | None = None
+        #: The epoch the next part compare-and-sets from.
+        self.epoch: int | None = None
+        self.in_txn = False
+        #: Writes whose part is in the transaction, waiting for its COMMIT.
+        self.parts: list[WriteTx] = []
+        #: Set when SQLite rolled the shared transaction back under a part.
+        self.broken: BaseException | None = None
+        self.done = self.landed = False
+        self.error: BaseException | None = None
+
+
 @dataclass
 class _SchemaInfo:
     version: int
@@ -211,6 +253,12 @@ class WriteTx:
         #: replication, whose cursor (an ``_sss_`` table, never recorded) must
         #: move even when the replayed changes cancel out.
         self._commit_empty = False
+        # Group commit (Database._begin_write): the group this write is part
+        # of, whether its part runs in a savepoint, and (changeset, seq,
+        # committed_at) once its part is in the transaction.
+        self._group: _Group | None = None
+        self._savepoint = False
+        self._part: tuple[Changeset, int | None, str | None] | None = None
         # Ctrl-C handling for the admission (see __enter__ / interrupts.py).
         self._guard = InterruptGuard()
         self._section = self._guard
@@ -433,6 +481,9 @@ class Database:
             if self.spec.read_lock:
                 refuse_os_lock_marker(self.path, self.lock_path)
         self._write_mutex = threading.Lock()
+        # Group commit: the open group, changed under _gate.
+        self._gate = threading.Condition(threading.Lock())
+        self._group: _Group | None = None
         self._local = threading.local()
         self._readers: list[Connection] = []
         self._readers_lock = threading.Lock()
@@ -595,6 +646,19 @@ class Database:
         assert tx.result is not None
         return tx.result
 
+    # -- the write path: admission, group commit ------------------------------------
+    #
+    # The writes of this Database's threads share transactions (group commit):
+    # a write that arrives while another one's transaction is open joins it and
+    # runs, in its turn and on its own thread, in a savepoint of that
+    # transaction (with its own session, epoch step and log entry); the last
+    # part to finish commits for all of them, and each write returns once that
+    # COMMIT has landed.  One COMMIT (one set of fsyncs) for many writes.  A
+    # write that raises rolls back only its own part.  Order: parts run, get
+    # their seqs and commit in arrival order; a write returns committed only
+    # after the COMMIT that made it durable.  A lone write is a group of one,
+    # without a savepoint.
+
     def _begin_write(self, tx: WriteTx) -> None:
         self._check_usable()
         local = self._local
@@ -609,71 +673,152 @@ class Database:
                 "would wait for this thread's own read lock; finish the read first"
             )
         tx._t0 = time.monotonic()
-        if not interrupts.wait_lock(self._write_mutex.acquire, self.timeout):
-            raise LockTimeout(f"timed out waiting for {self.lock_path!r}: another thread of this "
-                              "process is writing")
+        deadline = None if self.timeout is None else tx._t0 + self.timeout
+        while True:
+            self._check_usable()
+            group = self._join_group(tx, deadline)
+            if group.leader is tx or not group.failed:
+                tx._group = group
+                break
+            # The group we queued in ended before our turn: start over.
         local.writing = True
         try:
-            lock = self._admitted_lock()
-            try:
-                tx._admitted = time.monotonic()
-                assert lock.owner is not None
-                tx._owner = lock.owner.owner_id
-                self._open_transaction(tx)
-            except BaseException as e:
-                self._release_lock(failed=True, lost=isinstance(e, LockCompromised))
-                raise
+            if not group.admitted:
+                self._admit_group(group, tx, deadline)
+            self._begin_part(group, tx)
         except BaseException:
-            self._end_admission(tx)
+            local.writing = False
+            self._end_part(group, tx, committed_part=False)
             raise
 
-    def _open_transaction(self, tx: WriteTx) -> None:
-        con = self._writer if self._writer is not None else self._connect()
-        tx._con = con
+    def _join_group(self, tx: WriteTx, deadline: float | None) -> _Group:
+        """Queue in the open group (and wait for our turn), or open a new one
+        with us as its leader."""
+        with self._gate:
+            group = self._group
+            if group is None or not group.accepting or len(group.queue) >= MAX_GROUP:
+                group = self._group = _Group(leader=tx)
+                group.turn = tx
+                return group
+            group.queue.append(tx)
+            try:
+                while group.turn is not tx and not group.failed:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise LockTimeout(
+                            f"timed out waiting for {self.lock_path!r}: other writes of this "
+                            "process are ahead of this one")
+                    self._gate.wait(interrupts.CHECK_INTERVAL if remaining is None
+                                    else min(remaining, interrupts.CHECK_INTERVAL))
+                    interrupts.checkpoint()
+            except BaseException:
+                if tx in group.queue:
+                    group.queue.remove(tx)
+                raise
+            return group
+
+    def _admit_group(self, group: _Group, tx: WriteTx, deadline: float | None) -> None:
+        """The leader's admission: the process mutex, the outer lock, the
+        write connection, the epoch to fence from, BEGIN IMMEDIATE."""
         try:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not interrupts.wait_lock(self._write_mutex.acquire, remaining):
+                raise LockTimeout(f"timed out waiting for {self.lock_path!r}: another thread of this "
+                                  "process is using this database's write lock")
+            group.mutex = True
+            lock = self._admitted_lock()
+            group.locked = True
+            assert lock.owner is not None
+            group.owner = lock.owner.owner_id
+            group.con = self._writer if self._writer is not None else self._connect()
             # Read the epoch now, outside the transaction: a commit by anyone
             # else between our admission and our BEGIN then fails the CAS.
             # Under a lease (same tenure as the last commit) the epoch that
             # commit set is the one to expect: re-reading it would accept a
             # commit made by whoever broke us while we lingered.
             lease = self._lease_epoch
-            epoch: int | None
-            if lease is not None and lease[0] == tx._owner:
-                epoch = lease[1]
+            if lease is not None and lease[0] == group.owner:
+                group.epoch = lease[1]
             else:
                 try:
-                    epoch = read_epoch(con)
+                    group.epoch = read_epoch(group.con)
                 except FencingError:
-                    epoch = None  # the first write ever: created below
+                    group.epoch = None  # the first write ever: created in the transaction
             if self._after_admission is not None:
                 self._after_admission()
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                info = self._schema(con)
-                if not info.has_epoch or (self.audit and not info.has_log):
-                    ensure_epoch_table(con)
-                    if self.audit:
-                        audit.ensure_log(con)
-                    info = self._schema(con)
-                if epoch is None:
-                    epoch = read_epoch(con)
-                tx._epoch = self._advance_epoch(con, epoch)
-                if not self.audit and info.has_log:
-                    raise InterfaceError(
-                        f"{self.path!r} keeps an audit log now; this Database was opened with "
-                        "audit=False and must not write it"
-                    )
-                tx._info = info
-                if tx.kind == "data":
-                    tx._session = Session(con, skip_reserved=True, rowid=bool(info.no_pk))
-            except BaseException:
-                _rollback(con)
-                raise
-        except BaseException:
-            tx._con = None
-            if self._writer is None:
-                con.close()
+            group.admitted = True
+        except BaseException as e:
+            group.lost = isinstance(e, LockCompromised)
             raise
+
+    def _open_group_transaction(self, group: _Group) -> None:
+        con = group.con
+        assert con is not None
+        con.execute("BEGIN IMMEDIATE")
+        group.in_txn = True
+        try:
+            info = self._schema(con)
+            if not info.has_epoch or (self.audit and not info.has_log):
+                ensure_epoch_table(con)
+                if self.audit:
+                    audit.ensure_log(con)
+                info = self._schema(con)
+            if group.epoch is None:
+                group.epoch = read_epoch(con)
+            if not self.audit and info.has_log:
+                raise InterfaceError(
+                    f"{self.path!r} keeps an audit log now; this Database was opened with "
+                    "audit=False and must not write it"
+                )
+        except BaseException:
+            _rollback(con)
+            group.in_txn = False
+            raise
+
+    def _begin_part(self, group: _Group, tx: WriteTx) -> None:
+        """Our turn: our part of the group's transaction starts (a savepoint
+        when earlier parts are in it), fenced by its own epoch step."""
+        tx._admitted = time.monotonic()
+        tx._owner = group.owner
+        if not group.in_txn:
+            self._open_group_transaction(group)
+        con = group.con
+        assert con is not None and group.epoch is not None
+        tx._con = con
+        if group.parts:
+            con.execute(f"SAVEPOINT {_PART_SAVEPOINT}")
+            tx._savepoint = True
+        try:
+            tx._epoch = self._advance_epoch(con, group.epoch)
+            info = tx._info = self._schema(con)
+            if tx.kind == "data":
+                tx._session = Session(con, skip_reserved=True, rowid=bool(info.no_pk))
+        except BaseException:
+            self._undo_part(group, tx)
+            raise
+
+    def _undo_part(self, group: _Group, tx: WriteTx) -> None:
+        """Roll our part back: our savepoint, or the whole transaction when
+        we are its only part so far."""
+        self._close_session(tx)
+        con = tx._con
+        if con is None:
+            return
+        if tx._savepoint:
+            tx._savepoint = False
+            try:
+                con.execute(f"ROLLBACK TO {_PART_SAVEPOINT}")
+                con.execute(f"RELEASE {_PART_SAVEPOINT}")
+                return
+            except Exception:  # noqa: BLE001 - SQLite rolled the whole transaction back (FULL, IOERR)
+                pass
+        _rollback(con)
+        group.in_txn = con.in_transaction if not con.closed else False
+        if group.parts and not group.in_txn:
+            # The transaction went with earlier parts in it: they fail too.
+            group.broken = InterfaceError(
+                "the shared write transaction was rolled back by SQLite while a later write in it "
+                "failed; nothing of it was committed")
 
     def _advance_epoch(self, con: Connection, epoch: int) -> int:
         """The fencing compare-and-set from ``epoch`` (inside BEGIN IMMEDIATE).
@@ -708,91 +853,170 @@ class Database:
             ) from e
 
     def _finish_write(self, tx: WriteTx) -> WriteResult:
+        group = tx._group
+        assert group is not None
         con = tx._active()
-        committed = lost = failed = False
+        in_group = False
         try:
-            if not con.in_transaction:
-                raise InterfaceError("the write's transaction was ended inside it (COMMIT/ROLLBACK "
-                                     "through another path?); its work may be lost")
-            info = tx._info
-            assert info is not None
-            version = int(_scalar(con, "PRAGMA schema_version"))
-            if tx.kind == "data" and version != info.version:
-                raise SchemaChangeInWrite(
-                    "a write changed the schema (CREATE/ALTER/DROP...); a changeset cannot carry "
-                    "DDL, so schema changes go through db.migrate(sql), which logs them in order; "
-                    "rolled back"
-                )
-            changeset = self._take_changeset(tx, info)
-            # Done recording: the log entry below is not the session's business.
-            self._close_session(tx)
-            seq: int | None = None
-            at: str | None = None
-            if tx.kind == "data" and not changeset and not tx._commit_empty:
-                # Empty write: nothing to record, so nothing to commit.
-                _rollback(con)
-                return self._result(tx, changeset, None, None, committed=False)
-            if self.audit and (tx.kind == "ddl" or changeset):
-                seq, at = audit.append_entry(
-                    con, owner=tx._owner, host=procinfo.host_name(), pid=os.getpid(),
-                    label=tx.label, kind=tx.kind,
-                    changeset=bytes(changeset) if tx.kind == "data" else None,
-                    sql=tx.value if tx.kind == "ddl" else None, epoch=tx._epoch or 0,
-                )
-            self._lock.check()  # LockCompromised: roll back below, commit nothing
             try:
-                con.execute("COMMIT")
-            except BaseException as e:
-                if not self._commit_landed(tx, con, seq):
-                    raise
-                # COMMIT reported an error, yet the write is durable (its log
-                # entry is there): say both (PROTOCOL.md §5.3 step 11).
-                committed = True
-                result = self._committed(tx, changeset, seq, at)
-                e.write = result  # type: ignore[attr-defined]
+                if not con.in_transaction:
+                    raise InterfaceError("the write's transaction was ended inside it (COMMIT/ROLLBACK "
+                                         "through another path?); its work may be lost")
+                info = tx._info
+                assert info is not None
+                version = int(_scalar(con, "PRAGMA schema_version"))
+                if tx.kind == "data" and version != info.version:
+                    raise SchemaChangeInWrite(
+                        "a write changed the schema (CREATE/ALTER/DROP...); a changeset cannot carry "
+                        "DDL, so schema changes go through db.migrate(sql), which logs them in order; "
+                        "rolled back"
+                    )
+                changeset = self._take_changeset(tx, info)
+                # Done recording: the log entry below is not the session's business.
+                self._close_session(tx)
+                if tx.kind == "data" and not changeset and not tx._commit_empty:
+                    # Empty write: nothing to record, so nothing to commit.
+                    self._undo_part(group, tx)
+                    return self._result(tx, changeset, None, None, committed=False)
+                seq: int | None = None
+                at: str | None = None
+                if self.audit and (tx.kind == "ddl" or changeset):
+                    seq, at = audit.append_entry(
+                        con, owner=tx._owner, host=procinfo.host_name(), pid=os.getpid(),
+                        label=tx.label, kind=tx.kind,
+                        changeset=bytes(changeset) if tx.kind == "data" else None,
+                        sql=tx.value if tx.kind == "ddl" else None, epoch=tx._epoch or 0,
+                    )
+                if tx._savepoint:
+                    con.execute(f"RELEASE {_PART_SAVEPOINT}")
+                    tx._savepoint = False
+            except BaseException:
+                self._undo_part(group, tx)
                 raise
-            committed = True
-            return self._committed(tx, changeset, seq, at)
-        except BaseException as e:
-            failed = True
-            if not committed:
-                _rollback(con)
-            lost = isinstance(e, LockCompromised)
-            if lost and not committed and "nothing was committed" not in str(e):
-                raise LockCompromised(f"{e}; the write was rolled back, nothing was committed") from e
-            raise
+            group.epoch = tx._epoch
+            group.parts.append(tx)
+            tx._part = (changeset, seq, at)
+            in_group = True
         finally:
-            self._close_session(tx)
-            self._release_lock(failed=failed and not committed, lost=lost)
-            self._end_admission(tx)
+            self._end_part(group, tx, committed_part=in_group)
+        return self._await_commit(group, tx)
 
-    def _committed(self, tx: WriteTx, changeset: Changeset, seq: int | None, at: str | None) -> WriteResult:
-        """Book-keeping once COMMIT has landed: the next write under this
-        tenure compare-and-sets from our epoch, and a Ctrl-C deferred during
-        the commit is raised carrying this result (interrupts.py)."""
-        if tx._epoch is not None:
-            self._lease_epoch = (tx._owner, tx._epoch)
-        result = self._result(tx, changeset, seq, at, committed=True)
-        tx._section.result = result
-        return result
+    def _abort_write(self, tx: WriteTx) -> None:
+        group = tx._group
+        if group is None:
+            return
+        try:
+            self._undo_part(group, tx)
+        finally:
+            self._end_part(group, tx, committed_part=False)
 
-    def _commit_landed(self, tx: WriteTx, con: Connection, seq: int | None) -> bool:
+    def _end_part(self, group: _Group, tx: WriteTx, committed_part: bool) -> None:
+        """Our turn is over: hand it to the next queued write, or, as the
+        last part, commit the group (or end it when nothing is to commit)."""
+        self._local.writing = False
+        tx._con = None
+        with self._gate:
+            if group.turn is not tx:
+                return  # never got a turn (failed while queued)
+            if group.admitted and group.broken is None and group.queue:
+                group.turn = group.queue.popleft()
+                self._gate.notify_all()
+                return
+            group.accepting = False
+            group.turn = None
+            if self._group is group:
+                self._group = None
+            if group.queue:
+                # Not admitted, or its transaction broke: the writes still
+                # queued start over in a group of their own.
+                group.failed = True
+                group.queue.clear()
+            self._gate.notify_all()
+        self._commit_group(group)
+
+    def _commit_group(self, group: _Group) -> None:
+        """COMMIT the group's transaction (if any part is in it), release the
+        lock and the connection, and publish the outcome to every part."""
+        landed = False
+        error: BaseException | None = None
+        con = group.con
+        try:
+            if group.parts and group.in_txn and group.broken is None:
+                assert con is not None
+                try:
+                    self._lock.check()  # LockCompromised: roll back, commit nothing
+                    con.execute("COMMIT")
+                    landed = True
+                except BaseException as e:
+                    error = e
+                    landed = not isinstance(e, LockCompromised) and self._commit_landed(group, con)
+                    if not landed:
+                        _rollback(con)
+                group.in_txn = False
+            elif con is not None and group.in_txn:
+                _rollback(con)
+                group.in_txn = False
+                error = group.broken
+        except BaseException as e:  # _commit_landed could not tell (CommitOutcomeUnknown)
+            error = e
+        finally:
+            if landed and group.epoch is not None:
+                self._lease_epoch = (group.owner, group.epoch)
+            lost = group.lost or isinstance(error, LockCompromised)
+            if group.locked:
+                self._release_lock(failed=not landed, lost=lost)
+            if con is not None and self._writer is None:
+                con.close()  # network mode: close-to-open
+            if group.mutex:
+                self._write_mutex.release()
+            with self._gate:
+                group.landed, group.error, group.done = landed, error, True
+                self._gate.notify_all()
+
+    def _await_commit(self, group: _Group, tx: WriteTx) -> WriteResult:
+        """Wait for the group's COMMIT; our result, or the COMMIT's error
+        (carrying our result as ``.write`` when it landed anyway)."""
+        with self._gate:
+            while not group.done:
+                # Not interruptible: our part is in the transaction and commits
+                # with it or not at all; a Ctrl-C is raised once that is known.
+                self._gate.wait(interrupts.CHECK_INTERVAL)
+        assert tx._part is not None
+        changeset, seq, at = tx._part
+        result = self._result(tx, changeset, seq, at, committed=group.landed) if group.landed else None
+        if result is not None:
+            tx._section.result = result
+        if group.error is None:
+            assert result is not None
+            return result
+        error = copy.copy(group.error)  # one exception object per waiting thread
+        if result is not None:
+            error.write = result  # type: ignore[attr-defined]
+        elif isinstance(error, LockCompromised) and "nothing was committed" not in str(error):
+            error = LockCompromised(f"{error}; the write was rolled back, nothing was committed")
+        raise error from group.error
+
+    def _commit_landed(self, group: _Group, con: Connection) -> bool:
         """After COMMIT raised: did it commit anyway?
 
         SQLite reports some errors after the commit point (an I/O error
         deleting the journal over a network file system, say), and a caller
         that retried such a write would apply it twice.  So ask the database:
         a transaction still open means COMMIT did not happen (rolled back by
-        the caller); otherwise our log entry (``seq`` with this admission's
-        owner and epoch) is there or not.  Without a log, the epoch tells,
-        as long as our lock is intact (nobody else can have set that epoch).
-        Raises :class:`CommitOutcomeUnknown` when the database can't be read.
+        the caller); otherwise the last part's log entry (its seq with this
+        admission's owner and epoch) is there or not.  Without a log, the
+        epoch tells, as long as our lock is intact (nobody else can have set
+        that epoch).  Raises :class:`CommitOutcomeUnknown` when the database
+        can't be read.
         """
         try:
             if con.in_transaction:
                 return False
         except Exception:  # noqa: BLE001 - a closed or broken connection: ask a fresh one
             pass
+        last_part = group.parts[-1]
+        assert last_part._part is not None
+        seq = last_part._part[1]
         last: BaseException | None = None
         for attempt in range(3):
             probe = con if attempt == 0 and not con.closed else self._connect(query_only=True)
@@ -800,10 +1024,9 @@ class Database:
                 if seq is not None:
                     row = probe.execute(
                         f"SELECT count(*) FROM {audit.LOG_TABLE} WHERE seq = ? AND owner = ? AND epoch = ?",
-                        (seq, tx._owner, tx._epoch or 0)).fetchone()
+                        (seq, group.owner, last_part._epoch or 0)).fetchone()
                     return bool(row and row[0])
-                epoch = read_epoch(probe)
-                if epoch != tx._epoch:
+                if read_epoch(probe) != last_part._epoch:
                     return False
                 self._lock.check()
                 return True
@@ -817,8 +1040,8 @@ class Database:
                     probe.close()
         raise CommitOutcomeUnknown(
             f"COMMIT of a write to {self.path!r} reported an error and whether it committed cannot "
-            f"be told ({last}); look for owner {tx._owner} epoch {tx._epoch} in the audit log or "
-            "the epoch table before retrying it"
+            f"be told ({last}); look for owner {group.owner} epoch {last_part._epoch} in the audit "
+            "log or the epoch table before retrying it"
         ) from last
 
     def _take_changeset(self, tx: WriteTx, info: _SchemaInfo) -> Changeset:
@@ -841,21 +1064,12 @@ class Database:
     def _result(self, tx: WriteTx, changeset: Changeset, seq: int | None, at: str | None,
                 committed: bool) -> WriteResult:
         now = time.monotonic()
-        timing = WriteTiming(wait=tx._admitted - tx._t0, held=now - tx._admitted, total=now - tx._t0)
+        admitted = tx._admitted or now
+        timing = WriteTiming(wait=admitted - tx._t0, held=now - admitted, total=now - tx._t0)
         return WriteResult(
             value=tx.value, changeset=changeset, seq=seq, label=tx.label, kind=tx.kind,
             epoch=tx._epoch if committed else None, owner=tx._owner, committed_at=at, timing=timing,
         )
-
-    def _abort_write(self, tx: WriteTx) -> None:
-        con = tx._con
-        try:
-            if con is not None:
-                _rollback(con)
-        finally:
-            self._close_session(tx)
-            self._release_lock(failed=True)
-            self._end_admission(tx)
 
     def _close_session(self, tx: WriteTx) -> None:
         session, tx._session = tx._session, None
@@ -877,13 +1091,6 @@ class Database:
             # it, and SQLite's own lock covered the COMMIT itself.  A failed
             # write's own exception already says what happened.
             log.warning("write lock of %s lost at the end of a write: %s", self.path, e)
-
-    def _end_admission(self, tx: WriteTx) -> None:
-        con, tx._con = tx._con, None
-        if con is not None and self._writer is None:
-            con.close()  # network mode: close-to-open
-        self._local.writing = False
-        self._write_mutex.release()
 
     # -- reads --------------------------------------------------------------------
 
