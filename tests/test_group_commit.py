@@ -134,7 +134,8 @@ def test_a_failing_write_rolls_back_only_its_part(tmp_path):
             t = threading.Thread(target=run, args=(name, fn))
             t.start()
             others.append(t)
-            _wait_until(lambda n=len(others): _queued(db) == n)
+            queued = len(others)
+            _wait_until(lambda queued=queued: _queued(db) == queued)
         release.set()
         for t in [leader, *others]:
             t.join(60)
@@ -176,7 +177,8 @@ def test_a_failing_leader_leaves_the_queued_writes_to_commit(tmp_path):
             t = threading.Thread(target=run, args=(name, fn))
             t.start()
             others.append(t)
-            _wait_until(lambda n=len(others): _queued(db) == n)
+            queued = len(others)
+            _wait_until(lambda queued=queued: _queued(db) == queued)
         release.set()
         for t in [leader, *others]:
             t.join(60)
