@@ -200,7 +200,8 @@ def _proc_stdlib(path: str, journal: str, per: int, busy_ms: int, start, out) ->
     out.put(([lat for lat, _ in results], sum(e for _, e in results)))
 
 
-def processes(workdir: str, kind: str, mode: str, procs: int, per: int, busy_ms: int) -> tuple[float, list[float], int]:
+def processes(workdir: str, kind: str, mode: str, procs: int, per: int,
+              busy_ms: int) -> tuple[float, list[float], int]:
     """(writes/s, per-write waits or latencies, busy errors)."""
     path = os.path.join(workdir, f"procs-{kind}-{mode}.db")
     journal = "wal" if mode == "wal" else "delete"
