@@ -184,6 +184,7 @@ class OSLock:
         self._path_lock = path_lock(self.lock_path)
         self._object_lock = threading.Lock()
         self._admit: AdmitFile | None = None
+        self._admit_file = admit_file(self.lock_path)
         self._record: AdmissionRecord | None = None
         self._held = False
         self._holder_thread: int | None = None
@@ -251,8 +252,14 @@ class OSLock:
         return self
 
     def _acquire_os(self, deadline: float | None) -> None:
+        af = self._admit_file
         while True:
-            af = ensure_marker(self.db_path, self.lock_path, deadline)
+            if not af.is_open:
+                # First use in this process, or after a forced break: make
+                # sure L is a v2 lock directory (reads owner.json).  Later
+                # acquisitions go straight to the lock; is_current() below
+                # still proves it is the file at L.
+                af = self._admit_file = ensure_marker(self.db_path, self.lock_path, deadline)
             if not af.lock(deadline):
                 held, who = describe_os_holder(self.lock_path)
                 raise LockTimeout(f"timed out waiting for lock {self.lock_path!r}: {who}")
@@ -332,5 +339,6 @@ class OSLock:
         self._object_lock = threading.Lock()
         self._path_lock = path_lock(self.lock_path)
         self._admit, self._record, self._held = None, None, False
+        self._admit_file = admit_file(self.lock_path)
         self._holder_thread = None
         self._pid = os.getpid()

@@ -74,6 +74,11 @@ class AdmitFile:
             self._fd, self._ident = fd, (st.st_dev, st.st_ino)
         return self._fd
 
+    @property
+    def is_open(self) -> bool:
+        """True once the descriptor is open (the file was found at L)."""
+        return self._fd is not None
+
     def is_current(self) -> bool:
         """True when our descriptor is still the file at :attr:`path` (the
         lock directory was not removed or replaced by a forced break)."""

@@ -442,18 +442,44 @@ class AdmissionRecord:
     def padded(self) -> bytes:
         """The record as written into the admission file: exactly
         :data:`ADMISSION_RECORD_BYTES` bytes."""
+        template = _ADMISSION_TEMPLATES.get((self.pid, self.target))
+        if template is not None and template[0] == self.static_fields():
+            # Written at every admission: only the owner id and the time change.
+            data = template[1] % (self.owner_id.encode(), self.acquired_at.encode())
+            if len(data) <= ADMISSION_RECORD_BYTES:
+                return data.ljust(ADMISSION_RECORD_BYTES, b" ")
         data = self.to_json_bytes()
         if len(data) > ADMISSION_RECORD_BYTES:  # a host name of several hundred bytes
             data = dataclasses.replace(self, host=self.host[:64], client=self.client[:64]).to_json_bytes()
         return data.ljust(ADMISSION_RECORD_BYTES, b" ")
 
+    def static_fields(self) -> tuple[Any, ...]:
+        """Every field but ``owner_id`` and ``acquired_at``."""
+        return (self.pid, self.host, self.host_id, self.process_start, self.target, self.client,
+                self.mode, self.protocol, self.version)
+
     @classmethod
     def create(cls, target: str) -> AdmissionRecord:
+        """A new record for this process (a new ``owner_id``), written at
+        each admission."""
         from . import procinfo
 
-        return cls(owner_id=new_owner_id(), pid=os.getpid(), host=procinfo.host_name(),
-                   host_id=procinfo.host_id(), process_start=procinfo.own_start_token(),
-                   target=target, acquired_at=_utc_now(), client=_client_name())
+        rec = cls(owner_id=new_owner_id(), pid=os.getpid(), host=procinfo.host_name(),
+                  host_id=procinfo.host_id(), process_start=procinfo.own_start_token(),
+                  target=target, acquired_at=_utc_now(), client=_client_name())
+        key = (rec.pid, target)
+        if key not in _ADMISSION_TEMPLATES:
+            # The JSON with two placeholders, made by the json module once
+            # (owner ids and RFC 3339 times need no escaping).
+            marked = dataclasses.replace(rec, owner_id="\x00O", acquired_at="\x00A").to_json_bytes()
+            marked = marked.replace(b"%", b"%%").replace(b"\\u0000O", b"%s").replace(b"\\u0000A", b"%s")
+            if marked.count(b"%s") == 2:
+                _ADMISSION_TEMPLATES[key] = (rec.static_fields(), marked)
+        return rec
+
+
+#: (pid, target) -> (static fields, JSON template with %s for owner id and time).
+_ADMISSION_TEMPLATES: dict[tuple[int, str], tuple[tuple[Any, ...], bytes]] = {}
 
 
 def parse_admission(data: bytes) -> AdmissionRecord:
