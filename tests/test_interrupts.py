@@ -269,3 +269,28 @@ def test_interrupt_while_waiting_for_the_lock_ends_the_wait(tmp_path):
         assert con.execute("SELECT count(*) FROM t").fetchone()[0] == 1
     leftovers = [n for n in os.listdir(tmp_path) if ".sss-lock.tmp-" in n]
     assert leftovers == []
+
+
+def test_interrupt_swallowed_inside_a_read_is_raised_at_its_end(tmp_path):
+    report = run_child(tmp_path, """
+        import weakref
+        class Thing:
+            pass
+        db.write(put("row"))
+        try:
+            with db.read() as r:
+                t = Thing()
+                def callback(ref):
+                    interrupt()
+                    x = [1]  # raised here, inside the callback: CPython drops it
+                keep = weakref.ref(t, callback)
+                del t
+                report["inside"] = r.fetchall("SELECT v FROM t")[0][0]
+            report["outcome"] = "returned"
+        except KeyboardInterrupt:
+            report["outcome"] = "interrupt"
+        with db.read() as r:  # the Database is still usable
+            report["after"] = r.fetchall("SELECT count(*) FROM t")[0][0]
+        db.close()
+    """)
+    assert report == {"inside": "row", "outcome": "interrupt", "after": 1}

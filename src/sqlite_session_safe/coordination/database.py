@@ -364,6 +364,7 @@ class ReadTx:
         self.seq = 0
         self._guard = self._section = InterruptGuard()
         self._was_immediate = False
+        self._mark = 0
 
     def execute(self, sql: str, params: Parameters | None = None) -> Cursor:
         """Run one (read-only) statement in the snapshot."""
@@ -386,6 +387,7 @@ class ReadTx:
             raise
         self._was_immediate = section.set_immediate(True)  # the block is the caller's code
         self._section = section
+        self._mark = section.mark()
         return self
 
     def __exit__(
@@ -394,9 +396,13 @@ class ReadTx:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._section.set_immediate(self._was_immediate)
+        section = self._section
+        section.set_immediate(self._was_immediate)
         try:
             self._db._end_read(self, exc_type is not None)
+            if exc_type is None and section.delivered_since(self._mark):
+                # Raised inside the block and swallowed there (see WriteTx).
+                raise KeyboardInterrupt("Ctrl-C during the read did not propagate out of its block")
             self._guard.__exit__(exc_type, exc, tb)
         except BaseException as e:
             self._guard.__exit__(type(e), e, e.__traceback__)
