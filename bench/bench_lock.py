@@ -1,4 +1,5 @@
-"""Outer lock speed: DirectoryLock beside tox-dev/filelock's FileLock and SoftFileLock.
+"""Outer lock speed: DirectoryLock (lock protocol v1, network mode) and OSLock
+(v2, trusted and wal modes) beside tox-dev/filelock's FileLock and SoftFileLock.
 
 Same file system (one temporary directory, or ``--dir``), same run:
 
@@ -27,6 +28,7 @@ import tempfile
 import time
 from collections.abc import Callable
 
+from sqlite_session_safe.coordination.admission import OSLock
 from sqlite_session_safe.coordination.lock import DirectoryLock
 
 try:
@@ -38,6 +40,8 @@ except ImportError:  # filelock is in the "bench" extra
 def make_lock(kind: str, db: str):
     if kind == "DirectoryLock":
         return DirectoryLock(db, timeout=600)
+    if kind == "OSLock":  # its own file: v1 and v2 refuse each other on one database
+        return OSLock(db + "-v2", timeout=600)
     if kind == "FileLock":
         return FileLock(db + ".filelock", timeout=600)
     return SoftFileLock(db + ".softlock", timeout=600)
@@ -90,7 +94,7 @@ def main() -> None:
     ap.add_argument("--per", type=int, default=100, help="acquisitions per process in the hand-off run")
     ap.add_argument("--dir", default=None, help="directory (file system) to lock in")
     args = ap.parse_args()
-    kinds = ["DirectoryLock"] + (["FileLock", "SoftFileLock"] if FileLock else [])
+    kinds = ["DirectoryLock", "OSLock"] + (["FileLock", "SoftFileLock"] if FileLock else [])
     if FileLock is None:
         print("filelock not installed: pip install filelock (only DirectoryLock measured)")
     with tempfile.TemporaryDirectory(dir=args.dir) as d:
