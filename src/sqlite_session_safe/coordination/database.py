@@ -188,8 +188,8 @@ class _Group:
     it is (``turn``), which alone uses the connection."""
 
     __slots__ = ("leader", "queue", "turn", "accepting", "failed", "mutex", "locked", "lost",
-                 "admitted", "owner", "con", "epoch", "in_txn", "parts", "broken", "done",
-                 "landed", "error")
+                 "admitted", "owner", "con", "epoch", "in_txn", "fresh_info", "parts", "broken",
+                 "done", "landed", "error")
 
     def __init__(self, leader: WriteTx) -> None:
         self.leader = leader
@@ -205,6 +205,10 @@ class _Group:
         #: The epoch the next part compare-and-sets from.
         self.epoch: int | None = None
         self.in_txn = False
+        #: The schema as read right after BEGIN, for the part that starts next
+        #: (saves it a PRAGMA); later parts read it again (a migration may
+        #: have run before them).
+        self.fresh_info: _SchemaInfo | None = None
         #: Writes whose part is in the transaction, waiting for its COMMIT.
         self.parts: list[WriteTx] = []
         #: Set when SQLite rolled the shared transaction back under a part.
@@ -776,6 +780,7 @@ class Database:
                     f"{self.path!r} keeps an audit log now; this Database was opened with "
                     "audit=False and must not write it"
                 )
+            group.fresh_info = info
         except BaseException:
             _rollback(con)
             group.in_txn = False
@@ -796,7 +801,8 @@ class Database:
             tx._savepoint = True
         try:
             tx._epoch = self._advance_epoch(con, group.epoch)
-            info = tx._info = self._schema(con)
+            info = tx._info = group.fresh_info or self._schema(con)
+            group.fresh_info = None
             if tx.kind == "data":
                 tx._session = Session(con, skip_reserved=True, rowid=bool(info.no_pk))
         except BaseException:
