@@ -242,9 +242,9 @@ def worker(i):
         with lock:  # acknowledged: written only after db.write returned
             os.write(1, f"{r.seq}\\n".encode())
 ts = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(6)]
+os.write(1, b"ready\\n")  # before any write can print its seq
 for t in ts:
     t.start()
-os.write(1, b"ready\\n")
 threading.Event().wait()
 """
 
@@ -264,9 +264,11 @@ def test_sigkill_while_writes_wait_for_a_group_commit(tmp_path, mode):
     for _ in range(8):
         p = subprocess.Popen([sys.executable, "-c", CHILD, path, mode],
                              stdout=subprocess.PIPE)
-        assert p.stdout.readline() == b"ready\n"
-        time.sleep(rnd.uniform(0.05, 0.4))
-        os.kill(p.pid, signal.SIGKILL)
+        try:
+            assert p.stdout.readline() == b"ready\n"
+            time.sleep(rnd.uniform(0.05, 0.4))
+        finally:
+            os.kill(p.pid, signal.SIGKILL)
         out, _ = p.communicate(timeout=30)
         acknowledged += [int(x) for x in out.split()]
     assert acknowledged, "no write was acknowledged before the kills"
