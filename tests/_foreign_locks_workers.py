@@ -68,6 +68,25 @@ def integrity(path: str) -> str:
         con.close()
 
 
+def commit_and_close(con: sss.Connection, path: str, out: dict[str, Any], final_sql: str) -> None:
+    """P's COMMIT, then close; records how the COMMIT went ("p"), the file's
+    integrity and what ``final_sql`` then reads ("final_rows")."""
+    try:
+        con.execute("COMMIT")
+        out["p"] = "committed"
+    except sss.Error as e:
+        out["p"] = error_name(e)
+    con.close()
+    out["integrity"] = integrity(path)
+    check = sqlite3.connect(path)
+    try:
+        out["final_rows"] = [r[0] for r in check.execute(final_sql)]
+    except sqlite3.DatabaseError as e:
+        out["final_rows"] = f"error: {e}"
+    finally:
+        check.close()
+
+
 def error_name(e: BaseException) -> str:
     name = getattr(e, "name", None)
     return f"{type(e).__name__}:{name}" if name else type(e).__name__
@@ -137,16 +156,7 @@ def lost_commit(d: str) -> dict[str, Any]:
     stdlib = stdlib_touch(path)
     out = run_other(Q_WRITER, path)
     out["stdlib"] = stdlib
-    try:
-        con.execute("COMMIT")
-        out["p"] = "committed"
-    except sss.Error as e:
-        out["p"] = error_name(e)
-    con.close()
-    check = sqlite3.connect(path)
-    out["final_rows"] = [r[0] for r in check.execute("SELECT id FROM t ORDER BY id")]
-    check.close()
-    out["integrity"] = integrity(path)
+    commit_and_close(con, path, out, "SELECT id FROM t ORDER BY id")
     return out
 
 
@@ -171,19 +181,7 @@ def hot_journal(d: str) -> dict[str, Any]:
     out.update(run_other(Q_READER, path, "0.5"))
     out["journal_after"] = os.path.exists(path + "-journal")
     _spill(con, 300)
-    try:
-        con.execute("COMMIT")
-        out["p"] = "committed"
-    except sss.Error as e:
-        out["p"] = error_name(e)
-    con.close()
-    out["integrity"] = integrity(path)
-    try:
-        check = sqlite3.connect(path)
-        out["final_rows"] = check.execute("SELECT count(*) FROM t").fetchone()[0]
-        check.close()
-    except sqlite3.DatabaseError as e:
-        out["final_rows"] = f"error: {e}"
+    commit_and_close(con, path, out, "SELECT count(*) FROM t")
     return out
 
 
@@ -242,6 +240,17 @@ def wal_delete(d: str) -> dict[str, Any]:
     return out
 
 
+def try_immediate(con: Any, busy: type[Exception]) -> str:
+    """``BEGIN IMMEDIATE`` then roll back: "admitted", or "refused: ..." when
+    ``busy`` says the file is locked."""
+    try:
+        con.execute("BEGIN IMMEDIATE")
+    except busy as e:
+        return f"refused: {e}"
+    con.execute("ROLLBACK")
+    return "admitted"
+
+
 def stdlib_excluded(d: str) -> dict[str, Any]:
     """Within this one process: while the package's connection holds a write
     transaction, can the stdlib's connection write?  And the other way?"""
@@ -252,21 +261,11 @@ def stdlib_excluded(d: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     con.execute("BEGIN IMMEDIATE")
     con.execute("INSERT INTO t VALUES (1, 'sss')")
-    try:
-        std.execute("BEGIN IMMEDIATE")
-        out["stdlib_while_sss"] = "admitted"
-        std.execute("ROLLBACK")
-    except sqlite3.OperationalError as e:
-        out["stdlib_while_sss"] = f"refused: {e}"
+    out["stdlib_while_sss"] = try_immediate(std, sqlite3.OperationalError)
     con.execute("COMMIT")
     std.execute("BEGIN IMMEDIATE")
     std.execute("INSERT INTO t VALUES (2, 'stdlib')")
-    try:
-        con.execute("BEGIN IMMEDIATE")
-        out["sss_while_stdlib"] = "admitted"
-        con.execute("ROLLBACK")
-    except sss.BusyError as e:
-        out["sss_while_stdlib"] = f"refused: {e}"
+    out["sss_while_stdlib"] = try_immediate(con, sss.BusyError)
     std.execute("COMMIT")
     # A reader of each library does not stop the other's reader.
     con.execute("BEGIN")
@@ -347,6 +346,7 @@ def busy_database(d: str, writes: int, readers: int = 2) -> dict[str, Any]:
             if getattr(e, "write", None) is not None:
                 acknowledged += 5  # committed after all, and said so
             p_errors[error_name(e)] += 1
+        time.sleep(0.002)  # let the readers in between writes
     halt.set()
     t.join(30)
     with open(stop, "w"):
