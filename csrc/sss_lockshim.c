@@ -37,7 +37,10 @@
  *
  * A request that the caller's own descriptor could not make (a write lock
  * through a read-only descriptor, as a read-only -shm) fails with EBADF, as
- * POSIX would, although the lock descriptor could make it.
+ * POSIX would, although the lock descriptor could make it.  The lock
+ * descriptor is read-write even for a read-only user where permissions allow,
+ * so that a later read-write connection can lock through it; it never writes
+ * (an inotify watcher does see IN_CLOSE_WRITE when it closes).
  *
  * fork(): the child inherits the lock descriptors, and an open file
  * description lock lives until the last descriptor of it closes, so the
