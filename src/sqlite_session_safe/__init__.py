@@ -71,6 +71,7 @@ from .binding.errors import (
 )
 from .binding.library import (
     compile_options,
+    file_lock_kind,
     sqlite_source_id,
     sqlite_version,
     sqlite_version_info,
@@ -326,6 +327,7 @@ __all__ = [
     "SessionFilter",
     "SQLError",
     "sqlite_source_id",
+    "file_lock_kind",
     "sqlite_version",
     "sqlite_version_info",
     "SQLiteError",

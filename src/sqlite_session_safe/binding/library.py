@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import functools
+import sys
 
 from .raw import NULL, lib, text
 
-__all__ = ["sqlite_version", "sqlite_version_info", "sqlite_source_id", "compile_options"]
+__all__ = [
+    "sqlite_version",
+    "sqlite_version_info",
+    "sqlite_source_id",
+    "compile_options",
+    "file_lock_kind",
+]
 
 
 def sqlite_version() -> str:
@@ -35,3 +42,21 @@ def compile_options() -> tuple[str, ...]:
         options.append(text(opt))
         i += 1
     return tuple(options)
+
+
+def file_lock_kind() -> str:
+    """Which operating system locks SQLite takes on database files:
+
+    * ``"ofd"``: open file description locks (Linux).  They survive the close
+      of any other descriptor of the file and exclude another SQLite library
+      in the same process (the stdlib's ``sqlite3``, apsw) as they exclude
+      another process;
+    * ``"posix"``: POSIX record locks (macOS, the BSDs; Linux when
+      ``SQLITE_SESSION_SAFE_LOCKS=posix``).  They belong to the process: a
+      close of any descriptor of the file in this process, for example by the
+      stdlib's ``sqlite3``, drops them;
+    * ``"windows"``: ``LockFileEx`` locks, which belong to a file handle.
+    """
+    if sys.platform == "win32":
+        return "windows"
+    return "ofd" if lib.sss_lockshim_active() else "posix"

@@ -8,6 +8,7 @@ decides what an error looks like.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from .._native import ffi, lib
@@ -16,6 +17,11 @@ from .errors import PRIMARY_RESULT_CODES, SQLiteError, error_class_for
 __all__ = ["ffi", "lib", "ensure", "error_from_db", "error_from_code", "text", "NULL"]
 
 NULL = ffi.NULL
+
+#: Set to ``posix`` to keep SQLite's POSIX record locks on Linux instead of
+#: open file description locks (csrc/sss_lockshim.c; README, "Using the
+#: stdlib sqlite3 on the same file in the same process").
+LOCKS_ENV = "SQLITE_SESSION_SAFE_LOCKS"
 
 
 def _extended_code_names() -> dict[int, str]:
@@ -73,3 +79,9 @@ def ensure(rc: int, db: Any = None, context: str | None = None) -> None:
     """Raise the matching :class:`SQLiteError` unless ``rc`` is ``SQLITE_OK``."""
     if rc != lib.SQLITE_OK:
         raise error_from_db(db, rc, context) if db is not None else error_from_code(rc)
+
+
+# Before anything can open a database: SQLite's locks must be of one kind for
+# the life of the process.
+if os.environ.get(LOCKS_ENV, "").strip().lower() != "posix":
+    ensure(lib.sss_lockshim_install())
