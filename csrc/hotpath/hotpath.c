@@ -254,6 +254,33 @@ static PyObject *cell_value(const batch *b, const cell *c)
     }
 }
 
+/* Records on the pending UnicodeDecodeError (attribute sss_column) which
+ * column's text was not UTF-8: the DB-API face names the column in the
+ * stdlib's message for it.  Runs only on that error. */
+static void note_column(int column)
+{
+    if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
+        return;
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *exc = PyErr_GetRaisedException();
+#else
+    PyObject *type, *exc, *tb;
+    PyErr_Fetch(&type, &exc, &tb);
+    PyErr_NormalizeException(&type, &exc, &tb);
+#endif
+    PyObject *index = exc != NULL ? PyLong_FromLong(column) : NULL;
+    if (index == NULL || PyObject_SetAttrString(exc, "sss_column", index) < 0)
+        PyErr_Clear(); /* the decode error itself is the one to report */
+    Py_XDECREF(index);
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    if (tb != NULL)
+        PyException_SetTraceback(exc, tb);
+    PyErr_Restore(type, exc, tb);
+#endif
+}
+
 /* The batch's rows as a list of tuples, or NULL with an exception set. */
 static PyObject *batch_rows(const batch *b, long nrows, int ncols)
 {
@@ -268,8 +295,10 @@ static PyObject *batch_rows(const batch *b, long nrows, int ncols)
         PyList_SET_ITEM(rows, r, row);
         for (int i = 0; i < ncols; i++, c++) {
             PyObject *v = cell_value(b, c);
-            if (v == NULL)
+            if (v == NULL) {
+                note_column(i);
                 goto fail;
+            }
             PyTuple_SET_ITEM(row, i, v);
         }
     }

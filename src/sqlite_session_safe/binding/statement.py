@@ -73,7 +73,7 @@ class Statement:
         if "\0" in sql:
             raise InterfaceError("SQL contains a NUL character")
         db = con._db
-        sql_bytes = sql.encode("utf-8", "surrogatepass")
+        sql_bytes = sql.encode("utf-8", con.sql_encoding_errors)
         out = ffi.new("sqlite3_stmt **")
         tail = ffi.new("const char **")
         source = ffi.from_buffer(sql_bytes)

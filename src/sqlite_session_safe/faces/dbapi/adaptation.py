@@ -26,6 +26,7 @@ __all__ = [
     "register_adapter",
     "register_converter",
     "adapt_parameters",
+    "base_types_adapted",
     "Date",
     "Time",
     "Timestamp",
@@ -94,6 +95,13 @@ def adapt(obj: Any, proto: Any = PrepareProtocol, alt: Any = _MISSING, /) -> Any
     if alt is not _MISSING:
         return alt
     raise ProgrammingError("can't adapt")
+
+
+def base_types_adapted() -> bool:
+    """Whether an adapter is registered for int, float, str or bytearray:
+    then every parameter goes through :func:`adapt` (else plain values of
+    those types are bound as they are)."""
+    return bool(_state["base_adapted"])
 
 
 def _adapt_value(value: Any) -> Any:

@@ -31,6 +31,7 @@ __all__ = [
     "ProgrammingError",
     "NotSupportedError",
     "translate",
+    "decode_error",
     "cause",
 ]
 
@@ -125,6 +126,24 @@ def with_code(cls: type[Error], message: str, code: int | None, name: str | None
     return err
 
 
+def decode_error(exc: BaseException, description: Any) -> OperationalError:
+    """The stdlib's error for TEXT that is not UTF-8: "Could not decode to
+    UTF-8 column 'name' with text '...'".  The native error was raised while
+    handling the UnicodeDecodeError (its ``__context__``), which holds the
+    text and, from the hot path, the column's index (``sss_column``)."""
+    failed = exc.__context__
+    if isinstance(failed, UnicodeDecodeError):
+        column = getattr(failed, "sss_column", None)
+        if column is None and description is not None and len(description) == 1:
+            column = 0
+        if column is not None and description is not None and column < len(description):
+            text = bytes(failed.object).decode("utf-8", "replace")
+            return OperationalError(
+                f"Could not decode to UTF-8 column '{description[column][0]}' with text '{text}'"
+            )
+    return OperationalError("Could not decode to UTF-8")
+
+
 def cause(exc: BaseException) -> BaseException | None:
     """What the translated exception is chained to: the user's own exception
     for a failed callback, else nothing (the stdlib's errors are unchained)."""
@@ -133,8 +152,10 @@ def cause(exc: BaseException) -> BaseException | None:
     return None
 
 
-def translate(exc: BaseException, sql: Any = None) -> BaseException:
-    """The DB-API exception for a native one (returned, not raised).
+def translate(exc: BaseException, sql: Any = None, description: Any = None) -> BaseException:
+    """The DB-API exception for a native one (returned, not raised), with the
+    stdlib's class and message.  ``description``: the cursor's, when reading
+    rows (to name the column of text that is not UTF-8).
 
     Exceptions that are not the package's own (a user callable's, a
     KeyboardInterrupt) come back unchanged.
@@ -144,8 +165,13 @@ def translate(exc: BaseException, sql: Any = None) -> BaseException:
     if isinstance(exc, native.SQLiteError):
         cls = _BY_CODE.get(exc.code, DatabaseError)
         if cls is MemoryError:
-            return MemoryError(str(exc))
-        return with_code(cls, str(exc), exc.extended_code, exc.extended_name)  # type: ignore[arg-type]
+            return MemoryError()  # the stdlib's PyErr_NoMemory()
+        # SQLite's own text, as the stdlib reports it (the native message adds
+        # where in the SQL, which file, ...).
+        message = exc.errmsg
+        if exc.code == 18 and message == "statement too long":
+            message = "query string is too large"  # the stdlib checks the SQL length itself
+        return with_code(cls, message, exc.extended_code, exc.extended_name)  # type: ignore[arg-type]
     if type(exc).__name__ == "CallbackFailed":  # callbacks.py; it imports this module
         return with_code(OperationalError, str(exc), None, None)
     if isinstance(exc, native.BindingError) and " returned " in str(exc):
@@ -171,12 +197,12 @@ def translate(exc: BaseException, sql: Any = None) -> BaseException:
         if sql is not None and not isinstance(sql, str) and "must be str" in text:
             return TypeError(text)
         if "NUL character" in text:
-            # stdlib: "the query contains a null character"
-            return ProgrammingError(text)
+            return ProgrammingError("the query contains a null character")
+        if text.startswith("execute() runs one statement at a time"):
+            return ProgrammingError("You can only execute one statement at a time.")
         return ProgrammingError(text)
     if isinstance(exc, native.DataError):
-        # stdlib: OperationalError "Could not decode to UTF-8 column ..."
-        return OperationalError(str(exc))
+        return decode_error(exc, description)
     if isinstance(exc, lock_errors.LockTimeout):
         return OperationalError(f"database is locked: {exc}")
     if isinstance(exc, native.Error):
