@@ -342,10 +342,11 @@ class Connection:
             rc = lib.sqlite3_exec(db, b"PRAGMA schema_version", NULL, NULL, NULL)
             self._ensure(rc, db, "the deserialized data")
 
-    def iterdump(self) -> Iterator[str]:
+    def iterdump(self, *, filter: str | None = None) -> Iterator[str]:  # noqa: A002
         """The main database as SQL statements, one at a time, in the stdlib
-        ``sqlite3`` module's dump format (see :mod:`.dump`)."""
-        return _iterdump(self)
+        ``sqlite3`` module's dump format (see :mod:`.dump`); ``filter``: only
+        the objects whose name is LIKE this pattern."""
+        return _iterdump(self, filter)
 
     def interrupt(self) -> None:
         """Make the statement running on this connection (in another thread)

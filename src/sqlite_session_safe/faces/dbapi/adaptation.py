@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .errors import ProgrammingError
+from .errors import PACKAGE_DIR, ProgrammingError
 
 __all__ = [
     "PrepareProtocol",
@@ -162,7 +162,7 @@ def _deprecated(what: str) -> None:
             f"The default {what} is deprecated as of Python 3.12; see the sqlite3 documentation "
             "for suggested replacement recipes",
             DeprecationWarning,
-            stacklevel=4,
+            skip_file_prefixes=(PACKAGE_DIR,),  # type: ignore[call-arg]  # 3.12+
         )
 
 

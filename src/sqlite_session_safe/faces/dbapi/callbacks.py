@@ -76,7 +76,9 @@ def _failed(message: str, exc: Exception, obj: Any) -> BaseException:
     SQLITE_TOOBIG), else OperationalError with ``message``."""
     _report(exc, obj)
     failed: BaseException
-    if isinstance(exc, MemoryError):
+    if not _PY311:  # 3.10: every failure is the same OperationalError
+        failed = CallbackFailed(message)
+    elif isinstance(exc, MemoryError):
         failed = MemoryError()
     elif isinstance(exc, OverflowError):
         failed = with_code(DataError, "string or blob too big", 18, "SQLITE_TOOBIG")
@@ -131,7 +133,8 @@ def wrap_function(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 #: Python 3.11 tells a missing aggregate method from one that raised.
-_NOT_DEFINED = "not defined" if sys.version_info >= (3, 11) else "raised error"
+_PY311 = sys.version_info >= (3, 11)
+_NOT_DEFINED = "not defined" if _PY311 else "raised error"
 
 
 def wrap_aggregate(cls: type, window: bool) -> type:
@@ -146,6 +149,8 @@ def wrap_aggregate(cls: type, window: bool) -> type:
         try:
             method = self._inner.step
         except AttributeError as exc:
+            if not _PY311:
+                raise  # 3.10: the AttributeError itself comes out of execute()
             raise failed("step", exc) from exc
         try:
             method(*args)

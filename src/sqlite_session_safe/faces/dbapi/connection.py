@@ -19,8 +19,11 @@ close the connection (unlike the native ``sss.Connection``).
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import sys
+import warnings
 from builtins import callable as builtins_callable
 from collections.abc import Callable, Iterable, Iterator
 from threading import get_ident
@@ -47,6 +50,7 @@ from .errors import (
     NotSupportedError,
     OperationalError,
     ProgrammingError,
+    PACKAGE_DIR,
     Warning,
     cause,
     translate,
@@ -59,6 +63,7 @@ LEGACY_TRANSACTION_CONTROL = -1
 
 _LEVELS = ("", "DEFERRED", "IMMEDIATE", "EXCLUSIVE")
 SQLITE_LIMIT_SQL_LENGTH: int = lib.SQLITE_LIMIT_SQL_LENGTH
+_COLLATION_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 _DBCONFIG_VERBS = frozenset(_dbconfig.OPTIONS.values())
 _new_object = object.__new__
 _native_init = NativeConnection.__init__
@@ -100,6 +105,58 @@ def _check_autocommit(value: object) -> int | bool:
     if type(value) is int and value == LEGACY_TRANSACTION_CONTROL:
         return LEGACY_TRANSACTION_CONTROL  # the one object: compared with `is`
     raise ValueError("autocommit must be True, False, or sqlite3.LEGACY_TRANSACTION_CONTROL")
+
+
+def _names(names: tuple[str, ...]) -> str:
+    quoted = [f"'{name}'" for name in names]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} and {quoted[-1]}"
+
+
+def positional_only_soon(method: str, *names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Python 3.13's DeprecationWarning for passing ``names`` of
+    ``Connection.method`` by keyword (positional-only from 3.15); on older
+    Pythons the method is left as it is."""
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        if sys.version_info < (3, 13):
+            return func
+        which = "argument" if len(names) == 1 else "arguments"
+        params = "Parameter" if len(names) == 1 else "Parameters"
+        message = (f"Passing keyword {which} {_names(names)} to _sqlite3.Connection.{method}() is "
+                   f"deprecated. {params} {_names(names)} will become positional-only in Python 3.15.")
+        deprecated = frozenset(names)
+
+        @functools.wraps(func)
+        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if kwargs and not deprecated.isdisjoint(kwargs):
+                warnings.warn(message, DeprecationWarning, skip_file_prefixes=(PACKAGE_DIR,))
+            return func(self, *args, **kwargs)
+
+        return call
+
+    return decorate
+
+
+def _keyword_only_soon(where: str) -> str:
+    return (f"Passing more than 1 positional argument to {where} is deprecated. Parameters "
+            "'timeout', 'detect_types', 'isolation_level', 'check_same_thread', 'factory', "
+            "'cached_statements' and 'uri' will become keyword-only parameters in Python 3.15.")
+
+
+def _keyword_only_soon_init(init: Callable[..., None]) -> Callable[..., None]:
+    """Python 3.13's DeprecationWarning for ``Connection(path, timeout, ...)``
+    with more than one positional argument (keyword-only from 3.15)."""
+    if sys.version_info < (3, 13):
+        return init
+
+    @functools.wraps(init)
+    def call(self: Any, *args: Any, **kwargs: Any) -> None:
+        if len(args) > 1:
+            warnings.warn(_keyword_only_soon("_sqlite3.Connection()"), DeprecationWarning,
+                          skip_file_prefixes=(PACKAGE_DIR,))
+        init(self, *args, **kwargs)
+
+    return call
 
 
 class PreparedStatement:
@@ -185,6 +242,7 @@ class Connection(ConnectionFace, NativeConnection):
     _thread: int | None = None
     _initialized = False
 
+    @_keyword_only_soon_init
     def __init__(
         self,
         database: str | bytes | os.PathLike[str],
@@ -384,6 +442,8 @@ class Connection(ConnectionFace, NativeConnection):
         self._check_thread()
         self._check_open_dbapi()
         if not isinstance(script, str):
+            if sys.version_info < (3, 11):
+                raise ValueError("script argument must be unicode.")
             raise TypeError(f"executescript() argument 1 must be str, not {type(script).__name__}")
         if "\0" in script:
             raise ValueError("embedded null character")
@@ -417,6 +477,11 @@ class Connection(ConnectionFace, NativeConnection):
             raise translate(exc, sql) from cause(exc)
         return PreparedStatement._wrap(stmt)
 
+    __call__.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
+        inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY),
+        inspect.Parameter("sql", inspect.Parameter.POSITIONAL_ONLY),
+    ])
+
     # -- lifetime -----------------------------------------------------------
 
     def close(self) -> None:
@@ -426,6 +491,8 @@ class Connection(ConnectionFace, NativeConnection):
             raise ProgrammingError("Base Connection.__init__ not called.")
         if self._db is None:
             return
+        if self._autocommit is False and self._in_tx():
+            self._exec("ROLLBACK")  # explicit, as the stdlib does (trace callbacks see it)
         try:
             _native_close(self)
         except native.Error as exc:
@@ -434,6 +501,8 @@ class Connection(ConnectionFace, NativeConnection):
     def __del__(self) -> None:
         try:
             if getattr(self, "_db", None) is not None:
+                if sys.version_info >= (3, 13):
+                    warnings.warn(f"unclosed database in {self!r}", ResourceWarning, source=self)
                 _native_close(self)
         except Exception:
             pass
@@ -473,6 +542,7 @@ class Connection(ConnectionFace, NativeConnection):
         except native.Error as exc:
             raise translate(exc) from cause(exc)
 
+    @positional_only_soon("create_function", "name", "narg", "func")
     def create_function(
         self, name: str, narg: int, func: Callable[..., Any] | None, *, deterministic: bool = False
     ) -> None:
@@ -484,6 +554,7 @@ class Connection(ConnectionFace, NativeConnection):
         self._create("function", NativeConnection.create_function, name, narg, wrapped,
                      deterministic=deterministic)
 
+    @positional_only_soon("create_aggregate", "name", "n_arg", "aggregate_class")
     def create_aggregate(self, name: str, n_arg: int, aggregate_class: type | None) -> None:
         """Register an aggregate class (``step(*args)``, ``finalize()``)."""
         wrapped = None if aggregate_class is None else _callbacks.wrap_aggregate(aggregate_class, False)
@@ -518,21 +589,26 @@ class Connection(ConnectionFace, NativeConnection):
             raise TypeError("parameter must be callable")
         if not isinstance(name, str):
             raise TypeError(f"create_collation() argument 1 must be str, not {type(name).__name__}")
+        if sys.version_info < (3, 11) and not all(c in _COLLATION_CHARS for c in str.upper(name)):
+            raise ProgrammingError("invalid character in collation name")  # 3.10's rule
         wrapped = None if callable is None else _callbacks.wrap_collation(callable)
         self._native_call(NativeConnection.create_collation, name, wrapped)
 
+    @positional_only_soon("set_authorizer", "authorizer_callback")
     def set_authorizer(self, authorizer_callback: Callable[..., Any] | None) -> None:
         """``authorizer_callback(action, arg1, arg2, db_name, trigger)`` returns
         SQLITE_OK, SQLITE_DENY or SQLITE_IGNORE; an exception denies."""
         wrapped = None if authorizer_callback is None else _callbacks.wrap_authorizer(authorizer_callback)
         self._native_call(NativeConnection.set_authorizer, wrapped)
 
+    @positional_only_soon("set_progress_handler", "progress_handler")
     def set_progress_handler(self, progress_handler: Callable[[], Any] | None, n: int) -> None:
         """Call ``progress_handler()`` every ``n`` VM instructions; a true
         result (or an exception) aborts the statement."""
         wrapped = None if progress_handler is None else _callbacks.wrap_progress(progress_handler)
         self._native_call(NativeConnection.set_progress_handler, wrapped, n)
 
+    @positional_only_soon("set_trace_callback", "trace_callback")
     def set_trace_callback(self, trace_callback: Callable[[str], Any] | None) -> None:
         """Call ``trace_callback(sql)`` for every statement run."""
         wrapped = None if trace_callback is None else _callbacks.wrap_trace(trace_callback)
@@ -657,15 +733,24 @@ class Connection(ConnectionFace, NativeConnection):
         except native.Error as exc:
             raise translate(exc) from cause(exc)
 
-    def iterdump(self) -> Iterator[str]:
-        """The database as SQL text, one statement at a time (the stdlib's format)."""
+    def iterdump(self, *, filter: str | None = None) -> Iterator[str]:  # noqa: A002
+        """The database as SQL text, one statement at a time (the stdlib's
+        format); ``filter``: only the objects whose name is LIKE it."""
         self._check_thread()
         self._check_open_dbapi()
-        return self._dump()
+        if filter is not None and not isinstance(filter, str):
+            raise TypeError(f"filter must be str or None, not {type(filter).__name__}")
+        return self._dump(filter)
 
-    def _dump(self) -> Iterator[str]:
+    def _dump(self, filter: str | None) -> Iterator[str]:  # noqa: A002
         try:
-            yield from NativeConnection.iterdump(self)
+            if sys.version_info >= (3, 13) and NativeCursor(self).execute(
+                "PRAGMA foreign_key_check"
+            ).fetchone() is not None:
+                # 3.13: a dump of rows that violate a foreign key restores
+                # with the checks off
+                yield "PRAGMA foreign_keys=OFF;"
+            yield from NativeConnection.iterdump(self, filter=filter)
         except native.Error as exc:
             raise translate(exc) from cause(exc)
 
@@ -696,6 +781,9 @@ def connect(
     through the outer lock and recorded in the audit log under ``label``
     (see :mod:`sqlite_session_safe.faces.dbapi.coordinated`).
     """
+    if args and sys.version_info >= (3, 13):
+        warnings.warn(_keyword_only_soon("sqlite3.connect()"), DeprecationWarning,
+                      skip_file_prefixes=(PACKAGE_DIR,))
     if coordinated:
         return _connect_coordinated(database, *args, mode=mode, label=label, **kwargs)
     if mode != "trusted" or label is not None:

@@ -9,6 +9,7 @@ Python work happens unless a ``row_factory``, a converter or a non-``str``
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from threading import get_ident
@@ -21,7 +22,7 @@ from ...binding.raw import ffi, lib
 from ...binding.statement import Statement
 from . import adaptation as _adapters
 from .errors import ProgrammingError, cause, translate
-from .parameters import bind_values, parameter_names
+from .parameters import bind_values, parameter_names, warn_named_sequence
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -40,6 +41,7 @@ _native_fetchall = NativeCursor.fetchall
 _native_next = NativeCursor.__next__
 _native_close = NativeCursor.close
 _adapt_state = _adapters._state
+_WARN_NAMED = sys.version_info >= (3, 12)
 
 Post = Callable[[tuple[Any, ...]], Any]
 
@@ -234,6 +236,9 @@ class Cursor(NativeCursor):
             chunk = list(islice(rows, EXECUTEMANY_CHUNK))
             if not chunk and not first:
                 break
+            if first and chunk and _WARN_NAMED and not isinstance(chunk[0], dict):
+                names = self._parameter_names(sql)
+                warn_named_sequence(names)
             first = False
             if always_bind:
                 if names is None:

@@ -13,6 +13,7 @@ maps to which class) and the stdlib's messages for the same misuse.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -32,6 +33,11 @@ __all__ = [
     "NotSupportedError",
     "translate",
     "decode_error",
+    "PACKAGE_DIR",
+    "UNSUPPORTED_TYPE_ERROR",
+    "UNSUPPORTED_PARAMETERS_ERROR",
+    "NUL_IN_QUERY_ERROR",
+    "SECOND_STATEMENT_ERROR",
     "cause",
 ]
 
@@ -114,9 +120,23 @@ for _code in (1, 3, 4, 5, 6, 8, 9, 10, 13, 14, 15, 16, 17):
     # PROTOCOL EMPTY SCHEMA
     _BY_CODE[_code] = OperationalError
 
-#: The class the stdlib raises for a parameter of an unsupported type: it
-#: changed from InterfaceError to ProgrammingError in Python 3.11.
-UNSUPPORTED_TYPE_ERROR: type[Error] = ProgrammingError if sys.version_info >= (3, 11) else InterfaceError
+# Classes the stdlib changed in Python 3.11 (bpo-44092 and friends).
+_PY311 = sys.version_info >= (3, 11)
+#: A parameter of an unsupported type.
+UNSUPPORTED_TYPE_ERROR: type[Error] = ProgrammingError if _PY311 else InterfaceError
+#: Parameters that are neither a sequence nor a dict.
+UNSUPPORTED_PARAMETERS_ERROR: type[Exception] = ProgrammingError if _PY311 else ValueError
+#: SQL with a NUL character.
+NUL_IN_QUERY_ERROR: type[Exception] = ProgrammingError if _PY311 else ValueError
+#: execute() given more than one statement.
+SECOND_STATEMENT_ERROR: type[Exception] = ProgrammingError if _PY311 else Warning
+
+
+#: This package's files: a warning the stdlib raises from C (attributed to
+#: the calling Python code) skips them to point at the caller, however deep
+#: in the package it is raised (``warnings.warn(skip_file_prefixes=...)``,
+#: Python 3.12+, which is where these warnings exist).
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def with_code(cls: type[Error], message: str, code: int | None, name: str | None) -> Error:
@@ -197,9 +217,9 @@ def translate(exc: BaseException, sql: Any = None, description: Any = None) -> B
         if sql is not None and not isinstance(sql, str) and "must be str" in text:
             return TypeError(text)
         if "NUL character" in text:
-            return ProgrammingError("the query contains a null character")
+            return NUL_IN_QUERY_ERROR("the query contains a null character")
         if text.startswith("execute() runs one statement at a time"):
-            return ProgrammingError("You can only execute one statement at a time.")
+            return SECOND_STATEMENT_ERROR("You can only execute one statement at a time.")
         return ProgrammingError(text)
     if isinstance(exc, native.DataError):
         return decode_error(exc, description)

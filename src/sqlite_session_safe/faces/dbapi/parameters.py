@@ -15,13 +15,20 @@ with lone surrogates (UnicodeEncodeError), non-contiguous buffers
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import Any
 
 from ...binding.raw import NULL, ffi, lib
 from . import adaptation
-from .errors import InterfaceError, ProgrammingError
+from .errors import (
+    PACKAGE_DIR,
+    UNSUPPORTED_PARAMETERS_ERROR,
+    UNSUPPORTED_TYPE_ERROR,
+    InterfaceError,
+    ProgrammingError,
+)
 
-__all__ = ["bind_values", "parameter_names", "value_for_sqlite", "type_name"]
+__all__ = ["bind_values", "parameter_names", "value_for_sqlite", "type_name", "warn_named_sequence"]
 
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
@@ -70,6 +77,8 @@ def value_for_sqlite(value: Any) -> Any:
         return _UNSUPPORTED
     with view:
         if not view.c_contiguous:
+            if sys.version_info < (3, 11):
+                raise ValueError("could not convert BLOB to buffer")
             raise BufferError("memoryview: underlying buffer is not C-contiguous")
         return view.tobytes()
 
@@ -83,10 +92,10 @@ def _bind_one(value: Any, position: int) -> Any:
     result = value_for_sqlite(value)
     if result is _UNSUPPORTED:
         if sys.version_info >= (3, 11):
-            raise ProgrammingError(
+            raise UNSUPPORTED_TYPE_ERROR(
                 f"Error binding parameter {position}: type '{type_name(value)}' is not supported"
             )
-        raise InterfaceError(f"Error binding parameter {position} - probably unsupported type.")
+        raise UNSUPPORTED_TYPE_ERROR(f"Error binding parameter {position} - probably unsupported type.")
     return result
 
 
@@ -127,8 +136,24 @@ def bind_values(names: tuple[str | None, ...], params: Any) -> tuple[Any, ...]:
                 f"Incorrect number of bindings supplied. The current statement uses "
                 f"{len(names)}, and there are {count} supplied."
             )
+        if sys.version_info >= (3, 12):
+            warn_named_sequence(names)
         return tuple(_bind_one(params[i], i + 1) for i in range(count))
-    raise ProgrammingError("parameters are of unsupported type")
+    raise UNSUPPORTED_PARAMETERS_ERROR("parameters are of unsupported type")
+
+
+def warn_named_sequence(names: tuple[str | None, ...]) -> None:
+    """Python 3.12's DeprecationWarning for a sequence given for named
+    parameters (an error from 3.14), once per named parameter."""
+    for position, name in enumerate(names, 1):
+        if name is not None and not name.startswith("?"):
+            warnings.warn(
+                f"Binding {position} ('{name}') is a named parameter, but you supplied a sequence "
+                "which requires nameless (qmark) placeholders. Starting with Python 3.14 an "
+                "sqlite3.ProgrammingError will be raised.",
+                DeprecationWarning,
+                skip_file_prefixes=(PACKAGE_DIR,),  # type: ignore[call-arg]  # 3.12+
+            )
 
 
 def _is_sequence(obj: Any) -> bool:
