@@ -1,15 +1,16 @@
 """Run CPython's own ``sqlite3`` test suite against a DB-API module.
 
-    python tests/_stdlib_sqlite3_runner.py [--module sqlite_session_safe.dbapi] [--json]
+    python tests/_stdlib_sqlite3_runner.py [--module sqlite_session_safe.dbapi] [--verbose]
 
 The tests are the running interpreter's own (``Lib/test/test_sqlite3`` on
 3.11+, ``Lib/sqlite3/test`` on 3.10): nothing of them is copied here.  With
 ``--module NAME`` the module NAME is put in place of ``sqlite3`` (and its
 ``dbapi2``) in ``sys.modules`` before any test module is imported, so every
 ``import sqlite3`` in the tests gets it; without it the stdlib module itself
-runs (the baseline).  Prints one JSON object: the counts and the ids of the
-tests that failed or raised, which ``tests/test_dbapi_stdlib_suite.py``
-compares.
+runs (the baseline).  The last line printed is one JSON object: the counts
+and the ids of the tests that failed or raised, which
+``tests/test_dbapi_stdlib_suite.py`` compares; exit status 3 when the
+interpreter has no ``test`` package (some builds leave it out).
 """
 
 from __future__ import annotations
@@ -20,14 +21,12 @@ import importlib.util
 import io
 import json
 import os
+import sqlite3  # the stdlib's, loaded first: ours derives its errors from it
 import sys
 import tempfile
 import unittest
 import warnings
 from typing import Any
-
-
-import sqlite3  # noqa: E402  - the stdlib's, loaded first: ours derives its errors from it
 
 _STDLIB_DIR = os.path.dirname(sqlite3.__file__)
 
@@ -72,10 +71,16 @@ def _flatten(suite: Any) -> list[Any]:
 
 
 def _test_id(test: Any) -> str:
-    # "test.test_sqlite3.test_dbapi.ModuleTests.test_api_level" -> keep the
-    # last three parts (file, class, method): the same on every version
+    """"test.test_sqlite3.test_dbapi.ModuleTests.test_api_level" ->
+    "test_dbapi.ModuleTests.test_api_level" (file, class, method); a failed
+    subtest counts as its test."""
+    test = getattr(test, "test_case", test)
     parts = test.id().split(".")
     return ".".join(parts[-3:])
+
+
+#: Exit status when the interpreter has no test package to run.
+NO_TESTS = 3
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,6 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=[],
                         help="run only the tests whose id contains one of these strings")
     args = parser.parse_args(argv)
+    try:
+        import test.support  # noqa: F401
+    except ImportError:
+        print(json.dumps({"python": ".".join(map(str, sys.version_info[:3])),
+                          "error": "this Python has no test package (Lib/test)"}))
+        return NO_TESTS
     if args.module:
         _substitute(args.module)
     warnings.simplefilter("ignore")

@@ -190,7 +190,8 @@ class Connection:
         if "\0" in sql:
             raise InterfaceError("SQL contains a NUL character")
         with self._use() as db:
-            self._ensure(lib.sqlite3_exec(db, sql.encode("utf-8", self.sql_encoding_errors), NULL, NULL, NULL), db)
+            script = sql.encode("utf-8", self.sql_encoding_errors)
+            self._ensure(lib.sqlite3_exec(db, script, NULL, NULL, NULL), db)
 
     def transaction(self, kind: TransactionKind = "deferred") -> Transaction:
         """A context manager for a transaction: COMMIT on success, ROLLBACK on

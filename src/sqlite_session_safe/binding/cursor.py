@@ -299,7 +299,7 @@ class Cursor:
             return self
 
     @staticmethod
-    def _row_from_mapping(stmt: Statement, row: Any, index: int) -> tuple[Any, ...]:
+    def _row_from_mapping(stmt: Statement, row: Any, index: int) -> list[Any]:
         if not isinstance(row, Mapping):
             raise BindingError(
                 f"row {index}: expected a mapping like the first row, got {type(row).__qualname__}"

@@ -15,7 +15,7 @@ def main(*args: Any) -> NoReturn:
     """Run the shell; ``main(argv)`` parses ``argv`` instead of ``sys.argv``.
     The usage line names the package as it was imported (``python -m
     sqlite3`` where this module stands in for the stdlib's)."""
-    package = __spec__.parent if __spec__ is not None else "sqlite_session_safe.dbapi"
+    package = (__spec__.parent if __spec__ is not None else "") or "sqlite_session_safe.dbapi"
     run(args[0] if args else None, sys.modules[package], f"python -m {package}")
 
 

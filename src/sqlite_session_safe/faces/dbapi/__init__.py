@@ -12,6 +12,10 @@ constructors), ``row``, ``cursor``, ``connection`` (transactions),
 
 from __future__ import annotations
 
+import sys as _sys
+import warnings as _warnings
+from typing import Any as _Any
+
 from ...binding.library import sqlite_version as _sqlite_version
 from ...binding.raw import lib as _lib
 from . import constants as _constants
@@ -48,10 +52,6 @@ from .errors import (
     Warning,
 )
 from .row import Row
-
-import sys as _sys
-import warnings as _warnings
-from typing import Any as _Any
 
 apilevel = "2.0"
 #: Threads may share the module but not a connection: one connection serves

@@ -12,11 +12,10 @@ from __future__ import annotations
 import datetime
 import sys
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .errors import PACKAGE_DIR, ProgrammingError
+from .errors import ProgrammingError, warn_caller
 
 __all__ = [
     "PrepareProtocol",
@@ -158,11 +157,9 @@ def TimestampFromTicks(ticks: float) -> datetime.datetime:
 
 def _deprecated(what: str) -> None:
     if sys.version_info >= (3, 12):
-        warnings.warn(
+        warn_caller(
             f"The default {what} is deprecated as of Python 3.12; see the sqlite3 documentation "
-            "for suggested replacement recipes",
-            DeprecationWarning,
-            skip_file_prefixes=(PACKAGE_DIR,),  # type: ignore[call-arg]  # 3.12+
+            "for suggested replacement recipes"
         )
 
 

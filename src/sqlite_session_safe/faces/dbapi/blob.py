@@ -127,4 +127,4 @@ class Blob(NativeBlob):
 
     # Not a sequence: `in`, iteration and concatenation are refused, as in
     # the stdlib (rather than falling back to __getitem__).
-    __iter__ = None  # type: ignore[assignment]
+    __iter__ = None

@@ -50,10 +50,11 @@ from .errors import (
     NotSupportedError,
     OperationalError,
     ProgrammingError,
-    PACKAGE_DIR,
     Warning,
     cause,
+    sql_encode_error,
     translate,
+    warn_caller,
 )
 
 __all__ = ["Connection", "connect", "LEGACY_TRANSACTION_CONTROL"]
@@ -129,7 +130,7 @@ def positional_only_soon(method: str, *names: str) -> Callable[[Callable[..., An
         @functools.wraps(func)
         def call(self: Any, *args: Any, **kwargs: Any) -> Any:
             if kwargs and not deprecated.isdisjoint(kwargs):
-                warnings.warn(message, DeprecationWarning, skip_file_prefixes=(PACKAGE_DIR,))
+                warn_caller(message)
             return func(self, *args, **kwargs)
 
         return call
@@ -152,8 +153,7 @@ def _keyword_only_soon_init(init: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(init)
     def call(self: Any, *args: Any, **kwargs: Any) -> None:
         if len(args) > 1:
-            warnings.warn(_keyword_only_soon("_sqlite3.Connection()"), DeprecationWarning,
-                          skip_file_prefixes=(PACKAGE_DIR,))
+            warn_caller(_keyword_only_soon("_sqlite3.Connection()"))
         init(self, *args, **kwargs)
 
     return call
@@ -164,15 +164,16 @@ class PreparedStatement:
     stdlib's ``sqlite3.Statement``; it cannot be created directly)."""
 
     __slots__ = ("_stmt",)
+    _stmt: NativeStatement
 
     def __new__(cls, *args: object, **kwargs: object) -> PreparedStatement:
         raise TypeError(f"cannot create '{cls.__module__}.{cls.__qualname__}' instances")
 
     @classmethod
     def _wrap(cls, stmt: NativeStatement) -> PreparedStatement:
-        self = _new_object(cls)
+        self: PreparedStatement = _new_object(cls)
         self._stmt = stmt
-        return self  # type: ignore[no-any-return]
+        return self
 
 
 class ConnectionFace:
@@ -425,6 +426,8 @@ class Connection(ConnectionFace, NativeConnection):
                 _native_execute(cursor, sql, parameters)
             except native.Error as exc:
                 cursor._execute_failed(exc, sql, parameters)
+            except UnicodeEncodeError as exc:
+                raise sql_encode_error(exc, sql) from None
             if factory is not None or self._row_hooks:
                 cursor._post = cursor._make_post(sql)
             return cursor
@@ -502,7 +505,8 @@ class Connection(ConnectionFace, NativeConnection):
         try:
             if getattr(self, "_db", None) is not None:
                 if sys.version_info >= (3, 13):
-                    warnings.warn(f"unclosed database in {self!r}", ResourceWarning, source=self)
+                    warnings.warn(f"unclosed database in {self!r}", ResourceWarning,
+                                  stacklevel=1, source=self)
                 _native_close(self)
         except Exception:
             pass
@@ -782,8 +786,7 @@ def connect(
     (see :mod:`sqlite_session_safe.faces.dbapi.coordinated`).
     """
     if args and sys.version_info >= (3, 13):
-        warnings.warn(_keyword_only_soon("sqlite3.connect()"), DeprecationWarning,
-                      skip_file_prefixes=(PACKAGE_DIR,))
+        warn_caller(_keyword_only_soon("sqlite3.connect()"))
     if coordinated:
         return _connect_coordinated(database, *args, mode=mode, label=label, **kwargs)
     if mode != "trusted" or label is not None:

@@ -21,7 +21,7 @@ from ...binding.cursor import Cursor as NativeCursor
 from ...binding.raw import ffi, lib
 from ...binding.statement import Statement
 from . import adaptation as _adapters
-from .errors import ProgrammingError, cause, translate
+from .errors import ProgrammingError, cause, sql_encode_error, translate
 from .parameters import bind_values, parameter_names, warn_named_sequence
 
 if TYPE_CHECKING:
@@ -126,6 +126,8 @@ class Cursor(NativeCursor):
             _native_execute(self, sql, parameters)
         except native.Error as exc:
             self._execute_failed(exc, sql, parameters)
+        except UnicodeEncodeError as exc:
+            raise sql_encode_error(exc, sql) from None
         if self.row_factory is not None or con._row_hooks:
             self._post = self._make_post(sql)
         elif self._post is not None:
@@ -137,7 +139,12 @@ class Cursor(NativeCursor):
         # bind itself: bind them by the stdlib's rules first (parameters.py).
         if type(params) is _Bind:
             params = params.params
-        values = bind_values(parameter_names(stmt.handle), params)
+        names = parameter_names(stmt.handle)
+        if type(params) is list and names and names[0] is not None and names[0][0] != "?":
+            # the native execute matched a dict to the names already (a list:
+            # Statement.mapping_to_row); bind it as the dict it was
+            params = dict(zip([name[1:] for name in names], params, strict=True))  # type: ignore[index]
+        values = bind_values(names, params)
         return _native_execute_packed(self, stmt, values)
 
     def _execute_failed(self, exc: native.Error, sql: str, parameters: Any) -> None:

@@ -13,8 +13,10 @@ maps to which class) and the stdlib's messages for the same misuse.
 
 from __future__ import annotations
 
+import builtins
 import os
 import sys
+import warnings
 from typing import Any
 
 from ...binding import errors as native
@@ -33,7 +35,9 @@ __all__ = [
     "NotSupportedError",
     "translate",
     "decode_error",
+    "sql_encode_error",
     "PACKAGE_DIR",
+    "warn_caller",
     "UNSUPPORTED_TYPE_ERROR",
     "UNSUPPORTED_PARAMETERS_ERROR",
     "NUL_IN_QUERY_ERROR",
@@ -139,6 +143,16 @@ SECOND_STATEMENT_ERROR: type[Exception] = ProgrammingError if _PY311 else Warnin
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def warn_caller(message: str, category: type[builtins.Warning] = DeprecationWarning) -> None:
+    """Warn as the stdlib does from C: attributed to the first frame outside
+    this package (the application's call), however deep in the package the
+    warning is raised."""
+    if sys.version_info >= (3, 12):
+        warnings.warn(message, category, skip_file_prefixes=(PACKAGE_DIR,))
+    else:  # these warnings are the stdlib's of 3.12+; older ones are one level up
+        warnings.warn(message, category, stacklevel=3)
+
+
 def with_code(cls: type[Error], message: str, code: int | None, name: str | None) -> Error:
     err = cls(message)
     err.sqlite_errorcode = code
@@ -162,6 +176,14 @@ def decode_error(exc: BaseException, description: Any) -> OperationalError:
                 f"Could not decode to UTF-8 column '{description[column][0]}' with text '{text}'"
             )
     return OperationalError("Could not decode to UTF-8")
+
+
+def sql_encode_error(exc: UnicodeEncodeError, sql: object) -> BaseException:
+    """SQL text with lone surrogates: UnicodeEncodeError, as the stdlib
+    raises since 3.11; 3.10 raised its Warning "SQL is of wrong type"."""
+    if sys.version_info < (3, 11) and exc.object is sql:
+        return Warning("SQL is of wrong type ('str'). Must be string.")
+    return exc
 
 
 def cause(exc: BaseException) -> BaseException | None:

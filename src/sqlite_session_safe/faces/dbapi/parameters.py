@@ -15,17 +15,16 @@ with lone surrogates (UnicodeEncodeError), non-contiguous buffers
 from __future__ import annotations
 
 import sys
-import warnings
 from typing import Any
 
 from ...binding.raw import NULL, ffi, lib
 from . import adaptation
 from .errors import (
-    PACKAGE_DIR,
     UNSUPPORTED_PARAMETERS_ERROR,
     UNSUPPORTED_TYPE_ERROR,
     InterfaceError,
     ProgrammingError,
+    warn_caller,
 )
 
 __all__ = ["bind_values", "parameter_names", "value_for_sqlite", "type_name", "warn_named_sequence"]
@@ -138,7 +137,8 @@ def bind_values(names: tuple[str | None, ...], params: Any) -> tuple[Any, ...]:
             )
         if sys.version_info >= (3, 12):
             warn_named_sequence(names)
-        return tuple(_bind_one(params[i], i + 1) for i in range(count))
+        base = 1 if sys.version_info >= (3, 11) else 0  # 3.10 counted parameters from 0
+        return tuple(_bind_one(params[i], i + base) for i in range(count))
     raise UNSUPPORTED_PARAMETERS_ERROR("parameters are of unsupported type")
 
 
@@ -147,12 +147,10 @@ def warn_named_sequence(names: tuple[str | None, ...]) -> None:
     parameters (an error from 3.14), once per named parameter."""
     for position, name in enumerate(names, 1):
         if name is not None and not name.startswith("?"):
-            warnings.warn(
+            warn_caller(
                 f"Binding {position} ('{name}') is a named parameter, but you supplied a sequence "
                 "which requires nameless (qmark) placeholders. Starting with Python 3.14 an "
-                "sqlite3.ProgrammingError will be raised.",
-                DeprecationWarning,
-                skip_file_prefixes=(PACKAGE_DIR,),  # type: ignore[call-arg]  # 3.12+
+                "sqlite3.ProgrammingError will be raised."
             )
 
 

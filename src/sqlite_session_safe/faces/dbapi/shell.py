@@ -103,7 +103,7 @@ def run(argv: Any, module: Any, prog: str) -> NoReturn:
             try:
                 Console(module, con).interact(banner, exitmsg="")
             finally:
-                sys.ps1, sys.ps2 = saved  # type: ignore[assignment]
+                sys.ps1, sys.ps2 = saved
     finally:
         con.close()
     raise SystemExit(0)
