@@ -24,7 +24,7 @@ from typing import Any
 from ...binding import errors as native
 from ...binding.raw import lib
 from .errors import DataError, ProgrammingError, with_code
-from .parameters import type_name
+from .parameters import UNSUPPORTED, type_name, value_for_sqlite
 
 __all__ = [
     "enable_callback_tracebacks",
@@ -88,38 +88,18 @@ def _failed(message: str, exc: Exception, obj: Any) -> BaseException:
     return failed
 
 
-_INT64_MIN = -(1 << 63)
-_INT64_MAX = (1 << 63) - 1
-
-
 def result_value(value: Any) -> Any:
     """A user function's result as SQLite gets it from the stdlib
     (``_pysqlite_set_result``): None, int (64-bit, else OverflowError),
     float, str (UTF-8, else UnicodeEncodeError), a contiguous buffer (else
     BufferError) as bytes; anything else is an error."""
     t = type(value)
-    if value is None or t is float or t is bytes:
+    if value is None or t is float or t is bytes or t is str and value.isascii():
         return value
-    if t is str:
-        if not value.isascii():
-            value.encode("utf-8")
-        return value
-    if isinstance(value, int):
-        if not _INT64_MIN <= value <= _INT64_MAX:
-            raise OverflowError("Python int too large to convert to SQLite INTEGER")
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, str):
-        return result_value(str(value))
-    try:
-        view = memoryview(value)
-    except TypeError:
-        raise ProgrammingError(f"User function returned unsupported type '{type_name(value)}'") from None
-    with view:
-        if not view.c_contiguous:
-            raise BufferError("memoryview: underlying buffer is not C-contiguous")
-        return view.tobytes()
+    result = value_for_sqlite(value)
+    if result is UNSUPPORTED:
+        raise ProgrammingError(f"User function returned unsupported type '{type_name(value)}'")
+    return result
 
 
 def wrap_function(func: Callable[..., Any]) -> Callable[..., Any]:

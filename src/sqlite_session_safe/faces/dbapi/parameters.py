@@ -27,7 +27,14 @@ from .errors import (
     warn_caller,
 )
 
-__all__ = ["bind_values", "parameter_names", "value_for_sqlite", "type_name", "warn_named_sequence"]
+__all__ = [
+    "bind_values",
+    "parameter_names",
+    "value_for_sqlite",
+    "UNSUPPORTED",
+    "type_name",
+    "warn_named_sequence",
+]
 
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
@@ -53,10 +60,15 @@ def parameter_names(handle: Any) -> tuple[str | None, ...]:
     return tuple(names)
 
 
+#: What :func:`value_for_sqlite` returns for a type SQLite does not store.
+UNSUPPORTED: Any = object()
+
+
 def value_for_sqlite(value: Any) -> Any:
     """``value`` as a plain None/int/float/str/bytes the native layer binds
-    as it is, with the stdlib's errors for what SQLite cannot take; None
-    for a type SQLite does not store (the caller words that error)."""
+    as it is, with the stdlib's errors for what SQLite cannot take;
+    :data:`UNSUPPORTED` for a type SQLite does not store (the caller words
+    that error)."""
     if value is None:
         return None
     if isinstance(value, int):
@@ -73,7 +85,7 @@ def value_for_sqlite(value: Any) -> Any:
     try:
         view = memoryview(value)
     except TypeError:
-        return _UNSUPPORTED
+        return UNSUPPORTED
     with view:
         if not view.c_contiguous:
             if sys.version_info < (3, 11):
@@ -82,14 +94,11 @@ def value_for_sqlite(value: Any) -> Any:
         return view.tobytes()
 
 
-_UNSUPPORTED: Any = object()
-
-
 def _bind_one(value: Any, position: int) -> Any:
     if type(value) not in _BASE_TYPES or adaptation.base_types_adapted():
         value = adaptation.adapt(value, adaptation.PrepareProtocol, value)
     result = value_for_sqlite(value)
-    if result is _UNSUPPORTED:
+    if result is UNSUPPORTED:
         if sys.version_info >= (3, 11):
             raise UNSUPPORTED_TYPE_ERROR(
                 f"Error binding parameter {position}: type '{type_name(value)}' is not supported"
