@@ -88,14 +88,18 @@ def _failed(message: str, exc: Exception, obj: Any) -> BaseException:
     return failed
 
 
+_INT64 = 1 << 63
+
+
 def result_value(value: Any) -> Any:
     """A user function's result as SQLite gets it from the stdlib
     (``_pysqlite_set_result``): None, int (64-bit, else OverflowError),
     float, str (UTF-8, else UnicodeEncodeError), a contiguous buffer (else
     BufferError) as bytes; anything else is an error."""
     t = type(value)
-    if value is None or t is float or t is bytes or t is str and value.isascii():
-        return value
+    if value is None or t is float or t is bytes or t is str and value.isascii() or \
+            t is int and -_INT64 <= value < _INT64:
+        return value  # the common results, as they are
     result = value_for_sqlite(value)
     if result is UNSUPPORTED:
         raise ProgrammingError(f"User function returned unsupported type '{type_name(value)}'")
