@@ -11,6 +11,7 @@ static const sqlite3_api_routines api = {
     .bind_int64 = sqlite3_bind_int64,
     .bind_null = sqlite3_bind_null,
     .bind_parameter_count = sqlite3_bind_parameter_count,
+    .bind_parameter_name = sqlite3_bind_parameter_name,
     .bind_text64 = sqlite3_bind_text64,
     .changes64 = sqlite3_changes64,
     .column_blob = sqlite3_column_blob,

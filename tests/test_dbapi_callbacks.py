@@ -15,6 +15,13 @@ import pytest
 import sqlite_session_safe.dbapi as ours
 
 
+def stdlib_since(mod: ModuleType, version: tuple[int, int], what: str) -> None:
+    """Skip for the stdlib on a Python older than ``version`` (ours has
+    ``what`` on every supported Python)."""
+    if mod is stdlib and sys.version_info < version:
+        pytest.skip(f"the stdlib has {what} from Python {version[0]}.{version[1]}")
+
+
 @pytest.fixture(params=["stdlib", "ours"])
 def mod(request: pytest.FixtureRequest) -> ModuleType:
     return stdlib if request.param == "stdlib" else ours
@@ -60,6 +67,7 @@ def test_function_exception_and_bad_result(con: Any, mod: ModuleType) -> None:
 
 
 def test_callback_tracebacks(con: Any, mod: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    stdlib_since(mod, (3, 11), "sys.unraisablehook for callback tracebacks")
     seen: list[Any] = []
     monkeypatch.setattr(sys, "unraisablehook", lambda u: seen.append(u.exc_value))
     con.create_function("boom", 0, boom)
@@ -109,6 +117,7 @@ class BadStep(Sum):
 
 
 def test_aggregates_and_window_functions(con: Any, mod: ModuleType) -> None:
+    stdlib_since(mod, (3, 11), "window functions")
     con.create_aggregate("mysum", 1, Sum)
     assert con.execute("SELECT mysum(x) FROM t").fetchone() == (6,)
     con.create_window_function("winsum", 1, WindowSum)
@@ -138,6 +147,7 @@ def test_collation(con: Any, mod: ModuleType) -> None:
 
 
 def test_authorizer(con: Any, mod: ModuleType) -> None:
+    stdlib_since(mod, (3, 11), "SQLITE_* authorizer action constants")
     def deny_s(action: int, arg1: Any, arg2: Any, db: Any, trigger: Any) -> int:
         if action == mod.SQLITE_READ and arg2 == "s":
             return mod.SQLITE_DENY
@@ -181,6 +191,7 @@ def test_progress_handler_and_trace(con: Any, mod: ModuleType) -> None:
 
 
 def test_limits(con: Any, mod: ModuleType) -> None:
+    stdlib_since(mod, (3, 11), "limits")
     old = con.getlimit(mod.SQLITE_LIMIT_LENGTH)
     assert con.setlimit(mod.SQLITE_LIMIT_LENGTH, 100) == old
     assert con.getlimit(mod.SQLITE_LIMIT_LENGTH) == 100
@@ -192,6 +203,7 @@ def test_limits(con: Any, mod: ModuleType) -> None:
 
 
 def test_blobopen(con: Any, mod: ModuleType) -> None:
+    stdlib_since(mod, (3, 11), "blobopen")
     con.execute("CREATE TABLE b(id INTEGER PRIMARY KEY, data BLOB)")
     con.execute("INSERT INTO b VALUES (1, zeroblob(8))")
     con.commit()

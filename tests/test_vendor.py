@@ -49,10 +49,13 @@ def test_compile_options() -> None:
         "ENABLE_DBSTAT_VTAB",
         "ENABLE_STAT4",
         "ENABLE_COLUMN_METADATA",
-        "DQS=0",
+        "ENABLE_FTS4",  # applications probe for it (peewee); Debian's and python.org's SQLite list it
         "THREADSAFE=1",
     ):
         assert required in options
+    # Left at SQLite's defaults, as in the stdlib's SQLite: double-quoted
+    # strings (switched per connection) and shared cache.
+    assert "DQS=0" not in options and "OMIT_SHARED_CACHE" not in options
     assert all(isinstance(o, str) and not o.startswith("SQLITE_") for o in options)
 
 
@@ -64,6 +67,51 @@ def test_compiled_features_work(con: sss.Connection) -> None:
     ]
     con.execute("CREATE VIRTUAL TABLE box USING rtree(id, x0, x1)")
     assert con.execute("SELECT round(sqrt(16.0))").fetchone() == (4.0,)
-    # SQLITE_DQS=0: a double-quoted string is an identifier, never a literal
+    con.execute("CREATE VIRTUAL TABLE old USING fts4(body)")
+    # A native connection turns double-quoted string literals off for itself
+    # (SQLITE_DBCONFIG_DQS_DML/DDL): a double-quoted string is an identifier,
+    # never a literal.
     with pytest.raises(sss.SQLError, match="no such column"):
         con.execute('SELECT "not a column"')
+    with pytest.raises(sss.SQLError, match="no such column"):
+        con.execute('CREATE TABLE dq(x CHECK (x != "not a column"))')
+
+
+def test_double_quoted_strings_per_connection(tmp_path: Path) -> None:
+    """The DB-API connection accepts what the stdlib's does by default; the
+    native one stays strict; either can switch with setconfig."""
+    import sqlite_session_safe.dbapi as dbapi
+
+    d = dbapi.connect(tmp_path / "d.db")
+    assert d.execute('SELECT "a literal"').fetchone() == ("a literal",)
+    d.execute('CREATE TABLE t(x CHECK (x != "forbidden"))')  # DDL too (DQS_DDL)
+    assert d.getconfig(dbapi.SQLITE_DBCONFIG_DQS_DML) and d.getconfig(dbapi.SQLITE_DBCONFIG_DQS_DDL)
+    d.close()
+    n = sss.connect(tmp_path / "n.db")
+    assert not n.getconfig(sss.SQLITE_DBCONFIG_DQS_DML) and not n.getconfig(sss.SQLITE_DBCONFIG_DQS_DDL)
+    n.setconfig(sss.SQLITE_DBCONFIG_DQS_DML, True)
+    assert n.execute('SELECT "now a literal"').fetchone() == ("now a literal",)
+    n.close()
+
+
+def test_shared_cache_memory_database_is_shared() -> None:
+    """`file:NAME?mode=memory&cache=shared` is one database for every
+    connection of the process that opens it (Datasette keeps its catalogue
+    that way), through either API."""
+    import sqlite_session_safe.dbapi as dbapi
+
+    uri = "file:sss_shared_cache_test?mode=memory&cache=shared"
+    a = dbapi.connect(uri, uri=True)
+    b = dbapi.connect(uri, uri=True)
+    c = sss.connect(uri, uri=True)
+    a.execute("CREATE TABLE t(x)")
+    a.execute("INSERT INTO t VALUES (1)")
+    a.commit()
+    assert b.execute("SELECT x FROM t").fetchall() == [(1,)]
+    assert c.execute("SELECT x FROM t").fetchall() == [(1,)]
+    for con in (a, b, c):
+        con.close()
+    # the last connection gone, the database is gone
+    d = dbapi.connect(uri, uri=True)
+    assert d.execute("SELECT count(*) FROM sqlite_master").fetchone() == (0,)
+    d.close()

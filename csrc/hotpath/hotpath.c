@@ -32,7 +32,8 @@
  *   parameter: None, bool, exact int (64-bit), exact float, exact str
  *              (UTF-8 without lone surrogates) and exact bytes are bound here.
  * Anything else (other types, subclasses, ints beyond 64 bits, surrogates,
- * the wrong number of parameters) makes execute() return SSS_FALLBACK before
+ * the wrong number of parameters, a tuple for named parameters) makes
+ * execute() return SSS_FALLBACK before
  * anything ran, and the caller takes the marshal path, which handles every
  * case and raises the precise error.  A value SQLite itself refuses to bind
  * (SQLITE_TOOBIG) is returned as that error code, as the marshal path does.
@@ -117,6 +118,17 @@ static int bind_params(sqlite3_stmt *stmt, PyObject *params)
     Py_ssize_t n = PySequence_Fast_GET_SIZE(params);
     if (n != count)
         return SSS_FALLBACK;
+    if (PyTuple_CheckExact(params)) {
+        /* A tuple for named parameters (:x, @x, $x) takes the packed path,
+         * where the DB-API face warns as the stdlib does (3.12+).  The
+         * native cursor hands a dict over as a list (Statement.mapping_to_row),
+         * which stays here; a ?-only statement has no names (NULL, cheap). */
+        for (Py_ssize_t i = 0; i < n; i++) {
+            const char *name = sqlite3_bind_parameter_name(stmt, (int)i + 1);
+            if (name != NULL && name[0] != '?')
+                return SSS_FALLBACK;
+        }
+    }
     PyObject **items = PySequence_Fast_ITEMS(params);
     for (Py_ssize_t i = 0; i < n; i++) {
         int rc = bind_one(stmt, (int)i + 1, items[i]);
@@ -254,6 +266,33 @@ static PyObject *cell_value(const batch *b, const cell *c)
     }
 }
 
+/* Records on the pending UnicodeDecodeError (attribute sss_column) which
+ * column's text was not UTF-8: the DB-API face names the column in the
+ * stdlib's message for it.  Runs only on that error. */
+static void note_column(int column)
+{
+    if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
+        return;
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *exc = PyErr_GetRaisedException();
+#else
+    PyObject *type, *exc, *tb;
+    PyErr_Fetch(&type, &exc, &tb);
+    PyErr_NormalizeException(&type, &exc, &tb);
+#endif
+    PyObject *index = exc != NULL ? PyLong_FromLong(column) : NULL;
+    if (index == NULL || PyObject_SetAttrString(exc, "sss_column", index) < 0)
+        PyErr_Clear(); /* the decode error itself is the one to report */
+    Py_XDECREF(index);
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    if (tb != NULL)
+        PyException_SetTraceback(exc, tb);
+    PyErr_Restore(type, exc, tb);
+#endif
+}
+
 /* The batch's rows as a list of tuples, or NULL with an exception set. */
 static PyObject *batch_rows(const batch *b, long nrows, int ncols)
 {
@@ -268,8 +307,10 @@ static PyObject *batch_rows(const batch *b, long nrows, int ncols)
         PyList_SET_ITEM(rows, r, row);
         for (int i = 0; i < ncols; i++, c++) {
             PyObject *v = cell_value(b, c);
-            if (v == NULL)
+            if (v == NULL) {
+                note_column(i);
                 goto fail;
+            }
             PyTuple_SET_ITEM(row, i, v);
         }
     }

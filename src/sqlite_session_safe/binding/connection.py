@@ -65,6 +65,16 @@ class Connection:
     #: own autocommit.  Decided on the prepared statement, so a SELECT costs
     #: one attribute test.
     _begin: str | None = None
+    #: Whether ``"text"`` may be a string literal where no column of that
+    #: name exists (SQLite's legacy double-quoted strings).  The engine is
+    #: built with them available, as the stdlib's SQLite is; native
+    #: connections turn them off (a misspelt column is an error, not a
+    #: string), the DB-API face keeps them, as ``sqlite3`` does.
+    double_quoted_strings: bool = False
+    #: How SQL text with lone surrogates is encoded for SQLite: passed
+    #: through by native connections (as their values are); the DB-API face
+    #: refuses it ("strict": UnicodeEncodeError), as ``sqlite3`` does.
+    sql_encoding_errors: str = "surrogatepass"
 
     def __init__(
         self,
@@ -117,6 +127,9 @@ class Connection:
             raise err
         lib.sqlite3_extended_result_codes(db, 1)
         lib.sqlite3_busy_timeout(db, int(timeout * 1000))
+        if not self.double_quoted_strings:
+            for verb in (lib.SQLITE_DBCONFIG_DQS_DML, lib.SQLITE_DBCONFIG_DQS_DDL):
+                lib.sqlite3_db_config(db, verb, ffi.cast("int", 0), NULL)
         # Read the header now, so a file that is not a database fails here with
         # a message naming the file, not at some later query.
         rc = lib.sqlite3_exec(db, b"PRAGMA schema_version", NULL, NULL, NULL)
@@ -177,7 +190,8 @@ class Connection:
         if "\0" in sql:
             raise InterfaceError("SQL contains a NUL character")
         with self._use() as db:
-            self._ensure(lib.sqlite3_exec(db, sql.encode("utf-8", "surrogatepass"), NULL, NULL, NULL), db)
+            script = sql.encode("utf-8", self.sql_encoding_errors)
+            self._ensure(lib.sqlite3_exec(db, script, NULL, NULL, NULL), db)
 
     def transaction(self, kind: TransactionKind = "deferred") -> Transaction:
         """A context manager for a transaction: COMMIT on success, ROLLBACK on
@@ -329,10 +343,11 @@ class Connection:
             rc = lib.sqlite3_exec(db, b"PRAGMA schema_version", NULL, NULL, NULL)
             self._ensure(rc, db, "the deserialized data")
 
-    def iterdump(self) -> Iterator[str]:
+    def iterdump(self, *, filter: str | None = None) -> Iterator[str]:  # noqa: A002
         """The main database as SQL statements, one at a time, in the stdlib
-        ``sqlite3`` module's dump format (see :mod:`.dump`)."""
-        return _iterdump(self)
+        ``sqlite3`` module's dump format (see :mod:`.dump`); ``filter``: only
+        the objects whose name is LIKE this pattern."""
+        return _iterdump(self, filter)
 
     def interrupt(self) -> None:
         """Make the statement running on this connection (in another thread)

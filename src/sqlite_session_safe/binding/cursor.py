@@ -18,7 +18,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from .. import _hotpath
-from .errors import BindingError, ClosedError, DataError, InterfaceError
+from .errors import BindingError, ClosedError, DataError, Error, InterfaceError
 from .raw import error_from_db, ffi, lib
 from .statement import Statement
 from .values import (
@@ -285,7 +285,10 @@ class Cursor:
                     if rc != _OK:
                         bad = res.bad_row
                         row = chunk[bad] if 0 <= bad < len(chunk) else None
-                        raise self._error(rc, stmt, row, res, row_index=done + max(bad, 0))
+                        err = self._error(rc, stmt, row, res, row_index=done + max(bad, 0))
+                        if isinstance(err, Error):
+                            err.row_index = done + max(bad, 0)
+                        raise err
                     total += res.changes
                     done += len(chunk)
                 self.rowcount = total if stmt.is_dml else -1
@@ -296,7 +299,7 @@ class Cursor:
             return self
 
     @staticmethod
-    def _row_from_mapping(stmt: Statement, row: Any, index: int) -> tuple[Any, ...]:
+    def _row_from_mapping(stmt: Statement, row: Any, index: int) -> list[Any]:
         if not isinstance(row, Mapping):
             raise BindingError(
                 f"row {index}: expected a mapping like the first row, got {type(row).__qualname__}"

@@ -24,27 +24,31 @@ _TABLES = """
     SELECT "name", "type", "sql"
     FROM "sqlite_master"
         WHERE "sql" NOT NULL AND
-        "type" == 'table'
+        "type" == 'table' {}
         ORDER BY "name"
     """
 _OTHERS = """
     SELECT "name", "type", "sql"
     FROM "sqlite_master"
         WHERE "sql" NOT NULL AND
-        "type" IN ('index', 'trigger', 'view')
+        "type" IN ('index', 'trigger', 'view') {}
     """
+_FILTER = 'AND "name" LIKE ?'
 
 
-def iterdump(con: Connection) -> Iterator[str]:
-    """Yield the statements that recreate ``con``'s main database.
+def iterdump(con: Connection, filter: str | None = None) -> Iterator[str]:  # noqa: A002
+    """Yield the statements that recreate ``con``'s main database; with
+    ``filter``, only the tables, indexes, triggers and views whose name is
+    LIKE that pattern (as Python 3.13's ``iterdump(filter=...)``).
 
     Runs on the native cursor whatever subclass ``con`` is, so a DB-API
     connection's ``row_factory`` cannot change what is read.
     """
+    where, params = (_FILTER, (filter,)) if filter else ("", ())
     writable_schema = False
     yield "BEGIN TRANSACTION;"
     sequence: list[str] = []
-    for table_name, _type, sql in Cursor(con).execute(_TABLES).fetchall():
+    for table_name, _type, sql in Cursor(con).execute(_TABLES.format(where), params).fetchall():
         if table_name == "sqlite_sequence":
             rows = Cursor(con).execute('SELECT * FROM "sqlite_sequence";').fetchall()
             sequence = ['DELETE FROM "sqlite_sequence"']
@@ -72,7 +76,7 @@ def iterdump(con: Connection) -> Iterator[str]:
         query = f"SELECT 'INSERT INTO \"{ident}\" VALUES({values})' FROM \"{ident}\";"
         for row in Cursor(con).execute(query):
             yield f"{row[0]};"
-    for _name, _type, sql in Cursor(con).execute(_OTHERS).fetchall():
+    for _name, _type, sql in Cursor(con).execute(_OTHERS.format(where), params).fetchall():
         yield f"{sql};"
     if writable_schema:
         yield "PRAGMA writable_schema=OFF;"

@@ -11,6 +11,8 @@ lock) imports :class:`Error` without needing the compiled SQLite module.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "Error",
     "InterfaceError",
@@ -54,6 +56,10 @@ __all__ = [
 class Error(Exception):
     """Base class of every exception raised by sqlite_session_safe."""
 
+    #: For a row of ``executemany`` that failed after the rows before it ran:
+    #: its index in the parameter rows (else None).
+    row_index: int | None = None
+
 
 class InterfaceError(Error):
     """The package's API was used in a way it does not allow."""
@@ -89,6 +95,9 @@ class SQLiteError(Error):
         name: the primary code's name, e.g. ``"SQLITE_BUSY"``.
         extended_name: the extended code's name, e.g. ``"SQLITE_BUSY_SNAPSHOT"``
             (equal to ``name`` when SQLite gave no extended detail).
+        errmsg: SQLite's own message (``sqlite3_errmsg``), without the
+            context this package adds to ``str(exc)`` (where in the SQL, which
+            file); the DB-API module reports it alone, as the stdlib does.
     """
 
     #: Primary result code this class stands for (set on each subclass).
@@ -99,8 +108,11 @@ class SQLiteError(Error):
         message: str,
         extended_code: int | None = None,
         extended_name: str | None = None,
+        *,
+        errmsg: str | None = None,
     ) -> None:
         super().__init__(message)
+        self.errmsg: str = message if errmsg is None else errmsg
         if extended_code is None:
             extended_code = self.primary_code
         self.extended_code: int = extended_code
@@ -108,9 +120,9 @@ class SQLiteError(Error):
         self.name: str = PRIMARY_RESULT_CODES.get(self.code, f"SQLITE_{self.code}")
         self.extended_name: str = extended_name or self.name
 
-    def __reduce__(self) -> tuple[type[SQLiteError], tuple[str, int, str]]:
+    def __reduce__(self) -> Any:
         # pickles across processes (multiprocessing) intact
-        return (type(self), (str(self), self.extended_code, self.extended_name))
+        return (_rebuild, (type(self), str(self), self.extended_code, self.extended_name, self.errmsg))
 
 
 class SQLError(SQLiteError):
@@ -299,6 +311,10 @@ PRIMARY_RESULT_CODES: dict[int, str] = {
     25: "SQLITE_RANGE",
     26: "SQLITE_NOTADB",
 }
+
+def _rebuild(cls: type[SQLiteError], message: str, code: int, name: str, errmsg: str) -> SQLiteError:
+    return cls(message, code, name, errmsg=errmsg)
+
 
 _CLASS_BY_CODE: dict[int, type[SQLiteError]] = {
     cls.primary_code: cls for cls in SQLiteError.__subclasses__()

@@ -49,14 +49,12 @@ def text(ptr: Any) -> str:
 
 def error_from_code(rc: int, context: str | None = None) -> SQLiteError:
     """An exception for a result code when no connection can explain it."""
-    message = text(lib.sqlite3_errstr(rc))
-    if context:
-        message = f"{message} ({context})"
-    return _make(rc, message)
+    return _make(rc, text(lib.sqlite3_errstr(rc)), context)
 
 
-def _make(rc: int, message: str) -> SQLiteError:
-    return error_class_for(rc)(message, rc, EXTENDED_CODE_NAMES.get(rc))
+def _make(rc: int, errmsg: str, context: str | None) -> SQLiteError:
+    message = f"{errmsg} ({context})" if context else errmsg
+    return error_class_for(rc)(message, rc, EXTENDED_CODE_NAMES.get(rc), errmsg=errmsg)
 
 
 def error_from_db(db: Any, rc: int | None = None, context: str | None = None) -> SQLiteError:
@@ -69,10 +67,7 @@ def error_from_db(db: Any, rc: int | None = None, context: str | None = None) ->
     extended = lib.sqlite3_extended_errcode(db)
     if rc is not None and (extended & 0xFF) != (rc & 0xFF):
         return error_from_code(rc, context)
-    message = text(lib.sqlite3_errmsg(db))
-    if context:
-        message = f"{message} ({context})"
-    return _make(extended, message)
+    return _make(extended, text(lib.sqlite3_errmsg(db)), context)
 
 
 def ensure(rc: int, db: Any = None, context: str | None = None) -> None:

@@ -73,7 +73,7 @@ class Statement:
         if "\0" in sql:
             raise InterfaceError("SQL contains a NUL character")
         db = con._db
-        sql_bytes = sql.encode("utf-8", "surrogatepass")
+        sql_bytes = sql.encode("utf-8", con.sql_encoding_errors)
         out = ffi.new("sqlite3_stmt **")
         tail = ffi.new("const char **")
         source = ffi.from_buffer(sql_bytes)
@@ -137,7 +137,11 @@ class Statement:
             return pack_row(self.mapping_to_row(params))
         return pack_row(as_sequence(params))
 
-    def mapping_to_row(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
+    def mapping_to_row(self, params: Mapping[str, Any]) -> list[Any]:
+        """The values of ``params`` in the order of the statement's named
+        parameters.  A list: the hot path binds lists of values for named
+        parameters directly, and sends tuples (a sequence given for named
+        parameters) to the packed path (csrc/hotpath/hotpath.c)."""
         names = self.param_names
         if None in names:
             raise BindingError(
@@ -145,7 +149,7 @@ class Statement:
                 "pass a sequence, or use named parameters (:name)"
             )
         try:
-            return tuple([params[name] for name in names])  # type: ignore[index]
+            return [params[name] for name in names]  # type: ignore[index]
         except KeyError as exc:
             raise BindingError(
                 f"no value for named parameter :{exc.args[0]} "

@@ -12,6 +12,10 @@ constructors), ``row``, ``cursor``, ``connection`` (transactions),
 
 from __future__ import annotations
 
+import sys as _sys
+import warnings as _warnings
+from typing import Any as _Any
+
 from ...binding.library import sqlite_version as _sqlite_version
 from ...binding.raw import lib as _lib
 from . import constants as _constants
@@ -57,9 +61,48 @@ threadsafety = 1
 paramstyle = "qmark"
 sqlite_version: str = _sqlite_version()
 sqlite_version_info: tuple[int, int, int] = tuple(int(x) for x in sqlite_version.split("."))  # type: ignore[assignment]
-#: The stdlib module's own version numbers (deprecated there since 3.12).
-version = "2.6.0"
-version_info = (2, 6, 0)
+#: The stdlib module's own version numbers (deprecated there since 3.12:
+#: then read through module_attribute(), with the stdlib's warning).
+_VERSION = "2.6.0"
+_VERSION_INFO = (2, 6, 0)
+if _sys.version_info < (3, 12):
+    version = _VERSION
+    version_info = _VERSION_INFO
+
+
+def module_attribute(module: str, name: str) -> _Any:
+    """The names the stdlib module serves from its module ``__getattr__``,
+    with its DeprecationWarning (pointing at the code that reads them):
+    ``version``/``version_info`` since 3.12, ``OptimizedUnicode`` before
+    3.12.  The public modules' ``__getattr__`` call this directly."""
+    if _sys.version_info >= (3, 12) and name in ("version", "version_info"):
+        _warnings.warn(f"{name} is deprecated and will be removed in Python 3.14",
+                       DeprecationWarning, stacklevel=3)
+        return _VERSION if name == "version" else _VERSION_INFO
+    if _sys.version_info < (3, 12) and name == "OptimizedUnicode":
+        _warnings.warn("OptimizedUnicode is deprecated and will be removed in Python 3.12; "
+                       "it has been an alias for 'str' since Python 3.3",
+                       DeprecationWarning, stacklevel=3)
+        return str
+    raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+
+def __getattr__(name: str) -> _Any:
+    return module_attribute(__name__, name)
+
+
+if _sys.version_info < (3, 12):
+
+    def enable_shared_cache(enable: int) -> None:
+        """Turn SQLite's shared-cache mode on or off for connections opened
+        afterwards, process-wide (deprecated, as in the stdlib: open
+        ``file:...?cache=shared`` URIs instead)."""
+        _warnings.warn("enable_shared_cache is deprecated and will be removed in Python 3.12; "
+                       "open the database with the cache=shared URI parameter instead",
+                       DeprecationWarning, stacklevel=2)
+        rc = _lib.sqlite3_enable_shared_cache(1 if enable else 0)
+        if rc != _lib.SQLITE_OK:
+            raise OperationalError("Changing the shared_cache flag failed")
 
 
 def complete_statement(statement: str, /) -> bool:
@@ -74,7 +117,7 @@ globals().update(_constants.CONSTANTS)
 
 __all__ = [
     "apilevel", "threadsafety", "paramstyle", "sqlite_version", "sqlite_version_info",
-    "version", "version_info",
+    *(("version", "version_info", "enable_shared_cache") if _sys.version_info < (3, 12) else ()),
     "connect", "Connection", "Cursor", "Row", "Blob", "PrepareProtocol",
     "CoordinatedConnection", "CoordinatedCursor",
     "LEGACY_TRANSACTION_CONTROL", "PARSE_DECLTYPES", "PARSE_COLNAMES",

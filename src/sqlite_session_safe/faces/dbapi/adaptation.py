@@ -12,11 +12,10 @@ from __future__ import annotations
 import datetime
 import sys
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .errors import ProgrammingError
+from .errors import ProgrammingError, warn_caller
 
 __all__ = [
     "PrepareProtocol",
@@ -26,6 +25,7 @@ __all__ = [
     "register_adapter",
     "register_converter",
     "adapt_parameters",
+    "base_types_adapted",
     "Date",
     "Time",
     "Timestamp",
@@ -96,6 +96,13 @@ def adapt(obj: Any, proto: Any = PrepareProtocol, alt: Any = _MISSING, /) -> Any
     raise ProgrammingError("can't adapt")
 
 
+def base_types_adapted() -> bool:
+    """Whether an adapter is registered for int, float, str or bytearray:
+    then every parameter goes through :func:`adapt` (else plain values of
+    those types are bound as they are)."""
+    return bool(_state["base_adapted"])
+
+
 def _adapt_value(value: Any) -> Any:
     t = type(value)
     if t in _BASE_TYPES and not _state["base_adapted"]:
@@ -150,11 +157,9 @@ def TimestampFromTicks(ticks: float) -> datetime.datetime:
 
 def _deprecated(what: str) -> None:
     if sys.version_info >= (3, 12):
-        warnings.warn(
+        warn_caller(
             f"The default {what} is deprecated as of Python 3.12; see the sqlite3 documentation "
-            "for suggested replacement recipes",
-            DeprecationWarning,
-            stacklevel=4,
+            "for suggested replacement recipes"
         )
 
 

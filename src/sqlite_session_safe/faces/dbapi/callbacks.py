@@ -23,6 +23,8 @@ from typing import Any
 
 from ...binding import errors as native
 from ...binding.raw import lib
+from .errors import DataError, ProgrammingError, with_code
+from .parameters import UNSUPPORTED, type_name, value_for_sqlite
 
 __all__ = [
     "enable_callback_tracebacks",
@@ -36,6 +38,8 @@ __all__ = [
 ]
 
 _state = {"tracebacks": False}
+_INT_MIN = -(1 << 31)
+_INT_MAX = (1 << 31) - 1
 
 
 def enable_callback_tracebacks(flag: bool, /) -> None:
@@ -65,36 +69,101 @@ class _Unraisable:
         self.object = obj
 
 
-def _failed(message: str, exc: Exception, obj: Any) -> CallbackFailed:
+def _failed(message: str, exc: Exception, obj: Any) -> BaseException:
+    """What the failed callable makes the statement raise (the stdlib's
+    ``set_sqlite_error``): MemoryError for a MemoryError, DataError "string
+    or blob too big" for an OverflowError (SQLite's SQLITE_NOMEM and
+    SQLITE_TOOBIG), else OperationalError with ``message``."""
     _report(exc, obj)
-    failed = CallbackFailed(message)
+    failed: BaseException
+    if not _PY311:  # 3.10: every failure is the same OperationalError
+        failed = CallbackFailed(message)
+    elif isinstance(exc, MemoryError):
+        failed = MemoryError()
+    elif isinstance(exc, OverflowError):
+        failed = with_code(DataError, "string or blob too big", 18, "SQLITE_TOOBIG")
+    else:
+        failed = CallbackFailed(message)
     failed.__cause__ = exc
     return failed
+
+
+_INT64 = 1 << 63
+
+
+def result_value(value: Any) -> Any:
+    """A user function's result as SQLite gets it from the stdlib
+    (``_pysqlite_set_result``): None, int (64-bit, else OverflowError),
+    float, str (UTF-8, else UnicodeEncodeError), a contiguous buffer (else
+    BufferError) as bytes; anything else is an error."""
+    t = type(value)
+    if value is None or t is float or t is bytes or t is str and value.isascii() or \
+            t is int and -_INT64 <= value < _INT64:
+        return value  # the common results, as they are
+    result = value_for_sqlite(value)
+    if result is UNSUPPORTED:
+        raise ProgrammingError(f"User function returned unsupported type '{type_name(value)}'")
+    return result
 
 
 def wrap_function(func: Callable[..., Any]) -> Callable[..., Any]:
     def call(*args: Any) -> Any:
         try:
-            return func(*args)
+            return result_value(func(*args))
         except Exception as exc:
             raise _failed("user-defined function raised exception", exc, func) from exc
 
     return call
 
 
+#: Python 3.11 tells a missing aggregate method from one that raised.
+_PY311 = sys.version_info >= (3, 11)
+_NOT_DEFINED = "not defined" if _PY311 else "raised error"
+
+
 def wrap_aggregate(cls: type, window: bool) -> type:
     """A class SQLite's aggregate protocol can drive that reports failures of
     the user's methods the way the stdlib words them."""
 
-    def method(name: str) -> Callable[..., Any]:
-        def run(self: Any, *args: Any) -> Any:
-            try:
-                return getattr(self._inner, name)(*args)
-            except Exception as exc:
-                raise _failed(f"user-defined aggregate's '{name}' method raised error", exc, cls) from exc
+    def failed(name: str, exc: Exception) -> BaseException:
+        how = _NOT_DEFINED if isinstance(exc, AttributeError) else "raised error"
+        return _failed(f"user-defined aggregate's '{name}' method {how}", exc, cls)
 
-        run.__name__ = name
-        return run
+    def step(self: Any, *args: Any) -> None:
+        try:
+            method = self._inner.step
+        except AttributeError as exc:
+            if not _PY311:
+                raise  # 3.10: the AttributeError itself comes out of execute()
+            raise failed("step", exc) from exc
+        try:
+            method(*args)
+        except Exception as exc:
+            raise _failed("user-defined aggregate's 'step' method raised error", exc, cls) from exc
+
+    def inverse(self: Any, *args: Any) -> None:
+        try:
+            self._inner.inverse(*args)
+        except Exception as exc:
+            raise failed("inverse", exc) from exc
+
+    def value(self: Any) -> Any:
+        try:
+            return result_value(self._inner.value())
+        except Exception as exc:
+            raise failed("value", exc) from exc
+
+    def finalize(self: Any) -> Any:
+        try:
+            return result_value(self._inner.finalize())
+        except Exception as exc:
+            if window:
+                # SQLite does not report an error of a window function's
+                # final call to the statement; the stdlib only reports it
+                # (enable_callback_tracebacks).
+                _report(exc, cls)
+                return None
+            raise failed("finalize", exc) from exc
 
     def init(self: Any) -> None:
         try:
@@ -102,10 +171,10 @@ def wrap_aggregate(cls: type, window: bool) -> type:
         except Exception as exc:
             raise _failed("user-defined aggregate's '__init__' method raised error", exc, cls) from exc
 
-    namespace: dict[str, Any] = {"__init__": init, "step": method("step"), "finalize": method("finalize")}
+    namespace: dict[str, Any] = {"__init__": init, "step": step, "finalize": finalize}
     if window:
-        namespace["inverse"] = method("inverse")
-        namespace["value"] = method("value")
+        namespace["inverse"] = inverse
+        namespace["value"] = value
     return type(f"DBAPI{cls.__name__}", (), namespace)
 
 
@@ -128,9 +197,9 @@ def wrap_authorizer(func: Callable[..., Any]) -> Callable[..., int]:
         except Exception as exc:
             _report(exc, func)
             return int(lib.SQLITE_DENY)
-        if type(result) is not int:
-            return int(lib.SQLITE_DENY)  # the stdlib denies on a non-int result
-        return result
+        if not isinstance(result, int) or not _INT_MIN <= result <= _INT_MAX:
+            return int(lib.SQLITE_DENY)  # the stdlib denies on a non-int result, or one beyond C int
+        return int(result)
 
     return authorize
 

@@ -19,7 +19,11 @@ close the connection (unlike the native ``sss.Connection``).
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
+import sys
+import warnings
 from builtins import callable as builtins_callable
 from collections.abc import Callable, Iterable, Iterator
 from threading import get_ident
@@ -30,6 +34,8 @@ from ...binding import dbconfig as _dbconfig
 from ...binding import errors as native
 from ...binding.connection import Connection as NativeConnection
 from ...binding.cursor import Cursor as NativeCursor
+from ...binding.raw import lib
+from ...binding.statement import Statement as NativeStatement
 from . import callbacks as _callbacks
 from .adaptation import _state as _adapt_state
 from .blob import Blob
@@ -46,7 +52,9 @@ from .errors import (
     ProgrammingError,
     Warning,
     cause,
+    sql_encode_error,
     translate,
+    warn_caller,
 )
 
 __all__ = ["Connection", "connect", "LEGACY_TRANSACTION_CONTROL"]
@@ -55,6 +63,8 @@ __all__ = ["Connection", "connect", "LEGACY_TRANSACTION_CONTROL"]
 LEGACY_TRANSACTION_CONTROL = -1
 
 _LEVELS = ("", "DEFERRED", "IMMEDIATE", "EXCLUSIVE")
+SQLITE_LIMIT_SQL_LENGTH: int = lib.SQLITE_LIMIT_SQL_LENGTH
+_COLLATION_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 _DBCONFIG_VERBS = frozenset(_dbconfig.OPTIONS.values())
 _new_object = object.__new__
 _native_init = NativeConnection.__init__
@@ -64,14 +74,30 @@ _native_close = NativeConnection.close
 _native_backup_into = NativeConnection._backup_into
 
 
+_ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
 def _check_isolation_level(level: object) -> str | None:
+    """The isolation level to keep for ``level``, or the stdlib's error.
+    Since 3.11 the stdlib keeps the canonical spelling ("deferred" reads
+    back as "DEFERRED") and compares ASCII letters only; 3.10 keeps the
+    object given."""
     if level is None:
         return None
+    if sys.version_info < (3, 11):
+        if not isinstance(level, str):
+            raise TypeError(f"isolation_level must be a string or None, not {type(level).__name__}")
+        if str.upper(level) not in _LEVELS:
+            raise ValueError("invalid value for isolation_level")
+        return level
     if not isinstance(level, str):
-        raise TypeError(f"isolation_level must be str or None, not {type(level).__name__}")
-    if level.upper() not in _LEVELS:
+        raise TypeError("isolation_level must be str or None")
+    if "\0" in level:
+        raise ValueError("embedded null character")
+    canonical = str.translate(level, _ASCII_UPPER)
+    if canonical not in _LEVELS:
         raise ValueError("isolation_level string must be '', 'DEFERRED', 'IMMEDIATE', or 'EXCLUSIVE'")
-    return level
+    return canonical
 
 
 def _check_autocommit(value: object) -> int | bool:
@@ -80,6 +106,74 @@ def _check_autocommit(value: object) -> int | bool:
     if type(value) is int and value == LEGACY_TRANSACTION_CONTROL:
         return LEGACY_TRANSACTION_CONTROL  # the one object: compared with `is`
     raise ValueError("autocommit must be True, False, or sqlite3.LEGACY_TRANSACTION_CONTROL")
+
+
+def _names(names: tuple[str, ...]) -> str:
+    quoted = [f"'{name}'" for name in names]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} and {quoted[-1]}"
+
+
+def positional_only_soon(method: str, *names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Python 3.13's DeprecationWarning for passing ``names`` of
+    ``Connection.method`` by keyword (positional-only from 3.15); on older
+    Pythons the method is left as it is."""
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        if sys.version_info < (3, 13):
+            return func
+        which = "argument" if len(names) == 1 else "arguments"
+        params = "Parameter" if len(names) == 1 else "Parameters"
+        message = (f"Passing keyword {which} {_names(names)} to _sqlite3.Connection.{method}() is "
+                   f"deprecated. {params} {_names(names)} will become positional-only in Python 3.15.")
+        deprecated = frozenset(names)
+
+        @functools.wraps(func)
+        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if kwargs and not deprecated.isdisjoint(kwargs):
+                warn_caller(message)
+            return func(self, *args, **kwargs)
+
+        return call
+
+    return decorate
+
+
+def _keyword_only_soon(where: str) -> str:
+    return (f"Passing more than 1 positional argument to {where} is deprecated. Parameters "
+            "'timeout', 'detect_types', 'isolation_level', 'check_same_thread', 'factory', "
+            "'cached_statements' and 'uri' will become keyword-only parameters in Python 3.15.")
+
+
+def _keyword_only_soon_init(init: Callable[..., None]) -> Callable[..., None]:
+    """Python 3.13's DeprecationWarning for ``Connection(path, timeout, ...)``
+    with more than one positional argument (keyword-only from 3.15)."""
+    if sys.version_info < (3, 13):
+        return init
+
+    @functools.wraps(init)
+    def call(self: Any, *args: Any, **kwargs: Any) -> None:
+        if len(args) > 1:
+            warn_caller(_keyword_only_soon("_sqlite3.Connection()"))
+        init(self, *args, **kwargs)
+
+    return call
+
+
+class PreparedStatement:
+    """What ``con(sql)`` returns: a compiled statement (opaque, as the
+    stdlib's ``sqlite3.Statement``; it cannot be created directly)."""
+
+    __slots__ = ("_stmt",)
+    _stmt: NativeStatement
+
+    def __new__(cls, *args: object, **kwargs: object) -> PreparedStatement:
+        raise TypeError(f"cannot create '{cls.__module__}.{cls.__qualname__}' instances")
+
+    @classmethod
+    def _wrap(cls, stmt: NativeStatement) -> PreparedStatement:
+        self: PreparedStatement = _new_object(cls)
+        self._stmt = stmt
+        return self
 
 
 class ConnectionFace:
@@ -112,8 +206,14 @@ class ConnectionFace:
                 f"The object was created in thread id {owner} and this is thread id {get_ident()}."
             )
 
+    #: False until ``__init__`` has opened the database (a subclass may not
+    #: call it; a failed re-``__init__`` leaves the connection unusable).
+    _initialized = True
+
     def _check_open_dbapi(self) -> None:
         if self._db is None:
+            if not self._initialized:
+                raise ProgrammingError("Base Connection.__init__ not called.")
             raise ProgrammingError("Cannot operate on a closed database.")
 
     @property
@@ -132,6 +232,18 @@ class Connection(ConnectionFace, NativeConnection):
     on the package's SQLite build.  Being a native connection too, it also
     offers ``session()``, ``transaction()`` and the native properties."""
 
+    #: SQLite's legacy double-quoted string literals stay on, as in the
+    #: stdlib's connections (real SQL relies on them: ``VALUES ("optimize")``);
+    #: the native ``sss.connect`` turns them off.
+    double_quoted_strings = True
+    #: SQL text with lone surrogates raises UnicodeEncodeError, as in the stdlib.
+    sql_encoding_errors = "strict"
+    # What methods read before __init__ has run (or after it failed).
+    _db: Any = None
+    _thread: int | None = None
+    _initialized = False
+
+    @_keyword_only_soon_init
     def __init__(
         self,
         database: str | bytes | os.PathLike[str],
@@ -145,8 +257,17 @@ class Connection(ConnectionFace, NativeConnection):
         *,
         autocommit: int | bool = LEGACY_TRANSACTION_CONTROL,
     ) -> None:
+        if self._db is not None:
+            # __init__ again on an open connection: the stdlib closes it first,
+            # and the connection stays unusable if the new open fails.
+            self._initialized = False
+            try:
+                _native_close(self)
+            except native.Error as exc:
+                raise translate(exc) from cause(exc)
+        self._initialized = False
         # Everything close() and __del__ read is set before the native open.
-        self._thread: int | None = get_ident() if check_same_thread else None
+        self._thread = get_ident() if check_same_thread else None
         self._isolation_level = _check_isolation_level(isolation_level)
         self._autocommit = _check_autocommit(autocommit)
         if isinstance(detect_types, bool) or not isinstance(detect_types, int):
@@ -167,6 +288,7 @@ class Connection(ConnectionFace, NativeConnection):
                          cached_statements=int(cached_statements))
         except native.Error as exc:
             raise translate(exc) from cause(exc)
+        self._initialized = True
         if self._autocommit is False:
             self._exec("BEGIN")
 
@@ -176,7 +298,7 @@ class Connection(ConnectionFace, NativeConnection):
         """What implicit BEGIN to issue before DML (None: none)."""
         level = self._isolation_level
         if self._autocommit is LEGACY_TRANSACTION_CONTROL and level is not None:
-            self._begin = f"BEGIN {level}".rstrip()
+            self._begin = f"BEGIN {level}"  # "BEGIN " for "": the stdlib's text (trace callbacks see it)
         else:
             self._begin = None
 
@@ -201,15 +323,17 @@ class Connection(ConnectionFace, NativeConnection):
     def isolation_level(self) -> str | None:
         """The BEGIN flavour for implicit transactions (legacy mode); None:
         no implicit transactions.  Setting None commits a pending one."""
+        self._check_open_dbapi()
         return self._isolation_level
 
     @isolation_level.setter
     def isolation_level(self, value: str | None) -> None:
         self._check_thread()
         level = _check_isolation_level(value)
-        if level is None and self._autocommit is LEGACY_TRANSACTION_CONTROL and \
-                self._db is not None and self._in_tx():
-            self._exec("COMMIT")
+        if level is None:
+            self._check_open_dbapi()
+            if self._autocommit is LEGACY_TRANSACTION_CONTROL and self._in_tx():
+                self._exec("COMMIT")
         self._isolation_level = level
         self._update_begin()
 
@@ -243,6 +367,7 @@ class Connection(ConnectionFace, NativeConnection):
     def total_changes(self) -> int:
         """Rows changed by INSERT/UPDATE/DELETE since the connection opened."""
         self._check_thread()
+        self._check_open_dbapi()
         try:
             return NativeConnection.total_changes.fget(self)  # type: ignore[attr-defined,no-any-return]
         except native.Error as exc:
@@ -278,9 +403,9 @@ class Connection(ConnectionFace, NativeConnection):
         self._check_thread()
         self._check_open_dbapi()
         cursor = factory(self)
-        if not isinstance(cursor, Cursor):
+        if not issubclass(type(cursor), Cursor):  # the real type: __class__ can lie
             raise TypeError(f"factory must return a cursor, not {type(cursor).__name__}")
-        if cursor.row_factory is None:
+        if self.row_factory is not None:
             cursor.row_factory = self.row_factory
         return cursor
 
@@ -300,7 +425,9 @@ class Connection(ConnectionFace, NativeConnection):
             try:
                 _native_execute(cursor, sql, parameters)
             except native.Error as exc:
-                cursor._retry_adapted(exc, sql, parameters)
+                cursor._execute_failed(exc, sql, parameters)
+            except UnicodeEncodeError as exc:
+                raise sql_encode_error(exc, sql) from None
             if factory is not None or self._row_hooks:
                 cursor._post = cursor._make_post(sql)
             return cursor
@@ -318,7 +445,16 @@ class Connection(ConnectionFace, NativeConnection):
         self._check_thread()
         self._check_open_dbapi()
         if not isinstance(script, str):
+            if sys.version_info < (3, 11):
+                raise ValueError("script argument must be unicode.")
             raise TypeError(f"executescript() argument 1 must be str, not {type(script).__name__}")
+        if "\0" in script:
+            raise ValueError("embedded null character")
+        # UnicodeEncodeError for lone surrogates; the stdlib checks the length
+        # against SQLite's limit itself
+        size = len(script.encode("utf-8"))
+        if size > NativeConnection.getlimit(self, SQLITE_LIMIT_SQL_LENGTH):
+            raise DataError("query string is too large")
         if self._autocommit is LEGACY_TRANSACTION_CONTROL and self._in_tx():
             self._exec("COMMIT")
         try:
@@ -326,13 +462,40 @@ class Connection(ConnectionFace, NativeConnection):
         except native.Error as exc:
             raise translate(exc, script) from cause(exc)
 
+    def __call__(self, *args: Any) -> PreparedStatement:
+        """``con(sql)``: compile ``sql`` into a prepared statement and return
+        it (the stdlib's undocumented ``Connection.__call__``); errors as
+        :meth:`execute` raises them."""
+        self._check_thread()
+        self._check_open_dbapi()
+        if len(args) != 1:
+            raise TypeError(f"Connection() takes exactly 1 positional argument ({len(args)} given)")
+        sql = args[0]
+        if not isinstance(sql, str):
+            raise TypeError(f"argument 1 must be str, not {type(sql).__name__}")
+        try:
+            with self._use():
+                stmt = NativeStatement(self, sql)
+        except native.Error as exc:
+            raise translate(exc, sql) from cause(exc)
+        return PreparedStatement._wrap(stmt)
+
+    __call__.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
+        inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY),
+        inspect.Parameter("sql", inspect.Parameter.POSITIONAL_ONLY),
+    ])
+
     # -- lifetime -----------------------------------------------------------
 
     def close(self) -> None:
         """Close the connection (an uncommitted transaction is rolled back)."""
-        if getattr(self, "_db", None) is None:
-            return
         self._check_thread()
+        if not self._initialized:
+            raise ProgrammingError("Base Connection.__init__ not called.")
+        if self._db is None:
+            return
+        if self._autocommit is False and self._in_tx():
+            self._exec("ROLLBACK")  # explicit, as the stdlib does (trace callbacks see it)
         try:
             _native_close(self)
         except native.Error as exc:
@@ -341,6 +504,9 @@ class Connection(ConnectionFace, NativeConnection):
     def __del__(self) -> None:
         try:
             if getattr(self, "_db", None) is not None:
+                if sys.version_info >= (3, 13):
+                    warnings.warn(f"unclosed database in {self!r}", ResourceWarning,
+                                  stacklevel=1, source=self)
                 _native_close(self)
         except Exception:
             pass
@@ -380,6 +546,7 @@ class Connection(ConnectionFace, NativeConnection):
         except native.Error as exc:
             raise translate(exc) from cause(exc)
 
+    @positional_only_soon("create_function", "name", "narg", "func")
     def create_function(
         self, name: str, narg: int, func: Callable[..., Any] | None, *, deterministic: bool = False
     ) -> None:
@@ -388,13 +555,29 @@ class Connection(ConnectionFace, NativeConnection):
         if func is not None and not callable(func):
             raise TypeError("func must be callable")
         wrapped = None if func is None else _callbacks.wrap_function(func)
-        self._native_call(NativeConnection.create_function, name, narg, wrapped,
-                          deterministic=deterministic)
+        self._create("function", NativeConnection.create_function, name, narg, wrapped,
+                     deterministic=deterministic)
 
+    @positional_only_soon("create_aggregate", "name", "n_arg", "aggregate_class")
     def create_aggregate(self, name: str, n_arg: int, aggregate_class: type | None) -> None:
         """Register an aggregate class (``step(*args)``, ``finalize()``)."""
         wrapped = None if aggregate_class is None else _callbacks.wrap_aggregate(aggregate_class, False)
-        self._native_call(NativeConnection.create_aggregate, name, n_arg, wrapped)
+        self._create("aggregate", NativeConnection.create_aggregate, name, n_arg, wrapped)
+
+    def _create(self, what: str, method: Callable[..., Any], name: object, *args: Any, **kwargs: Any) -> None:
+        """Register a user function or aggregate; what SQLite (or the native
+        checks of its arguments) refuses is the stdlib's OperationalError
+        "Error creating function" (SQLite gives no reason)."""
+        self._check_thread()
+        self._check_open_dbapi()
+        if not isinstance(name, str):
+            raise TypeError(f"create_{what}() argument 'name' must be str, not {type(name).__name__}")
+        try:
+            method(self, name, *args, **kwargs)
+        except (native.ClosedError, native.ThreadingError) as exc:
+            raise translate(exc) from None
+        except native.Error:
+            raise OperationalError(f"Error creating {what}") from None
 
     def create_window_function(
         self, name: str, num_params: int, aggregate_class: type | None, /
@@ -408,21 +591,28 @@ class Connection(ConnectionFace, NativeConnection):
         """Register collation ``name``; ``callable(a, b)`` returns <0, 0 or >0."""
         if callable is not None and not builtins_callable(callable):
             raise TypeError("parameter must be callable")
+        if not isinstance(name, str):
+            raise TypeError(f"create_collation() argument 1 must be str, not {type(name).__name__}")
+        if sys.version_info < (3, 11) and not all(c in _COLLATION_CHARS for c in str.upper(name)):
+            raise ProgrammingError("invalid character in collation name")  # 3.10's rule
         wrapped = None if callable is None else _callbacks.wrap_collation(callable)
         self._native_call(NativeConnection.create_collation, name, wrapped)
 
+    @positional_only_soon("set_authorizer", "authorizer_callback")
     def set_authorizer(self, authorizer_callback: Callable[..., Any] | None) -> None:
         """``authorizer_callback(action, arg1, arg2, db_name, trigger)`` returns
         SQLITE_OK, SQLITE_DENY or SQLITE_IGNORE; an exception denies."""
         wrapped = None if authorizer_callback is None else _callbacks.wrap_authorizer(authorizer_callback)
         self._native_call(NativeConnection.set_authorizer, wrapped)
 
+    @positional_only_soon("set_progress_handler", "progress_handler")
     def set_progress_handler(self, progress_handler: Callable[[], Any] | None, n: int) -> None:
         """Call ``progress_handler()`` every ``n`` VM instructions; a true
         result (or an exception) aborts the statement."""
         wrapped = None if progress_handler is None else _callbacks.wrap_progress(progress_handler)
         self._native_call(NativeConnection.set_progress_handler, wrapped, n)
 
+    @positional_only_soon("set_trace_callback", "trace_callback")
     def set_trace_callback(self, trace_callback: Callable[[str], Any] | None) -> None:
         """Call ``trace_callback(sql)`` for every statement run."""
         wrapped = None if trace_callback is None else _callbacks.wrap_trace(trace_callback)
@@ -485,7 +675,7 @@ class Connection(ConnectionFace, NativeConnection):
         self._check_thread()
         self._check_open_dbapi()
         try:
-            return Blob(self, table, column, row, readonly, name)
+            return Blob._open(self, table, column, row, readonly, name)
         except native.Error as exc:
             raise translate(exc) from None
 
@@ -539,17 +729,32 @@ class Connection(ConnectionFace, NativeConnection):
     def deserialize(self, data: bytes, /, *, name: str = "main") -> None:  # type: ignore[override]
         """Replace database ``name`` with the serialized database ``data``."""
         self._check_thread()
+        self._check_open_dbapi()
+        if not memoryview(data).c_contiguous:  # TypeError for what is no buffer
+            raise BufferError("memoryview: underlying buffer is not C-contiguous")
         try:
             NativeConnection.deserialize(self, data, name)
         except native.Error as exc:
             raise translate(exc) from cause(exc)
 
-    def iterdump(self) -> Iterator[str]:
-        """The database as SQL text, one statement at a time (the stdlib's format)."""
+    def iterdump(self, *, filter: str | None = None) -> Iterator[str]:  # noqa: A002
+        """The database as SQL text, one statement at a time (the stdlib's
+        format); ``filter``: only the objects whose name is LIKE it."""
         self._check_thread()
         self._check_open_dbapi()
+        if filter is not None and not isinstance(filter, str):
+            raise TypeError(f"filter must be str or None, not {type(filter).__name__}")
+        return self._dump(filter)
+
+    def _dump(self, filter: str | None) -> Iterator[str]:  # noqa: A002
         try:
-            yield from NativeConnection.iterdump(self)
+            if sys.version_info >= (3, 13) and NativeCursor(self).execute(
+                "PRAGMA foreign_key_check"
+            ).fetchone() is not None:
+                # 3.13: a dump of rows that violate a foreign key restores
+                # with the checks off
+                yield "PRAGMA foreign_keys=OFF;"
+            yield from NativeConnection.iterdump(self, filter=filter)
         except native.Error as exc:
             raise translate(exc) from cause(exc)
 
@@ -560,6 +765,39 @@ class Connection(ConnectionFace, NativeConnection):
 
 def connect(
     database: str | bytes | os.PathLike[str],
+    *args: Any,
+    coordinated: bool = False,
+    mode: str = "trusted",
+    label: str | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Open a DB-API connection to ``database``, like ``sqlite3.connect``.
+
+    The stdlib's arguments, in its order: ``timeout=5.0``,
+    ``detect_types=0``, ``isolation_level=""``, ``check_same_thread=True``,
+    ``factory=Connection``, ``cached_statements=128``, ``uri=False``, and
+    keyword-only ``autocommit=LEGACY_TRANSACTION_CONTROL``.  As in the
+    stdlib, ``factory`` (a :class:`Connection` subclass) is called with the
+    arguments exactly as given.
+
+    ``coordinated=True``: open through the coordinated ``sss.open(database,
+    mode=mode, **options)`` instead; every write transaction is admitted
+    through the outer lock and recorded in the audit log under ``label``
+    (see :mod:`sqlite_session_safe.faces.dbapi.coordinated`).
+    """
+    if args and sys.version_info >= (3, 13):
+        warn_caller(_keyword_only_soon("sqlite3.connect()"))
+    if coordinated:
+        return _connect_coordinated(database, *args, mode=mode, label=label, **kwargs)
+    if mode != "trusted" or label is not None:
+        raise ProgrammingError("mode and label apply to coordinated=True connections only")
+    factory = args[4] if len(args) > 4 else kwargs.get("factory")
+    cls = Connection if factory is None else factory
+    return cls(database, *args, **kwargs)
+
+
+def _connect_coordinated(
+    database: str | bytes | os.PathLike[str],
     timeout: float = 5.0,
     detect_types: int = 0,
     isolation_level: str | None = "",
@@ -569,34 +807,17 @@ def connect(
     uri: bool = False,
     *,
     autocommit: int | bool = LEGACY_TRANSACTION_CONTROL,
-    coordinated: bool = False,
-    mode: str = "trusted",
-    label: str | None = None,
+    mode: str,
+    label: str | None,
     **options: Any,
 ) -> Any:
-    """Open a DB-API connection to ``database``, like ``sqlite3.connect``.
+    from .coordinated import CoordinatedConnection
 
-    ``factory``: a :class:`Connection` subclass to instantiate.
-    ``coordinated=True``: open through the coordinated ``sss.open(database,
-    mode=mode, **options)`` instead; every write transaction is admitted
-    through the outer lock and recorded in the audit log under ``label``
-    (see :mod:`sqlite_session_safe.faces.dbapi.coordinated`).
-    """
-    if coordinated:
-        from .coordinated import CoordinatedConnection
-
-        if factory is not None or uri:
-            raise NotSupportedError("coordinated=True takes no factory and no uri")
-        return CoordinatedConnection(
-            os.fsdecode(database), timeout=timeout, detect_types=detect_types,
-            isolation_level=isolation_level, check_same_thread=check_same_thread,
-            autocommit=autocommit, mode=mode, label=label,
-            **options,
-        )
-    if options:
-        raise TypeError(f"connect() got unexpected keyword arguments: {', '.join(sorted(options))}")
-    if mode != "trusted" or label is not None:
-        raise ProgrammingError("mode and label apply to coordinated=True connections only")
-    cls = Connection if factory is None else factory
-    return cls(database, timeout, detect_types, isolation_level, check_same_thread, None,
-               cached_statements, uri, autocommit=autocommit)
+    if factory is not None or uri:
+        raise NotSupportedError("coordinated=True takes no factory and no uri")
+    return CoordinatedConnection(
+        os.fsdecode(database), timeout=timeout, detect_types=detect_types,
+        isolation_level=isolation_level, check_same_thread=check_same_thread,
+        autocommit=autocommit, mode=mode, label=label,
+        **options,
+    )

@@ -9,6 +9,7 @@ Python work happens unless a ``row_factory``, a converter or a non-``str``
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from threading import get_ident
@@ -17,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 from ...binding import errors as native
 from ...binding.cursor import EXECUTEMANY_CHUNK
 from ...binding.cursor import Cursor as NativeCursor
-from ...binding.raw import lib
+from ...binding.raw import ffi, lib
 from ...binding.statement import Statement
 from . import adaptation as _adapters
-from .errors import ProgrammingError, cause, translate
+from .errors import ProgrammingError, cause, sql_encode_error, translate
+from .parameters import bind_values, parameter_names, warn_named_sequence
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -31,6 +33,7 @@ PARSE_DECLTYPES = 1
 PARSE_COLNAMES = 2
 
 _native_execute = NativeCursor.execute
+_native_execute_packed = NativeCursor._execute_packed
 _native_executemany = NativeCursor.executemany
 _native_fetchone = NativeCursor.fetchone
 _native_fetchmany = NativeCursor.fetchmany
@@ -38,8 +41,39 @@ _native_fetchall = NativeCursor.fetchall
 _native_next = NativeCursor.__next__
 _native_close = NativeCursor.close
 _adapt_state = _adapters._state
+_WARN_NAMED = sys.version_info >= (3, 12)
 
 Post = Callable[[tuple[Any, ...]], Any]
+
+
+class _Uninitialized:
+    """``Cursor.connection`` until ``Cursor.__init__`` has run: every use
+    raises the stdlib's error for a cursor whose base ``__init__`` was not
+    called (subclasses that forget it), at no cost to initialised cursors."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise ProgrammingError("Base Cursor.__init__ not called.")
+
+    def __repr__(self) -> str:
+        return "<cursor not initialised>"
+
+
+class _Bind:
+    """Parameters that must go through :func:`bind_values` (adapters for the
+    base types are registered): not a tuple, so the native hot path leaves
+    them to the packed path, where the cursor binds them the stdlib's way."""
+
+    __slots__ = ("params",)
+
+    def __init__(self, params: Any) -> None:
+        self.params = params
+
+    def __bool__(self) -> bool:
+        return True
+
+
+def _recursive_use() -> ProgrammingError:
+    return ProgrammingError("Recursive use of cursors not allowed.")
 
 
 class Cursor(NativeCursor):
@@ -51,14 +85,19 @@ class Cursor(NativeCursor):
     #: Called as ``row_factory(cursor, row_tuple)`` for every row (None:
     #: tuples); a new cursor takes the connection's.
     row_factory: Callable[[Cursor, tuple[Any, ...]], Any] | None = None
-    connection: Connection
+    connection: Connection = _Uninitialized()  # type: ignore[assignment]
+    #: True while the cursor runs user code in the middle of an operation
+    #: (converters, row factories, executemany's parameter iterator): using
+    #: the cursor from there is refused, as in the stdlib.
+    _busy = False
 
     def __init__(self, connection: Connection, /) -> None:
+        if self._busy:
+            raise _recursive_use()
         # Connection or CoordinatedConnection (which is no native connection)
         if not hasattr(connection, "_check_open_dbapi"):
             raise TypeError(
-                f"Cursor() argument 1 must be a sqlite_session_safe.dbapi.Connection, "
-                f"not {type(connection).__name__}"
+                f"Cursor() argument 1 must be sqlite3.Connection, not {type(connection).__name__}"
             )
         connection._check_thread()
         connection._check_open_dbapi()
@@ -79,47 +118,105 @@ class Cursor(NativeCursor):
         owner = con._thread
         if owner is not None and owner != get_ident():
             con._check_thread()
-        if _adapt_state["base_adapted"] and parameters:
-            parameters = _adapters.adapt_parameters(parameters)
+        if self._busy:
+            raise _recursive_use()
+        if _adapt_state["base_adapted"]:
+            parameters = _Bind(parameters)
         try:
             _native_execute(self, sql, parameters)
         except native.Error as exc:
-            self._retry_adapted(exc, sql, parameters)
+            self._execute_failed(exc, sql, parameters)
+        except UnicodeEncodeError as exc:
+            raise sql_encode_error(exc, sql) from None
         if self.row_factory is not None or con._row_hooks:
             self._post = self._make_post(sql)
         elif self._post is not None:
             self._post = None
         return self
 
-    def _retry_adapted(self, exc: native.Error, sql: str, parameters: Any) -> None:
-        """A failed execute: when a value could not be bound but an adapter
-        (or ``__conform__``) can turn it into something SQLite stores, run
-        again with the adapted values (nothing ran: binding precedes
-        stepping).  Otherwise raise the DB-API error."""
-        if isinstance(exc, native.BindingError) and parameters:
-            adapted = _adapters.adapt_parameters(parameters)
-            if adapted is not parameters:
-                try:
-                    _native_execute(self, sql, adapted)
-                    return
-                except native.Error as again:
-                    exc = again
+    def _execute_packed(self, stmt: Statement, params: Any) -> tuple[int, Any, Any, Any]:
+        # The native execute's fallback for parameters its hot path does not
+        # bind itself: bind them by the stdlib's rules first (parameters.py).
+        if type(params) is _Bind:
+            params = params.params
+        names = parameter_names(stmt.handle)
+        if type(params) is list and names and names[0] is not None and names[0][0] != "?":
+            # the native execute matched a dict to the names already (a list:
+            # Statement.mapping_to_row); bind it as the dict it was
+            params = dict(zip([name[1:] for name in names], params, strict=True))  # type: ignore[index]
+        values = bind_values(names, params)
+        return _native_execute_packed(self, stmt, values)
+
+    def _execute_failed(self, exc: native.Error, sql: str, parameters: Any) -> None:
+        """execute() failed in the native layer: finish it the stdlib's way
+        (the parameters a native rule refused may be fine by the stdlib's,
+        an unclosed comment may follow the statement), or raise the DB-API
+        error the stdlib raises."""
+        if isinstance(exc, native.BindingError):
+            # A dict the native layer matched to the names itself; the
+            # stdlib's rules raise its own error, or give values that bind.
+            params = parameters.params if type(parameters) is _Bind else parameters
+            values = bind_values(self._parameter_names(sql), params)
+            self._retry(sql, values)
+            return
         if isinstance(exc, native.ClosedError) and self._closed:
             raise ProgrammingError("Cannot operate on a closed cursor.") from None
-        raise translate(exc, sql) from cause(exc)
+        if isinstance(exc, native.InterfaceError) and str(exc).startswith(
+            "execute() runs one statement at a time"
+        ):
+            first = _first_statement(self.connection, sql)
+            if first is not None:
+                self._retry(first, parameters)
+                return
+        if not isinstance(sql, str) and isinstance(exc, native.InterfaceError):
+            raise TypeError(f"execute() argument 1 must be str, not {type(sql).__name__}") from None
+        description = None
+        if isinstance(exc, native.DataError):
+            description = self._statement_description(sql)
+        raise translate(exc, sql, description) from cause(exc)
+
+    def _retry(self, sql: str, parameters: Any) -> None:
+        try:
+            _native_execute(self, sql, parameters)
+        except native.Error as again:
+            raise translate(again, sql) from cause(again)
+
+    def _parameter_names(self, sql: str) -> tuple[str | None, ...]:
+        return self._with_statement(sql, lambda stmt: parameter_names(stmt.handle))  # type: ignore[no-any-return]
+
+    def _statement_description(self, sql: str) -> Any:
+        return self._with_statement(sql, lambda stmt: stmt.description)
+
+    def _with_statement(self, sql: str, use: Callable[[Statement], Any]) -> Any:
+        """``use(statement)`` on the prepared statement for ``sql`` (the
+        cached one, else a temporary one); the connection is held."""
+        con = self.connection
+        with con._use():
+            stmt = con._statements._idle.get(sql)
+            temp = None
+            if stmt is None or stmt.handle is None:
+                temp = stmt = Statement(con, sql)
+            try:
+                return use(stmt)
+            finally:
+                if temp is not None:
+                    temp.finalize()
 
     def executemany(self, sql: str, seq_of_parameters: Iterable[Any], /) -> Cursor:
         """Run a DML statement once per parameter row.  Returns the cursor."""
         con = self.connection
         con._check_thread()
+        if self._closed:
+            self._closed_cursor()
+        con._check_open_dbapi()
+        if self._busy:
+            raise _recursive_use()
         if not isinstance(sql, str):
             raise TypeError(f"executemany() argument 1 must be str, not {type(sql).__name__}")
         saved = self.lastrowid  # stdlib: executemany leaves lastrowid alone
+        self._busy = True  # the parameter iterator may call back into this cursor
         try:
-            if _adapt_state["base_adapted"]:
-                _native_executemany(self, sql, _adapted_rows(seq_of_parameters))
-            else:
-                self._executemany_chunks(sql, seq_of_parameters)
+            self._executemany_chunks(sql, seq_of_parameters)
         except native.InterfaceError as exc:
             if "return no rows" in str(exc):
                 raise ProgrammingError("executemany() can only execute DML statements.") from None
@@ -127,40 +224,66 @@ class Cursor(NativeCursor):
         except native.Error as exc:
             raise translate(exc, sql) from cause(exc)
         finally:
+            self._busy = False
             self.lastrowid = saved
         self._post = None
         return self
 
     def _executemany_chunks(self, sql: str, seq_of_parameters: Iterable[Any]) -> None:
         """Run the rows in chunks, each as the native executemany packs them
-        (one cffi call).  A chunk holding a value only an adapter can turn
-        into a SQLite value fails while being packed, before any of its rows
-        ran: it is adapted and run again, so only such chunks pay for the
-        per-value adapter lookup."""
+        (one cffi call).  A chunk the native rules refuse is bound row by
+        row by the stdlib's rules (adapters, any sequence, its errors): the
+        rows before a row the stdlib refuses run first, as in the stdlib."""
         total = 0
         rows = iter(seq_of_parameters)
         first = True
+        always_bind = bool(_adapt_state["base_adapted"])
+        names: tuple[str | None, ...] | None = None
         while True:
             chunk = list(islice(rows, EXECUTEMANY_CHUNK))
             if not chunk and not first:
                 break
+            if first and chunk and _WARN_NAMED and not isinstance(chunk[0], dict):
+                names = self._parameter_names(sql)
+                warn_named_sequence(names)
             first = False
+            if always_bind:
+                if names is None:
+                    names = self._parameter_names(sql)
+                chunk = self._bind_rows(sql, names, chunk)
             try:
                 _native_executemany(self, sql, chunk)
             except native.BindingError as exc:
-                if str(exc).startswith("executemany row"):
-                    raise  # failed in SQLite's bind, after earlier rows ran
-                adapted = [_adapters.adapt_parameters(row) for row in chunk]
-                _native_executemany(self, sql, adapted)
+                if names is None:
+                    names = self._parameter_names(sql)
+                if exc.row_index is not None:
+                    # Failed in SQLite's bind, after the rows before it ran.
+                    bind_values(names, chunk[exc.row_index])  # the stdlib's error
+                    raise
+                _native_executemany(self, sql, self._bind_rows(sql, names, chunk))
             if self.rowcount > 0:
                 total += self.rowcount
             if len(chunk) < EXECUTEMANY_CHUNK:
                 break
         self.rowcount = total
 
+    def _bind_rows(self, sql: str, names: tuple[str | None, ...], chunk: list[Any]) -> list[Any]:
+        """The chunk's rows bound by the stdlib's rules; at a row they refuse,
+        the rows before it are run and its error raised."""
+        bound = []
+        for row in chunk:
+            try:
+                bound.append(bind_values(names, row))
+            except BaseException:
+                if bound:
+                    _native_executemany(self, sql, bound)
+                raise
+        return bound
+
     def executescript(self, sql_script: str, /) -> Cursor:
         """Run several statements (no parameters).  In the legacy transaction
         mode an open transaction is committed first, as the stdlib does."""
+        self._check_cursor()
         self.connection._executescript(sql_script)
         self._rows, self._pos, self._more, self._description = [], 0, False, None
         self._post = None
@@ -184,64 +307,63 @@ class Cursor(NativeCursor):
         return self._fetchone()
 
     def _fetchone(self) -> Any:
-        if self._closed:
-            self._closed_cursor()
-        self.connection._check_thread()
+        self._check_cursor()
         try:
             row = _native_fetchone(self)
         except native.Error as exc:
-            raise translate(exc) from cause(exc)
+            raise translate(exc, None, self._description) from cause(exc)
         post = self._post
         if post is None or row is None:
             return row
-        return post(row)
+        return self._apply(post, [row])[0]
 
     def fetchmany(self, size: int | None = None) -> list[Any]:
         """Up to ``size`` rows (default :attr:`arraysize`)."""
-        if self._closed:
-            self._closed_cursor()
-        self.connection._check_thread()
+        self._check_cursor()
         if size is None:
             size = self.arraysize
         try:
             rows = _native_fetchmany(self, size)
         except native.Error as exc:
-            raise translate(exc) from cause(exc)
+            raise translate(exc, None, self._description) from cause(exc)
         post = self._post
-        return rows if post is None else list(map(post, rows))
+        return rows if post is None else self._apply(post, rows)
 
     def fetchall(self) -> list[Any]:
         """All remaining rows."""
-        if self._closed:
-            self._closed_cursor()
+        if self._closed or self._busy:
+            self._check_cursor()
         con = self.connection
         if con._thread is not None and con._thread != get_ident():
             con._check_thread()
         try:
             rows = _native_fetchall(self)
         except native.Error as exc:
-            raise translate(exc) from cause(exc)
+            raise translate(exc, None, self._description) from cause(exc)
         post = self._post
-        return rows if post is None else list(map(post, rows))
+        return rows if post is None else self._apply(post, rows)
 
     def __iter__(self) -> Iterator[Any]:
         return self
 
     def __next__(self) -> Any:
-        if self._closed:
-            self._closed_cursor()
+        if self._closed or self._busy:
+            self._check_cursor()
         try:
             row = _native_next(self)
         except native.Error as exc:
-            raise translate(exc) from cause(exc)
+            raise translate(exc, None, self._description) from cause(exc)
         post = self._post
-        return row if post is None else post(row)
+        return row if post is None else self._apply(post, [row])[0]
 
     def close(self) -> None:
         """Close the cursor; using it afterwards raises ProgrammingError."""
+        if self._busy:
+            raise _recursive_use()
         con = self.connection
         con._check_thread()
         if con._db is None:
+            con._check_open_dbapi()  # uninitialised: the stdlib's error
             self._rows, self._pos, self._more = [], 0, False
             self._closed = True
             return
@@ -250,6 +372,25 @@ class Cursor(NativeCursor):
         except native.Error as exc:
             raise translate(exc) from cause(exc)
 
+    def _check_cursor(self) -> None:
+        """The stdlib's checks before a cursor is used, in its order."""
+        if self._closed:
+            raise ProgrammingError("Cannot operate on a closed cursor.")
+        if self._busy:
+            raise _recursive_use()
+        con = self.connection
+        con._check_thread()
+        con._check_open_dbapi()
+
+    def _apply(self, post: Post, rows: list[Any]) -> list[Any]:
+        """``post`` over the rows (user code: converters, factories); the
+        cursor refuses to be used from inside it."""
+        self._busy = True
+        try:
+            return list(map(post, rows))
+        finally:
+            self._busy = False
+
     def setinputsizes(self, sizes: object, /) -> None:
         """Required by PEP 249; does nothing (as in the stdlib)."""
 
@@ -257,7 +398,6 @@ class Cursor(NativeCursor):
         """Required by PEP 249; does nothing (as in the stdlib)."""
 
     def _closed_cursor(self) -> None:
-        self.connection._check_open_dbapi()
         raise ProgrammingError("Cannot operate on a closed cursor.")
 
     def __enter__(self) -> Cursor:
@@ -395,7 +535,10 @@ def _transform(
             for i, conv in columns:
                 value = values[i]
                 if conv is not None and value is not None:
-                    values[i] = conv(_as_bytes(value))
+                    # the stdlib hands a converter sqlite3_column_blob(), which
+                    # is NULL for an empty value: it gives None, unconverted
+                    data = _as_bytes(value)
+                    values[i] = conv(data) if data else None
                 elif text_factory is not None and type(value) is str:
                     values[i] = text_factory(value.encode("utf-8", "surrogatepass"))
         else:
@@ -408,8 +551,41 @@ def _transform(
     return post
 
 
-def _adapted_rows(rows: Iterable[Any]) -> Iterator[Any]:
-    """executemany's rows, adapted lazily (a generator stays a generator)."""
-    adapt = _adapters.adapt_parameters
-    for row in rows:
-        yield adapt(row)
+def _first_statement(con: Any, sql: str) -> str | None:
+    """The first statement of ``sql`` when only whitespace and comments
+    follow it by the stdlib's rule (an unclosed ``/*`` comment runs to the
+    end), else None."""
+    if not isinstance(sql, str):
+        return None
+    data = sql.encode("utf-8")
+    out = ffi.new("sqlite3_stmt **")
+    tail = ffi.new("const char **")
+    source = ffi.from_buffer(data)
+    with con._use() as db:
+        rc = lib.sqlite3_prepare_v3(db, source, len(data), 0, out, tail)
+        lib.sqlite3_finalize(out[0])
+    if rc != lib.SQLITE_OK:
+        return None
+    consumed = int(ffi.cast("uintptr_t", tail[0])) - int(ffi.cast("uintptr_t", source))
+    if not _only_comments(data[consumed:]):
+        return None
+    return data[:consumed].decode("utf-8")
+
+
+def _only_comments(rest: bytes) -> bool:
+    """Whether ``rest`` holds nothing but whitespace and SQL comments
+    (``--`` to the end of the line, ``/* */``, an unclosed ``/*``)."""
+    i, n = 0, len(rest)
+    while i < n:
+        c = rest[i : i + 1]
+        if c in (b" ", b"\t", b"\n", b"\r", b"\f"):
+            i += 1
+        elif rest.startswith(b"--", i):
+            end = rest.find(b"\n", i)
+            i = n if end < 0 else end + 1
+        elif rest.startswith(b"/*", i):
+            end = rest.find(b"*/", i + 2)
+            i = n if end < 0 else end + 2
+        else:
+            return False
+    return True

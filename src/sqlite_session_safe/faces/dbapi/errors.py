@@ -13,7 +13,10 @@ maps to which class) and the stdlib's messages for the same misuse.
 
 from __future__ import annotations
 
+import builtins
+import os
 import sys
+import warnings
 from typing import Any
 
 from ...binding import errors as native
@@ -31,6 +34,14 @@ __all__ = [
     "ProgrammingError",
     "NotSupportedError",
     "translate",
+    "decode_error",
+    "sql_encode_error",
+    "PACKAGE_DIR",
+    "warn_caller",
+    "UNSUPPORTED_TYPE_ERROR",
+    "UNSUPPORTED_PARAMETERS_ERROR",
+    "NUL_IN_QUERY_ERROR",
+    "SECOND_STATEMENT_ERROR",
     "cause",
 ]
 
@@ -113,9 +124,33 @@ for _code in (1, 3, 4, 5, 6, 8, 9, 10, 13, 14, 15, 16, 17):
     # PROTOCOL EMPTY SCHEMA
     _BY_CODE[_code] = OperationalError
 
-#: The class the stdlib raises for a parameter of an unsupported type: it
-#: changed from InterfaceError to ProgrammingError in Python 3.11.
-UNSUPPORTED_TYPE_ERROR: type[Error] = ProgrammingError if sys.version_info >= (3, 11) else InterfaceError
+# Classes the stdlib changed in Python 3.11 (bpo-44092 and friends).
+_PY311 = sys.version_info >= (3, 11)
+#: A parameter of an unsupported type.
+UNSUPPORTED_TYPE_ERROR: type[Error] = ProgrammingError if _PY311 else InterfaceError
+#: Parameters that are neither a sequence nor a dict.
+UNSUPPORTED_PARAMETERS_ERROR: type[Exception] = ProgrammingError if _PY311 else ValueError
+#: SQL with a NUL character.
+NUL_IN_QUERY_ERROR: type[Exception] = ProgrammingError if _PY311 else ValueError
+#: execute() given more than one statement.
+SECOND_STATEMENT_ERROR: type[Exception] = ProgrammingError if _PY311 else Warning
+
+
+#: This package's files: a warning the stdlib raises from C (attributed to
+#: the calling Python code) skips them to point at the caller, however deep
+#: in the package it is raised (``warnings.warn(skip_file_prefixes=...)``,
+#: Python 3.12+, which is where these warnings exist).
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def warn_caller(message: str, category: type[builtins.Warning] = DeprecationWarning) -> None:
+    """Warn as the stdlib does from C: attributed to the first frame outside
+    this package (the application's call), however deep in the package the
+    warning is raised."""
+    if sys.version_info >= (3, 12):
+        warnings.warn(message, category, skip_file_prefixes=(PACKAGE_DIR,))
+    else:  # these warnings are the stdlib's of 3.12+; older ones are one level up
+        warnings.warn(message, category, stacklevel=3)
 
 
 def with_code(cls: type[Error], message: str, code: int | None, name: str | None) -> Error:
@@ -123,6 +158,32 @@ def with_code(cls: type[Error], message: str, code: int | None, name: str | None
     err.sqlite_errorcode = code
     err.sqlite_errorname = name
     return err
+
+
+def decode_error(exc: BaseException, description: Any) -> OperationalError:
+    """The stdlib's error for TEXT that is not UTF-8: "Could not decode to
+    UTF-8 column 'name' with text '...'".  The native error was raised while
+    handling the UnicodeDecodeError (its ``__context__``), which holds the
+    text and, from the hot path, the column's index (``sss_column``)."""
+    failed = exc.__context__
+    if isinstance(failed, UnicodeDecodeError):
+        column = getattr(failed, "sss_column", None)
+        if column is None and description is not None and len(description) == 1:
+            column = 0
+        if column is not None and description is not None and column < len(description):
+            text = bytes(failed.object).decode("utf-8", "replace")
+            return OperationalError(
+                f"Could not decode to UTF-8 column '{description[column][0]}' with text '{text}'"
+            )
+    return OperationalError("Could not decode to UTF-8")
+
+
+def sql_encode_error(exc: UnicodeEncodeError, sql: object) -> BaseException:
+    """SQL text with lone surrogates: UnicodeEncodeError, as the stdlib
+    raises since 3.11; 3.10 raised its Warning "SQL is of wrong type"."""
+    if sys.version_info < (3, 11) and exc.object is sql:
+        return Warning("SQL is of wrong type ('str'). Must be string.")
+    return exc
 
 
 def cause(exc: BaseException) -> BaseException | None:
@@ -133,8 +194,10 @@ def cause(exc: BaseException) -> BaseException | None:
     return None
 
 
-def translate(exc: BaseException, sql: Any = None) -> BaseException:
-    """The DB-API exception for a native one (returned, not raised).
+def translate(exc: BaseException, sql: Any = None, description: Any = None) -> BaseException:
+    """The DB-API exception for a native one (returned, not raised), with the
+    stdlib's class and message.  ``description``: the cursor's, when reading
+    rows (to name the column of text that is not UTF-8).
 
     Exceptions that are not the package's own (a user callable's, a
     KeyboardInterrupt) come back unchanged.
@@ -144,8 +207,13 @@ def translate(exc: BaseException, sql: Any = None) -> BaseException:
     if isinstance(exc, native.SQLiteError):
         cls = _BY_CODE.get(exc.code, DatabaseError)
         if cls is MemoryError:
-            return MemoryError(str(exc))
-        return with_code(cls, str(exc), exc.extended_code, exc.extended_name)  # type: ignore[arg-type]
+            return MemoryError()  # the stdlib's PyErr_NoMemory()
+        # SQLite's own text, as the stdlib reports it (the native message adds
+        # where in the SQL, which file, ...).
+        message = exc.errmsg
+        if exc.code == 18 and message == "statement too long":
+            message = "query string is too large"  # the stdlib checks the SQL length itself
+        return with_code(cls, message, exc.extended_code, exc.extended_name)  # type: ignore[arg-type]
     if type(exc).__name__ == "CallbackFailed":  # callbacks.py; it imports this module
         return with_code(OperationalError, str(exc), None, None)
     if isinstance(exc, native.BindingError) and " returned " in str(exc):
@@ -171,12 +239,12 @@ def translate(exc: BaseException, sql: Any = None) -> BaseException:
         if sql is not None and not isinstance(sql, str) and "must be str" in text:
             return TypeError(text)
         if "NUL character" in text:
-            # stdlib: "the query contains a null character"
-            return ProgrammingError(text)
+            return NUL_IN_QUERY_ERROR("the query contains a null character")
+        if text.startswith("execute() runs one statement at a time"):
+            return SECOND_STATEMENT_ERROR("You can only execute one statement at a time.")
         return ProgrammingError(text)
     if isinstance(exc, native.DataError):
-        # stdlib: OperationalError "Could not decode to UTF-8 column ..."
-        return OperationalError(str(exc))
+        return decode_error(exc, description)
     if isinstance(exc, lock_errors.LockTimeout):
         return OperationalError(f"database is locked: {exc}")
     if isinstance(exc, native.Error):

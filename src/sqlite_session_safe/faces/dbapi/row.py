@@ -9,6 +9,8 @@ from typing import Any
 
 __all__ = ["Row"]
 
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
 
 class Row:
     """A result row that also answers to column names (``row["name"]``).
@@ -21,18 +23,19 @@ class Row:
     def __init__(self, cursor: Any, data: tuple[Any, ...], /) -> None:
         from .cursor import Cursor
 
-        if not isinstance(cursor, Cursor):
-            raise TypeError(f"Row() argument 1 must be a Cursor, not {type(cursor).__name__}")
-        if not isinstance(data, tuple):
+        if not issubclass(type(cursor), Cursor):  # the real type: __class__ can lie
+            raise TypeError(f"Row() argument 1 must be sqlite3.Cursor, not {type(cursor).__name__}")
+        if not issubclass(type(data), tuple):
             raise TypeError(f"Row() argument 2 must be tuple, not {type(data).__name__}")
         self._description = cursor.description or ()
         self._data = data
 
     def __getitem__(self, key: int | str | slice) -> Any:
         if isinstance(key, str):
-            folded = key.casefold()
+            # Case-insensitive for ASCII letters only, as the stdlib compares.
+            folded = key.translate(_ASCII_LOWER)
             for i, column in enumerate(self._description):
-                if column[0].casefold() == folded:
+                if column[0].translate(_ASCII_LOWER) == folded:
                     return self._data[i]
             raise IndexError("No item with that key")
         if isinstance(key, (int, slice)):
@@ -62,7 +65,8 @@ class Row:
         return hash(self._description) ^ hash(self._data)
 
     def __repr__(self) -> str:
-        return f"<{type(self).__module__}.Row object at {id(self):#x}>"
+        # the stdlib's text: code and doctests compare it
+        return f"<sqlite3.Row object at {id(self):#x}>"
 
 
 collections.abc.Sequence.register(Row)
