@@ -41,7 +41,7 @@ from typing import Any
 
 from ...coordination.database import Database as SyncDatabase
 from ...coordination.database import ReadTx as SyncReadTx
-from ...coordination.database import WriteResult, WriteTx, open_database
+from ...coordination.database import Mode, WriteResult, WriteTx, open_database
 from ...coordination.replication import ReplicationReport
 from ...coordination.replication import follow as sync_follow
 from ...coordination.replication import replicate as sync_replicate
@@ -127,7 +127,7 @@ class Database:
     """An ``sss.open`` database driven from asyncio; see the module docstring.
     Made by :func:`open` (``await aio.open(path)`` or ``async with``)."""
 
-    def __init__(self, path: str | os.PathLike[str], mode: str = "trusted", *,
+    def __init__(self, path: str | os.PathLike[str], mode: Mode = "trusted", *,
                  spin: float = DEFAULT_SPIN, **options: Any) -> None:
         self._args = (path, mode, options)
         self._spin = spin
@@ -512,7 +512,7 @@ class _Opening:
         await self._db.close()
 
 
-def open(path: str | os.PathLike[str], mode: str = "trusted", *, spin: float = DEFAULT_SPIN,
+def open(path: str | os.PathLike[str], mode: Mode = "trusted", *, spin: float = DEFAULT_SPIN,
          **options: Any) -> _Opening:
     """``db = await aio.open(path, mode, **options)`` or ``async with
     aio.open(...) as db``: the coordinated database (``sss.open`` with the

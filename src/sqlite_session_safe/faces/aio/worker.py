@@ -61,6 +61,8 @@ _MAX_SKIP = 256
 #: this often (seconds), so other tasks, timers and timeouts are served.
 _YIELD_EVERY = 0.001
 _clock = time.perf_counter
+_NO_LOOP = ("sqlite_session_safe.aio needs a running asyncio event loop (anyio works on its asyncio "
+            "backend; trio is not supported)")
 
 _QUEUED, _RUNNING, _DONE = 0, 1, 2
 _STOPPED = -3
@@ -182,7 +184,10 @@ class Worker:
     ) -> Any:
         """``fn(*args)`` on the worker; its result, or its exception."""
         job = Job(fn, args)
-        loop = job.loop = asyncio.get_running_loop()
+        try:
+            loop = job.loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(_NO_LOOP) from None
         job.interrupt = interrupt
         job.discard = discard
         h = self._h
