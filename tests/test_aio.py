@@ -609,3 +609,18 @@ def test_stop_without_close_and_after_the_loop_closed(tmp_path: Path) -> None:
 def test_wrong_spin_is_refused() -> None:
     with pytest.raises(ValueError, match="spin"):
         aio.connect(":memory:", spin=-1)
+
+
+def test_the_readme_example_runs(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Async: `sqlite_session_safe.aio`", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "example.py").write_text(code)
+    proc = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "interrupted; still usable: 1" in proc.stdout
+    assert "[('item', 'INSERT', (1, 'a')), ('item', 'INSERT', (2, 'b'))]" in proc.stdout
+    con = sss.connect(tmp_path / "replica.sqlite")
+    assert con.execute("SELECT * FROM kv").fetchall() == [("x", 1)]
+    con.close()

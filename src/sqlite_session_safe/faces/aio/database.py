@@ -40,8 +40,8 @@ from types import TracebackType
 from typing import Any
 
 from ...coordination.database import Database as SyncDatabase
-from ...coordination.database import ReadTx as SyncReadTx
 from ...coordination.database import Mode, WriteResult, WriteTx, open_database
+from ...coordination.database import ReadTx as SyncReadTx
 from ...coordination.replication import ReplicationReport
 from ...coordination.replication import follow as sync_follow
 from ...coordination.replication import replicate as sync_replicate
