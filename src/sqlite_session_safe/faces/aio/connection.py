@@ -36,7 +36,7 @@ from ...binding.raw import ffi, lib
 from ...sessions.changeset import Changeset, Patchset
 from ...sessions.session import Session as SyncSession
 from .. import dbapi
-from .worker import CLOSED_MESSAGE, DEFAULT_SPIN, ClosedWorker, Worker
+from .worker import CLOSED_MESSAGE, DEFAULT_SPIN, ClosedWorker, Job, Worker
 
 __all__ = ["Connection", "Cursor", "Session", "Result", "connect", "execute_job", "close_job"]
 
@@ -176,6 +176,7 @@ class Connection:
         # loop thread while the worker may be running SQL (plain int reads).
         self._handle: Any = None
         self._level: tuple[str | None] | None = None  # an isolation_level set not applied yet
+        self._interrupt: Callable[[], object] | None = None
 
     # -- lifetime -----------------------------------------------------------
 
@@ -198,6 +199,7 @@ class Connection:
                 self._connection = None
                 raise
             self._connection = con
+            self._interrupt = con.interrupt
             self._worker.at_exit = con.close
             self._worker.interrupt_at_exit = con.interrupt
         return self
@@ -258,7 +260,12 @@ class Connection:
             "Please use 'async with' or '.close()' to close the connection properly.",
             ResourceWarning, stacklevel=1,
         )
-        self.stop()
+        # No future: the event loop may be gone already.
+        self._running = False
+        self._handle = None
+        con, self._connection = self._connection, None
+        if not self._worker.stopping:
+            self._worker.stop(con.close)
 
     def __repr__(self) -> str:
         state = "open" if self._connection is not None else "closed"
@@ -284,8 +291,16 @@ class Connection:
 
     async def _call(self, fn: Callable[..., Any], *args: Any,
                     discard: Callable[[Any], object] | None = None) -> Any:
-        con = self._check()
-        return await self._worker.call(fn, *args, interrupt=con.interrupt, discard=discard)
+        """``fn(*args)`` on the worker; cancellation interrupts the SQL."""
+        if not self._running or self._connection is None:
+            raise ClosedWorker(CLOSED_MESSAGE)
+        job = Job(fn, args)
+        job.interrupt = self._interrupt
+        job.discard = discard
+        worker = self._worker
+        if worker.post(job):
+            return job.outcome()
+        return await worker.finish(job)
 
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """aiosqlite's ``_execute``: ``fn(*args, **kwargs)`` on the worker."""
@@ -306,8 +321,18 @@ class Connection:
         return Result(self._execute_cursor(sql, parameters))
 
     async def _execute_cursor(self, sql: str, parameters: Any) -> Cursor:
-        cur, rows = await self._call(execute_job, self._check(), sql, _params(parameters),
-                                     discard=close_job)
+        # The hot path of every statement: _call inlined.
+        con = self._connection
+        if not self._running or con is None:
+            raise ClosedWorker(CLOSED_MESSAGE)
+        job = Job(execute_job, (con, sql, () if parameters is None else parameters))
+        job.interrupt = self._interrupt
+        job.discard = close_job
+        worker = self._worker
+        if worker.post(job):
+            cur, rows = job.outcome()
+        else:
+            cur, rows = await worker.finish(job)
         return Cursor(self, cur, rows)
 
     def execute_insert(self, sql: str, parameters: Any = None) -> Result[Any]:
@@ -449,12 +474,16 @@ class Connection:
         """The database as SQL text (the stdlib's format), a batch of lines
         per hop."""
         lines = await self._call(self._check().iterdump)
-        while True:
-            batch = await self._call(_next_lines, lines)
-            for line in batch:
-                yield line
-            if len(batch) < _DUMP_BATCH:
-                return
+        try:
+            while True:
+                batch = await self._call(_next_lines, lines)
+                for line in batch:
+                    yield line
+                if len(batch) < _DUMP_BATCH:
+                    return
+        finally:
+            if self._alive():
+                await self._call(lines.close)  # left early: end its statements now
 
     async def backup(
         self,

@@ -20,7 +20,8 @@ Cancellation of ``await db.write(fn)``:
   (shielded), then ``CancelledError`` propagates; if the write committed,
   the ``CancelledError`` carries its :class:`WriteResult` as ``.write``
   (``exc.write.seq``), as a synchronous write's exception does after a
-  COMMIT that landed.
+  COMMIT that landed.  Catch it inside the cancelled task: on Python 3.10 a
+  task hands a new ``CancelledError`` to those who await it.
 
 ``migrate``, ``undo`` and ``optimistic_write`` dropped while queued commit
 nothing; once started they run to their end (shielded) and the

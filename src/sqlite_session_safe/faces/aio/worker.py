@@ -2,7 +2,9 @@
 to it and back.
 
 A :class:`Worker` is one daemon thread running jobs in the order they were
-posted.  A coroutine calls ``await worker.call(fn, *args)``:
+posted.  A coroutine hands it a :class:`Job` with :meth:`Worker.post` and,
+unless the job completed at once, awaits :meth:`Worker.finish`
+(:meth:`Worker.call` does both):
 
 * **Fast path.**  When the worker has nothing else to do, the caller posts
   the job and waits for its result for up to ``spin`` seconds (50 us by
@@ -11,10 +13,13 @@ posted.  A coroutine calls ``await worker.call(fn, *args)``:
   the same way for the next one before it parks.  A short statement (a point
   query, a one-row INSERT) then costs no system call at all: no futex
   wake-up, no self-pipe write, no event loop iteration.  The event loop is
-  held for at most ``spin`` per call; calls that do not finish within it
-  (a long query, a statement waiting for a lock) go the slow path, and after
-  such a miss the next calls skip the fast path for a while (doubling up to
-  256 calls), so slow workloads do not pay for spinning.
+  held for at most ``spin`` per call.  A call that does not finish within it
+  (a long query, a statement waiting for a lock) continues on the slow path,
+  and the next calls skip the fast path for a while (doubling up to 256
+  calls), so slow workloads do not pay for spinning.  Calls that complete
+  this way do not suspend the task, so one of them takes the slow path
+  whenever the loop has not had its turn for a millisecond: other tasks,
+  timers and timeouts keep running.
 * **Slow path.**  The caller awaits an :class:`asyncio.Future` that the
   worker resolves with ``loop.call_soon_threadsafe``: no polling.
 
@@ -83,27 +88,33 @@ class ClosedWorker(ValueError):
 
 class Job:
     """One call: ``fn(*args)`` on the worker, its outcome, and how it reaches
-    the caller."""
+    the caller.  Defaults live on the class: making a job (once per call)
+    sets two attributes."""
 
-    __slots__ = ("fn", "args", "loop", "fut", "spun", "ok", "value", "state", "cancelled",
-                 "waiter", "interrupt", "discard")
+    loop: asyncio.AbstractEventLoop | None = None
+    fut: asyncio.Future[Any] | None = None
+    #: A caller spins for this job (the fast path).
+    spun = False
+    ok = False
+    value: Any = None
+    state = 0  # _QUEUED
+    cancelled = False
+    #: Resolved when the job has ended (made only for a cancelled caller).
+    waiter: asyncio.Future[None] | None = None
+    #: Stops the job while it runs (called from the event loop's thread).
+    interrupt: Callable[[], object] | None = None
+    #: Called on the worker with a result whose caller was cancelled.
+    discard: Callable[[Any], object] | None = None
 
     def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         self.fn = fn
         self.args = args
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.fut: asyncio.Future[Any] | None = None
-        self.spun = False
-        self.ok = False
-        self.value: Any = None
-        self.state = _QUEUED
-        self.cancelled = False
-        #: Resolved when the job has ended (created only for a cancelled caller).
-        self.waiter: asyncio.Future[None] | None = None
-        #: Stops the job while it runs (from the event loop thread).
-        self.interrupt: Callable[[], object] | None = None
-        #: Called on the worker with a result whose caller was cancelled.
-        self.discard: Callable[[Any], object] | None = None
+
+    def outcome(self) -> Any:
+        """The job's result, or raise its exception."""
+        if self.ok:
+            return self.value
+        raise self.value
 
 
 def _deliver(job: Job) -> None:
@@ -164,6 +175,8 @@ class Worker:
         """Queue ``fn(*args)`` without waiting for it; with ``future``, its
         outcome is set there (on the future's loop); with ``loop``, the end
         of the job is reported there (for :meth:`wait_ended`)."""
+        if self.stopping and type(fn) is not _Stop:
+            raise ClosedWorker(CLOSED_MESSAGE)
         job = Job(fn, args)
         if future is not None:
             job.fut = future
@@ -175,6 +188,60 @@ class Worker:
             self._wake.release()
         return job
 
+    def post(self, job: Job) -> bool:
+        """Hand ``job`` to the worker from a coroutine.  True: it completed
+        on the fast path (``job.outcome()``); False: ``await finish(job)``.
+
+        The fast path is taken when the worker has nothing else to do, no
+        recent call missed it, and the loop had its turn within the last
+        millisecond (otherwise this call takes the slow path, which yields)."""
+        try:
+            loop = job.loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(_NO_LOOP) from None
+        if self.stopping:
+            raise ClosedWorker(CLOSED_MESSAGE)
+        jobs = self._jobs
+        h = self._h
+        if self._skip:
+            self._skip -= 1
+        elif (self._spin_ns and not jobs and self._current is None
+              and _clock() - self._yielded < _YIELD_EVERY and _claim(h)):
+            job.spun = True
+            jobs.append(job)
+            got = _post_wait(h, self._spin_ns)
+            if got == 2:  # the worker was parked
+                self._wake.release()
+                got = _wait(h, self._spin_ns)
+            if got:
+                self._backoff = 0
+                return True
+            # Too slow for the fast path: the worker delivers through the loop.
+            self._backoff = self._skip = min(2 * self._backoff or 1, _MAX_SKIP)
+            job.fut = loop.create_future()
+            return False
+        job.fut = loop.create_future()
+        jobs.append(job)
+        if _post(h):
+            self._wake.release()
+        return False
+
+    async def finish(self, job: Job) -> Any:
+        """The slow path of a posted job: await its outcome.  Cancelled
+        meanwhile, the job is skipped or interrupted (see :meth:`cancelled`)."""
+        fut = job.fut
+        assert fut is not None
+        try:
+            value = await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled() and not job.ok:
+                raise  # the job itself raised CancelledError
+            await self.cancelled(job)
+            raise
+        finally:
+            self._yielded = _clock()
+        return value
+
     async def call(
         self,
         fn: Callable[..., Any],
@@ -184,60 +251,11 @@ class Worker:
     ) -> Any:
         """``fn(*args)`` on the worker; its result, or its exception."""
         job = Job(fn, args)
-        try:
-            loop = job.loop = asyncio.get_running_loop()
-        except RuntimeError:
-            raise RuntimeError(_NO_LOOP) from None
         job.interrupt = interrupt
         job.discard = discard
-        h = self._h
-        jobs = self._jobs
-        if self._skip:
-            self._skip -= 1
-        elif self._spin_ns and not jobs and self._current is None:
-            now = _clock()
-            if now - self._yielded > _YIELD_EVERY:
-                # Calls on the fast path do not suspend the task: give the
-                # loop its turn (other tasks, timers, cancellation) now and
-                # then, before the job is posted.
-                await asyncio.sleep(0)
-                self._yielded = now
-            if jobs or not _claim(h):
-                return await self._slow(job, loop)
-            job.spun = True
-            jobs.append(job)
-            got = _post_wait(h, self._spin_ns)
-            if got == 2:  # the worker was parked
-                self._wake.release()
-                got = _wait(h, self._spin_ns)
-            if got:
-                self._backoff = 0
-                if job.ok:
-                    return job.value
-                raise job.value
-            # Too slow for the fast path: the worker delivers through the loop.
-            self._backoff = self._skip = min(2 * self._backoff or 1, _MAX_SKIP)
-            fut = job.fut = loop.create_future()
-            return await self._await(job, fut)
-        return await self._slow(job, loop)
-
-    async def _slow(self, job: Job, loop: asyncio.AbstractEventLoop) -> Any:
-        fut = job.fut = loop.create_future()
-        self._jobs.append(job)
-        if _post(self._h):
-            self._wake.release()
-        return await self._await(job, fut)
-
-    async def _await(self, job: Job, fut: asyncio.Future[Any]) -> Any:
-        try:
-            value = await fut
-            self._yielded = _clock()
-            return value
-        except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled() and not job.ok:
-                raise  # the job itself raised CancelledError
-            await self.cancelled(job)
-            raise
+        if self.post(job):
+            return job.outcome()
+        return await self.finish(job)
 
     async def cancelled(self, job: Job) -> None:
         """The caller of ``job`` was cancelled: skip the job if it has not
@@ -249,7 +267,7 @@ class Worker:
                 return  # the worker will skip it
         if job.state != _DONE:
             await self.wait_ended(job)
-        if job.ok and job.discard is not None:
+        if job.ok and job.discard is not None and not self.stopping:
             self.submit(job.discard, job.value)
 
     async def wait_ended(self, job: Job, interrupt: bool = True) -> bool:
@@ -346,14 +364,15 @@ class Worker:
         """Run one job and hand its outcome over.  Returns what
         sss_handoff_idle() returned when it waited for the next job (-1:
         park), _STOPPED after the stop job, else None."""
-        with self._state:
-            if job.cancelled:
-                job.state = _DONE
-                skip = True
-            else:
-                job.state = _RUNNING
-                self._current = job
-                skip = False
+        state = self._state
+        state.acquire()
+        skip = job.cancelled
+        if skip:
+            job.state = _DONE
+        else:
+            job.state = _RUNNING
+            self._current = job
+        state.release()
         if skip:
             self._answer(job, ClosedWorker("cancelled"), False)
             return None
@@ -367,9 +386,10 @@ class Worker:
             job.ok = False
         del fn
         job.fn = job.args = None  # type: ignore[assignment]
-        with self._state:
-            self._current = None
-            job.state = _DONE
+        state.acquire()
+        self._current = None
+        job.state = _DONE
+        state.release()
         if job.spun:
             h = self._h
             if self._jobs:
