@@ -79,7 +79,10 @@ class Result(Coroutine[Any, Any, T], Generic[T]):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         obj = self._obj
-        if isinstance(obj, (Cursor, Session)):
+        if type(obj) is Cursor:
+            if not obj._close_now():
+                await obj.close()
+        elif isinstance(obj, (Cursor, Session)):
             await obj.close()
 
 
@@ -666,20 +669,26 @@ class Cursor:
                 return
             await self._fill(max(self.iter_chunk_size, BATCH_ROWS))
 
+    def _close_now(self) -> bool:
+        """Close without a hop when no statement is left (True), else leave
+        it to :meth:`close`."""
+        if self._closed:
+            return True
+        if self._more or not isinstance(self._cursor, NativeCursor) or not self._conn._alive():
+            return False
+        self._closed = True
+        self._rows, self._pos = [], 0
+        self._cursor.close()  # its statement is finished: this runs no SQL
+        return True
+
     async def close(self) -> None:
         """Close the cursor (resetting its statement if rows remain)."""
-        if self._closed:
+        if self._close_now():
             return
         self._closed = True
-        more = self._more
         self._rows, self._pos, self._more = [], 0, False
-        conn = self._conn
-        if not conn._alive():
-            return
-        if more or not isinstance(self._cursor, NativeCursor):
-            await conn._call(self._cursor.close)
-        else:
-            self._cursor.close()  # no statement left: runs no SQL
+        if self._conn._alive():  # rows remain (or not our cursor): close it on the worker
+            await self._conn._call(self._cursor.close)
 
     async def __aenter__(self) -> Cursor:
         return self
