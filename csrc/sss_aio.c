@@ -58,9 +58,28 @@ static long long now_ns(void)
 #endif
 }
 
-/* The clock is read every 64 turns: a turn (a load and a pause) is a few
- * nanoseconds to ~50 (a pause instruction's cost varies that much by CPU). */
-#define CLOCK_EVERY 63u
+/* One spinning wait's budget.  The clock is read every 64 turns: a turn (a
+ * load and a pause) costs from a few nanoseconds to ~50 (a pause
+ * instruction's cost varies that much by CPU). */
+typedef struct spin_budget {
+    long long spin_ns;
+    long long deadline; /* 0 until the first reading of the clock */
+    unsigned turns;
+} spin_budget;
+
+/* Pause one turn; 1 once the budget is spent. */
+static int spent(spin_budget *b)
+{
+    RELAX();
+    if ((++b->turns & 63u) == 0) {
+        long long now = now_ns();
+        if (b->deadline == 0)
+            b->deadline = now + b->spin_ns;
+        else if (now >= b->deadline)
+            return 1;
+    }
+    return 0;
+}
 
 long long sss_handoff_posted(sss_handoff *h)
 {
@@ -80,25 +99,15 @@ int sss_handoff_claim(sss_handoff *h)
 
 int sss_handoff_wait(sss_handoff *h, long long spin_ns)
 {
-    long long deadline = 0;
-    unsigned turns = 0;
-    for (;;) {
-        if (LOAD32(&h->spin) == SPIN_DONE) {
-            STORE32(&h->spin, SPIN_NONE);
-            return 1;
-        }
-        RELAX();
-        if ((++turns & CLOCK_EVERY) == 0) {
-            long long now = now_ns();
-            if (deadline == 0)
-                deadline = now + spin_ns;
-            else if (now >= deadline)
-                break;
+    spin_budget budget = {spin_ns, 0, 0};
+    while (LOAD32(&h->spin) != SPIN_DONE) {
+        if (spent(&budget)) {
+            if (CAS32(&h->spin, SPIN_PENDING, SPIN_GIVEN_UP))
+                return 0;
+            break; /* done just now */
         }
     }
-    if (CAS32(&h->spin, SPIN_PENDING, SPIN_GIVEN_UP))
-        return 0;
-    STORE32(&h->spin, SPIN_NONE); /* done just now */
+    STORE32(&h->spin, SPIN_NONE);
     return 1;
 }
 
@@ -111,26 +120,18 @@ int sss_handoff_post_wait(sss_handoff *h, long long spin_ns)
 
 long long sss_handoff_idle(sss_handoff *h, long long seen, long long spin_ns)
 {
-    long long deadline = 0, posted;
-    unsigned turns = 0;
-    for (;;) {
-        posted = LOAD64(&h->posted);
-        if (posted != seen)
-            return posted;
-        RELAX();
-        if ((++turns & CLOCK_EVERY) == 0) {
-            long long now = now_ns();
-            if (deadline == 0)
-                deadline = now + spin_ns;
-            else if (now >= deadline)
-                break;
+    spin_budget budget = {spin_ns, 0, 0};
+    long long posted;
+    while ((posted = LOAD64(&h->posted)) == seen) {
+        if (spent(&budget)) {
+            STORE32(&h->parked, 1);
+            posted = LOAD64(&h->posted);
+            if (posted != seen && CAS32(&h->parked, 1, 0))
+                return posted; /* no submitter saw parked == 1: no wake-up to consume */
+            return -1;
         }
     }
-    STORE32(&h->parked, 1);
-    posted = LOAD64(&h->posted);
-    if (posted != seen && CAS32(&h->parked, 1, 0))
-        return posted; /* no submitter saw parked == 1: no wake-up to consume */
-    return -1;
+    return posted;
 }
 
 int sss_handoff_done(sss_handoff *h)

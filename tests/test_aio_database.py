@@ -9,9 +9,11 @@ Real files, real threads; every wait is bounded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -128,9 +130,13 @@ def test_fn_runs_on_the_writer_thread_and_the_loop_keeps_running(tmp_path: Path)
     run(main())
 
 
-def _hold_the_write_lock(path: str, holding: threading.Event, release: threading.Event) -> threading.Thread:
-    """A thread of this process writing through its own sss.Database that
-    stays inside its write (holding the outer lock) until ``release``."""
+@contextlib.contextmanager
+def write_lock_held(path: str) -> Iterator[threading.Event]:
+    """A thread of this process writing through its own sss.Database stays
+    inside its write (holding the outer lock) until the event yielded is
+    set (at the latest when the block ends)."""
+    holding, release = threading.Event(), threading.Event()
+
     def hold() -> None:
         with sss.open(path, linger=0) as other:
             def fn(tx: sss.WriteTx) -> None:
@@ -141,18 +147,25 @@ def _hold_the_write_lock(path: str, holding: threading.Event, release: threading
 
     t = threading.Thread(target=hold)
     t.start()
-    assert holding.wait(30)
-    return t
+    try:
+        assert holding.wait(30)
+        yield release
+    finally:
+        release.set()
+        t.join(30)
 
 
-def test_waiting_for_the_outer_lock_never_blocks_the_loop(tmp_path: Path) -> None:
+def with_schema(tmp_path: Path) -> tuple[str, str]:
     path, start = fresh(tmp_path)
     with sss.open(path) as db:
         db.migrate(SCHEMA)
-    holding, release = threading.Event(), threading.Event()
-    holder = _hold_the_write_lock(path, holding, release)
+    return path, start
 
-    async def main() -> None:
+
+def test_waiting_for_the_outer_lock_never_blocks_the_loop(tmp_path: Path) -> None:
+    path, start = with_schema(tmp_path)
+
+    async def main(release: threading.Event) -> None:
         async with aio.open(path, linger=0) as db:
             ticks = [0]
             t = asyncio.ensure_future(ticker(ticks))
@@ -164,11 +177,8 @@ def test_waiting_for_the_outer_lock_never_blocks_the_loop(tmp_path: Path) -> Non
             t.cancel()
             assert w.seq == 3
 
-    try:
-        run(main())
-    finally:
-        release.set()
-        holder.join(30)
+    with write_lock_held(path) as release:
+        run(main(release))
     assert [k for _, k in items(path)] == [-1, 5]
     assert_log_equals_data(path, start)
 
@@ -248,13 +258,9 @@ def test_cancelling_a_queued_write_commits_nothing(tmp_path: Path) -> None:
 
 
 def test_cancelling_a_write_waiting_for_admission_commits_nothing(tmp_path: Path) -> None:
-    path, start = fresh(tmp_path)
-    with sss.open(path) as db:
-        db.migrate(SCHEMA)
-    holding, release = threading.Event(), threading.Event()
-    holder = _hold_the_write_lock(path, holding, release)
+    path, start = with_schema(tmp_path)
 
-    async def main() -> None:
+    async def main(release: threading.Event) -> None:
         async with aio.open(path, linger=0) as db:
             write = asyncio.ensure_future(db.write(put(9)))
             await asyncio.sleep(0.3)
@@ -268,11 +274,8 @@ def test_cancelling_a_write_waiting_for_admission_commits_nothing(tmp_path: Path
             w = await db.write(put(10))
             assert w.seq == 3
 
-    try:
-        run(main())
-    finally:
-        release.set()
-        holder.join(30)
+    with write_lock_held(path) as release:
+        run(main(release))
     assert [k for _, k in items(path)] == [-1, 10]
     assert_log_equals_data(path, start)
 
