@@ -20,6 +20,7 @@
 #define STORE32(p, v) ((void)InterlockedExchange((volatile LONG *)(p), (v)))
 #define CAS32(p, e, d) (InterlockedCompareExchange((volatile LONG *)(p), (d), (e)) == (e))
 #define RELAX() YieldProcessor()
+#define YIELD_CPU() ((void)SwitchToThread())
 #else
 #define LOAD64(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
 #define ADD64(p, v) __atomic_add_fetch((p), (v), __ATOMIC_SEQ_CST)
@@ -37,7 +38,9 @@ static int cas32(int *p, int expected, int desired)
 #else
 #define RELAX() ((void)0)
 #endif
+#include <sched.h>
 #include <time.h>
+#define YIELD_CPU() ((void)sched_yield())
 #endif
 
 enum { SPIN_NONE = 0, SPIN_PENDING = 1, SPIN_DONE = 2, SPIN_GIVEN_UP = 3 };
@@ -60,7 +63,10 @@ static long long now_ns(void)
 
 /* One spinning wait's budget.  The clock is read every 64 turns: a turn (a
  * load and a pause) costs from a few nanoseconds to ~50 (a pause
- * instruction's cost varies that much by CPU). */
+ * instruction's cost varies that much by CPU).  Every 512 turns the thread
+ * also offers its CPU to others (sched_yield): on a machine with more
+ * runnable threads than cores, the thread this one waits for may be queued
+ * on this very core. */
 typedef struct spin_budget {
     long long spin_ns;
     long long deadline; /* 0 until the first reading of the clock */
@@ -71,7 +77,9 @@ typedef struct spin_budget {
 static int spent(spin_budget *b)
 {
     RELAX();
-    if ((++b->turns & 63u) == 0) {
+    if ((++b->turns & 511u) == 0)
+        YIELD_CPU();
+    if ((b->turns & 63u) == 0) {
         long long now = now_ns();
         if (b->deadline == 0)
             b->deadline = now + b->spin_ns;
