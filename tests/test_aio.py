@@ -492,6 +492,32 @@ def test_cancelling_a_cursor_fetch_between_batches(tmp_path: Path) -> None:
     run(main())
 
 
+def test_a_cancellation_does_not_leave_the_connection_interrupted(tmp_path: Path) -> None:
+    """SQLite keeps an interrupt pending while any statement of the
+    connection is active: a cursor with unread rows would make every later
+    statement fail.  After a cancellation such cursors are reset (their next
+    fetch says "interrupted") and new statements run at once."""
+    async def main() -> None:
+        async with aio.connect(tmp_path / "a.db") as db:
+            open_cursor = await db.execute(COUNT_UP.replace("FROM c)", "FROM c WHERE x < 10000)")
+                                           + "SELECT x FROM c")
+            assert await open_cursor.fetchone() == (1,)
+            small = await db.execute("SELECT 1 UNION ALL SELECT 2")  # fully in memory
+            task = asyncio.ensure_future(db.execute_fetchall(FOREVER))
+            await asyncio.sleep(0.2)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert await db.execute_fetchall("SELECT 1") == [(1,)]
+            assert await small.fetchall() == [(1,), (2,)]
+            assert len(await open_cursor.fetchmany(63)) == 63  # what it held already
+            with pytest.raises(aio.OperationalError, match="interrupted"):
+                await open_cursor.fetchone()
+            await open_cursor.close()
+
+    run(main())
+
+
 # -- user functions -----------------------------------------------------------------
 
 

@@ -21,10 +21,12 @@ for it to stop, so the connection stays usable; see :mod:`.worker`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import sqlite3 as _stdlib
 import tempfile
 import warnings
+import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterable
 from itertools import islice
 from types import TracebackType
@@ -137,6 +139,36 @@ def _params(parameters: Any) -> Any:
     return () if parameters is None else parameters
 
 
+class _Pending:
+    """The async cursors of one connection whose statement is still active
+    (rows beyond their batch), and its sqlite3 handle."""
+
+    __slots__ = ("cursors", "handle")
+
+    def __init__(self) -> None:
+        self.cursors: weakref.WeakSet[Cursor] = weakref.WeakSet()
+        self.handle: Any = None
+
+
+def _clear_interrupt(pending: _Pending) -> None:
+    """On the worker, after a statement was interrupted for a cancellation.
+
+    SQLite interrupts a connection, not a statement, and keeps the interrupt
+    pending until no statement of the connection is active: a cursor left
+    with unread rows would make every later statement fail.  So such
+    cursors are reset here (each raises OperationalError("interrupted") when
+    it next needs rows, as SQLite would have made it), and the connection
+    works again at once."""
+    handle = pending.handle
+    if handle is None or not lib.sqlite3_is_interrupted(handle):
+        return
+    for cur in list(pending.cursors):
+        if cur._more and not cur._closed:
+            cur._interrupted = True
+            cur._cursor.close()
+    pending.cursors.clear()
+
+
 class Connection:
     """An async connection: aiosqlite's ``Connection``, on this package's
     DB-API module.  Make one with :func:`connect`."""
@@ -178,6 +210,8 @@ class Connection:
         # The sqlite3 handle, for the state properties read from the event
         # loop thread while the worker may be running SQL (plain int reads).
         self._handle: Any = None
+        self._pending = _Pending()
+        self._worker.after_interrupt = functools.partial(_clear_interrupt, self._pending)
         self._level: tuple[str | None] | None = None  # an isolation_level set not applied yet
         self._interrupt: Callable[[], object] | None = None
 
@@ -190,7 +224,7 @@ class Connection:
             timeout_ms = con.execute("PRAGMA busy_timeout").fetchone()[0]
             with con._use() as db:
                 lib.sss_busy_install(self._busy, db, int(timeout_ms))
-                self._handle = db
+                self._handle = self._pending.handle = db
         return con
 
     async def _connect(self) -> Connection:
@@ -228,7 +262,7 @@ class Connection:
         await asyncio.sleep(0)
         if self._connection is not con:
             return  # closed meanwhile
-        self._handle = None
+        self._handle = self._pending.handle = None
         try:
             await self._worker.call(con.close)
         finally:
@@ -242,7 +276,7 @@ class Connection:
         connection (aiosqlite's ``stop()``); returns a future for that, or
         None when no event loop is running.  Prefer :meth:`close`."""
         self._running = False
-        self._handle = None
+        self._handle = self._pending.handle = None
         con, self._connection = self._connection, None
         try:
             future: asyncio.Future[Any] | None = asyncio.get_running_loop().create_future()
@@ -265,7 +299,7 @@ class Connection:
         )
         # No future: the event loop may be gone already.
         self._running = False
-        self._handle = None
+        self._handle = self._pending.handle = None
         con, self._connection = self._connection, None
         if not self._worker.stopping:
             self._worker.stop(con.close)
@@ -291,6 +325,10 @@ class Connection:
 
     def _alive(self) -> bool:
         return self._running and self._connection is not None
+
+    def _track(self, cursor: Cursor) -> None:
+        """``cursor`` keeps an active statement (see :func:`_clear_interrupt`)."""
+        self._pending.cursors.add(cursor)
 
     async def _call(self, fn: Callable[..., Any], *args: Any,
                     discard: Callable[[Any], object] | None = None) -> Any:
@@ -559,14 +597,16 @@ class Cursor:
     worker runs its statements: anything with ``_call``, ``_alive()`` and
     ``_iter_chunk_size``."""
 
-    __slots__ = ("iter_chunk_size", "_conn", "_cursor", "_rows", "_pos", "_more", "_closed")
+    __slots__ = ("iter_chunk_size", "_conn", "_cursor", "_rows", "_pos", "_more", "_closed",
+                 "_interrupted", "__weakref__")
 
     def __init__(self, conn: Any, cursor: Any, rows: list[Any] | None = None) -> None:
         self.iter_chunk_size = conn._iter_chunk_size
         self._conn = conn
         self._cursor = cursor
-        self._set_rows(rows, FIRST_BATCH_ROWS)
         self._closed = False
+        self._interrupted = False
+        self._set_rows(rows, FIRST_BATCH_ROWS)
 
     def _set_rows(self, rows: list[Any] | None, asked: int) -> None:
         if rows is None:
@@ -574,7 +614,9 @@ class Cursor:
             self._more = False
         else:
             self._rows = rows
-            self._more = len(rows) >= asked  # fewer rows than asked: the statement finished
+            self._more = more = len(rows) >= asked  # fewer rows than asked: the statement finished
+            if more:
+                self._conn._track(self)
         self._pos = 0
 
     def _check(self) -> None:
@@ -583,7 +625,13 @@ class Cursor:
         if self._closed:
             raise dbapi.ProgrammingError("Cannot operate on a closed cursor.")
 
+    def _check_interrupted(self) -> None:
+        if self._interrupted:  # see _clear_interrupt
+            self._more = False
+            raise dbapi.OperationalError("interrupted")
+
     async def _fill(self, n: int) -> None:
+        self._check_interrupted()
         rows = await self._conn._call(self._cursor.fetchmany, n)
         self._set_rows(rows, n)
 
@@ -648,6 +696,7 @@ class Cursor:
         rows = self._rows
         out = rows[self._pos:] if self._pos else rows
         if self._more:
+            self._check_interrupted()
             rest = await self._conn._call(self._cursor.fetchall)
             out = out + rest if out else rest
         self._rows, self._pos, self._more = [], 0, False

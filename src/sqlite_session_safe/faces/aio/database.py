@@ -456,6 +456,9 @@ class ReadTx:
     def _alive(self) -> bool:
         return self.sync is not None
 
+    def _track(self, cursor: Cursor) -> None:
+        """Cursors of a read end with it: nothing to track."""
+
     async def _call(self, fn: Callable[..., Any], *args: Any,
                     discard: Callable[[Any], object] | None = None) -> Any:
         worker, sync = self._worker, self.sync

@@ -155,6 +155,10 @@ class Worker:
         #: (the owner closes its connection there); and how to interrupt it.
         self.at_exit: Callable[[], object] | None = None
         self.interrupt_at_exit: Callable[[], object] | None = None
+        #: Run on the worker after a job interrupted for a cancellation has
+        #: ended (to clear what the interrupt may have left pending).  It must
+        #: not hold the worker's owner (which must stay collectable).
+        self.after_interrupt: Callable[[], object] | None = None
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     # -- the caller's side ---------------------------------------------------
@@ -267,6 +271,8 @@ class Worker:
                 return  # the worker will skip it
         if job.state != _DONE:
             await self.wait_ended(job)
+            if job.interrupt is not None and self.after_interrupt is not None and not self.stopping:
+                self.submit(self.after_interrupt)
         if job.ok and job.discard is not None and not self.stopping:
             self.submit(job.discard, job.value)
 
