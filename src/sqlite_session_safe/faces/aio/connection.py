@@ -80,7 +80,7 @@ class Result(Coroutine[Any, Any, T], Generic[T]):
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        obj = self._obj
+        obj: Any = self._obj
         if type(obj) is Cursor:
             if not obj._close_now():
                 await obj.close()
