@@ -218,6 +218,12 @@ def test_an_exception_in_fn_commits_nothing(tmp_path: Path) -> None:
                 await db.write(fails)
             with pytest.raises(sss.ConstraintError):
                 await db.write(lambda tx: tx.execute("INSERT INTO item(id, k) VALUES (1, 1), (1, 2)"))
+
+            async def not_plain(tx: sss.WriteTx) -> None:
+                pass
+
+            with pytest.raises(sss.InterfaceError, match="plain function"):
+                await db.write(not_plain)
             assert await db.position() == 1
 
     run(main())

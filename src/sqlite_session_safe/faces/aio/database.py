@@ -32,6 +32,7 @@ are interrupted (a backup between two steps of ``pages`` pages).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import threading
 from collections import deque
@@ -40,13 +41,13 @@ from itertools import islice
 from types import TracebackType
 from typing import Any
 
+from ...binding.errors import InterfaceError
 from ...coordination.database import Database as SyncDatabase
 from ...coordination.database import Mode, WriteResult, WriteTx, open_database
 from ...coordination.database import ReadTx as SyncReadTx
 from ...coordination.replication import ReplicationReport
 from ...coordination.replication import follow as sync_follow
 from ...coordination.replication import replicate as sync_replicate
-from ..dbapi import InterfaceError
 from .connection import Cursor, close_job, execute_job
 from .worker import CLOSED_MESSAGE, DEFAULT_SPIN, ClosedWorker, Job, Worker
 
@@ -267,6 +268,9 @@ class Database:
         sync = self._check()
         if not callable(fn):
             raise InterfaceError(f"fn must be callable, not {type(fn).__qualname__}")
+        if inspect.iscoroutinefunction(fn):
+            raise InterfaceError("fn runs on the writer thread inside the write: it must be a plain "
+                                 "function (tx.execute(...)), not a coroutine function")
         ctl = _WriteControl()
         inside = ctl.wrap(fn)
 
