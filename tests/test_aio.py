@@ -488,6 +488,14 @@ def test_cancelling_a_cursor_fetch_between_batches(tmp_path: Path) -> None:
                 await task
             await cur.close()
             assert await db.execute_fetchall("SELECT 3") == [(3,)]
+            cur2 = await db.cursor()
+            task = asyncio.ensure_future(cur2.execute(FOREVER))
+            await asyncio.sleep(0.2)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await cur2.execute("SELECT 4")
+            assert await cur2.fetchall() == [(4,)]
 
     run(main())
 

@@ -99,11 +99,11 @@ def execute_job(con: Any, sql: str, parameters: Any) -> tuple[Any, list[Any] | N
     return cur, cur.fetchmany(FIRST_BATCH_ROWS)
 
 
-def _cursor_execute(cur: Any, sql: str, parameters: Any) -> list[Any] | None:
+def _cursor_execute(cur: Any, sql: str, parameters: Any) -> tuple[Any, list[Any] | None]:
     cur.execute(sql, parameters)
     if cur.description is None:
-        return None
-    return cur.fetchmany(FIRST_BATCH_ROWS)  # type: ignore[no-any-return]
+        return cur, None
+    return cur, cur.fetchmany(FIRST_BATCH_ROWS)
 
 
 def _execute_fetchall(con: Any, sql: str, parameters: Any) -> list[Any]:
@@ -116,11 +116,9 @@ def _execute_insert(con: Any, sql: str, parameters: Any) -> Any:
     return cur.fetchone()
 
 
-def close_job(result: Any) -> None:
-    """On the worker: close the cursor of a result nobody will read."""
-    cur = result[0] if isinstance(result, tuple) else result
-    if cur is not None:
-        cur.close()
+def close_job(result: tuple[Any, Any]) -> None:
+    """On the worker: close the cursor of an execute nobody will read."""
+    result[0].close()
 
 
 def _close(obj: Any) -> None:
@@ -640,8 +638,8 @@ class Cursor:
     async def execute(self, sql: str, parameters: Any = None) -> Cursor:
         """Run one statement on this cursor; returns the cursor."""
         self._check()
-        rows = await self._conn._call(_cursor_execute, self._cursor, sql, _params(parameters),
-                                      discard=close_job)
+        _, rows = await self._conn._call(_cursor_execute, self._cursor, sql, _params(parameters),
+                                         discard=close_job)
         self._set_rows(rows, FIRST_BATCH_ROWS)
         return self
 
