@@ -204,7 +204,10 @@ class Connection:
         #: aiosqlite's request queue, for code that puts ``(future, fn)`` on
         #: it directly (SQLAlchemy's dialect does).
         self._tx = _RequestQueue(self._worker)
+        # SQLite points to it until the worker closes the connection, which
+        # may be after this object is gone (garbage collected unclosed).
         self._busy = ffi.new("sss_busy *")
+        self._worker.keep.append(self._busy)
         # The sqlite3 handle, for the state properties read from the event
         # loop thread while the worker may be running SQL (plain int reads).
         self._handle: Any = None
@@ -328,18 +331,35 @@ class Connection:
         """``cursor`` keeps an active statement (see :func:`_clear_interrupt`)."""
         self._pending.cursors.add(cursor)
 
+    def _start(self, fn: Callable[..., Any], args: tuple[Any, ...], with_connection: bool = False,
+               discard: Callable[[Any], object] | None = None) -> Job:
+        """Post ``fn(*args)`` (``fn(dbapi_connection, *args)`` with
+        ``with_connection``) to the worker.  The job is done already when its
+        ``fut`` is None (the fast path); else ``await worker.finish(job)``."""
+        con = self._connection
+        if not self._running or con is None:
+            raise ClosedWorker(CLOSED_MESSAGE)
+        job = Job(fn, (con, *args) if with_connection else args)
+        job.interrupt = self._interrupt
+        job.discard = discard
+        self._worker.post(job)
+        return job
+
     async def _call(self, fn: Callable[..., Any], *args: Any,
                     discard: Callable[[Any], object] | None = None) -> Any:
         """``fn(*args)`` on the worker; cancellation interrupts the SQL."""
-        if not self._running or self._connection is None:
-            raise ClosedWorker(CLOSED_MESSAGE)
-        job = Job(fn, args)
-        job.interrupt = self._interrupt
-        job.discard = discard
-        worker = self._worker
-        if worker.post(job):
+        job = self._start(fn, args, False, discard)
+        if job.fut is None:
             return job.outcome()
-        return await worker.finish(job)
+        return await self._worker.finish(job)
+
+    async def _call_con(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(dbapi_connection, *args)`` on the worker (the connection is
+        checked when awaited, as aiosqlite does)."""
+        job = self._start(fn, args, True)
+        if job.fut is None:
+            return job.outcome()
+        return await self._worker.finish(job)
 
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """aiosqlite's ``_execute``: ``fn(*args, **kwargs)`` on the worker."""
@@ -360,27 +380,20 @@ class Connection:
         return Result(self._execute_cursor(sql, parameters))
 
     async def _execute_cursor(self, sql: str, parameters: Any) -> Cursor:
-        # The hot path of every statement: _call inlined.
-        con = self._connection
-        if not self._running or con is None:
-            raise ClosedWorker(CLOSED_MESSAGE)
-        job = Job(execute_job, (con, sql, () if parameters is None else parameters))
-        job.interrupt = self._interrupt
-        job.discard = close_job
-        worker = self._worker
-        if worker.post(job):
+        job = self._start(execute_job, (sql, () if parameters is None else parameters), True, close_job)
+        if job.fut is None:
             cur, rows = job.outcome()
         else:
-            cur, rows = await worker.finish(job)
+            cur, rows = await self._worker.finish(job)
         return Cursor(self, cur, rows)
 
     def execute_insert(self, sql: str, parameters: Any = None) -> Result[Any]:
         """Run an INSERT; returns the row ``(last_insert_rowid(),)``."""
-        return Result(self._call(_execute_insert, self._check(), sql, _params(parameters)))
+        return Result(self._call_con(_execute_insert, sql, _params(parameters)))
 
     def execute_fetchall(self, sql: str, parameters: Any = None) -> Result[list[Any]]:
         """Run a query and return all its rows (one hop)."""
-        return Result(self._call(_execute_fetchall, self._check(), sql, _params(parameters)))
+        return Result(self._call_con(_execute_fetchall, sql, _params(parameters)))
 
     def executemany(self, sql: str, parameters: Iterable[Any]) -> Result[Cursor]:
         """Run a statement once per parameter row (one hop)."""

@@ -159,6 +159,9 @@ class Worker:
         #: ended (to clear what the interrupt may have left pending).  It must
         #: not hold the worker's owner (which must stay collectable).
         self.after_interrupt: Callable[[], object] | None = None
+        #: Objects that must live as long as the thread (C memory SQLite
+        #: points to until the worker has closed its connection).
+        self.keep: list[Any] = []
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     # -- the caller's side ---------------------------------------------------
@@ -194,7 +197,8 @@ class Worker:
 
     def post(self, job: Job) -> bool:
         """Hand ``job`` to the worker from a coroutine.  True: it completed
-        on the fast path (``job.outcome()``); False: ``await finish(job)``.
+        on the fast path (``job.outcome()``; ``job.fut`` stays None); False:
+        ``await finish(job)``.
 
         The fast path is taken when the worker has nothing else to do, no
         recent call missed it, and the loop had its turn within the last
