@@ -298,7 +298,9 @@ class WriteTx:
         """Stop the statement this write is running, from any thread: it
         raises ``InterruptError`` inside ``fn`` and, unless fn catches it, the
         write rolls back with nothing committed.  Does nothing when no
-        statement runs (the async face uses it to cancel a write)."""
+        statement runs (the async face uses it to cancel a write).  SQLite
+        rolls back the whole transaction when a write statement is
+        interrupted: in a group commit, the other parts of the group too."""
         con = self._con
         if con is not None:
             con.interrupt()
