@@ -10,6 +10,7 @@ Workloads (issue 15), on the table and rows of bench/bench_binding.py:
   point-all    the same as ``await db.execute_fetchall(...)`` (one hop in both)
   fetchall     ``await (await db.execute(SELECT_ALL)).fetchall()`` of 1,000,000 rows
   gather       100 tasks x 1,000 point queries on one connection, concurrently
+  hop          100,000 calls of a function that does nothing: the thread hop alone
 
 Each workload runs ``--repeat`` times per module, interleaved.  The machine
 may be shared: every time is printed (min / median / max), and the ratio
@@ -107,6 +108,19 @@ async def run_gather(db: Any, _rows: list[Any], points: list[int]) -> float:
     return time.perf_counter() - t
 
 
+def _noop(*_: Any) -> None:
+    return None
+
+
+async def run_hop(db: Any, _rows: list[Any], points: list[int]) -> float:
+    # One thread hop and nothing else: aiosqlite's _execute(fn) against ours run(fn).
+    call = db.run if hasattr(db, "run") else db._execute
+    t = time.perf_counter()
+    for _ in points:
+        await call(_noop)
+    return time.perf_counter() - t
+
+
 Run = Callable[[Any, list[Any], list[int]], Awaitable[float]]
 WORKLOADS: dict[str, tuple[Run, str]] = {
     "insert": (run_insert, "inserts"),
@@ -115,6 +129,7 @@ WORKLOADS: dict[str, tuple[Run, str]] = {
     "point-all": (run_point_all, "points"),
     "fetchall": (run_fetchall, "rows"),
     "gather": (run_gather, "gather"),
+    "hop": (run_hop, "points"),
 }
 
 

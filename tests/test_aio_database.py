@@ -522,6 +522,30 @@ def test_replicate_and_follow(tmp_path: Path) -> None:
     assert items(replica) == items(path)
 
 
+def test_close_waits_for_reads_in_progress(tmp_path: Path) -> None:
+    path, _ = fresh(tmp_path)
+
+    async def main() -> None:
+        db = await aio.open(path)
+        await db.migrate(SCHEMA)
+        read_done = asyncio.Event()
+
+        async def reader() -> list[Any]:
+            async with db.read() as r:
+                await asyncio.sleep(0.3)
+                rows = await r.fetchall("SELECT n FROM counter")
+            read_done.set()
+            return rows
+
+        task = asyncio.ensure_future(reader())
+        await asyncio.sleep(0.1)
+        await db.close()
+        assert read_done.is_set() and db.closed
+        assert await task == [(0,)]
+
+    run(main())
+
+
 def test_open_errors_and_closed_use(tmp_path: Path) -> None:
     bad = tmp_path / "bad.sqlite"
     bad.write_bytes(b"not a database" * 100)

@@ -143,6 +143,7 @@ class Database:
         self._idle: list[Worker] = []
         self._readers: list[Worker] = []
         self._waiting: deque[asyncio.Future[Worker]] = deque()
+        self._all_back: asyncio.Future[None] | None = None  # close() waits on it for the readers
 
     # -- lifetime -----------------------------------------------------------------
 
@@ -175,14 +176,14 @@ class Database:
             return
         self._closing = True
         sync = self.sync
-        while True:  # wait until every reader thread is back in the pool
-            with self._pool_lock:
-                busy = len(self._readers) - len(self._idle)
-                readers = list(self._readers)
-            if busy <= 0:
-                break
-            await asyncio.sleep(0.01)
         loop = asyncio.get_running_loop()
+        with self._pool_lock:  # reads in progress: wait until their threads are back
+            if len(self._idle) < len(self._readers):
+                self._all_back = loop.create_future()
+        if self._all_back is not None:
+            await asyncio.shield(self._all_back)
+        with self._pool_lock:
+            readers = list(self._readers)
         for reader in readers:
             reader.stop()
         done = loop.create_future()
@@ -249,6 +250,9 @@ class Database:
                 except RuntimeError:
                     continue  # that loop is gone
             self._idle.append(worker)
+            all_back = self._all_back
+            if all_back is not None and len(self._idle) == len(self._readers):
+                all_back.get_loop().call_soon_threadsafe(_resolve, all_back)
 
     async def _on_reader(self, fn: Callable[..., Any], *args: Any) -> Any:
         self._check()
@@ -396,6 +400,11 @@ class Database:
     async def export(self, path: str | os.PathLike[str], since: int = 0) -> Any:
         """``Database.export``: the log entries after ``since`` as a bundle."""
         return await self._on_reader(self._check().export, path, since)
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 def _hand_over(fut: asyncio.Future[Worker], worker: Worker, db: Database) -> None:
