@@ -642,6 +642,37 @@ def test_stop_without_close_and_after_the_loop_closed(tmp_path: Path) -> None:
     assert not db._thread.is_alive()
 
 
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork()")
+def test_a_forked_child_gets_an_error_not_a_hang(tmp_path: Path) -> None:
+    script = tmp_path / "fork.py"
+    script.write_text(textwrap.dedent('''
+        import asyncio, os, sys
+        import sqlite_session_safe.aio as aio
+
+        async def main():
+            db = await aio.connect(sys.argv[1])
+            await db.execute_fetchall("SELECT 1")
+            pid = os.fork()
+            if pid == 0:
+                async def child():
+                    try:
+                        await db.execute_fetchall("SELECT 1")
+                    except ValueError as e:
+                        os._exit(7 if "closed" in str(e).lower() else 8)
+                    os._exit(9)
+                asyncio.run(child())
+            _, status = os.waitpid(pid, 0)
+            print("child", os.waitstatus_to_exitcode(status))
+            await db.close()
+
+        asyncio.run(main())
+    '''))
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "a.db")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "child 7"
+
+
 def test_wrong_spin_is_refused() -> None:
     with pytest.raises(ValueError, match="spin"):
         aio.connect(":memory:", spin=-1)

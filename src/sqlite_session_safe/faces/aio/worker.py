@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import os
 import threading
 import time
 import weakref
@@ -479,3 +480,15 @@ def _close_all_at_exit() -> None:
 
 
 atexit.register(_close_all_at_exit)
+
+
+def _forked() -> None:
+    """In a forked child the workers' threads do not exist: refuse calls
+    (ClosedWorker) instead of queueing jobs nobody would run."""
+    for w in list(_LIVE):
+        w.stopping = True
+    _LIVE.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
