@@ -63,6 +63,9 @@ _REINTERRUPT_MAX = 0.05
 _EXIT_WAIT = 2.0
 #: Fast-path misses in a row make the next calls skip it, up to this many.
 _MAX_SKIP = 256
+#: A call that completed on the fast path after spinning longer than this
+#: part of ``spin`` counts as a miss.
+_SLOW_HIT = 0.4
 #: Calls that complete on the fast path let the event loop run at least
 #: this often (seconds), so other tasks, timers and timeouts are served.
 _YIELD_EVERY = 0.001
@@ -138,6 +141,7 @@ class Worker:
         if isinstance(spin, bool) or not isinstance(spin, (int, float)) or not 0 <= spin <= 0.01:
             raise ValueError(f"spin must be seconds between 0 and 0.01, not {spin!r}")
         self._spin_ns = int(spin * 1e9)
+        self._slow_hit = spin * _SLOW_HIT
         self._h = ffi.new("sss_handoff *")
         self._jobs: deque[Job] = deque()
         # Held while the worker is parked; a submitter that finds it parked
@@ -218,12 +222,20 @@ class Worker:
               and _clock() - self._yielded < _YIELD_EVERY and _claim(h)):
             job.spun = True
             jobs.append(job)
+            started = _clock()
             got = _post_wait(h, self._spin_ns)
             if got == 2:  # the worker was parked
                 self._wake.release()
                 got = _wait(h, self._spin_ns)
             if got:
-                self._backoff = 0
+                if _clock() - started < self._slow_hit:
+                    self._backoff = 0
+                else:
+                    # Done, but only after a long spin: the statement is not
+                    # short, or the machine has more runnable threads than
+                    # cores (the worker waited for one).  Either way spinning
+                    # costs more than it saves: skip it for a while.
+                    self._backoff = self._skip = min(2 * self._backoff or 1, _MAX_SKIP)
                 return True
             # Too slow for the fast path: the worker delivers through the loop.
             self._backoff = self._skip = min(2 * self._backoff or 1, _MAX_SKIP)
