@@ -377,7 +377,9 @@ class Worker:
                         self._wake.acquire()
                         got = _posted(h)
                     seen = got
-            got = _idle(h, seen, spin)
+            # While callers skip the fast path, the next job comes through the
+            # event loop, later than a spin would wait: park at once.
+            got = _idle(h, seen, 0 if self._skip else spin)
             if got == -1:
                 self._wake.acquire()
                 got = _posted(h)
