@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import shutil
 import threading
 import time
@@ -544,6 +545,23 @@ def test_close_waits_for_reads_in_progress(tmp_path: Path) -> None:
         assert await task == [(0,)]
 
     run(main())
+
+
+def test_an_unclosed_database_warns_when_collected_and_closes(tmp_path: Path) -> None:
+    path, _ = fresh(tmp_path)
+
+    async def main() -> threading.Thread:
+        db = await aio.open(path)
+        await db.migrate(SCHEMA)
+        writer = db._writer.thread
+        with pytest.warns(ResourceWarning):
+            del db
+            gc.collect()
+        return writer
+
+    writer = run(main())
+    writer.join(10)
+    assert not writer.is_alive()
 
 
 def test_open_errors_and_closed_use(tmp_path: Path) -> None:

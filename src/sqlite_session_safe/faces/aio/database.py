@@ -35,6 +35,7 @@ import asyncio
 import inspect
 import os
 import threading
+import warnings
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Generator
 from itertools import islice
@@ -189,6 +190,17 @@ class Database:
         done = loop.create_future()
         self._writer.stop(None if sync is None else sync.close, done)
         await asyncio.shield(done)
+
+    def __del__(self) -> None:
+        sync = getattr(self, "sync", None)
+        if sync is None or self._closing:
+            return
+        warnings.warn(f"{self!r} was deleted before being closed; use 'async with' or 'await "
+                      "db.close()'", ResourceWarning, stacklevel=1)
+        self._closing = True
+        for reader in self._readers:
+            reader.stop()
+        self._writer.stop(sync.close)
 
     @property
     def closed(self) -> bool:
