@@ -2,7 +2,7 @@
  * sss_aio.h - what the async face (sqlite_session_safe.aio) needs in C.
  *
  * 1. A hand-off between an event loop thread and a connection's worker
- *    thread that costs no system call when both are busy.  Waking a sleeping
+ *    thread that needs no wake-up (no futex) when both are busy.  Waking a sleeping
  *    thread (a futex, the event loop's self-pipe) costs several microseconds
  *    each way, about as much as the SQL of a point query or a one-row INSERT,
  *    and it is what makes a call through aiosqlite cost ~30 us.  Here the

@@ -2,7 +2,7 @@
 
 * :func:`connect` -- aiosqlite's API (a drop-in) on this package's DB-API
   module, faster (one thread hop per call and per batch of rows, mostly
-  without a system call), with real cancellation (``task.cancel()`` and
+  without a wake-up), with real cancellation (``task.cancel()`` and
   ``asyncio.timeout`` interrupt the running SQL) and sessions
   (``await con.session()``).  See :mod:`.connection` and :mod:`.worker`.
 * :func:`open` -- the coordinated database (``sss.open``) as async calls:

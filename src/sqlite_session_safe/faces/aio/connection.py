@@ -12,7 +12,7 @@ speed, all invisible to code written for it:
   time in one hop each; ``fetchall()`` is one hop whatever the size (the
   per-row work is in C).  A point query under ``async with db.execute(...)``
   is one hop where aiosqlite makes three (execute, fetchone, close).
-* A hop itself mostly costs no system call (see :mod:`.worker`).
+* A hop itself mostly needs no wake-up of either thread (see :mod:`.worker`).
 
 Cancelling a task that awaits a call interrupts the SQL it runs and waits
 for it to stop, so the connection stays usable; see :mod:`.worker`.

@@ -11,8 +11,9 @@ unless the job completed at once, awaits :meth:`Worker.finish`
   default) without giving the event loop back, spinning on a flag in C with
   the GIL released (``csrc/sss_aio.c``); the worker, after each job, spins
   the same way for the next one before it parks.  A short statement (a point
-  query, a one-row INSERT) then costs no system call at all: no futex
-  wake-up, no self-pipe write, no event loop iteration.  The event loop is
+  query, a one-row INSERT) then needs no wake-up at all: no futex, no
+  self-pipe write, no event loop iteration.  (A spinning thread yields its
+  CPU every few turns, for when the other one waits on the same core.)  The event loop is
   held for at most ``spin`` per call.  A call that does not finish within it
   (a long query, a statement waiting for a lock) continues on the slow path,
   and the next calls skip the fast path for a while (doubling up to 256
