@@ -294,6 +294,17 @@ class WriteTx:
         exception rolls back on its own (the write goes on)."""
         return self._active().transaction()
 
+    def interrupt(self) -> None:
+        """Stop the statement this write is running, from any thread: it
+        raises ``InterruptError`` inside ``fn`` and, unless fn catches it, the
+        write rolls back with nothing committed.  Does nothing when no
+        statement runs (the async face uses it to cancel a write).  SQLite
+        rolls back the whole transaction when a write statement is
+        interrupted: in a group commit, the other parts of the group too."""
+        con = self._con
+        if con is not None:
+            con.interrupt()
+
     @property
     def epoch(self) -> int | None:
         """The fencing epoch this write will set."""
@@ -380,6 +391,13 @@ class ReadTx:
     def fetchall(self, sql: str, params: Parameters | None = None) -> list[Row]:
         """``execute(sql, params).fetchall()``."""
         return self.execute(sql, params).fetchall()
+
+    def interrupt(self) -> None:
+        """Stop the statement this read is running, from any thread (it
+        raises ``InterruptError``).  Does nothing when no statement runs."""
+        con = self._con
+        if con is not None:
+            con.interrupt()
 
     def __enter__(self) -> ReadTx:
         guard = self._guard = InterruptGuard()
