@@ -343,3 +343,53 @@ def test_interrupted_member_in_child_process(tmp_path):
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "main interrupted False" in p.stdout, (p.stdout, p.stderr)
     assert "rows ['slow']" in p.stdout
+
+
+def test_an_interrupt_that_rolls_back_the_shared_transaction_fails_the_group(tmp_path):
+    """SQLite rolls back the whole transaction when a write statement is
+    interrupted: the earlier part waiting for the group's COMMIT learns that
+    nothing of it committed (GroupRolledBack), the log still equals the data,
+    and the next write works."""
+    path = str(tmp_path / "i.db")
+    _setup(path)
+    with _open(path) as db:
+        release, running = threading.Event(), threading.Event()
+        outcome: dict[str, object] = {}
+        txs: dict[str, sss.WriteTx] = {}
+
+        def leader_fn(tx):
+            tx.execute("INSERT INTO item(who, n) VALUES ('leader', 0)")
+            release.wait(30)
+
+        def endless(tx):
+            txs["b"] = tx
+            tx.execute("INSERT INTO item(who, n) VALUES ('b', 1)")
+            running.set()
+            tx.execute("INSERT INTO item(who, n) WITH RECURSIVE c(x) AS "
+                       "(SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT 'loop', x FROM c")
+
+        def run(name, fn):
+            try:
+                outcome[name] = db.write(fn, label=name)
+            except Exception as e:  # noqa: BLE001
+                outcome[name] = e
+
+        leader = threading.Thread(target=run, args=("leader", leader_fn))
+        leader.start()
+        _wait_until(lambda: db._group is not None and db._group.in_txn)
+        b = threading.Thread(target=run, args=("b", endless))
+        b.start()
+        _wait_until(lambda: _queued(db) == 1)
+        release.set()
+        assert running.wait(30)
+        time.sleep(0.05)
+        txs["b"].interrupt()
+        leader.join(60)
+        b.join(60)
+        assert isinstance(outcome["b"], sss.InterruptError)
+        assert isinstance(outcome["leader"], sss.GroupRolledBack)
+        assert getattr(outcome["leader"], "write", None) is None
+        assert list(db.log(since=1)) == []
+        with db.read() as r:
+            assert r.fetchall("SELECT count(*) FROM item") == [(0,)]
+        assert db.write(_increment("after")).seq == 2

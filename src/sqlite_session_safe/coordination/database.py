@@ -74,7 +74,13 @@ from ..sessions.changeset import Changeset
 from ..sessions.session import Session
 from . import audit, interrupts, procinfo
 from .admission import OSLock
-from .db_errors import CommitOutcomeUnknown, NoPrimaryKeyError, SchemaChangeInWrite, WalOnNetworkFilesystem
+from .db_errors import (
+    CommitOutcomeUnknown,
+    GroupRolledBack,
+    NoPrimaryKeyError,
+    SchemaChangeInWrite,
+    WalOnNetworkFilesystem,
+)
 from .errors import EpochMismatch, FencingError, LockCompromised, LockError, LockTimeout
 from .fencing import EPOCH_TABLE, advance_epoch, ensure_epoch_table, read_epoch
 from .interrupts import InterruptGuard
@@ -846,9 +852,10 @@ class Database:
         group.in_txn = con.in_transaction if not con.closed else False
         if group.parts and not group.in_txn:
             # The transaction went with earlier parts in it: they fail too.
-            group.broken = InterfaceError(
-                "the shared write transaction was rolled back by SQLite while a later write in it "
-                "failed; nothing of it was committed")
+            group.broken = GroupRolledBack(
+                "SQLite rolled back the write transaction this write shared with other writes of "
+                "this Database (group commit) when a later one of them failed (interrupted, disk "
+                "full or an I/O error); nothing of it was committed")
 
     def _advance_epoch(self, con: Connection, epoch: int) -> int:
         """The fencing compare-and-set from ``epoch`` (inside BEGIN IMMEDIATE).
@@ -971,7 +978,14 @@ class Database:
         error: BaseException | None = None
         con = group.con
         try:
-            if group.parts and group.in_txn and group.broken is None:
+            if group.broken is not None:
+                # SQLite abandoned the shared transaction under a failing part
+                # (interrupt, disk full, I/O error): no part of it commits.
+                if con is not None and group.in_txn:
+                    _rollback(con)
+                group.in_txn = False
+                error = group.broken
+            elif group.parts and group.in_txn:
                 assert con is not None
                 try:
                     self._lock.check()  # LockCompromised: roll back, commit nothing
@@ -1017,7 +1031,8 @@ class Database:
         if result is not None:
             tx._section.result = result
         if group.error is None:
-            assert result is not None
+            if result is None:  # pragma: no cover - every path that commits nothing sets error
+                raise InterfaceError("the write's transaction ended without a COMMIT; nothing was committed")
             return result
         error = copy.copy(group.error)  # one exception object per waiting thread
         if result is not None:

@@ -15,6 +15,7 @@ __all__ = [
     "WalOnNetworkFilesystem",
     "BackupCheckFailed",
     "CommitOutcomeUnknown",
+    "GroupRolledBack",
 ]
 
 
@@ -92,4 +93,13 @@ class CommitOutcomeUnknown(Error):
     Rare: it needs a second failure right after the first (the file system
     went away).  Do not retry the write blindly: look for the owner and epoch
     named in the message in the audit log first.
+    """
+
+
+class GroupRolledBack(Error):
+    """This write shared its transaction with other writes of the same
+    Database (group commit), and SQLite rolled that whole transaction back
+    when a later one failed in a way SQLite does not confine to a savepoint
+    (``sqlite3_interrupt``, disk full, an I/O error).  Nothing of this write
+    was committed; it may be retried.
     """
