@@ -59,14 +59,16 @@ def user_tables(con: sss.Connection) -> dict[str, list[tuple[Any, ...]]]:
     return {n: con.execute(f'SELECT * FROM "{n}" ORDER BY 1').fetchall() for n in names}
 
 
-def replay(log_source: str, start_copy: str, upto: int | None = None) -> tuple[dict[str, Any], int]:
-    """Apply the audit log of ``log_source`` -- the entries after the copy's
-    own log position, up to ``upto`` -- onto ``start_copy``, checking that the
-    seqs are consecutive.  Returns (the copy's user tables, last seq applied)."""
+def replay(log_source: str, start_copy: str, upto: int | None = None,
+           mode: str = "trusted") -> tuple[dict[str, Any], int]:
+    """Apply the audit log of ``log_source`` (opened in ``mode``) -- the
+    entries after the copy's own log position, up to ``upto`` -- onto
+    ``start_copy``, checking that the seqs are consecutive.  Returns (the
+    copy's user tables, last seq applied)."""
     con = sss.connect(start_copy)
     try:
         applied = log_position(con)  # 0 for a copy taken before the log existed
-        with open_db(log_source) as db:
+        with open_db(log_source, mode=mode) as db:
             for entry in db.log(since=applied):
                 if upto is not None and entry.seq > upto:
                     break

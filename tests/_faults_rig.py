@@ -1,0 +1,290 @@
+"""Test infrastructure for the fault tests: real processes and a real sshfs rig.
+
+* :class:`SshfsRig`: one directory exported by an sshd of our own (listening
+  on 127.0.0.1 only, with its own host key and its own user key, both in a
+  temporary directory; ``AuthorizedKeysFile`` points there, so nothing is
+  added to ``~/.ssh``), mounted through sshfs as many times as asked.  Two
+  mounts are two SFTP clients with separate caches and no shared byte-range
+  locks: two hosts on a share whose locking is broken.
+* process helpers: run a worker script with a bound on its run time, stop
+  process groups by pid, CPU burners for "loaded machine" runs.
+
+Everything here waits with a bound; nothing is left running by ``close()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORKERS = os.path.join(HERE, "_faults_workers.py")
+SSHD = "/usr/sbin/sshd"
+
+
+# -- processes --------------------------------------------------------------------
+
+
+def worker_cmd(role: str, *args: object) -> list[str]:
+    """The command line of one worker process (``_faults_workers.py ROLE ARGS``)."""
+    return [sys.executable, WORKERS, role, *map(str, args)]
+
+
+def spawn(role: str, *args: object, **kw: Any) -> subprocess.Popen[str]:
+    """Start a worker in its own process group (so a signal to it never
+    reaches pytest, and its children go with it)."""
+    kw.setdefault("stdout", subprocess.PIPE)
+    kw.setdefault("stderr", subprocess.PIPE)
+    return subprocess.Popen(worker_cmd(role, *args), text=True, start_new_session=True, **kw)
+
+
+def stop(proc: subprocess.Popen[Any], grace: float = 5.0) -> None:
+    """End a process we started (SIGCONT first, in case it is stopped;
+    SIGTERM, then SIGKILL after ``grace``), and reap it."""
+    if proc.poll() is None:
+        for sig in (signal.SIGCONT, signal.SIGTERM):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, sig)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+
+
+def finish(proc: subprocess.Popen[str], timeout: float) -> tuple[int, str, str]:
+    """Wait at most ``timeout`` for a worker; kill it if it is still running
+    (then fail: a hang is a failure).  Returns (returncode, stdout, stderr)."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stop(proc, grace=1.0)
+        out, err = proc.communicate(timeout=30)
+        raise AssertionError(
+            f"worker {proc.args[2:]} still running after {timeout:.0f}s (killed); "
+            f"stdout: {out[-2000:]!r}; stderr: {err[-4000:]!r}"
+        ) from None
+    return proc.returncode, out, err
+
+
+def run_json(role: str, *args: object, timeout: float) -> dict[str, Any]:
+    """Run a worker to its end (bounded); return the JSON object of its last
+    stdout line.  A non-zero exit or a missing report fails."""
+    rc, out, err = finish(spawn(role, *args), timeout)
+    lines = out.strip().splitlines()
+    assert rc == 0 and lines, (f"worker {role} {args} exited {rc}; "
+                               f"stdout {out[-2000:]!r}; stderr {err[-4000:]!r}")
+    return json.loads(lines[-1])
+
+
+def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
+    """One line of a worker's stdout, waiting at most ``timeout``."""
+    import selectors
+
+    assert proc.stdout is not None
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        if not sel.select(timeout):
+            raise AssertionError(f"no line from worker {proc.args[2:]} within {timeout:.0f}s")
+    line = proc.stdout.readline()
+    if not line:
+        err = proc.stderr.read() if proc.stderr else ""
+        raise AssertionError(f"worker {proc.args[2:]} ended without the expected line: {err[-4000:]}")
+    return line.strip()
+
+
+@contextlib.contextmanager
+def cpu_burners(n: int) -> Iterator[list[subprocess.Popen[str]]]:
+    """``n`` busy-loop processes for the duration of the block (a loaded machine)."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"], text=True,
+                              start_new_session=True) for _ in range(n)]
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            stop(p, grace=2.0)
+
+
+def process_state(pid: int) -> str:
+    """The one-letter state of a process from /proc (``T`` = stopped), or ""."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return ""
+
+
+def wait_for(pred: Any, timeout: float, what: str, interval: float = 0.01) -> None:
+    """Poll ``pred()`` until it is true; fail after ``timeout``."""
+    end = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+# -- the sshfs rig ----------------------------------------------------------------
+
+
+def sshfs_unavailable() -> str | None:
+    """Why the sshfs rig cannot run here, or None."""
+    if not sys.platform.startswith("linux"):
+        return "the sshfs rig needs Linux"
+    if os.geteuid() != 0:
+        return "the sshfs rig needs root (its own sshd, FUSE mounts)"
+    if not os.path.exists("/dev/fuse"):
+        return "the sshfs rig needs /dev/fuse"
+    missing = [p for p in ("sshfs", "ssh-keygen") if shutil.which(p) is None]
+    if not os.access(SSHD, os.X_OK):
+        missing.append(SSHD)
+    if shutil.which("fusermount3") is None and shutil.which("fusermount") is None:
+        missing.append("fusermount")
+    if missing:
+        return ("the sshfs rig needs the Debian packages openssh-server and sshfs "
+                f"(apt-get install openssh-server sshfs; .ci/run does): missing {', '.join(missing)}")
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _run(cmd: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout)
+
+
+class RigUnavailable(Exception):
+    """The rig could not be set up here (reported as a skip with the reason)."""
+
+
+class SshfsRig:
+    """sshd on 127.0.0.1 exporting ``self.export``; :meth:`mount` adds sshfs
+    mounts of it.  :meth:`close` always unmounts and stops sshd (bounded)."""
+
+    def __init__(self) -> None:
+        self.root = tempfile.mkdtemp(prefix="sss-sshfs-")
+        self.export = os.path.join(self.root, "export")
+        os.mkdir(self.export)
+        self.sshd: subprocess.Popen[str] | None = None
+        self.port = 0
+        self.mounts: list[tuple[str, subprocess.Popen[str]]] = []
+        self._count = 0
+
+    # set-up ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        for name in ("hostkey", "userkey"):
+            r = _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                      os.path.join(self.root, name)], 30)
+            if r.returncode:
+                raise RigUnavailable(f"ssh-keygen failed: {r.stderr.strip()}")
+        shutil.copy(os.path.join(self.root, "userkey.pub"), os.path.join(self.root, "authorized_keys"))
+        # sshd's privilege separation directory (Debian's sshd refuses to start without it)
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+        last = ""
+        for _ in range(3):  # a port picked free may be taken in between: try again
+            self.port = _free_port()
+            cfg = os.path.join(self.root, "sshd_config")
+            with open(cfg, "w", encoding="ascii") as f:
+                f.write(
+                    f"Port {self.port}\n"
+                    "ListenAddress 127.0.0.1\n"
+                    f"HostKey {self.root}/hostkey\n"
+                    f"AuthorizedKeysFile {self.root}/authorized_keys\n"
+                    # the temporary directory lies under /tmp (mode 1777)
+                    "StrictModes no\n"
+                    "PermitRootLogin prohibit-password\n"
+                    "PasswordAuthentication no\n"
+                    "KbdInteractiveAuthentication no\n"
+                    "UsePAM no\n"
+                    "Subsystem sftp internal-sftp\n"
+                    f"PidFile {self.root}/sshd.pid\n"
+                )
+            self.sshd = subprocess.Popen([SSHD, "-D", "-e", "-f", cfg], stdout=subprocess.DEVNULL,
+                                         stderr=open(os.path.join(self.root, "sshd.log"), "w"),
+                                         text=True, start_new_session=True)
+            end = time.monotonic() + 10
+            while time.monotonic() < end and self.sshd.poll() is None:
+                with socket.socket() as s:
+                    s.settimeout(0.5)
+                    if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                        return
+                time.sleep(0.05)
+            stop(self.sshd)
+            with open(os.path.join(self.root, "sshd.log"), encoding="utf-8", errors="replace") as f:
+                last = f.read()[-2000:]
+            self.sshd = None
+        raise RigUnavailable(f"sshd did not start: {last}")
+
+    def mount(self, *options: str) -> str:
+        """A new sshfs mount of the export (``options`` are sshfs ``-o`` options,
+        e.g. ``dir_cache=no``); returns its mount point."""
+        assert self.sshd is not None
+        self._count += 1
+        point = os.path.join(self.root, f"m{self._count}")
+        os.mkdir(point)
+        opts = [
+            f"IdentityFile={self.root}/userkey", "IdentitiesOnly=yes", "BatchMode=yes",
+            "StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null", "LogLevel=ERROR",
+            f"port={self.port}", *options,
+        ]
+        cmd = ["sshfs", "-f"]
+        for o in opts:
+            cmd += ["-o", o]
+        cmd += [f"{pwd.getpwuid(os.getuid()).pw_name}@127.0.0.1:{self.export}", point]
+        log = open(os.path.join(self.root, f"sshfs-m{self._count}.log"), "w")
+        proc = subprocess.Popen(cmd, stdout=log, stderr=log, text=True, start_new_session=True)
+        self.mounts.append((point, proc))
+        end = time.monotonic() + 20
+        while not os.path.ismount(point):
+            if proc.poll() is not None or time.monotonic() > end:
+                log.flush()
+                with open(log.name, encoding="utf-8", errors="replace") as f:
+                    why = f.read()[-2000:]
+                raise RigUnavailable(f"sshfs mount failed (exit {proc.poll()}): {why}")
+            time.sleep(0.05)
+        return point
+
+    # tear-down ------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Unmount every mount and stop sshd; each step bounded.  Safe to call twice."""
+        fusermount = shutil.which("fusermount3") or shutil.which("fusermount") or "fusermount"
+        for point, proc in reversed(self.mounts):
+            if os.path.ismount(point):
+                try:
+                    r = _run([fusermount, "-u", point], 15)
+                    if r.returncode and os.path.ismount(point):
+                        _run([fusermount, "-u", "-z", point], 15)  # busy: detach lazily
+                except subprocess.TimeoutExpired:
+                    pass
+            stop(proc, grace=5.0)
+            if os.path.ismount(point):  # sshfs gone but the kernel still has it
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    _run(["umount", "-l", point], 15)
+        self.mounts.clear()
+        if self.sshd is not None:
+            stop(self.sshd)
+            self.sshd = None
+        if not any(os.path.ismount(os.path.join(self.root, n)) for n in os.listdir(self.root)):
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> SshfsRig:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
