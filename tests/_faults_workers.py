@@ -61,7 +61,17 @@ def role_inc(path: str, n: str, mode: str) -> None:
         return int(v)
 
     t0 = time.monotonic()
-    with sss.open(path, mode=mode, timeout=120) as db:
+    for _attempt in range(100):  # opening over sshfs can fail too (reported, retried)
+        try:
+            db = sss.open(path, mode=mode, timeout=120)
+            break
+        except Exception as e:  # noqa: BLE001
+            errors.append("open: " + describe(e))
+            time.sleep(0.01)
+    else:
+        report({"done": done, "errors": errors, "elapsed": time.monotonic() - t0})
+        return
+    with db:
         for _ in range(int(n)):
             for _attempt in range(100):
                 try:

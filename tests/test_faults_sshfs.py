@@ -101,7 +101,12 @@ def _weak_lock(sshfs: Mounts, mode: str, n: int, dir_cache: bool) -> None:
                 p.wait(30)
     done = [tuple(d) for r in results for d in r["done"]]
     errors = [e for r in results for e in r["errors"]]
-    tally = Counter(e.split(":")[0] + (" (EPERM)" if "Operation not permitted" in e else "") for e in errors)
+    def kind(e: str) -> str:  # "LockError (EPERM)", "open: DiskIOError", ...
+        prefix = "open: " if e.startswith("open: ") else ""
+        e = e.removeprefix("open: ")
+        return prefix + e.split(":")[0] + (" (EPERM)" if "Operation not permitted" in e else "")
+
+    tally = Counter(kind(e) for e in errors)
     waits = sorted(d[2] for d in done)
     print(f"\n{mode} 2x{n} dir_cache={'yes' if dir_cache else 'no'}: "
           f"elapsed {[round(r['elapsed'], 1) for r in results]} s, "
@@ -128,7 +133,7 @@ def _weak_lock(sshfs: Mounts, mode: str, n: int, dir_cache: bool) -> None:
     assert inspect_lock(path) is None
     # Every failure a writer saw is an sss.Error (not OverflowError: D1), and
     # none is a lock collision reported as an error instead of a wait (D2).
-    not_sss = [e for e in errors if not hasattr(sss, e.split(":")[0])]
+    not_sss = [e for e in errors if not hasattr(sss, e.removeprefix("open: ").split(":")[0])]
     assert not_sss == [], f"non-sss.Error exceptions: {not_sss[:5]}"
     eperm = [e for e in errors if "Operation not permitted" in e]
     assert eperm == [], f"{len(eperm)} lock collisions (EPERM) failed instead of waiting: {eperm[0]}"
