@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import multiprocessing
 import os
 import random
 import subprocess
 import sys
+import threading
 import time
 
 from sqlite_session_safe.coordination import procinfo
@@ -146,29 +148,67 @@ def paused_holder(db: str, stale_timeout: float, heartbeat_interval: float, conn
     conn.send({"results": results, "callbacks": calls, "is_held": lock.is_held})
 
 
+class _Records(logging.Handler):
+    """Keeps the package's warnings (a breaker says whom it broke and why)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage()[:300])
+
+
 def breaker_worker(db: str, rounds: list[tuple[str, float, float, float]], barrier, out) -> None:
     """One of many racing breakers.  Per round: wait at the barrier for the
     planted stale lock, try to acquire, wait until everyone has tried, then
-    (if won) prove the lock is still ours and release."""
-    for kind, timeout, stale, hb in rounds:
-        barrier.wait()
-        lock = DirectoryLock(db, timeout=timeout, stale_timeout=stale, heartbeat_interval=hb)
-        try:
-            lock.acquire()
-            won = True
-        except LockTimeout:
-            won = False
-        barrier.wait()  # all attempts over: nobody else may still acquire
-        ok = None
-        if won:
+    (if won) prove the lock is still ours -- recording what ``check()`` said
+    and who is at the lock path -- and release.
+
+    Reports one dict per round: won, owner id, when it was admitted
+    (CLOCK_MONOTONIC, shared by all processes of the host), the check
+    result (True or the LockCompromised message), the owner at the lock path
+    right before the check, and the package's warnings during the round.
+    Every barrier wait is bounded; a broken (aborted) barrier ends the worker."""
+    records = _Records()
+    logging.getLogger("sqlite_session_safe").addHandler(records)
+    try:
+        for kind, timeout, stale, hb in rounds:
+            barrier.wait(120)
+            records.messages.clear()
+            lock = DirectoryLock(db, timeout=timeout, stale_timeout=stale, heartbeat_interval=hb)
             try:
-                lock.check()
-                lock.release()
-                ok = True
-            except LockCompromised as e:
-                ok = str(e)
-        out.put((kind, os.getpid(), won, ok))
-        barrier.wait()  # released: the parent may plant the next round
+                lock.acquire()
+                won, admitted = True, time.monotonic()
+                owner = lock.owner.owner_id if lock.owner else None
+            except LockTimeout:
+                won, admitted, owner = False, None, None
+            barrier.wait(120)  # all attempts over: nobody else may still acquire
+            check: bool | str | None = None
+            at_path = None
+            if won:
+                try:
+                    at_path = read_owner_json(db)["owner_id"]
+                except (OSError, ValueError, KeyError) as e:
+                    at_path = f"unreadable: {type(e).__name__}"
+                try:
+                    lock.check()
+                    check = True
+                except LockCompromised as e:
+                    check = str(e)
+                try:
+                    lock.release()
+                except LockCompromised:
+                    pass  # documented: a compromised holder touches nothing at the lock path
+            out.put({
+                "kind": kind, "pid": os.getpid(), "won": won,
+                "owner": owner,
+                "admitted": admitted, "check": check, "at_path": at_path,
+                "log": list(records.messages),
+            })
+            barrier.wait(120)  # released: the parent may plant the next round
+    except threading.BrokenBarrierError:
+        return  # the parent gave up (a failed round): end quietly
 
 
 def rw_worker(db: str, d: str, mode: str, n: int, seed: int, start, out) -> None:

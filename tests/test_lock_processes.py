@@ -14,6 +14,7 @@ import textwrap
 import time
 
 import pytest
+from _faults_rig import cpu_burners
 from _lock_workers import (
     STRESS_SCALE,
     breaker_worker,
@@ -28,7 +29,7 @@ from _lock_workers import (
 )
 
 from sqlite_session_safe.coordination.errors import LockTimeout
-from sqlite_session_safe.coordination.lock import DirectoryLock, inspect_lock
+from sqlite_session_safe.coordination.lock import DirectoryLock, break_stale_lock, inspect_lock
 
 posix_signals = pytest.mark.skipif(
     sys.platform == "win32", reason="needs POSIX signals (SIGKILL/SIGSTOP/SIGCONT)"
@@ -130,11 +131,25 @@ def test_sigkilled_holder_without_same_host_shortcut_within_stale_timeout(tmp_pa
         assert waiter.owner.owner_id != owner
 
 
-def test_sixteen_breakers_fifty_rounds_one_holder_each(tmp_path):
+def _breaker_rounds(tmp_path, rounds_n: int) -> dict:
+    """16 breaker processes race for a planted stale lock, ``rounds_n`` rounds.
+
+    Most rounds are judged at once (same host, the owner's process gone).
+    Every fifth is judged by watching: the owner is on "another host" with a
+    0.3 s stale timeout, and each breaker uses 0.3 s too.  In those rounds a
+    winner starved of CPU for longer than that (its keeper thread cannot
+    beat) is legitimately judged stale and broken by a breaker still trying,
+    or runs out its own lease: its ``check()`` then fails, and it must not
+    count as a holder.  A *verified* winner is one whose ``check()`` passed
+    after every attempt of the round was over; two verified winners in one
+    round would be a real double admission.
+
+    Fails fast: bounded barrier waits, the barrier aborted on failure,
+    bounded joins, then the workers are killed.  Returns the tallies."""
     db = str(tmp_path / "race.sqlite")
     procs = 16
     rounds = []
-    for i in range(50 * STRESS_SCALE):
+    for i in range(rounds_n):
         if i % 5 == 4:
             # judged by watching: owner on "another host", heartbeat frozen
             rounds.append(("watched", 0.3 + 1.2, 0.3, 0.1))
@@ -150,28 +165,78 @@ def test_sixteen_breakers_fifty_rounds_one_holder_each(tmp_path):
     for w in workers:
         w.start()
     gone = dead_pid()
+    tally = {"rounds": 0, "winners>1": 0, "unverified winners": 0, "no verified winner": 0,
+             "no winner": 0, "left by a compromised holder": 0}
+    evidence = []
     try:
         for kind, *_ in rounds:
             if kind == "dead-pid":
                 plant_lock(db, pid=gone, same_host=True, stale_timeout=60.0)
             else:
                 plant_lock(db, pid=12345, same_host=False, stale_timeout=0.3)
-            barrier.wait(60)  # go
-            barrier.wait(60)  # all tried
-            results = [out.get(timeout=60) for _ in range(procs)]
-            barrier.wait(60)  # all released
-            winners = [r for r in results if r[2]]
-            assert len(winners) == 1, (kind, results)
-            assert winners[0][3] is True, (kind, winners)
-            assert inspect_lock(db) is None
+            barrier.wait(120)  # go
+            barrier.wait(120)  # all tried
+            results = [out.get(timeout=120) for _ in range(procs)]
+            barrier.wait(120)  # all released
+            tally["rounds"] += 1
+            winners = sorted((r for r in results if r["won"]), key=lambda r: r["admitted"])
+            verified = [r for r in winners if r["check"] is True]
+            # the one real failure: two holders that both still hold after the race
+            assert len(verified) <= 1, ("double admission", kind, verified)
+            for r in verified:
+                assert r["at_path"] == r["owner"], r
+            tally["winners>1"] += len(winners) > 1
+            tally["unverified winners"] += len(winners) - len(verified)
+            tally["no winner"] += not winners
+            tally["no verified winner"] += bool(winners) and not verified
+            if kind == "dead-pid":
+                # never broken (20 s stale, owner alive): exactly one, verified
+                assert len(winners) == 1 and len(verified) == 1, (kind, winners)
+            if len(winners) > 1 and len(evidence) < 3:
+                # who won when, what its check said, and every break of the round
+                evidence.append({
+                    "winners": [{k: r[k] for k in ("owner", "admitted", "check", "at_path")}
+                                for r in winners],
+                    "breaks": [m.split("sss-lock ", 1)[-1] for r in results for m in r["log"]
+                               if m.startswith(("broke", "renamed"))],
+                })
+            if inspect_lock(db) is not None:
+                # Left by a winner whose own lease ran out (starved; documented:
+                # once compromised it touches nothing at the lock path), or the
+                # planted lock itself when every breaker timed out (starved).
+                assert not verified, (kind, winners, inspect_lock(db))
+                tally["left by a compromised holder"] += bool(winners)
+                assert break_stale_lock(db, force=True)
+    except BaseException:
+        barrier.abort()  # wake every worker: each ends at its next barrier wait
+        raise
     finally:
+        end = time.monotonic() + 30
         for w in workers:
-            w.join(30)
+            w.join(max(0.1, end - time.monotonic()))
+        for w in workers:
             if w.is_alive():
                 w.kill()
-    assert all(w.exitcode == 0 for w in workers)
-    leftovers = [n for n in os.listdir(tmp_path) if n.startswith("race.sqlite.sss-lock")]
-    assert leftovers == []
+                w.join(10)
+    assert all(w.exitcode == 0 for w in workers), [w.exitcode for w in workers]
+    tally["evidence"] = evidence
+    print(f"\nbreaker race: {tally}")
+    if not tally["unverified winners"] and not tally["no winner"]:
+        leftovers = [n for n in os.listdir(tmp_path) if n.startswith("race.sqlite.sss-lock")]
+        assert leftovers == []
+    return tally
+
+
+def test_sixteen_breakers_fifty_rounds_one_holder_each(tmp_path):
+    _breaker_rounds(tmp_path, 50 * STRESS_SCALE)
+
+
+@pytest.mark.stress
+def test_sixteen_breakers_on_a_saturated_cpu(tmp_path):
+    """The same race with 3 busy-loop processes saturating the 2 CPUs (or
+    more), 50 x SSS_STRESS_SCALE rounds: no double admission, no hang."""
+    with cpu_burners(max(3, (os.cpu_count() or 2) + 1)):
+        _breaker_rounds(tmp_path, 50 * STRESS_SCALE)
 
 
 @posix_signals
