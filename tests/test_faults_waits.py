@@ -5,9 +5,10 @@ holder or the refused state; never ``OverflowError`` or another non-
 
 Each test runs its scenarios at once, each in its own processes (holders,
 waiters and the CLI are separate programs), so a test takes about as long as
-its longest wait: the default ones about 8 s each, the stress ones (waits over
-20 s, and a paused holder outwaited with the default 15 s stale timeout)
-about 30 s each.  Times bound the waits; nothing asserts on them.
+its longest wait: the default one about 8 s (waits of 6-7 s: every waiter
+died of OverflowError after about 4 s), the stress one about 45 s (waits of
+25 s, and paused holders outwaited past the default 15 s stale timeout).
+Times bound the waits; nothing asserts on them.
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ def _admitted_after_holder(tmp_path: Any, kind: str, mode: str, hold: float) -> 
     return scenario
 
 
-def _cli(path: str, *args: str, timeout: float) -> tuple[int, str, str]:
+def _cli(*args: str, timeout: float) -> tuple[int, str, str]:
     p = subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return finish(p, timeout)
 
@@ -117,7 +118,7 @@ def _cli_admitted_after_holder(tmp_path: Any, hold: float) -> Callable[[], Any]:
     def scenario() -> Any:
         path = _db(tmp_path, f"cli-{hold:g}.db", "trusted", rows=1)
         with Holder("write", path, hold) as h:
-            rc, out, err = _cli(path, "undo", path, "2", "--timeout", str(4 * hold + 60),
+            rc, out, err = _cli("undo", path, "2", "--timeout", str(4 * hold + 60),
                                 timeout=5 * hold + 120)
             h.released(60)
         assert rc == 0 and "Traceback" not in err, (rc, out, err[-2000:])
@@ -135,7 +136,7 @@ def _cli_times_out_on_holder(tmp_path: Any, timeout: float) -> Callable[[], Any]
     def scenario() -> Any:
         path = _db(tmp_path, f"cli-timeout-{timeout:g}.db", "trusted", rows=1)
         with Holder("write", path, timeout + 120):
-            rc, out, err = _cli(path, "undo", path, "2", "--timeout", str(timeout), timeout=timeout + 120)
+            rc, out, err = _cli("undo", path, "2", "--timeout", str(timeout), timeout=timeout + 120)
         assert rc == 3 and "LockTimeout" in err and "Traceback" not in err, (rc, out, err[-2000:])
         return "exit 3, LockTimeout"
 
@@ -156,7 +157,7 @@ def _refused_state(tmp_path: Any, kind: str, timeout: float) -> Callable[[], Any
         with open(lock_paths(path)[1], "w") as f:
             f.write("not a lock")
         if kind == "cli":
-            rc, out, err = _cli(path, "--mode", "network", "undo", path, "2", "--timeout", str(timeout),
+            rc, out, err = _cli("--mode", "network", "undo", path, "2", "--timeout", str(timeout),
                                 timeout=timeout + 120)
             assert rc == 3 and "LockTimeout" in err and "not-a-directory" in err, (rc, out, err[-2000:])
             assert "Traceback" not in err
