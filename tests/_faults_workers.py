@@ -349,6 +349,11 @@ def role_chaos_writer(path: str, mode: str, writer: str, incarnation: str, stop_
             except BaseException as e:  # noqa: BLE001 -- KeyboardInterrupt included, by design
                 interrupted = isinstance(e, KeyboardInterrupt)
                 failed.append(describe(e)[:200])
+                # where it came from, for a test that finds this process hung later
+                where = "".join(traceback.format_exception(e) if interrupted or len(failed) == 1
+                                else traceback.format_exception_only(e))[-3000:]
+                print(f"write {token} raised (committed: {getattr(e, 'write', None) is not None}):\n"
+                      f"{where}", file=sys.stderr, flush=True)
                 r = getattr(e, "write", None)
                 if interrupted:
                     counts["interrupted"] += 1

@@ -323,7 +323,8 @@ def _paused_inside_transaction(tmp_path: Any, resume_after: float | None) -> Cal
             assert held.get("committed_seq") is None, held
             expect = ["waiter"]
         else:
-            assert doc["outcome"] == "raised" and doc["type"] == "LockTimeout", doc
+            assert doc["outcome"] == "raised" and doc["type"] == "LockTimeout", \
+                f"after {doc['waited']:.1f} s (timeout {timeout}): {doc}"
             assert held["outcome"] in ("raised", "committed"), held
             expect = ["paused"] if held["outcome"] == "committed" else []
         with sss.connect(path) as con:
