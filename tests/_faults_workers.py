@@ -324,9 +324,9 @@ def role_chaos_writer(path: str, mode: str, writer: str, incarnation: str, stop_
     fd = os.open(acks, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     counts = {"ok": 0, "interrupted": 0, "interrupted_committed": 0, "errors": 0}
     errors: list[str] = []
+    print("ready", flush=True)  # from here on a SIGINT is the package's business
     db = chaos_open(path, mode)
     i = 0
-    print("ready", flush=True)
     while not os.path.exists(stop_file):
         i += 1
         token = f"w{writer}.{incarnation}.{i}"
