@@ -72,10 +72,14 @@ def sshfs() -> Iterator[Mounts]:
 
 
 def _fresh(sshfs: Mounts, mode: str) -> tuple[str, str, str]:
-    """A new counter database in the export; returns (name, path, start copy)."""
+    """A new counter database in the export, made through the first mount as
+    its writers will use it (a trusted-mode database on a network file system
+    is admitted by lock directories, protocol v1, so one made from the server's
+    local disk would carry a v2 marker they refuse); returns (name, path,
+    start copy)."""
     name = f"{mode}-{uuid.uuid4().hex[:8]}.db"
     path = os.path.join(sshfs.export, name)
-    make_counter(path, mode)
+    make_counter(os.path.join(sshfs.pair(dir_cache=False)[0], name), mode)
     start = path + ".start"
     shutil.copy(path, start)  # nothing writes it yet: a plain copy is the start state
     return name, path, start

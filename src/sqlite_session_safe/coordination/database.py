@@ -68,7 +68,7 @@ from typing import Any, Literal
 
 from ..binding.connection import Connection, Transaction
 from ..binding.cursor import Cursor, Row
-from ..binding.errors import ClosedError, InterfaceError
+from ..binding.errors import BusyError, ClosedError, InterfaceError
 from ..binding.values import Parameters
 from ..sessions.changeset import Changeset
 from ..sessions.session import Session
@@ -326,10 +326,18 @@ class WriteTx:
     def __enter__(self) -> WriteTx:
         guard = self._guard = InterruptGuard()
         section = self._section = guard.__enter__()
+        admitted = False
         try:
             self._db._begin_write(self)
+            admitted = True
+            # A Ctrl-C that arrived during the admission: stop before fn runs.
+            section.checkpoint()
         except BaseException as e:
-            guard.__exit__(type(e), e, e.__traceback__)
+            try:
+                if admitted:
+                    self._db._abort_write(self)
+            finally:
+                guard.__exit__(type(e), e, e.__traceback__)
             raise
         # The block (or fn) is the caller's code: Ctrl-C interrupts it at once.
         self._was_immediate = section.set_immediate(True)
@@ -408,10 +416,17 @@ class ReadTx:
     def __enter__(self) -> ReadTx:
         guard = self._guard = InterruptGuard()
         section = guard.__enter__()
+        begun = False
         try:
             self._db._begin_read(self)
+            begun = True
+            section.checkpoint()  # a Ctrl-C that arrived while the read began
         except BaseException as e:
-            guard.__exit__(type(e), e, e.__traceback__)
+            try:
+                if begun:
+                    self._db._end_read(self, True)
+            finally:
+                guard.__exit__(type(e), e, e.__traceback__)
             raise
         self._was_immediate = section.set_immediate(True)  # the block is the caller's code
         self._section = section
@@ -503,8 +518,23 @@ class Database:
         # One lock object for this Database's writes (used by one thread at a
         # time, under _write_mutex): an OS lock in trusted and wal modes (lock
         # protocol v2), a lock directory with heartbeats in network mode (v1).
+        # Trusted mode on a network file system also uses v1: whether another
+        # host's clients see an OS lock depends on the file system and its
+        # mount options (two sshfs mounts never do), while a directory rename
+        # is atomic on every one of them.
         self._lock: OSLock | DirectoryLock
-        if self.spec.protocol == 2:
+        #: The lock protocol that admits this Database's writers: 2 (OS lock)
+        #: or 1 (lock directory).  PROTOCOL.md §5.1.
+        self.protocol = self.spec.protocol
+        #: Open a fresh write connection for every admission (close-to-open
+        #: consistency): network mode, and trusted mode on a network file
+        #: system, whose client caches may serve a connection kept open stale
+        #: pages (seen over sshfs: lost updates).
+        self.reopen_per_admission = self.spec.reopen
+        if self.protocol == 2 and is_network_filesystem(self.path):
+            self.protocol = 1
+            self.reopen_per_admission = True
+        if self.protocol == 2:
             self._lock = OSLock(self.path, timeout=timeout)
             self.linger = 0.0  # an OS lock costs microseconds to take: no lease
         else:
@@ -512,8 +542,7 @@ class Database:
                 self.path, "write", timeout=timeout, stale_timeout=stale_timeout,
                 heartbeat_interval=heartbeat_interval,
             )
-            if self.spec.read_lock:
-                refuse_os_lock_marker(self.path, self.lock_path)
+            refuse_os_lock_marker(self.path, self.lock_path)
         self._write_mutex = threading.Lock()
         # Group commit: the open group, changed under _gate.
         self._gate = threading.Condition(threading.Lock())
@@ -534,7 +563,7 @@ class Database:
             except BaseException:
                 con.close()
                 raise
-            if self.spec.reopen:
+            if self.reopen_per_admission:
                 con.close()  # network mode: a fresh connection per admission
             else:
                 self._writer = con
@@ -764,7 +793,16 @@ class Database:
             group.locked = True
             assert lock.owner is not None
             group.owner = lock.owner.owner_id
-            group.con = self._writer if self._writer is not None else self._connect()
+            if self._writer is not None:
+                group.con = self._writer
+            else:  # network mode: a fresh connection per admission
+                group.con = self._connect()
+                if deadline is not None:
+                    # SQLite's own busy wait (BEGIN IMMEDIATE behind a holder
+                    # paused inside its transaction) ends with the write's own
+                    # deadline, not a whole timeout later.
+                    remaining_ms = max(1, int((deadline - time.monotonic()) * 1000))
+                    group.con.execute(f"PRAGMA busy_timeout = {remaining_ms}")
             # Read the epoch now, outside the transaction: a commit by anyone
             # else between our admission and our BEGIN then fails the CAS.
             # Under a lease (same tenure as the last commit) the epoch that
@@ -788,7 +826,14 @@ class Database:
     def _open_group_transaction(self, group: _Group) -> None:
         con = group.con
         assert con is not None
-        con.execute("BEGIN IMMEDIATE")
+        try:
+            con.execute("BEGIN IMMEDIATE")
+        except BusyError as e:
+            raise LockTimeout(
+                f"timed out waiting for {self.path!r}: admitted by the outer lock, but SQLite's own "
+                "write lock stayed held by another connection (a writer paused inside its "
+                "transaction after its lock was broken, or a program that does not take part in "
+                f"the lock protocol): {e}") from e
         group.in_txn = True
         try:
             info = self._schema(con)
@@ -1297,7 +1342,8 @@ class Database:
             "foreign_keys": fks,
             "sqlite_locks": not self.nolock,
             "reader_lock": self.spec.read_lock,
-            "reopen_per_admission": self.spec.reopen,
+            "reopen_per_admission": self.reopen_per_admission,
+            "lock_protocol_version": self.protocol,
             "audit": self.audit,
             "log_position": seq,
             "database_id": db_id,
@@ -1309,7 +1355,7 @@ class Database:
             "network_filesystem": network,
             "wal_allowed": network is not True,
             "lock_protocol": ("sqlite-session-safe.lock v2 (operating-system lock)"
-                              if self.spec.protocol == 2 else
+                              if self.protocol == 2 else
                               "sqlite-session-safe.lock v1 (lock directories with heartbeats)"),
             "stale_timeout": self.stale_timeout,
             "heartbeat_interval": self.heartbeat_interval,

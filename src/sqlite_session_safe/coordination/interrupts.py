@@ -145,8 +145,9 @@ class InterruptGuard:
         or defer it (``False``: the package's bookkeeping runs).  Returns the
         previous setting, for nested sections to restore."""
         was, self._immediate = self._immediate, immediate
-        if immediate and self._pending is not None and self._owner:
-            self._deliver()
+        # Never delivers here: the caller delivers a pending signal at a
+        # checkpoint of its own (where it can undo what it began), and one
+        # that arrives in between is raised at the end of the section.
         return was
 
     def delivered_since(self, mark: int) -> bool:

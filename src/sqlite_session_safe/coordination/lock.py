@@ -267,7 +267,7 @@ def refuse_os_lock_marker(db_path: str, lock_path: str) -> None:
     """Raise :class:`ProtocolMismatch` when L is a lock protocol v2 marker
     (a v1 client must not use such a database at all)."""
     if look(lock_path).state == "os-lock":
-        raise protocol_mismatch(db_path, "open it in network mode")
+        raise protocol_mismatch(db_path, "open it with lock directories (protocol v1)")
 
 
 def refusal(path: str, seen: Seen) -> str:
