@@ -9,8 +9,11 @@ Only three ways, each leaving a complete file at ``dest`` or nothing:
   outer write lock *and* SQLite's RESERVED lock, so no cooperating writer can
   change it meanwhile (and a killed writer's hot journal has been rolled back).
 
-Each writes to a temporary name next to ``dest``, runs ``PRAGMA
-integrity_check`` on it, fsyncs it, and only then renames it to ``dest``.  The
+Each writes to a temporary name next to ``dest`` that names this process
+(:mod:`.tempfiles`), runs ``PRAGMA integrity_check`` on it, fsyncs it, and only
+then renames it to ``dest``.  A backup killed mid-copy leaves its temporary
+file; the next backup into the same directory removes it once its process is
+provably gone, never one of a backup still running.  The
 result names the audit log position the copy holds: the copy's own
 ``max(seq)``, which is exact because the log is inside the database.
 """
@@ -24,8 +27,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..binding.connection import Connection
-from ..binding.errors import InterfaceError
-from . import audit
+from ..binding.errors import CorruptError, InterfaceError, NotADBError
+from . import audit, tempfiles
 from .db_errors import BackupCheckFailed
 
 if TYPE_CHECKING:
@@ -58,10 +61,14 @@ class BackupResult:
 
 def check_copy(path: str) -> tuple[str, int]:
     """Run ``PRAGMA integrity_check`` on the file at ``path``; return
-    ("ok", log position).  Raises :class:`BackupCheckFailed` otherwise."""
+    ("ok", log position).  Raises :class:`BackupCheckFailed` otherwise,
+    including when the copy is too damaged for the check to run."""
     con = Connection(path)
     try:
-        rows = [str(r[0]) for r in con.execute("PRAGMA integrity_check")]
+        try:
+            rows = [str(r[0]) for r in con.execute("PRAGMA integrity_check")]
+        except (CorruptError, NotADBError) as e:
+            rows = [str(e)]
         if rows != ["ok"]:
             raise BackupCheckFailed(
                 f"copy {path!r} failed PRAGMA integrity_check: {'; '.join(rows[:5])}", path, tuple(rows[:20])
@@ -72,49 +79,28 @@ def check_copy(path: str) -> tuple[str, int]:
 
 
 def _dest(dest: str | os.PathLike[str], db: Database) -> tuple[str, str]:
+    """(absolute destination, temporary name next to it).  Temporary copies
+    that killed backups left in that directory are removed first."""
     path = os.path.abspath(os.fspath(dest))
     if os.path.realpath(path) == db.path:
         raise InterfaceError("the copy's destination is the database itself")
     if os.path.isdir(path):
         raise InterfaceError(f"the copy's destination {path!r} is a directory")
-    tmp = f"{path}.tmp-{os.urandom(8).hex()}"
-    return path, tmp
-
-
-def _fsync(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    tempfiles.check_directory(path, "the copy")
+    tempfiles.remove_dead(os.path.dirname(path))
+    return path, tempfiles.temp_path(path)
 
 
 def _finish(tmp: str, path: str, method: str, started: float) -> BackupResult:
     """Check the copy at ``tmp``, make it durable, move it to ``path``."""
     try:
         integrity, seq = check_copy(tmp)
-        _fsync(tmp)
-        os.replace(tmp, path)
+        tempfiles.fsync_file(tmp)
+        tempfiles.replace_file(tmp, path)
     except BaseException:
-        _remove(tmp)
+        tempfiles.remove_with_sidecars(tmp)
         raise
-    try:
-        dir_fd = os.open(os.path.dirname(path), os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass  # directories can't be fsynced on every platform; the file itself is
     return BackupResult(path, method, seq, integrity, os.path.getsize(path), time.monotonic() - started)
-
-
-def _remove(path: str) -> None:
-    for p in (path, path + "-journal", path + "-wal", path + "-shm"):
-        try:
-            os.unlink(p)
-        except FileNotFoundError:
-            pass
 
 
 def online_backup(db: Database, dest: str | os.PathLike[str], progress: Any, pages: int) -> BackupResult:
@@ -128,7 +114,7 @@ def online_backup(db: Database, dest: str | os.PathLike[str], progress: Any, pag
             # copy is taken in one step inside the read transaction.
             r._con.backup(tmp, pages=pages, progress=progress)
     except BaseException:
-        _remove(tmp)
+        tempfiles.remove_with_sidecars(tmp)
         raise
     return _finish(tmp, path, "backup", started)
 
@@ -150,7 +136,7 @@ def vacuum_into(db: Database, dest: str | os.PathLike[str]) -> BackupResult:
                 r._con.execute("PRAGMA query_only = ON")
                 r._con.execute("BEGIN DEFERRED")
     except BaseException:
-        _remove(tmp)
+        tempfiles.remove_with_sidecars(tmp)
         raise
     return _finish(tmp, path, "vacuum_into", started)
 
@@ -178,7 +164,7 @@ def copy_under_lock(db: Database, dest: str | os.PathLike[str]) -> BackupResult:
             finally:
                 side.close()
     except BaseException:
-        _remove(tmp)
+        tempfiles.remove_with_sidecars(tmp)
         raise
     # The write was empty, so it committed nothing and logged nothing.
     return _finish(tmp, path, "copy_under_lock", started)

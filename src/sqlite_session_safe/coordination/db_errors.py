@@ -16,6 +16,7 @@ __all__ = [
     "BackupCheckFailed",
     "CommitOutcomeUnknown",
     "GroupRolledBack",
+    "FileInUseError",
 ]
 
 
@@ -103,3 +104,9 @@ class GroupRolledBack(Error):
     (``sqlite3_interrupt``, disk full, an I/O error).  Nothing of this write
     was committed; it may be retried.
     """
+
+
+class FileInUseError(Error, PermissionError):
+    """A finished copy could not be renamed onto its destination: on Windows,
+    another program holds the destination open.  Nothing was replaced; the
+    copy was removed."""
