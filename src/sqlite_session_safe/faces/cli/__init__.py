@@ -3,18 +3,18 @@ sqlite_session_safe.faces.cli``).
 
 Every command prints readable text by default and one JSON object with
 ``--json`` (its shape is documented in README.md, "Command line").  Errors
-are one line on stderr, ``sqlite-session-safe: error: ...``, and an exit
-status from :class:`~._base.ExitCode`; ``--debug`` shows the traceback
-instead.  With ``--json`` the error is also printed on stdout as
-``{"command": ..., "error": {"type", "message", "exit_code"}}`` (plus
-``"conflicts"``, one object per row, for a replication or undo conflict).
+are one line on stderr, ``sqlite-session-safe: error: ...``, usually followed
+by ``sqlite-session-safe: hint: <what to do next>``, and an exit status from
+:class:`~._base.ExitCode`; ``--debug`` also shows the traceback.  With
+``--json`` the error is also printed on stdout as ``{"command": ..., "error":
+{"type", "message", "hint", "exit_code"}}`` (plus ``"conflicts"``, one object
+per row, for a replication or undo conflict).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 import traceback
@@ -22,8 +22,18 @@ from collections.abc import Sequence
 
 import sqlite_session_safe as sss
 
-from . import _changes, _copies, _inspect
-from ._base import EXIT_CODES_HELP, CliError, ExitCode, Output, exit_code_for, jsonable
+from . import _changes, _copies, _inspect, _query
+from ._base import (
+    EXIT_CODES_HELP,
+    CliError,
+    ExitCode,
+    Output,
+    exit_code_for,
+    for_terminal,
+    hint_for,
+    is_pipe_error,
+    prepare_stdout,
+)
 
 __all__ = ["main", "build_parser", "ExitCode", "CliError"]
 
@@ -53,7 +63,8 @@ def _common_options(top: bool) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     g = common.add_argument_group("common options")
     g.add_argument("--json", action="store_true", default=default(False),
-                   help="print one JSON object (documented in README.md) instead of text")
+                   help="print one JSON object instead of text (its fields, per command, are "
+                        "listed on the project page: https://pypi.org/project/sqlite-session-safe/)")
     g.add_argument("--debug", action="store_true", default=default(False),
                    help="show the traceback of an error")
     g.add_argument("--mode", choices=("auto", "trusted", "network", "wal"), default=default("auto"),
@@ -75,8 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "their audit log, lock, backups, changesets and replicas.",
         epilog=EXIT_CODES_HELP + "\n\nRun '%(prog)s COMMAND --help' for a command's options.",
     )
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s {sss.__version__} (SQLite {sss.sqlite_version()})")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _inspect.register(sub, common)
+    _query.register(sub, common)
     _changes.register(sub, common)
     _copies.register(sub, common)
     for p in sub.choices.values():
@@ -89,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the tool on ``argv`` (default ``sys.argv[1:]``); returns the exit
     status (the console script generated from ``[project.scripts]`` exits
     with it)."""
+    prepare_stdout()
     parser = build_parser()
     args = parser.parse_args(argv)
     out = Output(args.json)
@@ -97,30 +112,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BaseException as e:  # noqa: B036 - every failure becomes an exit status
         if isinstance(e, SystemExit):
             raise
-        if isinstance(e, BrokenPipeError):
+        if is_pipe_error(e):
             return _pipe_closed()
-        if args.debug:
-            traceback.print_exc()
-        code = int(exit_code_for(e))
-        message = str(e) or type(e).__name__
-        if code == ExitCode.INTERRUPTED:
-            message = "interrupted"
-        elif not isinstance(e, CliError):
-            message = f"{message} ({type(e).__name__})"
-        if isinstance(e, sss.ConflictAbort) and getattr(args, "on_conflict", "abort") == "abort":
-            message += "; --on-conflict omit or replace resolves conflicts"
-        print(f"{PROG}: error: {message}", file=sys.stderr)
-        if args.json:
-            error: dict[str, object] = {"type": type(e).__name__, "message": message, "exit_code": code}
-            rows = getattr(e, "rows", None)
-            if isinstance(rows, tuple):  # replication/undo conflicts: every conflicting row
-                error["conflicts"] = [dataclasses.asdict(r) for r in rows
-                                      if dataclasses.is_dataclass(r) and not isinstance(r, type)]
-            print(json.dumps(jsonable({"command": args.command, "error": error}), ensure_ascii=False))
+        return _report(e, args, out)
     try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        return _pipe_closed()
+        out.flush()
+    except OSError as e:
+        if is_pipe_error(e):
+            return _pipe_closed()
+        raise
+    return code
+
+
+def _report(e: BaseException, args: argparse.Namespace, out: Output) -> int:
+    """Print a command's failure (one line, a hint, and with --json an error
+    document); return its exit status."""
+    if args.debug:
+        traceback.print_exc()
+    code = int(exit_code_for(e))
+    message = for_terminal(str(e) or type(e).__name__)
+    if code == ExitCode.INTERRUPTED:
+        message = "interrupted"
+    database = getattr(args, "database", None)
+    hint = None if code == ExitCode.INTERRUPTED else hint_for(e, args.command, database)
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    if hint:
+        print(f"{PROG}: hint: {hint}", file=sys.stderr)
+    if args.json:
+        error: dict[str, object] = {"type": type(e).__name__, "message": message, "hint": hint,
+                                    "exit_code": code}
+        rows = getattr(e, "rows", None)
+        if isinstance(rows, tuple):  # replication/undo conflicts: every conflicting row
+            error["conflicts"] = [dataclasses.asdict(r) for r in rows
+                                  if dataclasses.is_dataclass(r) and not isinstance(r, type)]
+        try:
+            out.write(out.dumps({"command": args.command, "error": error}) + "\n")
+            out.flush()
+        except OSError as pipe:
+            if is_pipe_error(pipe):
+                _pipe_closed()
+            else:
+                raise
     return code
 
 

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import argparse
 import enum
+import errno
+import io
 import json
 import math
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +22,7 @@ import sqlite_session_safe as sss
 
 from ...binding.errors import ClosedError, InterfaceError
 from ...coordination.audit import LOG_TABLE
+from ...coordination.modes import MODES
 
 __all__ = [
     "ExitCode",
@@ -34,6 +38,12 @@ __all__ = [
     "confirm",
     "ProgressBar",
     "has_log",
+    "is_utf8",
+    "prepare_stdout",
+    "is_pipe_error",
+    "hint_for",
+    "whole_number",
+    "for_terminal",
 ]
 
 
@@ -44,7 +54,7 @@ class ExitCode(enum.IntEnum):
     #: ``check`` found a problem; an apply/replicate/undo met a conflict its
     #: policy aborts on; replication cannot go on (a gap, a cursor ahead of
     #: the source, another source); a backup failed its integrity check;
-    #: the user declined a confirmation.
+    #: the user declined a confirmation; ``diff --exit-code`` found differences.
     FAILED = 1
     #: Bad command line (argparse's own status).
     USAGE = 2
@@ -52,7 +62,8 @@ class ExitCode(enum.IntEnum):
     #: is held by a live process, or is in a state never broken automatically.
     LOCKED = 3
     #: A file is missing, not a database, corrupt, or not a valid changeset
-    #: or bundle; or a changeset does not fit the target's schema.
+    #: or bundle; a changeset does not fit the target's schema; ``diff``
+    #: found no table it could compare.
     BAD_INPUT = 4
     #: Any other error (I/O, an unexpected SQLite error).
     ERROR = 5
@@ -66,11 +77,13 @@ class ExitCode(enum.IntEnum):
 EXIT_CODES_HELP = """exit codes:
   0    success
   1    check failed, conflict (policy abort), replication cannot go on (gap,
-       cursor ahead, other source), backup check failed, or not confirmed
+       cursor ahead, other source), backup check failed, not confirmed, or
+       diff --exit-code found differences
   2    usage error (bad command line)
   3    lock held or database busy (admission timed out, live lock, refused lock state)
   4    not found or bad input (missing file, not a database, corrupt database,
-       changeset or bundle, changeset that does not fit the target's schema)
+       changeset or bundle, changeset that does not fit the target's schema,
+       diff found no table to compare)
   5    other error (I/O, unexpected SQLite error)
   130  interrupted
   141  stdout closed by its reader (e.g. piped into head)"""
@@ -125,6 +138,35 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def is_utf8(stream: TextIO) -> bool:
+    """Whether ``stream`` writes UTF-8 (then any text can be written as is)."""
+    encoding = (getattr(stream, "encoding", None) or "").lower().replace("_", "-")
+    return encoding in ("utf-8", "utf8", "utf-8-sig")
+
+
+def prepare_stdout(stream: TextIO | None = None) -> None:
+    """Make text output survive a stdout that is not UTF-8.
+
+    Windows writes output redirected to a file or pipe in the ANSI code page
+    (cp1252 and the like), where most characters a database holds do not
+    exist: print them as ``\\U0001f600`` escapes instead of failing.  JSON is
+    written in ASCII there (``\\u`` escapes, lossless); ``show --sql`` writes
+    UTF-8 whatever the stream (see :meth:`Output.binary_safe`)."""
+    stream = stream or sys.stdout
+    if not is_utf8(stream) and isinstance(stream, io.TextIOWrapper):
+        stream.reconfigure(errors="backslashreplace")
+
+
+def is_pipe_error(exc: BaseException, platform: str = sys.platform) -> bool:
+    """Whether writing to stdout failed because its reader went away.
+
+    POSIX says EPIPE (BrokenPipeError); Windows says EINVAL for a write to a
+    pipe whose reading end is closed (``... | more`` quit early)."""
+    if isinstance(exc, BrokenPipeError):
+        return True
+    return platform == "win32" and isinstance(exc, OSError) and exc.errno == errno.EINVAL
+
+
 class Output:
     """Where a command's result goes: JSON on stdout (``--json``), or
     readable lines on stdout; notes and progress on stderr."""
@@ -134,21 +176,52 @@ class Output:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
 
+    def write(self, text: str) -> None:
+        """Write to stdout; a reader that went away is a BrokenPipeError on
+        every platform."""
+        try:
+            self.out.write(text)
+        except OSError as e:
+            if is_pipe_error(e) and not isinstance(e, BrokenPipeError):
+                raise BrokenPipeError(errno.EPIPE, "the reader of stdout went away") from e
+            raise
+
     def line(self, text: str = "") -> None:
         """A human-readable line (nothing with ``--json``)."""
         if not self.json:
-            print(text, file=self.out)
+            self.write(text + "\n")
 
     def note(self, text: str) -> None:
         """A remark for the person at the terminal, always on stderr."""
         print(text, file=self.err)
 
+    def dumps(self, doc: Any) -> str:
+        """``doc`` as one line of JSON: UTF-8 text when stdout is UTF-8, else
+        ASCII with ``\\u`` escapes (the same JSON, on any code page)."""
+        return json.dumps(jsonable(doc), ensure_ascii=not is_utf8(self.out), allow_nan=False)
+
     def document(self, doc: dict[str, Any]) -> None:
         """The command's JSON result (only with ``--json``): one object,
         one line, so ``--follow`` streams JSON lines."""
         if self.json:
-            print(json.dumps(jsonable(doc), ensure_ascii=False, allow_nan=False), file=self.out)
+            self.write(self.dumps(doc) + "\n")
+            self.flush()
+
+    def flush(self) -> None:
+        try:
             self.out.flush()
+        except OSError as e:
+            if is_pipe_error(e) and not isinstance(e, BrokenPipeError):
+                raise BrokenPipeError(errno.EPIPE, "the reader of stdout went away") from e
+            raise
+
+    def binary_safe(self) -> None:
+        """Switch stdout to UTF-8 for output that must be exact whatever the
+        terminal's code page (SQL for the ``sqlite3`` shell, which reads
+        UTF-8)."""
+        if not is_utf8(self.out) and isinstance(self.out, io.TextIOWrapper):
+            self.out.flush()
+            self.out.reconfigure(encoding="utf-8", errors="strict")
 
     def fields(self, pairs: list[tuple[str, Any]], indent: str = "") -> None:
         """Aligned ``key: value`` lines."""
@@ -189,24 +262,33 @@ def raw_readonly(path: str) -> Iterator[sss.Connection]:
         con.close()
 
 
-def _detect_mode(path: str) -> str:
-    """``wal`` when the file is in WAL mode, else ``trusted`` (network mode
-    cannot be told from the file: ask for it with ``--mode network``)."""
+def _journal_mode(path: str) -> str:
     with raw_readonly(path) as con:
         row = con.execute("PRAGMA journal_mode").fetchone()
-    return "wal" if row is not None and str(row[0]).lower() == "wal" else "trusted"
+    return str(row[0]).lower() if row is not None else "delete"
 
 
 @contextmanager
-def open_db(args: argparse.Namespace, path: str, create: bool = False) -> Iterator[sss.Database]:
+def open_db(args: argparse.Namespace, path: str, create: bool = False,
+            looking: bool = False) -> Iterator[sss.Database]:
     """``sss.open`` on an existing database file (``create`` allows a new
-    one), in ``--mode`` (``auto``: the mode the file is in), waiting at most
-    ``--timeout`` seconds for admission."""
+    one), in ``--mode`` (``auto``: the mode the file is in; network mode
+    cannot be told from the file), waiting at most ``--timeout`` seconds for
+    admission.
+
+    ``looking``: the command only reads, so the file must stay exactly as it
+    is; a ``--mode`` that would switch its journal mode is refused instead."""
     if not create or os.path.exists(path):
         require_file(path)
+    current = _journal_mode(path) if os.path.exists(path) else None
     mode = args.mode
     if mode == "auto":
-        mode = _detect_mode(path) if os.path.exists(path) else "trusted"
+        mode = "wal" if current == "wal" else "trusted"
+    elif looking and current is not None and MODES[mode].journal_mode != current:
+        raise CliError(
+            f"'{args.command}' only looks at {path!r} and never changes it, but --mode {mode} would "
+            f"switch it from journal_mode={current} to {MODES[mode].journal_mode}; leave out --mode "
+            "to open it in the mode it is in", ExitCode.USAGE)
     db = sss.open(path, mode, timeout=args.timeout)
     try:
         yield db
@@ -294,6 +376,85 @@ class ProgressBar:
             self.err.write("\n")
             self.err.flush()
             self.drawn = False
+
+
+def whole_number(text: str) -> int:
+    """``type=`` for counts and seqs: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+#: Phrases of the library's messages that speak to a Python caller, and what
+#: the command line says instead.
+_TERMINAL_WORDS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\s*\(pass on_conflict=[^()]*\)"), ""),
+    (re.compile(r"break_stale_lock\(\) breaks it at once"), "'lock --break' breaks it at once"),
+    (re.compile(r"call break_stale_lock\(db, force=True\)"), "run 'lock --break --force'"),
+    (re.compile(r"\s*\(open it with sss\.open and write through it\)"),
+     " (only writes made through sqlite-session-safe are logged)"),
+    (re.compile(r"\bsince=(\d+)"), r"--since \1"),
+    (re.compile(r"execute\(\) runs one statement at a time; use executescript\(\) for several.*"),
+     "give one statement at a time"),
+)
+
+
+def for_terminal(message: str) -> str:
+    """A library message as the command line says it (no Python API names)."""
+    for pattern, replacement in _TERMINAL_WORDS:
+        message = pattern.sub(replacement, message)
+    return message
+
+
+def hint_for(exc: BaseException, command: str, database: str | None) -> str | None:
+    """What to do next after ``exc`` in ``command`` (None when the message
+    already says)."""
+    db = f" {database}" if database else " DATABASE"
+    if isinstance(exc, CliError):
+        return None
+    if isinstance(exc, sss.LockTimeout):
+        return f"see who holds it with 'sqlite-session-safe lock{db}', or wait longer with --timeout"
+    if isinstance(exc, sss.LockRefused):
+        return f"see 'sqlite-session-safe lock{db}'"
+    if isinstance(exc, sss.LockCompromised):
+        return f"check with 'sqlite-session-safe log{db} --newest 5' whether the write landed before retrying"
+    if isinstance(exc, (sss.BusyError, sss.LockedError)):
+        return "another process is using the database: try again, or wait longer with --timeout"
+    if isinstance(exc, sss.ConflictAbort):
+        return "--on-conflict omit skips the conflicting rows, --on-conflict replace overwrites them"
+    if isinstance(exc, sss.ReplicationError) and not isinstance(exc, sss.ConflictAbort):
+        if "keeps no audit log" in str(exc):
+            return "a database without a log is copied whole with 'sqlite-session-safe backup'"
+        return "compare both databases' log position and id with 'sqlite-session-safe info'"
+    if isinstance(exc, sss.UndoError):
+        return f"see the latest entries with 'sqlite-session-safe log{db} --newest 10'"
+    if isinstance(exc, sss.NotADBError):
+        return "check the path: this file is not a SQLite database"
+    if isinstance(exc, (sss.CorruptError, sss.BackupCheckFailed)):
+        return f"see what is damaged with 'sqlite-session-safe check{db}'; restore it from a backup"
+    if isinstance(exc, sss.BundleError):
+        return "the file is damaged or not a bundle: export it again"
+    if isinstance(exc, sss.SchemaMismatch):
+        return "compare the tables with 'sqlite-session-safe schema'"
+    if isinstance(exc, sss.ChangesetError):
+        return "the file is damaged or not a changeset: write it again (diff -o)"
+    if isinstance(exc, (sss.CantOpenError, FileNotFoundError, NotADirectoryError, IsADirectoryError)):
+        return "check the path, and that you may read and write there"
+    if isinstance(exc, sss.FileInUseError):
+        return None
+    if isinstance(exc, (PermissionError, sss.ReadOnlyError, sss.PermissionsError)):
+        return "check the permissions of the file and of its directory"
+    if isinstance(exc, (sss.FullError, sss.DiskIOError)):
+        return "check the disk: it may be full or failing"
+    if exit_code_for(exc) == ExitCode.USAGE:
+        return f"see 'sqlite-session-safe {command} --help'"
+    if exit_code_for(exc) == ExitCode.ERROR:
+        return "run it again with --debug to see where it failed"
+    return None
 
 
 Handler = Callable[[argparse.Namespace, Output], int]

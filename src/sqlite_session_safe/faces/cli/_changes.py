@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import sqlite_session_safe as sss
 
+from ...coordination import tempfiles
 from ...coordination.audit import RESERVED_PREFIX
+from ...coordination.bundles import MAGIC
 from ...sessions.changeset import change_dicts
 from ...sessions.stream import summarize_stream
 from ._base import (
@@ -20,7 +21,6 @@ from ._base import (
     ExitCode,
     Output,
     conflict_policy,
-    jsonable,
     open_db,
     raw_readonly,
     require_file,
@@ -47,17 +47,8 @@ def read_changeset(path: str) -> sss.Changeset | sss.Patchset:
 def write_atomically(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename, so
     ``path`` is either the old file or the whole new one."""
-    tmp = f"{path}.tmp-{os.urandom(6).hex()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with tempfiles.written_atomically(path, "the output file") as tmp, open(tmp, "wb") as f:
+        f.write(data)
 
 
 @contextlib.contextmanager
@@ -96,22 +87,26 @@ def _looks_like_changeset(data: bytes) -> bool:
 
 def cmd_show(args: argparse.Namespace, out: Output) -> int:
     require_file(args.file, "file")
+    if args.sql and args.db is None:
+        raise CliError("--sql needs --db DATABASE: the statements name columns, and their names "
+                       "come from that database", ExitCode.USAGE)
     with open(args.file, "rb") as f:
-        head = f.read(1)
+        head = f.read(16)
+    if head.startswith(b"SQLite format 3\0"):
+        raise CliError(f"{args.file!r} is a SQLite database, not a changeset or bundle; to see its "
+                       f"changes: sqlite-session-safe log {args.file} --changes", ExitCode.BAD_INPUT)
+    if not _looks_like_changeset(head) and not head.startswith(MAGIC):
+        raise CliError(f"{args.file!r} is neither a changeset (as 'diff -o' writes) nor a bundle (as "
+                       "'export' writes); check that you gave the right file", ExitCode.BAD_INPUT)
     with _names(args.db) as con:
         if not _looks_like_changeset(head):
             from ._copies import show_bundle  # bundles: their own module
 
             return show_bundle(args, out, con)
-        if args.sql:
-            cs = read_changeset(args.file)
-            doc = _changeset_doc(cs, con)
-            out.document({"command": "show", "file": args.file, **doc})
-            out.line(f"{args.file}: {_summary_line(doc)}")
-            for statement in cs.to_sql(con):
-                out.line("  " + statement)
+        if args.sql and not out.json:
+            print_sql(out, [read_changeset(args.file)], con, args.db)
         else:
-            _show_streamed(args, out, con, head)
+            _show_streamed(args, out, con, head[:1])
     return ExitCode.OK
 
 
@@ -133,17 +128,39 @@ def _show_streamed(args: argparse.Namespace, out: Output, con: sss.Connection | 
         changes = sss.iterate_stream(f)
         if out.json:
             # One JSON object, written as the changes are decoded.
-            text = json.dumps(jsonable({"command": "show", "file": args.file, **doc}), ensure_ascii=False)
-            out.out.write(text[:-1] + ', "changes": [')
+            text = out.dumps({"command": "show", "file": args.file, **doc})
+            out.write(text[:-1] + ', "changes": [')
             for i, change in enumerate(change_dicts(changes, con)):
-                out.out.write((", " if i else "") + json.dumps(jsonable(change), ensure_ascii=False,
-                                                               allow_nan=False))
-            out.out.write("]}\n")
-            out.out.flush()
+                out.write((", " if i else "") + out.dumps(change))
+            out.write("]}\n")
+            out.flush()
             return
         out.line(f"{args.file}: {_summary_line(doc)}")
         out.out.flush()
         show_changes(out, changes, con)
+
+
+def print_sql(out: Output, parts: Iterable[sss.Changeset | sss.Patchset | str], con: sss.Connection | None,
+              db: str) -> None:
+    """Changes (and a bundle's migrations, given as SQL text) as SQL for the
+    sqlite3 shell: only statements, in one transaction, UTF-8.  Output cut
+    short by an error ends without COMMIT, so the shell applies none of it."""
+    out.binary_safe()
+    out.line("BEGIN;")
+    for part in parts:
+        if isinstance(part, str):
+            sql = part.strip()
+            out.line(sql if sql.endswith(";") else sql + ";")
+            continue
+        try:
+            statements = part.to_sql(con)
+        except sss.InterfaceError as e:
+            raise CliError(f"the changes name a table that {db!r} lacks, so its column names are "
+                           "unknown; give --db a database that has the changeset's tables",
+                           ExitCode.BAD_INPUT) from e
+        for statement in statements:
+            out.line(statement)
+    out.line("COMMIT;")
 
 
 # -- diff ---------------------------------------------------------------------
@@ -197,19 +214,27 @@ def cmd_diff(args: argparse.Namespace, out: Output) -> int:
                     skipped[name] = f"columns or primary key differ: {e}"
                     diffed.remove(name)
             cs = session.changeset()
+        if not diffed:
+            why = "; ".join(f"{t}: {reason}" for t, reason in sorted(skipped.items())[:5])
+            raise CliError(f"nothing to compare: no table is in both databases with the same "
+                           f"columns and a primary key ({why or 'neither has tables'})",
+                           ExitCode.BAD_INPUT)
         doc = _changeset_doc(cs, con, decode=args.output is None)
         if args.output is not None:
             write_atomically(args.output, bytes(cs))
         out.document({"command": "diff", "from": args.source, "to": args.target, "output": args.output,
                       "tables_compared": diffed, "skipped": skipped, **doc})
-        out.line(f"changes turning {args.source} into {args.target}: {_summary_line(doc)}")
+        if doc["change_count"]:
+            out.line(f"changes turning {args.source} into {args.target}: {_summary_line(doc)}")
+        else:
+            out.line(f"no differences in the {len(diffed)} table(s) compared: {', '.join(diffed)}")
         for name, why in sorted(skipped.items()):
             out.line(f"  skipped {name}: {why}")
         if args.output is not None:
             out.line(f"written to {args.output}")
         else:
             show_changes(out, cs, con)
-    return ExitCode.OK
+    return ExitCode.FAILED if args.exit_code and doc["change_count"] else ExitCode.OK
 
 
 # -- apply --------------------------------------------------------------------
@@ -259,7 +284,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                     "names come from --db; without it columns are numbered.")
     p.add_argument("file", help="the changeset, patchset or bundle file")
     p.add_argument("--db", metavar="DATABASE", help="take column names from this database")
-    p.add_argument("--sql", action="store_true", help="print the changes as SQL statements (needs --db)")
+    p.add_argument("--sql", action="store_true",
+                   help="print only SQL statements (in one transaction, UTF-8), ready to pipe into "
+                        "the sqlite3 shell; needs --db")
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser(
@@ -267,11 +294,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         description="Compute, with SQLite's session diff, the changeset that turns FROM into TO, "
                     "table by table (tables in both, with the same columns and primary key). "
                     "Write it to a file with -o, or print it. Tables only in one database, or "
-                    "without a primary key, are listed as skipped.")
+                    "without a primary key, are listed as skipped; when no table can be compared "
+                    "it fails (exit 4).")
     p.add_argument("source", metavar="FROM", help="the database the changes start from")
     p.add_argument("target", metavar="TO", help="the database they lead to")
     p.add_argument("-o", "--output", metavar="FILE", help="write the changeset to FILE")
     p.add_argument("--table", action="append", metavar="NAME", help="only this table (repeatable)")
+    p.add_argument("--exit-code", action="store_true",
+                   help="exit with 1 when there are differences (0 when none)")
     p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser(

@@ -17,12 +17,14 @@ import sqlite_session_safe as sss
 from ...coordination.jetstream import is_stream_url
 from ._base import (
     CONFLICT_CHOICES,
+    CliError,
     ExitCode,
     Output,
     ProgressBar,
     conflict_policy,
     open_db,
     require_file,
+    whole_number,
 )
 from ._render import entry_doc, show_entry
 
@@ -179,7 +181,15 @@ def cmd_import(args: argparse.Namespace, out: Output) -> int:
 
 def cmd_undo(args: argparse.Namespace, out: Output) -> int:
     with open_db(args, args.database) as db:
-        result = db.undo(args.seq, on_conflict=_policy(args.on_conflict), label=args.label)
+        try:
+            result = db.undo(args.seq, on_conflict=_policy(args.on_conflict), label=args.label)
+        except sss.UndoError as e:
+            if e.reason == "ddl":
+                raise CliError(
+                    f"entry {args.seq} is a migration (a schema change), which has no changeset to "
+                    "invert; write the reverse schema change and run it with "
+                    f"'sqlite-session-safe sql {args.database} --migrate \"...\"'", ExitCode.BAD_INPUT) from e
+            raise
     rows = list(result.value or ())
     doc = {"command": "undo", "database": args.database, "undone": args.seq, "seq": result.seq,
            "change_count": sum(1 for _ in result.changeset), "label": result.label,
@@ -199,6 +209,12 @@ def show_bundle(args: argparse.Namespace, out: Output, con: sss.Connection | Non
     as one: a file that is neither is refused with the bundle's reason).
     The bundle is verified first, then read one entry at a time."""
     with sss.open_bundle(args.file) as bundle:
+        if args.sql and not out.json:
+            from ._changes import print_sql
+
+            print_sql(out, (e.changeset if e.changeset is not None else e.sql or ""
+                            for e in bundle.entries()), con, args.db)
+            return ExitCode.OK
         count = bundle.last_seq - bundle.first_seq + 1
         head = {"command": "show", "file": args.file, "kind": "bundle", "version": bundle.version,
                 "source_id": bundle.source_id, "first_seq": bundle.first_seq,
@@ -284,7 +300,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                     "section 7: versioned, checksummed), for 'import' on another machine.")
     p.add_argument("database", help="the database file")
     p.add_argument("file", help="the bundle file to write (replaced atomically)")
-    p.add_argument("--since", type=int, default=0, metavar="SEQ", help="only entries after SEQ")
+    p.add_argument("--since", type=whole_number, default=0, metavar="SEQ", help="only entries after SEQ")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(
@@ -306,7 +322,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                     "listing every such row, exit 1, nothing changed), omit (leave those rows), "
                     "or replace (overwrite them). A migration cannot be undone (exit 4).")
     p.add_argument("database", help="the database file")
-    p.add_argument("seq", type=int, help="the entry to undo")
+    p.add_argument("seq", type=whole_number, help="the entry to undo (its seq, as 'log' shows)")
     p.add_argument("--on-conflict", choices=CONFLICT_CHOICES, default="abort")
     p.add_argument("--label", help='the new entry\'s label (default "undo SEQ")')
     p.set_defaults(func=cmd_undo)

@@ -6,14 +6,26 @@ import argparse
 import datetime as _dt
 import itertools
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import sqlite_session_safe as sss
 
 from ...coordination.audit import LOG_FORMAT, LOG_TABLE, META_TABLE
+from ...coordination.lock import lock_paths
 from ...coordination.retention import PRUNED_KEY
-from ._base import CliError, ExitCode, Output, confirm, has_log, open_db, raw_readonly, require_file
-from ._render import entry_doc, lock_doc, show_entry, show_lock
+from ._base import (
+    CliError,
+    ExitCode,
+    Output,
+    confirm,
+    has_log,
+    open_db,
+    raw_readonly,
+    require_file,
+    whole_number,
+)
+from ._render import entry_doc, lock_doc, lock_message, show_entry, show_lock
 
 __all__ = ["register"]
 
@@ -37,7 +49,7 @@ def _log_stats(db: sss.Database, database_id: str | None) -> dict[str, Any]:
 
 
 def cmd_info(args: argparse.Namespace, out: Output) -> int:
-    with open_db(args, args.database) as db:
+    with open_db(args, args.database, looking=True) as db:
         caps = db.capabilities()
         log = _log_stats(db, caps["database_id"])
     lock = sss.inspect_lock(args.database)
@@ -47,7 +59,7 @@ def cmd_info(args: argparse.Namespace, out: Output) -> int:
         "mode": caps["mode"],
         "file_size": os.path.getsize(caps["path"]),
         "log": log,
-        "lock": lock_doc(lock),
+        "lock": lock_doc(lock, args.database),
         "tables_without_primary_key": caps["tables_without_primary_key"],
         "capabilities": caps,
     }
@@ -59,59 +71,98 @@ def cmd_info(args: argparse.Namespace, out: Output) -> int:
         ("file size", f"{doc['file_size']} bytes"),
         ("database id", log["database_id"]),
         ("audit log", f"{log['entries']} entries, position {log['last_seq']}, {log['bytes']} bytes"
-                      if log["present"] else "none (no write through sss.open yet)"),
+                      if log["present"] else "none (no write through sqlite-session-safe yet)"),
         ("no primary key", caps["tables_without_primary_key"]),
         ("filesystem", f"{caps['filesystem_type']}"
                        + (" (network)" if caps["network_filesystem"] else "")),
         ("sessions", caps["sessions"]),
         ("sqlite", caps["sqlite_version"]),
     ])
-    show_lock(out, lock)
+    show_lock(out, lock, args.database)
     return ExitCode.OK
 
 
 # -- lock ---------------------------------------------------------------------
 
 
+def _require_database_or_lock(path: str) -> None:
+    """``lock`` also works on the lock directory a deleted database left."""
+    if os.path.exists(path) or any(os.path.lexists(p) for p in lock_paths(path)[1:]):
+        if os.path.isdir(path):
+            require_file(path)
+        return
+    raise CliError(f"database {path!r} does not exist, and no lock directory is beside it",
+                   ExitCode.BAD_INPUT)
+
+
 def cmd_lock(args: argparse.Namespace, out: Output) -> int:
-    require_file(args.database)
+    _require_database_or_lock(args.database)
     info = sss.inspect_lock(args.database)
     if not args.break_lock:
-        out.document({"command": "lock", "lock": lock_doc(info), "broken": False})
-        show_lock(out, info)
+        out.document({"command": "lock", "lock": lock_doc(info, args.database), "broken": False})
+        show_lock(out, info, args.database)
         return ExitCode.OK
     if info is None:
-        out.document({"command": "lock", "lock": lock_doc(info), "broken": False})
+        out.document({"command": "lock", "lock": lock_doc(info, args.database), "broken": False})
         out.line("lock: free; nothing to break")
         return ExitCode.OK
     if info.state == "held" and info.process == "alive" and not args.force:
+        assert info.owner is not None
         raise CliError(
-            f"refusing to break a live lock: {info.message}; stop that process, or add --force if "
-            "you are sure it is not writing", ExitCode.LOCKED)
+            f"refusing to break a live lock: process {info.owner.pid} on this host holds it; wait "
+            "for it, or stop that process; add --force only if you are sure it is not writing",
+            ExitCode.LOCKED)
     if info.state not in ("held", "free") and not args.force:
-        raise CliError(f"{info.message} (add --force to remove it)", ExitCode.LOCKED)
+        raise CliError(f"{lock_message(info, args.database)}", ExitCode.LOCKED)
     if not args.yes:
-        if not confirm(f"Break the lock of {args.database}? {info.message}.", err=out.err):
+        if not confirm(f"Break the lock of {args.database}? {lock_message(info, args.database)}",
+                       err=out.err):
             raise CliError("lock not broken: not confirmed (answer y, or pass --yes)", ExitCode.FAILED)
     if not args.force and info.process == "other-host":
         out.note(f"watching the holder's heartbeat for up to {args.stale_timeout:g}s before breaking")
     broken = sss.break_stale_lock(args.database, force=args.force, stale_timeout=args.stale_timeout)
     after = sss.inspect_lock(args.database)
     if not broken and after is not None and after.state == "held":
-        raise CliError(f"lock not broken: its holder is alive (its heartbeat moved): {after.message}",
-                       ExitCode.LOCKED)
-    out.document({"command": "lock", "lock": lock_doc(after), "broken": broken, "before": lock_doc(info)})
+        raise CliError("lock not broken: its holder is alive (its heartbeat moved); "
+                       f"{lock_message(after, args.database)}", ExitCode.LOCKED)
+    out.document({"command": "lock", "lock": lock_doc(after, args.database), "broken": broken,
+                  "before": lock_doc(info, args.database)})
     out.line("lock broken" if broken else "nothing was broken")
-    show_lock(out, after)
+    show_lock(out, after, args.database)
     return ExitCode.OK
 
 
 # -- log ----------------------------------------------------------------------
 
+_BATCH = 256
+
+
+def _selected(db: sss.Database, since: int, newest: int | None, reverse: bool) -> Iterator[sss.LogEntry]:
+    """The entries ``log`` shows, oldest first (newest first with
+    ``reverse``): those after ``since``, only the last ``newest`` of them,
+    up to the log position when the command started.  Read in batches, so
+    memory does not grow with the log."""
+    with db.read() as r:
+        top = r.seq
+        bottom = since  # entries with bottom < seq <= top
+        if newest is not None and top > since:
+            row = None if newest == 0 else r.execute(
+                f"SELECT seq FROM {LOG_TABLE} WHERE seq > ? AND seq <= ? ORDER BY seq DESC "
+                "LIMIT 1 OFFSET ?", (since, top, newest - 1)).fetchone()
+            bottom = top if newest == 0 else since if row is None else int(row[0]) - 1
+    if not reverse:
+        yield from itertools.takewhile(lambda e: e.seq <= top, db.log(since=bottom))
+        return
+    while top > bottom:
+        start = max(bottom, top - _BATCH)
+        window = [e for e in itertools.islice(db.log(since=start), top - start) if e.seq <= top]
+        yield from reversed(window)
+        top = start
+
 
 def cmd_log(args: argparse.Namespace, out: Output) -> int:
-    with open_db(args, args.database) as db, raw_readonly(args.database) as names:
-        entries = itertools.islice(db.log(since=args.since), args.limit)
+    with open_db(args, args.database, looking=True) as db, raw_readonly(args.database) as names:
+        entries = itertools.islice(_selected(db, args.since, args.newest, args.reverse), args.limit)
         docs = []
         for entry in entries:
             # Text output keeps nothing and decodes each entry's changes as
@@ -123,20 +174,62 @@ def cmd_log(args: argparse.Namespace, out: Output) -> int:
         position = db.position()
     out.document({"command": "log", "position": position, "since": args.since, "entries": docs})
     if not docs:
-        out.line(f"no entries after seq {args.since} (log position {position})")
+        if args.limit == 0 or args.newest == 0:
+            out.line(f"nothing shown (asked for 0 entries); log position {position}")
+        elif position == 0:
+            out.line("the audit log is empty (no write through sqlite-session-safe yet)")
+        else:
+            out.line(f"no entries after seq {args.since} (log position {position})")
     return ExitCode.OK
 
 
 # -- check --------------------------------------------------------------------
 
-_BATCH = 256
+_DAMAGE = (sss.CorruptError, sss.NotADBError)
 
 
-def _check_log(r: sss.ReadTx, problems: list[str]) -> dict[str, Any]:
-    """Log consistency inside one snapshot; appends to ``problems``."""
+def _integrity(r: Any) -> list[str]:
+    """``PRAGMA integrity_check``'s lines.  When a damaged page stops the
+    whole-database check, each table is checked on its own, so the report
+    still says which tables are readable."""
+    try:
+        # One problem per line (SQLite may put several lines in one row).
+        return [line for row in r.execute("PRAGMA integrity_check") for line in str(row[0]).splitlines()]
+    except _DAMAGE as e:
+        lines = [f"the whole-database check stopped: {e}"]
+    try:
+        tables = [str(row[0]) for row in r.execute(
+            "SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")]
+    except _DAMAGE as e:
+        return [*lines, f"the schema cannot be read: {e}"]
+    for table in tables:
+        quoted = '"' + table.replace('"', '""') + '"'
+        try:
+            found = [str(row[0]) for row in r.execute(f"PRAGMA integrity_check({quoted})")]
+        except _DAMAGE as e:
+            found = [f"unreadable: {e}"]
+        lines.extend(f"table {table}: {line}" for line in found if line != "ok")
+    return lines
+
+
+def _check_log(r: Any, problems: list[str]) -> dict[str, Any]:
+    """Log consistency inside one snapshot; appends to ``problems``.  A
+    damaged log is reported as far as it can be read."""
+    seen: dict[str, Any] = {"entries": None, "first_seq": None, "last_seq": 0, "changes": 0,
+                            "epoch": None, "pruned_through": 0, "readable": True}
+    try:
+        _read_log(r, problems, seen)
+    except _DAMAGE as e:
+        seen["readable"] = False
+        problems.append(f"the audit log is damaged: readable up to seq {seen['last_seq']}, then: {e}")
+    return seen
+
+
+def _read_log(r: Any, problems: list[str], seen: dict[str, Any]) -> None:
     row = r.execute(f"SELECT count(*), min(seq), max(seq) FROM {LOG_TABLE}").fetchone()
     assert row is not None
     count, first, last = int(row[0]), row[1], row[2]
+    seen.update(entries=count, first_seq=first)
     meta: dict[str, Any] = dict(r.execute(f"SELECT key, value FROM {META_TABLE}").fetchall())
     # A pruned log (Database.prune_log) holds pruned+1..last; the newest entry is never pruned.
     pruned = int(meta.get(PRUNED_KEY, 0)) if str(meta.get(PRUNED_KEY, "0")).isdigit() else -1
@@ -152,8 +245,8 @@ def _check_log(r: sss.ReadTx, problems: list[str]) -> dict[str, Any]:
         problems.append(f"{META_TABLE} has no database_id")
     if meta.get("log_format") != str(LOG_FORMAT):
         problems.append(f"log_format is {meta.get('log_format')!r}, expected '{LOG_FORMAT}'")
-    changes = 0
     previous_seq, previous_epoch = pruned, -1
+    seen["last_seq"] = pruned
     since = 0
     while True:
         rows = r.execute(
@@ -162,7 +255,7 @@ def _check_log(r: sss.ReadTx, problems: list[str]) -> dict[str, Any]:
         for seq, kind, blob, sql, epoch, at in rows:
             if seq != previous_seq + 1:
                 problems.append(f"seq {seq} follows seq {previous_seq}: entries are missing")
-            previous_seq = seq
+            previous_seq = seen["last_seq"] = seq
             if not isinstance(epoch, int) or epoch <= previous_epoch:
                 problems.append(f"entry {seq}: epoch {epoch!r} does not increase (previous {previous_epoch})")
             else:
@@ -173,7 +266,7 @@ def _check_log(r: sss.ReadTx, problems: list[str]) -> dict[str, Any]:
                 problems.append(f"entry {seq}: committed_at {at!r} is not an RFC 3339 UTC time")
             if kind == "data":
                 try:
-                    changes += sss.Changeset(blob or b"").validate()
+                    seen["changes"] += sss.Changeset(blob or b"").validate()
                 except (sss.ChangesetError, TypeError) as e:
                     problems.append(f"entry {seq}: its changeset does not parse: {e}")
             elif kind == "ddl":
@@ -192,39 +285,59 @@ def _check_log(r: sss.ReadTx, problems: list[str]) -> dict[str, Any]:
             problems.append(str(e))
     if epoch_now is not None and previous_epoch > epoch_now:
         problems.append(f"the fencing epoch {epoch_now} is behind the log's last epoch {previous_epoch}")
-    return {"entries": count, "first_seq": first, "last_seq": last or 0, "changes": changes,
-            "epoch": epoch_now, "pruned_through": pruned}
+    seen["epoch"] = epoch_now
+    seen["pruned_through"] = pruned
+
+
+def _run_checks(r: Any, problems: list[str]) -> tuple[list[str], dict[str, Any] | None]:
+    """(integrity_check's lines, the log's summary or None) for one reader."""
+    integrity = _integrity(r)
+    if integrity != ["ok"]:
+        problems.extend(f"integrity_check: {line}" for line in integrity[:20])
+        if len(integrity) > 20:
+            problems.append(f"integrity_check: ... and {len(integrity) - 20} more line(s) (see --json)")
+    try:
+        fk = r.execute("PRAGMA foreign_key_check").fetchall()
+        problems.extend(f"foreign key: row {row[1]} of {row[0]} has no parent in {row[2]}"
+                        for row in fk[:20])
+    except _DAMAGE as e:
+        problems.append(f"foreign_key_check could not run: {e}")
+    try:
+        present = r.execute("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?",
+                            (LOG_TABLE,)).fetchone() is not None
+    except _DAMAGE:
+        present = True  # unknown: try to read it anyway
+    return integrity, _check_log(r, problems) if present else None
 
 
 def cmd_check(args: argparse.Namespace, out: Output) -> int:
     problems: list[str] = []
-    log: dict[str, Any] | None = None
-    integrity: list[str] = []
     try:
-        with open_db(args, args.database) as db:
-            with db.read() as r:
-                integrity = [str(row[0]) for row in r.execute("PRAGMA integrity_check")]
-                if integrity != ["ok"]:
-                    problems.extend(f"integrity_check: {line}" for line in integrity[:20])
-                fk = r.execute("PRAGMA foreign_key_check").fetchall()
-                problems.extend(f"foreign key: row {row[1]} of {row[0]} has no parent in {row[2]}"
-                                for row in fk[:20])
-                present = r.execute("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?",
-                                    (LOG_TABLE,)).fetchone() is not None
-                if present:
-                    log = _check_log(r, problems)
-    except sss.CorruptError as e:
-        problems.append(f"the database is corrupt: {e}")
+        with open_db(args, args.database, looking=True) as db, db.read() as r:
+            integrity, log = _run_checks(r, problems)
+    except _DAMAGE:
+        # Too damaged to open as a coordinated database: look with a plain
+        # read-only connection instead.
+        with raw_readonly(args.database) as con:
+            integrity, log = _run_checks(con, problems)
     ok = not problems
     out.document({"command": "check", "ok": ok, "integrity": integrity, "log": log, "problems": problems})
     out.line(f"integrity_check: {'ok' if integrity == ['ok'] else 'FAILED'}")
     if log is None:
         out.line("audit log: none")
+    elif log["entries"] is None:
+        out.line("audit log: present, unreadable")
     else:
-        out.line(f"audit log: {log['entries']} entries, {log['changes']} changes, epoch {log['epoch']}")
+        damaged = "" if log["readable"] else f" (readable up to seq {log['last_seq']})"
+        out.line(f"audit log: {log['entries']} entries, {log['changes']} changes, "
+                 f"epoch {log['epoch']}{damaged}")
     for problem in problems:
         out.line(f"problem: {problem}")
-    out.line("check: ok" if ok else f"check: FAILED ({len(problems)} problem(s))")
+    if ok:
+        out.line("check: ok")
+    else:
+        out.line(f"check: FAILED ({len(problems)} problem(s)); restore from a backup if the data is "
+                 "damaged ('backup' makes checked copies)")
     return ExitCode.OK if ok else ExitCode.FAILED
 
 
@@ -260,11 +373,17 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "log", parents=[common], help="list audit log entries (--changes: decoded)",
         description="List the audit log: one line per admitted write (seq, time, kind, label, "
-                    "writer, changes per table). --changes decodes every change with column "
-                    "names from the database's current schema.")
+                    "writer, changes per table). The seq is an entry's position in the log: 1, "
+                    "2, 3, ... in commit order. --changes decodes every change with column "
+                    "names from the database's current schema. 'log DB --newest 10' shows the "
+                    "last ten; --reverse lists newest first.")
     p.add_argument("database", help="the database file")
-    p.add_argument("--since", type=_positive, default=0, metavar="SEQ", help="only entries after SEQ")
-    p.add_argument("--limit", type=_positive, default=None, metavar="N", help="at most N entries")
+    p.add_argument("--since", type=whole_number, default=0, metavar="SEQ", help="only entries after SEQ")
+    p.add_argument("--newest", type=whole_number, default=None, metavar="N",
+                   help="only the newest N entries (shown oldest first unless --reverse)")
+    p.add_argument("--reverse", action="store_true", help="newest entries first")
+    p.add_argument("--limit", type=whole_number, default=None, metavar="N",
+                   help="at most N entries, counted in the order shown")
     p.add_argument("--changes", action="store_true", help="decode each entry's changes")
     p.set_defaults(func=cmd_log)
 
@@ -275,10 +394,3 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                     "parse, the fencing epoch is not behind the log. Exit 1 on any problem.")
     p.add_argument("database", help="the database file")
     p.set_defaults(func=cmd_check)
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, not {value}")
-    return value

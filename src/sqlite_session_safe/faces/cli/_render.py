@@ -9,9 +9,10 @@ from typing import Any
 import sqlite_session_safe as sss
 
 from ...sessions.changeset import change_dicts
-from ._base import Output
+from ._base import Output, for_terminal
 
-__all__ = ["literal", "change_line", "show_changes", "changes_doc", "lock_doc", "show_lock", "count_changes",
+__all__ = ["literal", "change_line", "show_changes", "changes_doc", "lock_doc", "lock_message", "show_lock",
+           "count_changes",
            "entry_doc", "show_entry"]
 
 
@@ -75,24 +76,49 @@ def _owner_doc(rec: sss.OwnerRecord | sss.AdmissionRecord) -> dict[str, Any]:
     return doc
 
 
-def lock_doc(info: sss.LockInfo | None) -> dict[str, Any]:
+def lock_message(info: sss.LockInfo | None, database: str) -> str:
+    """One sentence on the lock's state and what to do about it."""
+    if info is None:
+        return "nobody holds the lock"
+    rec = info.owner
+    if info.state != "held" or rec is None:
+        text = for_terminal(info.message)
+        return text.replace("'lock --break", f"'sqlite-session-safe lock {database} --break")
+    what = "for writing" if rec.mode == "write" else "for reading"
+    where = f"process {rec.pid} on this host ({rec.host})"
+    breaks = f"'sqlite-session-safe lock {database} --break'"
+    watch = (f"{breaks} watches its heartbeat and breaks it only if it stands still for the stale "
+             "timeout")
+    if info.process == "alive":
+        return f"held {what} by {where}, which is alive: wait for it, or stop that process"
+    if info.process == "dead":
+        return f"held {what} by {where}, which is gone: the lock is stale; {breaks} breaks it now"
+    if info.process == "reused":
+        return (f"held {what} by {where}, which is gone (its pid now belongs to another "
+                f"process): the lock is stale; {breaks} breaks it now")
+    if info.process == "other-host":
+        return f"held {what} by process {rec.pid} on host {rec.host!r}; {watch}"
+    return f"held {what} by {where}, which may or may not be alive; {watch}"
+
+
+def lock_doc(info: sss.LockInfo | None, database: str) -> dict[str, Any]:
     """The ``lock`` object of the JSON output (see README, "Command line")."""
     if info is None:
         return {"state": "free", "path": None, "holder": None, "process": "", "breakable_now": False,
-                "message": "nobody holds the lock", "readers": [], "leftovers": []}
+                "message": lock_message(info, database), "readers": [], "leftovers": []}
     return {
         "state": info.state,
         "path": info.path,
         "holder": _owner_doc(info.owner) if info.owner is not None else None,
         "process": info.process,
         "breakable_now": info.breakable_now,
-        "message": info.message,
-        "readers": [lock_doc(r) for r in info.readers],
+        "message": lock_message(info, database),
+        "readers": [lock_doc(r, database) for r in info.readers],
         "leftovers": list(info.leftovers),
     }
 
 
-def show_lock(out: Output, info: sss.LockInfo | None, indent: str = "") -> None:
+def show_lock(out: Output, info: sss.LockInfo | None, database: str, indent: str = "") -> None:
     """The lock state as readable lines."""
     if info is None:
         out.line(f"{indent}lock: free (nobody holds it)")
@@ -114,9 +140,9 @@ def show_lock(out: Output, info: sss.LockInfo | None, indent: str = "") -> None:
             ("since", rec.created_at or None),
             ("breakable now", info.breakable_now),
         ], indent=indent + "  ")
-    out.line(f"{indent}  {info.message}")
+    out.line(f"{indent}  {lock_message(info, database)}")
     for reader in info.readers:
-        out.line(f"{indent}  reader: {reader.message}")
+        out.line(f"{indent}  reader: {lock_message(reader, database)}")
     for path in info.leftovers:
         out.line(f"{indent}  leftover: {path}")
 
