@@ -12,26 +12,40 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import sys
+import queue
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import sqlite_session_safe as sss
+from sqlite_session_safe.faces.cli._base import prepare_stdout
+
+# The writers are started with "spawn", which finds _demo_writer by this
+# module's name: it must not live in a package's __main__ (those are not
+# re-imported in the child).
 
 
-def section(title: str) -> None:
+def section(title: str, *explanation: str) -> None:
     print(f"\n== {title} ==")
+    for line in explanation:
+        print(line)
+
+
+#: The compile options the demo relies on, and what each gives.
+_KEY_OPTIONS = (("ENABLE_SESSION", "sessions"), ("ENABLE_PREUPDATE_HOOK", "pre-update hook"),
+                ("ENABLE_FTS5", "FTS5"), ("ENABLE_RTREE", "R*Tree"),
+                ("ENABLE_MATH_FUNCTIONS", "math functions"), ("THREADSAFE=1", "thread-safe"))
 
 
 def show_build() -> None:
     section("SQLite build")
-    print(f"sqlite_session_safe {sss.__version__} on SQLite {sss.sqlite_version()}")
-    print(f"source id: {sss.sqlite_source_id()}")
-    wanted = ("ENABLE_SESSION", "ENABLE_PREUPDATE_HOOK", "ENABLE_FTS5", "THREADSAFE=1")
+    print(f"sqlite-session-safe {sss.__version__} runs its own SQLite {sss.sqlite_version()}")
     options = sss.compile_options()
-    print("compile options:", ", ".join(options))
-    missing = [o for o in wanted if o not in options]
+    have = [name for option, name in _KEY_OPTIONS if option in options]
+    print(f"built with: {', '.join(have)}")
+    print(f"({len(options)} compile options in all: sss.compile_options())")
+    missing = [option for option, _ in _KEY_OPTIONS if option not in options]
     if missing:
         raise SystemExit(f"this build lacks {missing}")
 
@@ -52,7 +66,9 @@ def round_trip(workdir: Path) -> None:
 
 
 def sessions(workdir: Path) -> None:
-    section("Sessions: capture, inverse, replay")
+    section("Sessions: capture, inverse, replay",
+            "A session records every row a transaction changes; its changeset is",
+            "a value: stored, sent, inverted, applied to another database.")
     schema = "CREATE TABLE item(id INTEGER PRIMARY KEY, name TEXT NOT NULL, qty INTEGER)"
     source, replica = workdir / "source.db", workdir / "replica.db"
     with sss.connect(source) as con:
@@ -65,16 +81,16 @@ def sessions(workdir: Path) -> None:
                 con.execute("DELETE FROM item WHERE name = 'pear'")
                 con.execute("INSERT INTO item VALUES (3, 'plum', 7)")
             changeset = s.changeset()
-        print(f"captured {changeset!r}, decoded with the source's column names:")
+        print(f"captured {changeset!r}; its changes, by column name:")
         for change in changeset.as_dicts(con):
-            print("  ", change)
+            print(f"  {change['op']:6} {change['table']}  old {change['old']}  new {change['new']}")
         print("its inverse, as SQL:")
         for statement in changeset.invert().to_sql(con):
             print("  ", statement)
     with sss.connect(replica) as rep:
         report = changeset.apply(rep)
         applied = {f"{table}.{op}": n for (table, op), n in sorted(report.applied.items())}
-        print("replayed on the replica:", applied)
+        print("replayed on a copy of the database:", applied)
         print("  replica rows:", rep.execute("SELECT * FROM item ORDER BY id").fetchall())
         changeset.invert().apply(rep)
         print("  after the inverse:", rep.execute("SELECT * FROM item ORDER BY id").fetchall())
@@ -89,7 +105,8 @@ def _value(cursor: sss.Cursor) -> Any:
 
 
 def _describe(changeset: sss.Changeset) -> str:
-    """One line per change; in an UPDATE, ``=`` marks a column left unchanged."""
+    """The changes on one line; an UPDATE shows (old row) -> (new row), where
+    ``=`` marks a column it left unchanged."""
     def row(values: tuple[Any, ...] | None) -> str:
         if values is None:
             return "()"
@@ -104,9 +121,10 @@ def _describe(changeset: sss.Changeset) -> str:
     return "; ".join(parts)
 
 
-def _demo_writer(path: str, name: str, start: object, out: object) -> None:
+def _demo_writer(path: str, name: str, ready: object, start: object, out: object) -> None:
     """One of the two demo processes: three admitted writes to a shared account."""
     with sss.open(path) as db:
+        ready.release()  # type: ignore[attr-defined]
         start.wait()  # type: ignore[attr-defined]
         for i in range(3):
             def deposit(tx: sss.WriteTx, amount: int = 10 * (i + 1)) -> int:
@@ -120,7 +138,12 @@ def _demo_writer(path: str, name: str, start: object, out: object) -> None:
 
 
 def coordinated(workdir: Path) -> None:
-    section("Two processes writing through sss.open")
+    section("Two processes writing through sss.open",
+            "Each write is admitted under the database's lock (one writer at a time)",
+            "and recorded as one entry of an audit log kept inside the database,",
+            "in the same transaction. An entry's seq is its position in that log:",
+            "1, 2, 3, ... in commit order. In a changeset, (old row) -> (new row)",
+            "is an UPDATE and '=' marks a column it left unchanged.")
     path = str(workdir / "shared.db")
     with sss.open(path) as db:
         db.migrate(
@@ -129,13 +152,27 @@ def coordinated(workdir: Path) -> None:
             "CREATE TABLE deposit(id INTEGER PRIMARY KEY, who TEXT NOT NULL, amount INTEGER NOT NULL)",
             label="schema",
         )
-    ctx = multiprocessing.get_context("fork") if hasattr(os, "fork") else multiprocessing.get_context("spawn")
-    start, out = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_demo_writer, args=(path, name, start, out)) for name in ("alice", "bob")]
+    # spawn: a fresh interpreter per writer (forking a process that has
+    # threads is unsafe, and Python 3.12+ warns about it).
+    ctx = multiprocessing.get_context("spawn")
+    ready, start, out = ctx.Semaphore(0), ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_demo_writer, args=(path, name, ready, start, out))
+             for name in ("alice", "bob")]
     for p in procs:
         p.start()
+    for _ in procs:  # both started, then both write at once
+        if not ready.acquire(timeout=120):
+            raise SystemExit(f"a demo writer did not start (exit codes {[p.exitcode for p in procs]})")
     start.set()
-    reports = [out.get(timeout=60) for _ in range(6)]
+    reports: list[Any] = []
+    deadline = time.monotonic() + 120
+    while len(reports) < 6:
+        try:
+            reports.append(out.get(timeout=0.5))
+        except queue.Empty:
+            dead = [p for p in procs if p.exitcode not in (None, 0)]
+            if dead or time.monotonic() > deadline:
+                raise SystemExit(f"a demo writer failed (exit codes {[p.exitcode for p in procs]})") from None
     for p in procs:
         p.join(60)
         if p.exitcode != 0:
@@ -144,11 +181,24 @@ def coordinated(workdir: Path) -> None:
         print(f"  {name} (pid {pid}) write seq {seq}: balance now {balance}")
         print(f"      changeset: {changes}")
 
-    section("The audit log")
+    section("The audit log",
+            "One entry per write: seq, epoch, commit time (UTC), the writer's pid and",
+            "its label. The epoch is a fencing counter inside the database: each",
+            "write moves it on by compare-and-set, so a writer whose lock was taken",
+            "over (paused too long, say) cannot commit.")
     with sss.open(path) as db:
-        for e in db.log():
-            what = (e.sql or "") if e.kind == "ddl" else _describe(e.changeset or sss.Changeset(b""))
-            print(f"  seq {e.seq}  {e.committed_at}  pid {e.pid}  {e.label!r:22} {e.kind}: {what[:90]}")
+        entries = list(db.log())
+        width = max(len(repr(e.label)) for e in entries)
+        for e in entries:
+            at = e.committed_at[11:23]  # the time of day, to the millisecond
+            head = f"  seq {e.seq}  epoch {e.epoch}  {at}  pid {e.pid:<7} {e.label!r:{width}}"
+            if e.kind == "ddl":
+                statements = [s.strip() for s in (e.sql or "").split(";") if s.strip()]
+                print(f"{head}  migration, {len(statements)} statements:")
+                for statement in statements:
+                    print(f"      {statement};")
+            else:
+                print(f"{head}  {_describe(e.changeset or sss.Changeset(b''))}")
         with db.read() as r:
             balance = _value(r.execute("SELECT balance FROM account"))
             print(f"  balance {balance} at log position {r.seq} (6 deposits of 10+20+30 by 2 processes: 120)")
@@ -165,15 +215,19 @@ def _tables(path: Path | str) -> list[list[tuple[Any, ...]]]:
 def replica_and_undo(workdir: Path) -> None:
     path = str(workdir / "shared.db")
     replica = workdir / "replica.db"
-    section("A replica brought up to date")
+    section("A replica brought up to date",
+            "Replication replays the log's entries on another file. The replica's",
+            "cursor (the last seq it applied) moves in the same transaction as the",
+            "changes, so each entry is applied exactly once, even after a crash.")
     report = sss.replicate(path, replica)  # schema and data, from the log alone
-    print(f"  applied {report.applied} log entries ({report.changes} row changes) to an empty file; "
-          f"its cursor is at seq {report.last_seq}, lag {report.lag}")
+    print(f"  applied {report.applied} log entries to an empty file ({report.changes} row changes,")
+    print(f"  the six updates of one account row combined); cursor at seq {report.last_seq}, "
+          f"lag {report.lag}")
     print(f"  replica equals source: {_tables(replica) == _tables(path)}")
     again = sss.replicate(path, replica)
     print(f"  replicating again applies {again.applied} entries: exactly once")
 
-    section("Undo")
+    section("Undo", "Undo applies an entry's inverse as a new, logged write.")
     with sss.open(path) as db:
         last = max(e.seq for e in db.log() if e.kind == "data")
         undone = db.undo(last)
@@ -190,6 +244,9 @@ def replica_and_undo(workdir: Path) -> None:
 
 
 def main() -> int:
+    # Windows writes redirected output in its ANSI code page: escape what
+    # it cannot show instead of failing on the demo's non-ASCII text.
+    prepare_stdout()
     show_build()
     with tempfile.TemporaryDirectory(prefix="sss-demo-") as tmp:
         workdir = Path(tmp)
@@ -199,7 +256,3 @@ def main() -> int:
         replica_and_undo(workdir)
     print("\nok")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
