@@ -59,10 +59,11 @@ class BackupResult:
     duration: float
 
 
-def check_copy(path: str) -> tuple[str, int]:
+def check_copy(path: str, name: str | None = None) -> tuple[str, int]:
     """Run ``PRAGMA integrity_check`` on the file at ``path``; return
     ("ok", log position).  Raises :class:`BackupCheckFailed` otherwise,
-    including when the copy is too damaged for the check to run."""
+    including when the copy is too damaged for the check to run; its message
+    names the copy ``name`` (default ``path``)."""
     con = Connection(path)
     try:
         try:
@@ -71,7 +72,8 @@ def check_copy(path: str) -> tuple[str, int]:
             rows = [str(e)]
         if rows != ["ok"]:
             raise BackupCheckFailed(
-                f"copy {path!r} failed PRAGMA integrity_check: {'; '.join(rows[:5])}", path, tuple(rows[:20])
+                f"the copy {name or path!r} failed PRAGMA integrity_check, so it was not kept: "
+                f"{'; '.join(rows[:5])}", name or path, tuple(rows[:20])
             )
         return "ok", audit.log_position(con)
     finally:
@@ -94,7 +96,7 @@ def _dest(dest: str | os.PathLike[str], db: Database) -> tuple[str, str]:
 def _finish(tmp: str, path: str, method: str, started: float) -> BackupResult:
     """Check the copy at ``tmp``, make it durable, move it to ``path``."""
     try:
-        integrity, seq = check_copy(tmp)
+        integrity, seq = check_copy(tmp, path)
         tempfiles.fsync_file(tmp)
         tempfiles.replace_file(tmp, path)
     except BaseException:
