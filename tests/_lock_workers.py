@@ -23,7 +23,6 @@ from sqlite_session_safe.coordination.lock import DirectoryLock, lock_paths
 from sqlite_session_safe.coordination.owner import OwnerRecord, new_owner_id
 
 STRESS_SCALE = max(1, round(float(os.environ.get("SSS_STRESS_SCALE", "1"))))
-EXAMPLES = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "protocol", "examples")
 
 
 def mp_context() -> multiprocessing.context.BaseContext:

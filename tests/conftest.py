@@ -14,6 +14,19 @@ import sqlite_session_safe as sss
 STRESS_SCALE = float(os.environ.get("SSS_STRESS_SCALE", "1"))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Here rather than in pyproject.toml, whose [tool.pytest.ini_options]
+    # pytest reads only when run inside the source tree: the wheels' tests
+    # run against the installed package from elsewhere.
+    config.addinivalue_line(
+        "markers",
+        "stress: heavier concurrency/fuzz runs; sized by SSS_STRESS_SCALE (default 1 = the CI size)")
+    # A deprecation (fork() with threads on 3.12+, an API going away) fails
+    # the test that triggers it instead of scrolling by in a summary.
+    config.addinivalue_line("filterwarnings", "error::DeprecationWarning")
+    config.addinivalue_line("filterwarnings", "error::PendingDeprecationWarning")
+
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "test.db"

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _source import source_path
 
 import sqlite_session_safe as sss
 
-VENDOR = Path(__file__).resolve().parent.parent / "vendor" / "sqlite"
 LONG_QUERY = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 5000000) "
               "SELECT count(*) FROM c")
 
@@ -315,7 +315,8 @@ def extension(tmp_path_factory: pytest.TempPathFactory) -> Path:
         flags = ["-dynamiclib", "-undefined", "dynamic_lookup"]
     else:
         flags = ["-shared", "-fPIC"]
-    subprocess.run([cc, *flags, "-I", str(VENDOR), str(d / "half.c"), "-o", str(out)], check=True)
+    headers = source_path("vendor", "sqlite")  # sqlite3ext.h of the vendored release
+    subprocess.run([cc, *flags, "-I", str(headers), str(d / "half.c"), "-o", str(out)], check=True)
     return out
 
 

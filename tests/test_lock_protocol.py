@@ -10,7 +10,7 @@ import sqlite3
 import threading
 
 import pytest
-from _lock_workers import EXAMPLES
+from _source import source_path
 
 from sqlite_session_safe.coordination.errors import (
     EpochMismatch,
@@ -27,16 +27,18 @@ from sqlite_session_safe.coordination.fencing import (
 from sqlite_session_safe.coordination.lock import DirectoryLock, inspect_lock
 from sqlite_session_safe.coordination.owner import OwnerRecord, parse_owner
 
-PROTOCOL_MD = os.path.join(os.path.dirname(__file__), os.pardir, "PROTOCOL.md")
+
+def _examples() -> str:
+    return str(source_path("docs", "protocol", "examples"))
 
 
 def _example(name: str) -> bytes:
-    with open(os.path.join(EXAMPLES, name), "rb") as f:
+    with open(os.path.join(_examples(), name), "rb") as f:
         return f.read()
 
 
 def test_examples_exist_and_valid_ones_parse():
-    names = sorted(os.path.basename(p) for p in glob.glob(os.path.join(EXAMPLES, "*.json")))
+    names = sorted(os.path.basename(p) for p in glob.glob(os.path.join(_examples(), "*.json")))
     valid = [n for n in names if n.startswith("owner-")]
     assert len(valid) >= 3
     for name in valid:
@@ -58,8 +60,8 @@ def test_refused_examples_are_refused():
 
 
 def test_examples_are_all_named_in_protocol_md():
-    text = open(PROTOCOL_MD, encoding="utf-8").read()
-    for path in glob.glob(os.path.join(EXAMPLES, "*.json")):
+    text = open(source_path("PROTOCOL.md"), encoding="utf-8").read()
+    for path in glob.glob(os.path.join(_examples(), "*.json")):
         assert os.path.basename(path) in text
 
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 import pytest
+from _source import source_path
 
 import sqlite_session_safe as sss
-
-VENDOR = Path(__file__).resolve().parent.parent / "vendor" / "sqlite"
 
 UPSTREAM_SHA256 = {
     "sqlite3.c": "0a4ca218decb06c27bde472da720803956cc0d3272d2958d8abe92598c067e65",
@@ -18,16 +16,14 @@ UPSTREAM_SHA256 = {
 }
 
 
-@pytest.mark.skipif(not VENDOR.exists(), reason="runs from a source checkout only")
 @pytest.mark.parametrize("name", sorted(UPSTREAM_SHA256))
 def test_amalgamation_is_unmodified(name: str) -> None:
-    digest = hashlib.sha256((VENDOR / name).read_bytes()).hexdigest()
+    digest = hashlib.sha256(source_path("vendor", "sqlite", name).read_bytes()).hexdigest()
     assert digest == UPSTREAM_SHA256[name], f"vendor/sqlite/{name} differs from upstream 3.54.1"
 
 
-@pytest.mark.skipif(not VENDOR.exists(), reason="runs from a source checkout only")
 def test_vendor_readme_records_the_checksums() -> None:
-    readme = (VENDOR / "README.md").read_text()
+    readme = source_path("vendor", "sqlite", "README.md").read_text()
     for digest in UPSTREAM_SHA256.values():
         assert digest in readme
 
