@@ -115,6 +115,10 @@ HANDOVER_WAIT = 1.0
 KEEPER_IDLE_EXIT = 5.0
 #: Name prefix of a waiter's announcement inside the lock directory.
 WANT_PREFIX = "want-"
+#: Windows refuses to rename a directory while a process has a file in it open
+#: (a waiter reading owner.json, a virus scanner): release retries for this
+#: long (seconds) instead of failing.  Elsewhere such a refusal is final.
+SHARING_RETRY = 2.0 if sys.platform == "win32" else 0.0
 
 _HAS_DIR_FD = os.open in os.supports_dir_fd and hasattr(os, "O_DIRECTORY")
 _READER_NAME = re.compile(r"^reader-[0-9a-f]{32}$")
@@ -1333,10 +1337,17 @@ class DirectoryLock:
     def _remove_own_dir(self) -> None:
         """Rename our directory away, check it was ours, delete it."""
         gone = f"{self._path}.released-{self._record.owner_id if self._record else 'x'}"
-        try:
-            os.rename(self._path, gone)
-        except FileNotFoundError:
-            self._compromise("the lock directory vanished before release")
+        deadline = time.monotonic() + SHARING_RETRY
+        while True:
+            try:
+                os.rename(self._path, gone)
+                break
+            except FileNotFoundError:
+                self._compromise("the lock directory vanished before release")
+            except PermissionError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.002)
         if self._dir_id is not None:
             st = os.lstat(gone)
             if (st.st_dev, st.st_ino) != self._dir_id:
