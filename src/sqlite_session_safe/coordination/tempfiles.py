@@ -141,9 +141,10 @@ def fsync_file(path: str) -> None:
         os.close(fd)
 
 
-#: Windows: how long a rename onto a file another program has open is retried
-#: (a virus scanner or an indexer lets go within moments; a viewer does not).
-REPLACE_RETRY_SECONDS = 1.0
+#: How long a rename onto a file another program has open is retried: on
+#: Windows, where that fails (a virus scanner or an indexer lets go within
+#: moments; a viewer does not).  Elsewhere such a refusal is final.
+REPLACE_RETRY_SECONDS = 1.0 if sys.platform == "win32" else 0.0
 
 
 def replace_file(src: str, dest: str) -> None:
@@ -159,7 +160,7 @@ def replace_file(src: str, dest: str) -> None:
             os.replace(src, dest)
             break
         except PermissionError as e:
-            if sys.platform == "win32" and time.monotonic() < deadline:
+            if time.monotonic() < deadline:
                 time.sleep(0.02)
                 continue
             raise FileInUseError(
