@@ -225,6 +225,10 @@ def _darwin_statfs(path: str) -> tuple[str, bool] | None:
 
 
 def _windows_remote(path: str) -> bool | None:
+    if path.startswith(("\\\\?\\", "\\\\.\\")):  # extended-length: \\?\C:\... is local,
+        path = path[4:]                             # \\?\UNC\server\share is not
+        if path[:4].upper() == "UNC\\":
+            return True
     if path.startswith("\\\\"):
         return True  # UNC path: \\server\share
     root = os.path.splitdrive(os.path.abspath(path))[0] + "\\"
