@@ -179,3 +179,23 @@ def test_owner_json_is_read_back_as_written(tmp_path: Path) -> None:
     assert again.owner_id == rec.owner_id and again.heartbeat == rec.heartbeat + 1
     assert sorted(os.listdir(d)) == ["owner.json"]  # no temp file left
     assert json.loads((d / "owner.json").read_bytes())["owner_id"] == rec.owner_id
+
+
+@pytest.mark.parametrize("path", [r"\\server\share\x.db", r"\\?\UNC\server\share\x.db",
+                                  r"\\.\UNC\server\share\x.db"])
+def test_unc_paths_are_remote(path: str) -> None:
+    from sqlite_session_safe.coordination import modes
+
+    assert modes._windows_remote(path) is True
+
+
+def test_extended_length_local_path_is_not_taken_for_remote(tmp_path: Path) -> None:
+    """realpath can give \\\\?\\C:\\... for a long local path: wal mode must
+    not be refused there as if it were a network share."""
+    from sqlite_session_safe.coordination import modes
+
+    if sys.platform == "win32":
+        assert modes._windows_remote("\\\\?\\" + str(tmp_path)) is False
+    else:  # it goes on to ask Windows for the drive's type (there is no ctypes.windll here)
+        with pytest.raises(AttributeError):
+            modes._windows_remote(r"\\?\C:\data\x.db")
