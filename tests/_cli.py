@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,34 @@ def run_json(*args: object, code: int = 0, stdin: str | None = None) -> Any:
 def rows(path: Path, table: str = "item") -> list[tuple[Any, ...]]:
     with sss.connect(path, readonly=True) as con:
         return [tuple(r) for r in con.execute(f"SELECT * FROM {table} ORDER BY 1")]
+
+
+def copy(src: Path, dest: Path) -> Path:
+    shutil.copyfile(src, dest)
+    return dest
+
+
+_HOLDER = """
+import sys, time
+import sqlite_session_safe as sss
+lock = sss.DirectoryLock(sys.argv[1], "write", timeout=30)
+lock.acquire()
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+
+@contextmanager
+def lock_held(db: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding ``db``'s write lock; SIGKILLed when the block
+    ends, so afterwards the lock is held by a dead process."""
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(db)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "ready\n"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def on_terminal(args: list[str], answer: bytes | None = None, prompt: bytes = b"[y/N] ",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import pty
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _cli import CLI, rows, run, run_json
+from _cli import CLI, copy, rows, run, run_json
 
 import sqlite_session_safe as sss
 
@@ -39,11 +38,6 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
         db.backup(d / "rep.db")
         db.write(lambda tx: tx.execute("DELETE FROM item WHERE id = 2"))
     return path
-
-
-def copy(src: Path, dest: Path) -> Path:
-    shutil.copyfile(src, dest)
-    return dest
 
 
 # -- help, info, log, check -----------------------------------------------------

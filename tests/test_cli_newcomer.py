@@ -16,11 +16,10 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from _cli import API_WORDS, CLI, on_terminal, rows, run, run_json
+from _cli import API_WORDS, CLI, copy, lock_held, on_terminal, rows, run, run_json
 
 import sqlite_session_safe as sss
 
@@ -42,11 +41,6 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
         db.write(lambda tx: tx.execute("UPDATE item SET name = ?, data = x'00ff' WHERE id = 5",
                                        (EMOJI,)), label="unicode")
     return path
-
-
-def copy(src: Path, dest: Path) -> Path:
-    shutil.copyfile(src, dest)
-    return dest
 
 
 def digest(path: Path) -> str:
@@ -256,28 +250,13 @@ def test_check_on_a_corrupt_database_still_reads_its_log(source: Path, tmp_path:
     assert sorted(os.listdir(tmp_path)) == ["bad.db"]
 
 
-_HOLDER = """
-import sys, time
-import sqlite_session_safe as sss
-lock = sss.DirectoryLock(sys.argv[1], "write", timeout=30)
-lock.acquire()
-print("ready", flush=True)
-time.sleep(120)
-"""
-
-
 def test_lock_break_when_only_the_lock_directory_is_left(source: Path, tmp_path: Path) -> None:
     db = copy(source, tmp_path / "gone.db")
-    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(db)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "ready\n"
+    with lock_held(db) as holder:
         # a live holder: the message says what to do, names no Python API
         proc = run("lock", db, "--break", "--yes", code=3)
         assert f"process {holder.pid}" in proc.stderr and "stop that process" in proc.stderr
         assert not API_WORDS.search(proc.stderr), proc.stderr
-    finally:
-        holder.kill()
-        holder.wait()
     db.unlink()
     out = run("lock", db).stdout
     assert "which is gone" in out and f"'sqlite-session-safe lock {db} --break' breaks it now" in out
@@ -291,10 +270,8 @@ def test_lock_break_when_only_the_lock_directory_is_left(source: Path, tmp_path:
 def test_lock_break_prompt_on_a_terminal(source: Path, tmp_path: Path) -> None:
     """The confirmation is asked on a real terminal and answered by typing."""
     db = copy(source, tmp_path / "prompt.db")
-    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(db)], stdout=subprocess.PIPE, text=True)
-    assert holder.stdout is not None and holder.stdout.readline() == "ready\n"
-    holder.kill()
-    holder.wait()
+    with lock_held(db):
+        pass  # the holder dies with the lock held
     code, shown, out = on_terminal(["lock", str(db), "--break"], answer=b"n\n")
     assert code == 1 and b"Break the lock of" in shown and b"not confirmed" in shown
     code, shown, out = on_terminal(["lock", str(db), "--break"], answer=b"y\n")
@@ -312,14 +289,9 @@ def test_exit_codes_as_documented(source: Path, tmp_path: Path) -> None:
     run("info", tmp_path / "missing.db", code=4)                           # 4
     # 3: the write lock held by a live process
     db = copy(source, tmp_path / "held.db")
-    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(db)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "ready\n"
+    with lock_held(db):
         proc = run("sql", db, "DELETE FROM item", "--write", "--timeout", "0.5", code=3)
         assert "hint:" in proc.stderr and f"lock {db}" in proc.stderr
-    finally:
-        holder.kill()
-        holder.wait()
     # 130: interrupted in the middle of a backup
     big = tmp_path / "big.db"
     with sss.connect(big) as con:

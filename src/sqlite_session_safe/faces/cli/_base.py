@@ -79,7 +79,8 @@ EXIT_CODES_HELP = """exit codes:
   1    check failed, conflict (policy abort), replication cannot go on (gap,
        cursor ahead, other source), backup check failed, not confirmed, or
        diff --exit-code found differences
-  2    usage error (bad command line)
+  2    usage error (bad command line or option value, a mistake in sql's
+       statement, a write asked of a command that only looks)
   3    lock held or database busy (admission timed out, live lock, refused lock state)
   4    not found or bad input (missing file, not a database, corrupt database,
        changeset or bundle, changeset that does not fit the target's schema,
