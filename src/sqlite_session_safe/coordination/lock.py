@@ -884,6 +884,12 @@ class DirectoryLock:
                 self._dir_fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
                 st = os.fstat(self._dir_fd)
                 self._dir_id = (st.st_dev, st.st_ino)
+            else:
+                # Windows: no directory descriptor, but the directory's file
+                # id still tells ours from a successor's (check, release).
+                st = os.lstat(tmp)
+                if st.st_ino:
+                    self._dir_id = (st.st_dev, st.st_ino)
             self._owner_stat = _stat_key(write_owner_file(tmp, rec, self._dir_fd))
         except BaseException:
             self._close_fd()
