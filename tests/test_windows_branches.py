@@ -54,6 +54,23 @@ except sss.LockCompromised:
     print("compromised", flush=True)
 """
 
+_REPLACED = _NO_DIR_FD + """
+import os, shutil, sys
+import sqlite_session_safe as sss
+db = sys.argv[1]
+held = sss.DirectoryLock(db, "write", timeout=30, heartbeat_interval=5, stale_timeout=60)
+held.acquire()
+# the lock directory is swapped for another one holding the very same owner.json
+shutil.copytree(db + ".sss-lock", db + ".sss-lock.copy")
+os.rename(db + ".sss-lock", db + ".sss-lock.old")
+os.rename(db + ".sss-lock.copy", db + ".sss-lock")
+try:
+    held.check()
+    print("not noticed", flush=True)
+except sss.LockCompromised as e:
+    print("compromised:", e, flush=True)
+"""
+
 _WRITER = _NO_DIR_FD + """
 import sys
 import sqlite_session_safe as sss
@@ -86,6 +103,15 @@ def test_lock_without_directory_descriptors(tmp_path: Path) -> None:
     assert holder.returncode == 0, err
     assert out.splitlines() == ["compromised"], out
     assert sss.inspect_lock(db) is None
+
+
+def test_replaced_lock_directory_is_noticed_without_descriptors(tmp_path: Path) -> None:
+    """Without a directory descriptor the directory's file id still tells
+    the holder's own directory from a copy put in its place."""
+    proc = subprocess.run([sys.executable, "-c", _REPLACED, str(tmp_path / "x.db")], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("compromised:") and "replaced by another one" in proc.stdout, proc.stdout
 
 
 def test_writers_without_directory_descriptors_lose_nothing(tmp_path: Path) -> None:
