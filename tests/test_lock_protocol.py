@@ -105,7 +105,7 @@ def test_schema_violations_name_the_field(change, words):
     "data, words",
     [
         (b"", "empty"),
-        (b"[1]", "JSON object"),
+        (b"[1]", "not an object"),
         (b"{", "not valid JSON"),
         (b"\xff\xfe", "UTF-8"),
         (b" " * 70000, "limit"),
