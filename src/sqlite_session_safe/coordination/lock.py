@@ -1560,6 +1560,10 @@ def _os_lock_info(lock_path: str, readers: tuple[LockInfo, ...],
                   leftovers: tuple[str, ...]) -> LockInfo | None:
     """A lock protocol v2 lock (trusted/wal): held or not is the OS lock's
     say; the record in the admission file names the holder."""
+    state, why = oslock.admit_file(lock_path).problem()
+    if state:
+        return LockInfo(lock_path, state, None, "", refusal(lock_path, Seen(state, detail=why)), False,
+                        readers, leftovers, protocol=2)
     p = oslock.probe(lock_path)
     if not p.held:
         if not readers:
