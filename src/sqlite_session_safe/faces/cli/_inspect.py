@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import itertools
 import os
 from typing import Any
 
 import sqlite_session_safe as sss
 
-from ...coordination.audit import LOG_FORMAT, LOG_TABLE, META_TABLE
+from ...coordination.audit import LOG_FORMAT, LOG_TABLE, META_TABLE, parse_committed_at
 from ...coordination.retention import PRUNED_KEY
 from ._base import CliError, ExitCode, Output, confirm, has_log, open_db, raw_readonly, require_file
 from ._render import entry_doc, lock_doc, show_entry, show_lock
@@ -168,9 +167,10 @@ def _check_log(r: sss.ReadTx, problems: list[str]) -> dict[str, Any]:
             else:
                 previous_epoch = epoch
             try:
-                _dt.datetime.strptime(str(at), "%Y-%m-%dT%H:%M:%S.%fZ")
+                parse_committed_at(at)
             except ValueError:
-                problems.append(f"entry {seq}: committed_at {at!r} is not an RFC 3339 UTC time")
+                problems.append(f"entry {seq}: committed_at {at!r} is not YYYY-MM-DDTHH:MM:SS.ffffffZ "
+                                "(PROTOCOL.md §5.2)")
             if kind == "data":
                 try:
                     changes += sss.Changeset(blob or b"").validate()
