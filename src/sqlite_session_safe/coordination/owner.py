@@ -333,9 +333,15 @@ def read_owner_bytes(lock_dir: str) -> bytes:
         if os.path.lexists(path) and not os.path.isfile(path):
             raise OwnerFormatError("owner.json is not a regular file") from None
         raise
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except BaseException:
+        os.close(fd)
+        raise
+    if not regular:
+        os.close(fd)
+        raise OwnerFormatError("owner.json is not a regular file (a directory, FIFO or device)")
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OwnerFormatError("owner.json is not a regular file (a directory, FIFO or device)")
         data = f.read(MAX_OWNER_BYTES + 1)
     return data
 
