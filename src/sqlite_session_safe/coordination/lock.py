@@ -232,8 +232,7 @@ def look(path: str) -> Seen:
         try:
             doc = parse_lock_document(read_owner_bytes(path), place)
             if isinstance(doc, MarkerRecord):
-                return Seen("os-lock", marker=doc,
-                            detail="writers are admitted by an operating-system lock (protocol v2)")
+                return _marker_state(path, doc)
             return Seen("held", doc)
         except FileNotFoundError:
             try:
@@ -263,6 +262,23 @@ def look(path: str) -> Seen:
             return Seen("unreadable", detail=f"cannot read owner.json: {e}")
     return Seen("unreadable", detail="owner.json kept changing while being read")
 
+
+
+def _marker_state(path: str, marker: MarkerRecord) -> Seen:
+    """A valid v2 marker at L is ``os-lock`` only with its admission file
+    beside it, a regular file (PROTOCOL.md §1.2); looked at with ``lstat``,
+    never opened here (oslock.py keeps the one descriptor a process has)."""
+    admit = os.path.join(path, oslock.ADMIT_FILE)
+    try:
+        st = os.lstat(admit)
+    except FileNotFoundError:
+        return Seen("malformed", detail=f"a protocol v2 marker without its {oslock.ADMIT_FILE!r} file")
+    except OSError as e:
+        return Seen("unreadable", detail=f"cannot stat its {oslock.ADMIT_FILE!r} file: {e}")
+    if not stat.S_ISREG(st.st_mode):
+        return Seen("malformed", detail=f"its {oslock.ADMIT_FILE!r} is not a regular file")
+    return Seen("os-lock", marker=marker,
+                detail="writers are admitted by an operating-system lock (protocol v2)")
 
 
 def protocol_mismatch(path: str, what: str) -> ProtocolMismatch:
