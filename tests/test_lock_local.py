@@ -202,7 +202,7 @@ def _make_state(db: str, state: str, tmp_path) -> None:
     elif state == "unknown-version":
         os.mkdir(lock_path)
         with open(os.path.join(lock_path, "owner.json"), "w") as f:
-            f.write('{"protocol": "sqlite-session-safe.lock", "version": 2, "owner_id": "x"}')
+            f.write('{"protocol": "sqlite-session-safe.lock", "version": 3, "owner_id": "x"}')
     elif state == "symlink":
         # A symlink to a perfectly valid, even stale, lock directory.
         target = tmp_path / "elsewhere.sqlite"
@@ -216,7 +216,7 @@ def _make_state(db: str, state: str, tmp_path) -> None:
 STATES = {
     "malformed": "not valid JSON",
     "empty": "empty",
-    "unknown-version": "version 2",
+    "unknown-version": "version 3",
     "symlink": "symbolic link",
     "not-a-directory": "not a directory",
 }

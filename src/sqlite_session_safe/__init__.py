@@ -132,6 +132,7 @@ from .coordination.errors import (
 )
 from .coordination.fencing import (
     EPOCH_TABLE,
+    admission_epoch,
     advance_epoch,
     ensure_epoch_table,
     read_epoch,
@@ -217,6 +218,7 @@ __all__ = [
     "ABORT",
     "AbortError",
     "Action",
+    "admission_epoch",
     "advance_epoch",
     "apply",
     "apply_stream",

@@ -58,6 +58,7 @@ from .lock import (
     process_state,
     refusal,
     remove_tree,
+    rename_taken,
     wait_thread_lock,
 )
 from .oslock import ADMIT_FILE, AdmitFile, admit_file, describe_os_holder
@@ -83,10 +84,11 @@ def _make_marker(lock_path: str, target: str) -> bool:
         fsync_dir(tmp)
         try:
             os.rename(tmp, lock_path)
-        except OSError:
-            if os.path.lexists(lock_path):
-                return False  # taken (EEXIST/ENOTEMPTY locally, EPERM over sshfs...)
-            raise
+        except OSError as e:
+            if not rename_taken(e, lock_path):
+                raise
+            remove_tree(tmp)  # another client made L first
+            return False
     except BaseException:
         remove_tree(tmp)
         raise
@@ -110,14 +112,11 @@ def ensure_marker(db_path: str, lock_path: str, deadline: float | None,
         seen = look(lock_path)
         if seen.state == "os-lock":
             af = admit_file(lock_path)
-            try:
-                af.fd()
+            state, detail = af.problem()
+            if not state:
                 return af
-            except FileNotFoundError:
-                why = (f"lock directory {lock_path!r} is a protocol v2 marker without its "
-                       f"{ADMIT_FILE!r} file; no compliant client leaves that behind: remove it by "
-                       "hand, or with `sqlite-session-safe lock --break --force`, once no process "
-                       "uses the database")
+            # A refused state (PROTOCOL.md §2A.6): wait, never repair.
+            why = refusal(lock_path, Seen(state, detail=detail))
         elif seen.state == "absent":
             if _make_marker(lock_path, os.path.basename(db_path)):
                 continue

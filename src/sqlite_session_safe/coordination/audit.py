@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,8 @@ __all__ = [
     "log_position",
     "database_id",
     "utc_now",
+    "COMMITTED_AT",
+    "parse_committed_at",
 ]
 
 #: Tables whose names start with this belong to the package: never recorded
@@ -74,6 +77,23 @@ _SELECT = (
     f"SELECT seq, committed_at, owner, host, pid, label, kind, changeset, sql, epoch FROM {LOG_TABLE} "
     "WHERE seq > ? ORDER BY seq LIMIT ?"
 )
+
+
+#: ``committed_at`` exactly (PROTOCOL.md §5.2): UTC with microseconds,
+#: upper-case ``T`` and ``Z``, 27 characters, so text order is time order.
+COMMITTED_AT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
+
+
+def parse_committed_at(text: object) -> _dt.datetime:
+    """A ``committed_at`` value as an aware UTC datetime.
+
+    Raises:
+        ValueError: ``text`` is not exactly ``YYYY-MM-DDTHH:MM:SS.ffffffZ``
+            with a real date and time.
+    """
+    if not isinstance(text, str) or not COMMITTED_AT.fullmatch(text):
+        raise ValueError(f"{text!r} is not YYYY-MM-DDTHH:MM:SS.ffffffZ")
+    return _dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=_dt.timezone.utc)
 
 
 def utc_now() -> str:
@@ -114,9 +134,7 @@ class LogEntry:
     @property
     def committed(self) -> _dt.datetime:
         """:attr:`committed_at` as an aware datetime."""
-        return _dt.datetime.strptime(self.committed_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
-            tzinfo=_dt.timezone.utc
-        )
+        return parse_committed_at(self.committed_at)
 
     def apply_to(self, con: Connection, on_conflict: OnConflict = None) -> ApplyReport | None:
         """Replay this entry on ``con``: apply the changeset (strict: a

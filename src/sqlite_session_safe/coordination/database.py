@@ -81,8 +81,8 @@ from .db_errors import (
     SchemaChangeInWrite,
     WalOnNetworkFilesystem,
 )
-from .errors import EpochMismatch, FencingError, LockCompromised, LockError, LockTimeout
-from .fencing import EPOCH_TABLE, advance_epoch, ensure_epoch_table, read_epoch
+from .errors import EpochMismatch, LockCompromised, LockError, LockTimeout
+from .fencing import EPOCH_TABLE, admission_epoch, advance_epoch, ensure_epoch_table, read_epoch
 from .interrupts import InterruptGuard
 from .lock import (
     DEFAULT_HEARTBEAT_INTERVAL,
@@ -812,10 +812,7 @@ class Database:
             if lease is not None and lease[0] == group.owner:
                 group.epoch = lease[1]
             else:
-                try:
-                    group.epoch = read_epoch(group.con)
-                except FencingError:
-                    group.epoch = None  # the first write ever: created in the transaction
+                group.epoch = admission_epoch(group.con)  # 0 on a fresh database
             if self._after_admission is not None:
                 self._after_admission()
             group.admitted = True
@@ -842,8 +839,6 @@ class Database:
                 if self.audit:
                     audit.ensure_log(con)
                 info = self._schema(con)
-            if group.epoch is None:
-                group.epoch = read_epoch(con)
             if not self.audit and info.has_log:
                 raise InterfaceError(
                     f"{self.path!r} keeps an audit log now; this Database was opened with "
@@ -916,7 +911,7 @@ class Database:
         refuse instead.
         """
         try:
-            return advance_epoch(con, epoch)
+            return advance_epoch(con, epoch, logged=True)
         except EpochMismatch as e:
             if not self.nolock:
                 try:
@@ -928,7 +923,7 @@ class Database:
                         "%s: the fencing epoch moved from %d to %s between this write's admission "
                         "and its transaction although this holder's lock is intact: a former holder "
                         "committed late; proceeding after that commit", self.path, epoch, e.actual)
-                    return advance_epoch(con, read_epoch(con))
+                    return advance_epoch(con, read_epoch(con), logged=True)
             raise LockCompromised(
                 f"write to {self.path!r} refused: {e} (another holder committed between "
                 "this write's admission and its transaction); nothing was committed"

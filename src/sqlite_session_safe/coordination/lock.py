@@ -56,13 +56,13 @@ from .errors import (
     UnknownProtocolVersion,
 )
 from .owner import (
+    LOCK_PLACE,
     OWNER_FILE,
     AdmissionRecord,
     MarkerRecord,
     OwnerRecord,
     fsync_dir,
-    parse_marker,
-    parse_owner,
+    parse_lock_document,
     read_owner_bytes,
     write_owner_file,
 )
@@ -121,8 +121,8 @@ WANT_PREFIX = "want-"
 SHARING_RETRY = 2.0 if sys.platform == "win32" else 0.0
 
 _HAS_DIR_FD = os.open in os.supports_dir_fd and hasattr(os, "O_DIRECTORY")
-_READER_NAME = re.compile(r"^reader-[0-9a-f]{32}$")
-_WANT_NAME = re.compile(r"^want-([0-9a-f]{32})$")
+_READER_NAME = re.compile(r"reader-[0-9a-f]{32}\Z")
+_WANT_NAME = re.compile(r"want-([0-9a-f]{32})\Z")
 _LISTDIR_FD = os.listdir in os.supports_fd
 # rename() of a directory onto an existing one fails with one of these.
 _TAKEN_ERRNOS = {errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR}
@@ -201,8 +201,22 @@ class Seen:
 
 
 
+def lock_place(path: str) -> str | None:
+    """Where a lock path is, for :func:`~.owner.parse_lock_document`: a
+    reader marker (its name), the lock directory L, or None for the
+    directories around them (temporary, released, tombs), whose records are
+    only compared with what was judged."""
+    name = os.path.basename(path)
+    if _READER_NAME.match(name):
+        return name
+    if name.endswith(LOCK_SUFFIX):
+        return LOCK_PLACE
+    return None
+
+
 def look(path: str) -> Seen:
-    """Classify what is at a lock path, never following a symlink there."""
+    """Classify what is at a lock path, never following a symlink there
+    (the states are PROTOCOL.md §1.2's)."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -217,9 +231,13 @@ def look(path: str) -> Seen:
         return Seen("symlink", detail=f"it is a symbolic link (to {target!r})")
     if not stat.S_ISDIR(st.st_mode):
         return Seen("not-a-directory", detail="it is not a directory")
+    place = lock_place(path)
     for _ in range(3):
         try:
-            return Seen("held", parse_owner(read_owner_bytes(path)))
+            doc = parse_lock_document(read_owner_bytes(path), place)
+            if isinstance(doc, MarkerRecord):
+                return _marker_state(path, doc)
+            return Seen("held", doc)
         except FileNotFoundError:
             try:
                 entries = os.listdir(path)
@@ -236,11 +254,7 @@ def look(path: str) -> Seen:
                 detail=f"the lock directory has no owner.json (it holds {sorted(entries)[:5]})",
             )
         except UnknownProtocolVersion as e:
-            try:
-                return Seen("os-lock", marker=parse_marker(read_owner_bytes(path)),
-                             detail="writers are admitted by an operating-system lock (protocol v2)")
-            except (OSError, OwnerFormatError):
-                return Seen("unknown-version", detail=str(e))
+            return Seen("unknown-version", detail=str(e))
         except OwnerFormatError as e:
             return Seen("malformed", detail=str(e))
         except PermissionError as e:
@@ -252,6 +266,23 @@ def look(path: str) -> Seen:
             return Seen("unreadable", detail=f"cannot read owner.json: {e}")
     return Seen("unreadable", detail="owner.json kept changing while being read")
 
+
+
+def _marker_state(path: str, marker: MarkerRecord) -> Seen:
+    """A valid v2 marker at L is ``os-lock`` only with its admission file
+    beside it, a regular file (PROTOCOL.md §1.2); looked at with ``lstat``,
+    never opened here (oslock.py keeps the one descriptor a process has)."""
+    admit = os.path.join(path, oslock.ADMIT_FILE)
+    try:
+        st = os.lstat(admit)
+    except FileNotFoundError:
+        return Seen("malformed", detail=f"a protocol v2 marker without its {oslock.ADMIT_FILE!r} file")
+    except OSError as e:
+        return Seen("unreadable", detail=f"cannot stat its {oslock.ADMIT_FILE!r} file: {e}")
+    if not stat.S_ISREG(st.st_mode):
+        return Seen("malformed", detail=f"its {oslock.ADMIT_FILE!r} is not a regular file")
+    return Seen("os-lock", marker=marker,
+                detail="writers are admitted by an operating-system lock (protocol v2)")
 
 
 def protocol_mismatch(path: str, what: str) -> ProtocolMismatch:
@@ -402,15 +433,18 @@ def break_judged(path: str, rec: OwnerRecord, why: str) -> str | None:
 
 
 def _sweep_tombs(lock_path: str) -> None:
-    """Delete the tombs of broken lock directories (done at each release).
+    """Delete the tombs of broken lock directories and the leftovers of
+    releases (done at each release, PROTOCOL.md §2.7).
 
     A tomb outlives the race that made it: a breaker that judged the same
     stale state but was delayed before its rename fails against the tomb
     instead of renaming the next owner's lock.  By the time the next owner
-    releases, that race is a whole tenure old.
+    releases, that race is a whole tenure old.  A released directory whose
+    deletion failed (a waiter's announcement arrived in it meanwhile) is
+    never lock state again: its name is never renamed back.
     """
     parent, base = os.path.split(lock_path)
-    pattern = re.compile(re.escape(base) + r"\.broken-[0-9a-f]{32}-[0-9]+$")
+    pattern = re.compile(re.escape(base) + r"\.(?:broken-[0-9a-f]{32}-[0-9]+|released-[0-9a-f]{32})\Z")
     try:
         names = [n for n in os.listdir(parent) if pattern.match(n)]
     except OSError:
@@ -437,7 +471,12 @@ def backoff(attempt: int) -> float:
 
 
 def _reader_markers(readers_dir: str) -> list[str]:
+    """The reader markers in R.  An R that is not a real directory (a
+    symlink, a file) holds none: readers refuse to use it (PROTOCOL.md §2.9),
+    so no compliant reader is active through it."""
     try:
+        if not stat.S_ISDIR(os.lstat(readers_dir).st_mode):
+            return []
         names = os.listdir(readers_dir)
     except (FileNotFoundError, NotADirectoryError):
         return []
@@ -899,6 +938,11 @@ class DirectoryLock:
 
     def _install(self, tmp: str, dest: str) -> bool:
         """Rename the built directory to ``dest``; False if ``dest`` is taken."""
+        # The lease starts before the rename (PROTOCOL.md §2.3): an observer
+        # may see the new owner.json, and start its count, the moment the
+        # rename takes effect.  The heartbeat-0 write into ``tmp`` does not
+        # count: nobody observes it there.
+        started = _lease_clock()
         try:
             os.rename(tmp, dest)
         except OSError as e:
@@ -910,7 +954,7 @@ class DirectoryLock:
         with self._state_lock:
             self._path = dest
             self._held = True
-            self._last_beat = _lease_clock()
+            self._last_beat = started
             self._next_beat = self._last_beat + self.heartbeat_interval
         _holding.add(self)
         self._kick()
@@ -1355,7 +1399,10 @@ class DirectoryLock:
                     raise
                 time.sleep(0.002)
         if self._dir_id is not None:
-            st = os.lstat(gone)
+            try:
+                st = os.lstat(gone)
+            except FileNotFoundError:
+                return  # already swept by the next holder's release: released
             if (st.st_dev, st.st_ino) != self._dir_id:
                 # Lost in the instant between the check and the rename; its
                 # real holder finds out at its next heartbeat.
@@ -1546,6 +1593,10 @@ def _os_lock_info(lock_path: str, readers: tuple[LockInfo, ...],
                   leftovers: tuple[str, ...]) -> LockInfo | None:
     """A lock protocol v2 lock (trusted/wal): held or not is the OS lock's
     say; the record in the admission file names the holder."""
+    state, why = oslock.admit_file(lock_path).problem()
+    if state:
+        return LockInfo(lock_path, state, None, "", refusal(lock_path, Seen(state, detail=why)), False,
+                        readers, leftovers, protocol=2)
     p = oslock.probe(lock_path)
     if not p.held:
         if not readers:

@@ -18,10 +18,8 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import sys
 import threading
 import time
-import weakref
 
 from ..binding.oslock import os_lock, os_lock_probe, os_unlock
 from . import interrupts, procinfo
@@ -63,10 +61,27 @@ class AdmitFile:
     # -- the descriptor ---------------------------------------------------------
 
     def fd(self) -> int:
-        """The open descriptor (opened on first use)."""
+        """The open descriptor (opened on first use; close-on-exec, as every
+        descriptor Python opens).
+
+        Raises:
+            FileNotFoundError: there is no admission file.
+            OwnerFormatError: it is not a regular file (a symlink, a
+                directory, a FIFO: opened without following or blocking).
+            OSError: it cannot be opened for reading and writing.
+        """
         if self._fd is None:
-            flags = os.O_RDWR | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
-            fd = os.open(self.path, flags)
+            flags = (os.O_RDWR | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
+                     | getattr(os, "O_NONBLOCK", 0))
+            try:
+                fd = os.open(self.path, flags)
+            except FileNotFoundError:
+                raise
+            except OSError:
+                path = self.path
+                if os.path.islink(path) or (os.path.lexists(path) and not os.path.isfile(path)):
+                    raise OwnerFormatError(f"{path!r} is not a regular file") from None
+                raise
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 os.close(fd)
@@ -78,6 +93,22 @@ class AdmitFile:
     def is_open(self) -> bool:
         """True once the descriptor is open (the file was found at L)."""
         return self._fd is not None
+
+    def problem(self) -> tuple[str, str]:
+        """("", "") when the admission file can be used, else a refused
+        state of PROTOCOL.md §1.2 and why: ``malformed`` (missing, or not
+        a regular file) or ``unreadable`` (it cannot be opened)."""
+        try:
+            if not self.is_current():
+                self.reopen()  # L was replaced since we opened it (a forced break)
+            self.fd()
+        except FileNotFoundError:
+            return "malformed", "the lock directory is a protocol v2 marker without its admit file"
+        except OwnerFormatError:
+            return "malformed", "its admit file is not a regular file"
+        except OSError as e:
+            return "unreadable", f"its admit file cannot be opened: {e}"
+        return "", ""
 
     def is_current(self) -> bool:
         """True when our descriptor is still the file at :attr:`path` (the
@@ -218,7 +249,11 @@ class AdmitFile:
 
 
 _registry_lock = threading.Lock()
-_files: weakref.WeakValueDictionary[str, AdmitFile] = weakref.WeakValueDictionary()
+# Strong references: a process keeps its one descriptor of an admission file
+# open for good.  With POSIX record locks (everywhere but Linux and Windows)
+# closing *any* descriptor of a file drops every lock the process holds on
+# it, so nothing here ever opens a second one (PROTOCOL.md §2A.4).
+_files: dict[str, AdmitFile] = {}
 
 
 def admit_file(lock_dir: str) -> AdmitFile:
@@ -255,35 +290,26 @@ class Probe:
 
 
 def probe(lock_dir: str) -> Probe:
-    """Look at a v2 lock without taking it (inspection, timeout messages)."""
-    path = os.path.join(lock_dir, ADMIT_FILE)
-    af = _files.get(path)
-    if af is not None and af.held:
-        own = True  # POSIX locks never conflict with the same process: ask our own state
-    else:
-        own = False
-    flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
-    if sys.platform == "win32":
-        flags = os.O_RDWR | getattr(os, "O_BINARY", 0)
+    """Look at a v2 lock without taking it (inspection, timeout messages),
+    through the process's own descriptor of the admission file."""
+    af = admit_file(lock_dir)
+    state, why = af.problem()
+    if state:
+        return Probe(False, 0, None, why)
+    fd = af.fd()
+    held, pid = af.held, 0  # POSIX locks never conflict with the same process: ask our own state
+    if not held:
+        rc, held, pid = os_lock_probe(fd)
+        if rc:
+            return Probe(False, 0, None, f"cannot test the lock: {os.strerror(rc)}")
     try:
-        fd = os.open(path, flags)
-    except FileNotFoundError:
-        return Probe(False, 0, None, "the admission file is missing")
-    except OSError as e:
-        return Probe(False, 0, None, f"cannot open the admission file: {e}")
-    try:
-        held, pid = own, 0
-        if not own:
-            rc, held, pid = os_lock_probe(fd)
-            if rc:
-                return Probe(False, 0, None, f"cannot test the lock: {os.strerror(rc)}")
-        try:
-            data = os.pread(fd, ADMISSION_RECORD_BYTES, 0) if hasattr(os, "pread") else os.read(
-                fd, ADMISSION_RECORD_BYTES)
-        except OSError:
-            data = b""
-    finally:
-        os.close(fd)
+        if hasattr(os, "pread"):
+            data = os.pread(fd, ADMISSION_RECORD_BYTES, 0)
+        else:  # Windows: a region another handle has locked cannot be read
+            os.lseek(fd, 0, os.SEEK_SET)
+            data = os.read(fd, ADMISSION_RECORD_BYTES)
+    except OSError:
+        data = b""
     record: AdmissionRecord | None = None
     detail = ""
     if data.strip():

@@ -20,12 +20,14 @@ import math
 import os
 import re
 import secrets
+import stat
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import OwnerFormatError, UnknownProtocolVersion
+from .wire import decode_object
 
 __all__ = [
     "PROTOCOL_NAME",
@@ -35,6 +37,11 @@ __all__ = [
     "OwnerRecord",
     "new_owner_id",
     "parse_owner",
+    "parse_lock_document",
+    "LOCK_PLACE",
+    "READER_PREFIX",
+    "MAX_PID",
+    "MAX_HEARTBEAT",
     "read_owner_bytes",
     "write_owner_file",
     "fsync_dir",
@@ -53,7 +60,17 @@ OWNER_FILE = "owner.json"
 #: A larger owner.json is malformed: no valid one comes near this.
 MAX_OWNER_BYTES = 64 * 1024
 
-_OWNER_ID = re.compile(r"^[0-9a-f]{32}$")
+#: The integer fields' upper bounds (PROTOCOL.md §2.2): a pid fits a C int in
+#: every system; a heartbeat stays exact in every language's number type
+#: (IEEE doubles count by one up to 2**53).
+MAX_PID = 2**31 - 1
+MAX_HEARTBEAT = 2**53 - 1
+#: ``place`` of :func:`parse_lock_document` for the lock directory L.
+LOCK_PLACE = "lock"
+#: A reader marker's name is this prefix and its owner's id.
+READER_PREFIX = "reader-"
+
+_OWNER_ID = re.compile(r"[0-9a-f]{32}")
 _MODES = ("write", "read")
 _PHASES = ("active", "waiting")
 _HAS_DIR_FD = os.open in os.supports_dir_fd and os.replace in os.supports_dir_fd
@@ -164,36 +181,54 @@ def _need(doc: dict[str, Any], key: str, kind: type | tuple[type, ...], what: st
     return value
 
 
-def parse_owner(data: bytes) -> OwnerRecord:
-    """Validate and parse an ``owner.json`` document.
+def _integer(doc: dict[str, Any], key: str, low: int, high: int) -> int:
+    """A field written as a JSON integer (no fraction, no exponent: Python's
+    json module gives an int exactly for those) with low <= value <= high."""
+    what = f"an integer from {low} to {high}"
+    value: int = _need(doc, key, int, what)
+    if not low <= value <= high:
+        raise OwnerFormatError(f"owner.json field {key!r} must be {what}, not {value}")
+    return value
 
-    Raises:
-        UnknownProtocolVersion: ``version`` is an integer other than 1.
-        OwnerFormatError: anything else wrong, with the field named.
-    """
+
+def _seconds(doc: dict[str, Any], key: str) -> float:
+    value = _need(doc, key, (int, float), "a positive number of seconds")
+    if not (math.isfinite(value) and value > 0):
+        raise OwnerFormatError(f"owner.json field {key!r} must be a finite positive number of "
+                               f"seconds, not {value}")
+    return float(value)
+
+
+def _string(doc: dict[str, Any], key: str) -> str:
+    return str(_need(doc, key, str, "a string"))
+
+
+def _optional_string(doc: dict[str, Any], key: str) -> str:
+    value = doc.get(key, "")
+    if not isinstance(value, str):
+        raise OwnerFormatError(f"owner.json field {key!r} must be a string when present, not {value!r}")
+    return value
+
+
+def _document(data: bytes, what: str = OWNER_FILE) -> tuple[dict[str, Any], int]:
+    """The JSON object of a lock document and its ``version`` (PROTOCOL.md
+    §1.1: size, UTF-8 without BOM, one object, no name twice, nesting, the
+    ``protocol`` name, an integer version)."""
     if len(data) > MAX_OWNER_BYTES:
-        raise OwnerFormatError(f"owner.json is {len(data)} bytes, over the {MAX_OWNER_BYTES} limit")
+        raise OwnerFormatError(f"{what} is {len(data)} bytes, over the {MAX_OWNER_BYTES} limit")
     if not data.strip():
-        raise OwnerFormatError("owner.json is empty")
-    try:
-        doc = json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError as e:
-        raise OwnerFormatError(f"owner.json is not UTF-8: {e}") from None
-    except json.JSONDecodeError as e:
-        raise OwnerFormatError(f"owner.json is not valid JSON: {e}") from None
-    if not isinstance(doc, dict):
-        raise OwnerFormatError(f"owner.json must hold a JSON object, not {type(doc).__name__}")
+        raise OwnerFormatError(f"{what} is empty")
+    doc = decode_object(data, what, OwnerFormatError, strict=True)
     protocol = _need(doc, "protocol", str, f'the string "{PROTOCOL_NAME}"')
     if protocol != PROTOCOL_NAME:
-        raise OwnerFormatError(f"owner.json protocol is {protocol!r}, not {PROTOCOL_NAME!r}")
-    version = _need(doc, "version", int, "an integer")
-    if version != PROTOCOL_VERSION:
-        raise UnknownProtocolVersion(
-            f"owner.json uses lock protocol version {version}; this client speaks only "
-            f"version {PROTOCOL_VERSION}"
-        )
+        raise OwnerFormatError(f"{what} protocol is {protocol!r}, not {PROTOCOL_NAME!r}")
+    version: int = _need(doc, "version", int, "an integer")
+    return doc, version
+
+
+def _owner_record(doc: dict[str, Any]) -> OwnerRecord:
     owner_id = _need(doc, "owner_id", str, "32 lowercase hex digits")
-    if not _OWNER_ID.match(owner_id):
+    if not _OWNER_ID.fullmatch(owner_id):
         raise OwnerFormatError(f"owner.json owner_id must be 32 lowercase hex digits, not {owner_id!r}")
     mode = _need(doc, "mode", str, '"write" or "read"')
     if mode not in _MODES:
@@ -201,55 +236,93 @@ def parse_owner(data: bytes) -> OwnerRecord:
     phase = _need(doc, "phase", str, '"active" or "waiting"')
     if phase not in _PHASES or (mode == "write" and phase != "active"):
         raise OwnerFormatError(f"owner.json phase {phase!r} is not valid for mode {mode!r}")
-    pid = _need(doc, "pid", int, "a positive integer")
-    if pid < 1:
-        raise OwnerFormatError(f"owner.json pid must be a positive integer, not {pid}")
-    heartbeat = _need(doc, "heartbeat", int, "a non-negative integer")
-    if heartbeat < 0:
-        raise OwnerFormatError(f"owner.json heartbeat must be a non-negative integer, not {heartbeat}")
-    def seconds(key: str) -> float:
-        v = _need(doc, key, (int, float), "a positive number of seconds")
-        if not (math.isfinite(v) and v > 0):
-            raise OwnerFormatError(f"owner.json {key} must be a positive number of seconds, not {v}")
-        return float(v)
-
-    def string(key: str) -> str:
-        return str(_need(doc, key, str, "a string"))
-
-    def optional(key: str) -> str:
-        v = doc.get(key, "")
-        if not isinstance(v, str):
-            raise OwnerFormatError(f"owner.json field {key!r} must be a string, not {v!r}")
-        return v
-
     known = {f.name for f in dataclasses.fields(OwnerRecord)}
     return OwnerRecord(
         owner_id=owner_id,
         mode=mode,
         phase=phase,
-        pid=pid,
-        heartbeat=heartbeat,
-        heartbeat_interval=seconds("heartbeat_interval"),
-        stale_timeout=seconds("stale_timeout"),
-        host=string("host"),
-        host_id=string("host_id"),
-        process_start=string("process_start"),
-        target=string("target"),
-        created_at=optional("created_at"),
-        updated_at=optional("updated_at"),
-        client=optional("client"),
+        pid=_integer(doc, "pid", 1, MAX_PID),
+        heartbeat=_integer(doc, "heartbeat", 0, MAX_HEARTBEAT),
+        heartbeat_interval=_seconds(doc, "heartbeat_interval"),
+        stale_timeout=_seconds(doc, "stale_timeout"),
+        host=_string(doc, "host"),
+        host_id=_string(doc, "host_id"),
+        process_start=_string(doc, "process_start"),
+        target=_string(doc, "target"),
+        created_at=_optional_string(doc, "created_at"),
+        updated_at=_optional_string(doc, "updated_at"),
+        client=_optional_string(doc, "client"),
         extra={k: v for k, v in doc.items() if k not in known},
     )
 
 
-def read_owner_bytes(lock_dir: str) -> bytes:
-    """Read ``<lock_dir>/owner.json`` without following a symlink at its name.
+def _check_place(rec: OwnerRecord, place: str | None) -> None:
+    """A record must fit where it was found (PROTOCOL.md §2.2): L holds a
+    writer; ``reader-<id>`` holds the reader ``<id>``."""
+    if place is None:
+        return
+    if place == LOCK_PLACE:
+        if rec.mode != "write":
+            raise OwnerFormatError(f'owner.json at the lock directory has mode {rec.mode!r}, not "write"')
+        return
+    if rec.mode != "read":
+        raise OwnerFormatError(f'owner.json of reader marker {place!r} has mode {rec.mode!r}, not "read"')
+    if place != READER_PREFIX + rec.owner_id:
+        raise OwnerFormatError(f"owner.json of reader marker {place!r} names owner {rec.owner_id}")
 
-    Raises FileNotFoundError when absent and OwnerFormatError when it is not a
-    regular file.
+
+def parse_lock_document(data: bytes, place: str | None = None) -> OwnerRecord | MarkerRecord:
+    """Validate and parse the ``owner.json`` of a lock path.
+
+    ``place``: where it was found -- :data:`LOCK_PLACE` (the lock directory
+    L: a v1 writer's record, or the v2 marker), a reader marker's name
+    (``reader-<owner_id>``: a v1 reader's record), or None (no such check).
+
+    Raises:
+        UnknownProtocolVersion: ``version`` is an integer this place does not
+            know (v2 exists only at L).
+        OwnerFormatError: anything else wrong, with the field named.
+    """
+    doc, version = _document(data)
+    if version == PROTOCOL_VERSION:
+        rec = _owner_record(doc)
+        _check_place(rec, place)
+        return rec
+    if version == MARKER_VERSION and place in (LOCK_PLACE, None):
+        return _marker_record(doc)
+    raise UnknownProtocolVersion(
+        f"owner.json uses lock protocol version {version}, which this client does not know here "
+        "(version 1 anywhere; version 2 only as the marker at the lock directory)")
+
+
+def parse_owner(data: bytes, place: str | None = None) -> OwnerRecord:
+    """Validate and parse a v1 ``owner.json`` (PROTOCOL.md §2.2).
+
+    Raises:
+        UnknownProtocolVersion: ``version`` is an integer other than 1.
+        OwnerFormatError: anything else wrong, with the field named.
+    """
+    doc, version = _document(data)
+    if version != PROTOCOL_VERSION:
+        raise UnknownProtocolVersion(
+            f"owner.json uses lock protocol version {version}; this client speaks only "
+            f"version {PROTOCOL_VERSION} here"
+        )
+    rec = _owner_record(doc)
+    _check_place(rec, place)
+    return rec
+
+
+def read_owner_bytes(lock_dir: str) -> bytes:
+    """Read ``<lock_dir>/owner.json`` (at most one byte over the size limit)
+    without following a symlink at its name and without blocking on a FIFO.
+
+    Raises FileNotFoundError when absent, OwnerFormatError when it is not a
+    regular file, and OSError when it cannot be read.
     """
     path = os.path.join(lock_dir, OWNER_FILE)
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    flags = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+             | getattr(os, "O_BINARY", 0))
     try:
         fd = os.open(path, flags)
     except OSError as e:
@@ -257,9 +330,17 @@ def read_owner_bytes(lock_dir: str) -> bytes:
             raise
         if os.path.islink(path):
             raise OwnerFormatError("owner.json is a symlink, not a regular file") from None
-        if os.path.isdir(path):
-            raise OwnerFormatError("owner.json is a directory, not a regular file") from None
+        if os.path.lexists(path) and not os.path.isfile(path):
+            raise OwnerFormatError("owner.json is not a regular file") from None
         raise
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except BaseException:
+        os.close(fd)
+        raise
+    if not regular:
+        os.close(fd)
+        raise OwnerFormatError("owner.json is not a regular file (a directory, FIFO or device)")
     with os.fdopen(fd, "rb") as f:
         data = f.read(MAX_OWNER_BYTES + 1)
     return data
@@ -347,25 +428,6 @@ OS_LOCK = "os-lock"
 ADMISSION_RECORD_BYTES = 1024
 
 
-def _load_object(data: bytes, what: str) -> dict[str, Any]:
-    if len(data) > MAX_OWNER_BYTES:
-        raise OwnerFormatError(f"{what} is {len(data)} bytes, over the {MAX_OWNER_BYTES} limit")
-    if not data.strip():
-        raise OwnerFormatError(f"{what} is empty")
-    try:
-        doc = json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError as e:
-        raise OwnerFormatError(f"{what} is not UTF-8: {e}") from None
-    except (json.JSONDecodeError, RecursionError) as e:
-        raise OwnerFormatError(f"{what} is not valid JSON: {e}") from None
-    if not isinstance(doc, dict):
-        raise OwnerFormatError(f"{what} must hold a JSON object, not {type(doc).__name__}")
-    protocol = _need(doc, "protocol", str, f'the string "{PROTOCOL_NAME}"')
-    if protocol != PROTOCOL_NAME:
-        raise OwnerFormatError(f"{what} protocol is {protocol!r}, not {PROTOCOL_NAME!r}")
-    return doc
-
-
 def _json_line(doc: dict[str, Any]) -> bytes:
     return (json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
 
@@ -396,25 +458,25 @@ class MarkerRecord:
         return cls(target=target, created_at=_utc_now(), client=_client_name())
 
 
+def _marker_record(doc: dict[str, Any]) -> MarkerRecord:
+    admission = _need(doc, "admission", str, f'"{OS_LOCK}"')
+    if admission != OS_LOCK:
+        raise OwnerFormatError(f'owner.json admission must be "{OS_LOCK}", not {admission!r}')
+    return MarkerRecord(target=_string(doc, "target"), created_at=_optional_string(doc, "created_at"),
+                        client=_optional_string(doc, "client"))
+
+
 def parse_marker(data: bytes) -> MarkerRecord:
-    """Validate and parse a v2 ``owner.json`` (the marker).
+    """Validate and parse a v2 ``owner.json`` (the marker, PROTOCOL.md §2A.3).
 
     Raises:
         UnknownProtocolVersion: ``version`` is not 2 (a v1 record: 1).
         OwnerFormatError: anything else wrong, with the field named.
     """
-    doc = _load_object(data, "owner.json")
-    version = _need(doc, "version", int, "an integer")
+    doc, version = _document(data)
     if version != MARKER_VERSION:
         raise UnknownProtocolVersion(f"owner.json uses lock protocol version {version}, not {MARKER_VERSION}")
-    admission = _need(doc, "admission", str, f'"{OS_LOCK}"')
-    if admission != OS_LOCK:
-        raise OwnerFormatError(f'owner.json admission must be "{OS_LOCK}", not {admission!r}')
-    target = _need(doc, "target", str, "a string")
-    created, client = doc.get("created_at", ""), doc.get("client", "")
-    if not isinstance(created, str) or not isinstance(client, str):
-        raise OwnerFormatError("owner.json created_at and client must be strings")
-    return MarkerRecord(target=target, created_at=created, client=client)
+    return _marker_record(doc)
 
 
 @dataclass(frozen=True)
@@ -449,8 +511,15 @@ class AdmissionRecord:
             if len(data) <= ADMISSION_RECORD_BYTES:
                 return data.ljust(ADMISSION_RECORD_BYTES, b" ")
         data = self.to_json_bytes()
-        if len(data) > ADMISSION_RECORD_BYTES:  # a host name of several hundred bytes
-            data = dataclasses.replace(self, host=self.host[:64], client=self.client[:64]).to_json_bytes()
+        if len(data) > ADMISSION_RECORD_BYTES:
+            # Long host or file names: the human-readable fields give way
+            # (a record never spills past its slot: a later, shorter one
+            # would leave a tail behind).
+            data = dataclasses.replace(self, host=self.host[:64], client=self.client[:64],
+                                       target=self.target[:64]).to_json_bytes()
+        if len(data) > ADMISSION_RECORD_BYTES:
+            raise ValueError(f"an admission record of {len(data)} bytes does not fit its "
+                             f"{ADMISSION_RECORD_BYTES}-byte slot")
         return data.ljust(ADMISSION_RECORD_BYTES, b" ")
 
     def static_fields(self) -> tuple[Any, ...]:
@@ -483,23 +552,30 @@ _ADMISSION_TEMPLATES: dict[tuple[int, str], tuple[tuple[Any, ...], bytes]] = {}
 
 
 def parse_admission(data: bytes) -> AdmissionRecord:
-    """Validate and parse the record at the start of ``L/admit``."""
-    doc = _load_object(data.rstrip(b" \n\x00") or b" ", "the admission record")
-    version = _need(doc, "version", int, "an integer")
+    """Validate and parse the record at the start of ``L/admit`` (PROTOCOL.md
+    §2A.5): the first :data:`ADMISSION_RECORD_BYTES` bytes, a JSON object
+    padded with spaces.
+
+    Raises:
+        UnknownProtocolVersion: ``version`` is not 2.
+        OwnerFormatError: anything else wrong (an all-blank record: "empty").
+    """
+    what = "the admission record"
+    doc, version = _document(data[:ADMISSION_RECORD_BYTES], what)
     if version != MARKER_VERSION:
         raise UnknownProtocolVersion(f"the admission record uses lock protocol version {version}")
     owner_id = _need(doc, "owner_id", str, "32 lowercase hex digits")
-    if not _OWNER_ID.match(owner_id):
+    if not _OWNER_ID.fullmatch(owner_id):
         raise OwnerFormatError(
             f"the admission record's owner_id is not 32 lowercase hex digits: {owner_id!r}")
-    pid = _need(doc, "pid", int, "a positive integer")
-    if not 1 <= pid < 2**31:
-        raise OwnerFormatError(f"the admission record's pid is out of range: {pid}")
-    fields = {k: _need(doc, k, str, "a string") for k in ("host", "host_id", "process_start", "target")}
-    optional = {k: doc.get(k, "") for k in ("acquired_at", "client")}
-    if not all(isinstance(v, str) for v in optional.values()):
-        raise OwnerFormatError("the admission record's acquired_at and client must be strings")
-    return AdmissionRecord(owner_id=owner_id, pid=pid, **fields, **optional)
+    mode = _need(doc, "mode", str, '"write"')
+    if mode != "write":
+        raise OwnerFormatError(f'the admission record\'s mode must be "write", not {mode!r}')
+    return AdmissionRecord(
+        owner_id=owner_id, pid=_integer(doc, "pid", 1, MAX_PID), host=_string(doc, "host"),
+        host_id=_string(doc, "host_id"), process_start=_string(doc, "process_start"),
+        target=_string(doc, "target"), acquired_at=_optional_string(doc, "acquired_at"),
+        client=_optional_string(doc, "client"))
 
 
 def _client_name() -> str:

@@ -1,5 +1,5 @@
 """Log retention: which replicas a source knows of, and pruning the entries
-they all have (PROTOCOL.md §5.8).
+they all have (PROTOCOL.md §9.1).
 
 The audit log keeps every changeset, so a database with a log is about twice
 the size of its data.  ``db.prune_log()`` removes the entries every
@@ -17,7 +17,7 @@ log's table layout (§5.2) is unchanged:
 The newest entry is never pruned, so ``max(seq)`` stays the log's position
 and every client's append (§5.3 step 9) stays correct.  A replica whose
 cursor is below the prune point gets :class:`LogPruned`, which says to re-seed
-it from a backup (a copy starts at its own position, §6.1).
+it from a backup (a copy starts at its own position, §5.6).
 """
 
 from __future__ import annotations

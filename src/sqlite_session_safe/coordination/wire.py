@@ -77,18 +77,43 @@ def _depth_ok(data: bytes) -> bool:
     return True
 
 
-def decode_object(data: bytes, what: str, fail: Callable[[str], Exception]) -> dict[str, Any]:
+def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in obj:
+            raise ValueError(f"the name {name!r} occurs twice in one object")
+        obj[name] = value
+    return obj
+
+
+def _no_constant(token: str) -> Any:
+    raise ValueError(f"{token} is not a JSON number")
+
+
+def decode_object(data: bytes, what: str, fail: Callable[[str], Exception], *,
+                  strict: bool = False) -> dict[str, Any]:
     """The JSON object in ``data``; anything else raises ``fail(reason)``:
     too large, nested deeper than :data:`MAX_DEPTH`, not UTF-8, not JSON,
-    not an object."""
+    not an object.
+
+    ``strict`` also refuses what RFC 8259 leaves to the parser and parsers
+    answer differently (PROTOCOL.md §1.1): a name twice in one object, and
+    the tokens ``NaN``, ``Infinity`` and ``-Infinity`` (not JSON at all)."""
     if len(data) > MAX_JSON:
         raise fail(f"{what} is {len(data)} bytes (at most {MAX_JSON})")
     if not _depth_ok(data):
         raise fail(f"{what} nests arrays or objects more than {MAX_DEPTH} deep")
     try:
-        obj = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise fail(f"{what} is not JSON ({e})") from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise fail(f"{what} is not UTF-8 ({e})") from None
+    try:
+        if strict:
+            obj = json.loads(text, object_pairs_hook=_unique_names, parse_constant=_no_constant)
+        else:
+            obj = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise fail(f"{what} is not valid JSON ({e})") from None
     if not isinstance(obj, dict):
         raise fail(f"{what} is not an object")
     return obj

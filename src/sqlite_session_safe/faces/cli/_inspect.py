@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import itertools
 import os
 from collections.abc import Iterator
@@ -11,7 +10,7 @@ from typing import Any
 
 import sqlite_session_safe as sss
 
-from ...coordination.audit import LOG_FORMAT, LOG_TABLE, META_TABLE
+from ...coordination.audit import LOG_FORMAT, LOG_TABLE, META_TABLE, parse_committed_at
 from ...coordination.lock import lock_paths
 from ...coordination.retention import PRUNED_KEY
 from ._base import (
@@ -261,9 +260,10 @@ def _read_log(r: Any, problems: list[str], seen: dict[str, Any]) -> None:
             else:
                 previous_epoch = epoch
             try:
-                _dt.datetime.strptime(str(at), "%Y-%m-%dT%H:%M:%S.%fZ")
+                parse_committed_at(at)
             except ValueError:
-                problems.append(f"entry {seq}: committed_at {at!r} is not an RFC 3339 UTC time")
+                problems.append(f"entry {seq}: committed_at {at!r} is not YYYY-MM-DDTHH:MM:SS.ffffffZ "
+                                "(PROTOCOL.md §5.2)")
             if kind == "data":
                 try:
                     seen["changes"] += sss.Changeset(blob or b"").validate()
