@@ -292,7 +292,7 @@ def test_cli_show_and_import_exit_4_on_deep_nesting(exported):
         r = subprocess.run([sys.executable, "-m", "sqlite_session_safe.faces.cli", *args],
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 4, r.stderr
-        assert "BundleError" in r.stderr and "deep" in r.stderr
+        assert "bundle" in r.stderr and "deep" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_open_bundle_reads_entries_one_at_a_time(tmp_path, src):
