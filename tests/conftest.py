@@ -20,11 +20,23 @@ def pytest_configure(config: pytest.Config) -> None:
     # run against the installed package from elsewhere.
     config.addinivalue_line(
         "markers",
-        "stress: heavier concurrency/fuzz runs; sized by SSS_STRESS_SCALE (default 1 = the CI size)")
+        "stress: heavier concurrency/fuzz/fault runs, left out unless selected with -m "
+        "(`-m stress`); sized by SSS_STRESS_SCALE (default 1)")
     # A deprecation (fork() with threads on 3.12+, an API going away) fails
     # the test that triggers it instead of scrolling by in a summary.
     config.addinivalue_line("filterwarnings", "error::DeprecationWarning")
     config.addinivalue_line("filterwarnings", "error::PendingDeprecationWarning")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The default run (`python -m pytest`, what CI runs) stays within minutes
+    # on a 2-core machine; each stress test has a CI-sized sibling that runs.
+    if config.option.markexpr:
+        return  # `-m stress`, `-m "not stress"`, ...: the user's selection
+    stress = [item for item in items if item.get_closest_marker("stress")]
+    if stress:
+        config.hook.pytest_deselected(items=stress)
+        items[:] = [item for item in items if not item.get_closest_marker("stress")]
 
 
 @pytest.fixture
