@@ -68,6 +68,14 @@ def integrity(path: str) -> str:
         con.close()
 
 
+def final_ids(path: str, out: dict[str, Any]) -> None:
+    """Records the ids table t ends with ("final_rows") and the file's integrity."""
+    check = sqlite3.connect(path)
+    out["final_rows"] = [r[0] for r in check.execute("SELECT id FROM t ORDER BY id")]
+    check.close()
+    out["integrity"] = integrity(path)
+
+
 def commit_and_close(con: sss.Connection, path: str, out: dict[str, Any], final_sql: str) -> None:
     """P's COMMIT, then close; records how the COMMIT went ("p"), the file's
     integrity and what ``final_sql`` then reads ("final_rows")."""
@@ -139,6 +147,36 @@ if len(sys.argv) > 2:
 q.close()
 print(json.dumps(out))
 """
+
+
+Q_WAL_COMMIT = r"""
+import sqlite3, sys, time
+q = sqlite3.connect(sys.argv[1], timeout=2, isolation_level=None)
+q.execute("INSERT INTO t VALUES (?, 'Q')", (int(sys.argv[2]),))
+print("committed", flush=True)
+if len(sys.argv) > 3:
+    time.sleep(120)  # killed here, connection open: the commit lives in the -wal only
+q.close()
+"""
+
+
+def own_locks(path: str) -> list[str] | None:
+    """This process's locks on database ``path`` and its -shm as /proc/locks
+    lists them: kind (POSIX, OFDLCK), type, range (None without /proc/locks:
+    macOS).  OFD locks do not name their process; P is the only process with
+    the file open when this is called."""
+    if not os.path.exists("/proc/locks"):
+        return None
+    names = {f":{os.stat(p).st_ino} ": suffix for p, suffix in ((path, "db"), (path + "-shm", "shm"))
+             if os.path.exists(p)}
+    found = []
+    with open("/proc/locks") as f:
+        for line in f:
+            x = line.split()
+            key = next((k for k in names if k in line), None)
+            if key and "->" not in line and (x[1] == "OFDLCK" or x[4] == str(os.getpid())):
+                found.append(f"{x[1]} {x[3]} {names[key]} {x[6]}-{x[7]}")
+    return sorted(found)
 
 
 # -- scenarios -----------------------------------------------------------------
@@ -233,10 +271,42 @@ def wal_delete(d: str) -> dict[str, Any]:
     con.execute("INSERT INTO t VALUES (2, 'P')")
     out["r"] = run_other(Q_WAL, path, "write")
     con.close()
-    check = sqlite3.connect(path)
-    out["final_rows"] = [r[0] for r in check.execute("SELECT id FROM t ORDER BY id")]
-    check.close()
-    out["integrity"] = integrity(path)
+    final_ids(path, out)
+    return out
+
+
+def wal_reader(d: str) -> dict[str, Any]:
+    """The other direction, WAL mode: the stdlib's connection in P only reads,
+    and P's own connection opens, reads and closes beside it (the fault: its
+    close drops every POSIX lock P holds on the file, the stdlib's included).
+    Q commits and closes; R commits and is killed with its connection open,
+    its commit in the -wal only, as a crash leaves it; then the stdlib's
+    connection closes.  Under POSIX locks that close found itself alone:
+    it checkpointed from its stale view of the WAL and deleted R's -wal."""
+    path = os.path.join(d, "p.db")
+    with sss.connect(path) as con:
+        con.execute("PRAGMA journal_mode = wal")
+        con.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, who TEXT)")
+        con.execute("INSERT INTO t VALUES (1, 'P')")
+    std = sqlite3.connect(path, timeout=0)
+    std.execute("SELECT count(*) FROM t").fetchall()
+    out: dict[str, Any] = {"stdlib_locks": own_locks(path)}
+    ours = sss.connect(path)
+    ours.execute("SELECT count(*) FROM t").fetchall()
+    ours.close()
+    out["stdlib_locks_after_our_close"] = own_locks(path)
+    q = subprocess.run([sys.executable, "-c", Q_WAL_COMMIT, path, "2"], capture_output=True, text=True,
+                       timeout=60, check=False)
+    out["q"] = q.stdout.strip() or q.stderr[-500:]
+    r = subprocess.Popen([sys.executable, "-c", Q_WAL_COMMIT, path, "3", "die"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        out["r"] = r.stdout.readline().strip()  # type: ignore[union-attr]
+    finally:
+        r.kill()
+        r.communicate(timeout=60)
+    std.close()
+    final_ids(path, out)
     return out
 
 
@@ -397,6 +467,7 @@ SCENARIOS = {
     "hot_journal": hot_journal,
     "database_write": database_write,
     "wal_delete": wal_delete,
+    "wal_reader": wal_reader,
     "stdlib_excluded": stdlib_excluded,
 }
 

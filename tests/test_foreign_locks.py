@@ -2,17 +2,19 @@
 
 The package's SQLite and the stdlib's each keep their own lock state.  Under
 POSIX record locks, which belong to the process, the stdlib's close of its
-descriptor of a file drops every lock the package holds on that file; on
-Linux the package therefore takes open file description locks
-(csrc/sss_lockshim.c).  Each scenario runs process P twice, with
+descriptor of a file drops every lock the package holds on that file, and
+the package's close drops the stdlib's; on Linux both libraries therefore
+take open file description locks (csrc/sss_lockshim.c, installed on the
+stdlib's SQLite too).  Each scenario runs process P twice, with
 ``SQLITE_SESSION_SAFE_LOCKS=posix`` (the hazard must show: that proves the
 scenario can see it) and with the default locks (it must not).  Real files,
-real processes; the fault (the stdlib's open and close in P) is injected by
+real processes; the fault (one library's open and close in P) is injected by
 the test programs, never by the package.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -25,7 +27,7 @@ import pytest
 from _foreign_locks_workers import busy_outcome, run_p
 
 import sqlite_session_safe as sss
-from sqlite_session_safe.binding.raw import LOCKS_ENV, ffi, lib
+from sqlite_session_safe.binding.raw import LOCKS_ENV, NULL, ffi, lib, stdlib_vfs_find
 
 STRESS_SCALE = max(1, round(float(os.environ.get("SSS_STRESS_SCALE", "1"))))
 
@@ -34,11 +36,28 @@ linux = pytest.mark.skipif(not sys.platform.startswith("linux"),
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX record locks")
 
 
-def shim_stats() -> dict[str, int]:
+def shim_stats(library: str = "package") -> dict[str, int]:
+    """The shim's counters for the package's SQLite, or ("stdlib") for the
+    other SQLite libraries it is installed on."""
     s = ffi.new("sss_lockshim_stats *")
-    lib.sss_lockshim_get_stats(s)
+    if library == "package":
+        lib.sss_lockshim_get_stats(s)
+    else:
+        lib.sss_lockshim_get_foreign_stats(s)
     return {name: int(getattr(s, name)) for name in
-            ("tracked_fds", "tracked_files", "lock_fds", "lock_fds_opened", "posix_fallbacks")}
+            ("tracked_fds", "tracked_files", "lock_fds", "lock_fds_opened", "posix_fallbacks",
+             "posix_pinned", "posix_files")}
+
+
+def stdlib_sqlite_reachable() -> bool:
+    """Whether the shim can reach the stdlib's SQLite (where it cannot, that
+    keeps POSIX locks: README)."""
+    return bool(stdlib_vfs_find() != NULL)
+
+
+stdlib_shimmed = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or not stdlib_sqlite_reachable(),
+    reason="the shim reaches the stdlib's SQLite on Linux, where that exports its API")
 
 
 def descriptors_of(*paths: str) -> int:
@@ -56,7 +75,10 @@ def descriptors_of(*paths: str) -> int:
 
 
 def kernel_locks(path: str) -> list[str]:
-    """The lines of /proc/locks for this file: kind (POSIX, OFDLCK), type, range."""
+    """The lines of /proc/locks for this file: kind (POSIX, OFDLCK), type,
+    range (none when the file is gone)."""
+    if not os.path.exists(path):
+        return []
     key = f":{os.stat(path).st_ino} "
     with open("/proc/locks") as f:
         return [line.split(":", 1)[1].strip() for line in f if key in line and "->" not in line]
@@ -104,6 +126,109 @@ def test_locks_are_ofd_locks_held_through_one_descriptor(tmp_path):
     assert kernel_locks(path) == []
     b.close()
     assert descriptors_of(path) == 0
+
+
+@stdlib_shimmed
+def test_stdlib_locks_are_ofd_locks_too(tmp_path):
+    if os.environ.get(LOCKS_ENV, "").lower() == "posix":
+        pytest.skip("the environment keeps POSIX locks")
+    assert lib.sss_lockshim_foreign_libraries() == 1
+    path = str(tmp_path / "k.db")
+    std = sqlite3.connect(path, isolation_level=None)
+    std.execute("CREATE TABLE t(x)")
+    std.execute("BEGIN IMMEDIATE")
+    locks = kernel_locks(path)
+    assert locks and all(line.startswith("OFDLCK") for line in locks), locks
+    assert descriptors_of(path) == 2  # its connection's and its lock descriptor
+    std.execute("ROLLBACK")
+    std.close()
+    assert descriptors_of(path) == 0
+
+
+@linux
+def test_our_close_in_this_process_leaves_the_stdlib_locks(tmp_path):
+    """The other direction: the stdlib reads a WAL file (SHARED on it, the
+    -shm's DMS lock); a package connection opens, reads and closes; the
+    kernel still lists the stdlib's locks."""
+    path = str(tmp_path / "w.db")
+    with sss.connect(path) as con:
+        con.execute("PRAGMA journal_mode = wal")
+        con.execute("CREATE TABLE t(x)")
+    std = sqlite3.connect(path, timeout=0)
+    std.execute("SELECT count(*) FROM t").fetchall()
+    held = kernel_locks(path), kernel_locks(path + "-shm")
+    assert held[0] and held[1]
+    for _ in range(3):
+        ours = sss.connect(path)
+        ours.execute("INSERT INTO t VALUES (1)")
+        ours.close()
+    if os.environ.get(LOCKS_ENV, "").lower() == "posix" or not stdlib_sqlite_reachable():
+        # The hazard itself: the package's first close dropped the stdlib's
+        # locks; the next took itself for the last connection and deleted the
+        # -wal and -shm the stdlib's connection has open.
+        assert kernel_locks(path) == [] and not os.path.exists(path + "-shm")
+    else:
+        assert (kernel_locks(path), kernel_locks(path + "-shm")) == held
+        assert os.path.exists(path + "-wal")  # nobody checkpointed it away from the stdlib
+    std.close()
+    with sss.connect(path) as con:
+        assert con.execute("SELECT count(*) FROM t").fetchone() == (3,)
+
+
+PINNED = textwrap.dedent(r"""
+    import json, os, sqlite3, sys
+    path = sys.argv[1]
+    std = sqlite3.connect(path, isolation_level=None)
+    std.execute("BEGIN IMMEDIATE")  # POSIX locks, taken before the package is imported
+    import sqlite_session_safe as sss
+    from sqlite_session_safe.binding.raw import ffi, lib
+
+    def locks():
+        key = f":{os.stat(path).st_ino} "
+        with open("/proc/locks") as f:
+            return sorted(line.split()[1] for line in f if key in line and "->" not in line)
+
+    def pinned():
+        s = ffi.new("sss_lockshim_stats *")
+        lib.sss_lockshim_get_foreign_stats(s)
+        return [s.posix_pinned, s.posix_files]
+
+    out = {"before": locks()}
+    std.execute("INSERT INTO t VALUES (1)")
+    other = sqlite3.connect(path, timeout=0)  # a second connection meanwhile: one kind per file
+    out["other_reads"] = other.execute("SELECT count(*) FROM t").fetchone()[0]
+    out["pinned"] = pinned()
+    std.execute("COMMIT")  # released through POSIX, as taken
+    out["after_commit"] = locks()
+    std.close()
+    other.close()
+    again = sqlite3.connect(path, isolation_level=None)
+    again.execute("BEGIN IMMEDIATE")
+    out["reopened"] = locks()  # no POSIX lock left: open file description locks now
+    again.execute("ROLLBACK")
+    again.close()
+    out["pinned_after"] = pinned()
+    print(json.dumps(out))
+""")
+
+
+@stdlib_shimmed
+def test_stdlib_locks_taken_before_the_import_stay_posix_until_released(tmp_path):
+    path = str(tmp_path / "p.db")
+    with sss.connect(path) as con:
+        con.execute("CREATE TABLE t(x)")
+    env = {k: v for k, v in os.environ.items() if k != LOCKS_ENV}
+    done = subprocess.run([sys.executable, "-c", PINNED, path], capture_output=True, text=True, timeout=60,
+                          env=env, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["before"] == ["POSIX", "POSIX"], out  # SHARED + RESERVED
+    assert out["other_reads"] == 0 and out["pinned"] == [1, 1], out
+    assert out["after_commit"] == [], out
+    assert out["reopened"] == ["OFDLCK", "OFDLCK"], out
+    assert out["pinned_after"] == [1, 0], out
+    with sss.connect(path) as con:
+        assert con.execute("SELECT x FROM t").fetchall() == [(1,)]
 
 
 @linux
@@ -219,6 +344,27 @@ def test_wal_kept_under_a_connection(tmp_path):
     out = _run("wal_delete", tmp_path, "ofd")
     assert out["wal_after_stdlib"], out
     assert out["r"] == {"sees": [1, 2], "committed": True}, out
+    assert out["final_rows"] == [1, 2, 3] and out["integrity"] == "ok", out
+
+
+@posix_only
+def test_wal_commit_deleted_by_a_stdlib_reader_with_posix_locks(tmp_path):
+    """The stdlib only reads in P; P's own close drops its locks; its close
+    then deletes the -wal holding R's commit (R was killed before it could
+    checkpoint, as a crash leaves it)."""
+    out = _run("wal_reader", tmp_path, "posix")
+    if out["stdlib_locks"] is not None:  # Linux: the kernel's list shows the drop
+        assert out["stdlib_locks"] and out["stdlib_locks_after_our_close"] == [], out
+    assert out["q"] == out["r"] == "committed", out
+    assert out["final_rows"] == [1, 2], out  # R's acknowledged commit is gone
+
+
+@stdlib_shimmed
+def test_wal_commit_kept_beside_a_stdlib_reader(tmp_path):
+    out = _run("wal_reader", tmp_path, "ofd")
+    assert out["stdlib_locks"] == out["stdlib_locks_after_our_close"], out
+    assert [line.split()[0] for line in out["stdlib_locks"]] == ["OFDLCK", "OFDLCK"], out
+    assert out["q"] == out["r"] == "committed", out
     assert out["final_rows"] == [1, 2, 3] and out["integrity"] == "ok", out
 
 
@@ -378,9 +524,12 @@ def test_stdlib_close_in_this_process_leaves_our_locks(tmp_path):
 # -- fork ----------------------------------------------------------------------
 
 FORKER = textwrap.dedent(r"""
-    import os, sys, time
+    import os, sqlite3, sys, time
     import sqlite_session_safe as sss
-    con = sss.connect(sys.argv[1])
+    if sys.argv[2] == "stdlib":  # the shim on the stdlib's SQLite forks the same way
+        con = sqlite3.connect(sys.argv[1], isolation_level=None)
+    else:
+        con = sss.connect(sys.argv[1])
     con.execute("BEGIN IMMEDIATE")
     con.execute("INSERT INTO t VALUES (1)")
     pid = os.fork()
@@ -393,14 +542,15 @@ FORKER = textwrap.dedent(r"""
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_forked_child_does_not_keep_a_dead_parents_locks(tmp_path):
+@pytest.mark.parametrize("library", ["package", "stdlib"])
+def test_forked_child_does_not_keep_a_dead_parents_locks(tmp_path, library):
     """P holds a write lock and forks a child that lives on; P is killed.  The
     lock must die with P (as a POSIX lock would), not live on in the child's
     inherited copy of the lock descriptor."""
     path = str(tmp_path / "f.db")
     with sss.connect(path) as con:
         con.execute("CREATE TABLE t(x)")
-    p = subprocess.Popen([sys.executable, "-c", FORKER, path], stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen([sys.executable, "-c", FORKER, path, library], stdout=subprocess.PIPE, text=True)
     child = 0
     try:
         child = int(_readline(p, 60))
@@ -440,19 +590,20 @@ def test_read_only_connection(tmp_path):
 # -- many threads, many connections, several files ---------------------------------
 
 
-@linux
-def test_threads_open_lock_and_close_concurrently(tmp_path):
+def _threads_round(d) -> dict[str, int]:
     """Threads open, write, read and close connections to three files (two in
-    rollback-journal mode, one in WAL) while another thread opens and closes
-    them with the stdlib.  Every write lands exactly once, nothing is left
-    open, and the lock descriptors are gone with the last connections."""
-    paths = [str(tmp_path / f"{i}.db") for i in range(3)]
+    rollback-journal mode, one in WAL) while another thread opens, reads and
+    closes them with the stdlib.  Every write lands exactly once, nothing is
+    left open, and the lock descriptors are gone with the last connections.
+    Returns what the stdlib's thread saw."""
+    paths = [str(d / f"{i}.db") for i in range(3)]
     for i, path in enumerate(paths):
         with sss.connect(path) as con:
             if i == 2:
                 con.execute("PRAGMA journal_mode = wal")
             con.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, thread INTEGER, k INTEGER)")
     errors: list[BaseException] = []
+    seen = {"read": 0, "locked": 0}
     done = threading.Event()
 
     def writer(t: int) -> None:
@@ -474,9 +625,11 @@ def test_threads_open_lock_and_close_concurrently(tmp_path):
                 std = sqlite3.connect(path, timeout=0)
                 try:
                     std.execute("SELECT count(*) FROM t").fetchall()
+                    seen["read"] += 1
                 except sqlite3.OperationalError as e:
                     if "locked" not in str(e):
                         errors.append(e)
+                    seen["locked"] += 1
                 finally:
                     std.close()
 
@@ -497,4 +650,22 @@ def test_threads_open_lock_and_close_concurrently(tmp_path):
             assert con.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
             rows += con.execute("SELECT thread, k FROM t").fetchall()
     assert sorted(rows) == [(t, k) for t in range(4) for k in range(60)]
+    # Both libraries' descriptors, lock descriptors included, are closed.
     assert descriptors_of(*paths, *(p + "-shm" for p in paths), *(p + "-wal" for p in paths)) == 0
+    assert seen["read"] > 0  # the stdlib got in between the writes
+    return seen
+
+
+@linux
+def test_threads_open_lock_and_close_concurrently(tmp_path):
+    _threads_round(tmp_path)
+
+
+@linux
+@pytest.mark.stress
+def test_threads_open_lock_and_close_concurrently_stress(tmp_path):
+    """SSS_STRESS_SCALE=N: 20 N rounds (full size: N = 10, 200 rounds)."""
+    for i in range(20 * STRESS_SCALE):
+        d = tmp_path / f"round{i}"
+        d.mkdir()
+        _threads_round(d)

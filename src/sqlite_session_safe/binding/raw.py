@@ -14,7 +14,7 @@ from typing import Any
 from .._native import ffi, lib
 from .errors import PRIMARY_RESULT_CODES, SQLiteError, error_class_for
 
-__all__ = ["ffi", "lib", "ensure", "error_from_db", "error_from_code", "text", "NULL"]
+__all__ = ["ffi", "lib", "ensure", "error_from_db", "error_from_code", "text", "NULL", "stdlib_vfs_find"]
 
 NULL = ffi.NULL
 
@@ -76,7 +76,25 @@ def ensure(rc: int, db: Any = None, context: str | None = None) -> None:
         raise error_from_db(db, rc, context) if db is not None else error_from_code(rc)
 
 
+def stdlib_vfs_find() -> Any:
+    """``sqlite3_vfs_find`` of the SQLite that the stdlib's ``sqlite3`` uses
+    (its libsqlite3), or NULL when that cannot be found."""
+    try:
+        import _sqlite3
+    except ImportError:
+        return NULL
+    import ctypes
+
+    try:
+        found = ctypes.CDLL(getattr(_sqlite3, "__file__", None)).sqlite3_vfs_find
+    except (OSError, AttributeError):  # linked in without exported symbols
+        return NULL
+    return ffi.cast("void *", ctypes.cast(found, ctypes.c_void_p).value or 0)
+
+
 # Before anything can open a database: SQLite's locks must be of one kind for
-# the life of the process.
+# the life of the process.  The stdlib's SQLite gets the shim too, so that our
+# closes no longer drop its locks; where it cannot, it keeps POSIX locks.
 if os.environ.get(LOCKS_ENV, "").strip().lower() != "posix":
     ensure(lib.sss_lockshim_install())
+    lib.sss_lockshim_install_foreign(stdlib_vfs_find())
