@@ -120,7 +120,7 @@ def floor_write(con: sss.Connection, epoch: list[int] | None) -> None:
     Database layer: session + (with ``epoch``) fencing and the log entry."""
     with con.transaction("immediate"):
         if epoch is not None:
-            epoch[0] = fencing.advance_epoch(con, epoch[0])
+            epoch[0] = fencing.advance_epoch(con, epoch[0], logged=True)  # it logs below
         with con.session(skip_reserved=True) as s:
             (n,) = con.execute("SELECT n FROM counter WHERE id = 1").fetchone()
             con.execute("UPDATE counter SET n = ? WHERE id = 1", (n + 1,))

