@@ -60,6 +60,13 @@ int sss_oslock_probe(int fd, int *held, int *pid)
 
 int sss_oslock_per_descriptor(void) { return 1; }
 
+int sss_oslock_wait(int fd, int timeout_ms)
+{
+    (void)fd;
+    (void)timeout_ms;
+    return ENOSYS;
+}
+
 #else /* POSIX */
 #include <fcntl.h>
 #include <unistd.h>
@@ -148,4 +155,85 @@ int sss_oslock_per_descriptor(void)
     return 0;
 #endif
 }
+#endif
+
+#if !defined(_WIN32) && defined(__linux__)
+#include <pthread.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <time.h>
+#endif
+
+#ifndef _WIN32
+#if defined(__linux__) && defined(SIGEV_THREAD_ID)
+/*
+ * A blocking fcntl(F_OFD_SETLKW) cannot time out, so the wait is bounded by a
+ * per-call timer that sends a signal to this thread only (SIGEV_THREAD_ID);
+ * its handler does nothing and is installed without SA_RESTART, so the
+ * signal ends the wait with EINTR.  The timer is disarmed right after the
+ * call returns: the signal can then only arrive while this thread runs in
+ * user space, where it interrupts nothing.  Waiting in the caller's own
+ * thread hands the lock over in ~20 us (a waiter thread that then wakes the
+ * caller cost ~100 us per hand-over).
+ */
+static int wake_signal = 0; /* 0: not set up yet; -1: unavailable */
+static pthread_once_t wake_once = PTHREAD_ONCE_INIT;
+
+static void ignore_wake(int sig) { (void)sig; }
+
+static void set_up_wake(void)
+{
+    struct sigaction old, act;
+    int sig = SIGRTMAX - 3;
+    if (sigaction(sig, NULL, &old) != 0 || old.sa_handler != SIG_DFL
+            || (old.sa_flags & SA_SIGINFO)) {
+        wake_signal = -1; /* the program uses it: wait in a thread instead */
+        return;
+    }
+    memset(&act, 0, sizeof act);
+    act.sa_handler = ignore_wake;
+    sigemptyset(&act.sa_mask);
+    act.sa_flags = 0; /* no SA_RESTART: the signal must end the wait */
+    wake_signal = sigaction(sig, &act, NULL) == 0 ? sig : -1;
+}
+
+int sss_oslock_wait(int fd, int timeout_ms)
+{
+    struct sigevent sev;
+    struct itimerspec its;
+    timer_t timer;
+    int rc;
+    pthread_once(&wake_once, set_up_wake);
+    if (wake_signal <= 0)
+        return ENOSYS;
+    memset(&sev, 0, sizeof sev);
+    sev.sigev_notify = SIGEV_THREAD_ID;
+    sev.sigev_signo = wake_signal;
+#ifdef sigev_notify_thread_id
+    sev.sigev_notify_thread_id = (pid_t)syscall(SYS_gettid);
+#else
+    sev._sigev_un._tid = (pid_t)syscall(SYS_gettid);
+#endif
+    if (timer_create(CLOCK_MONOTONIC, &sev, &timer) != 0)
+        return ENOSYS;
+    memset(&its, 0, sizeof its);
+    if (timeout_ms < 1)
+        timeout_ms = 1;
+    its.it_value.tv_sec = timeout_ms / 1000;
+    its.it_value.tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
+    timer_settime(timer, 0, &its, NULL);
+    rc = sss_oslock_lock(fd, 1);
+    timer_delete(timer); /* disarms it: no wake-up signal after this */
+    if (rc == EINTR)
+        return EAGAIN;
+    return rc;
+}
+#else
+int sss_oslock_wait(int fd, int timeout_ms)
+{
+    (void)fd;
+    (void)timeout_ms;
+    return ENOSYS;
+}
+#endif
 #endif

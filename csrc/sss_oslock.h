@@ -33,6 +33,13 @@ int sss_oslock_probe(int fd, int *held, int *pid);
 /* 1 when this build uses open file description locks (Linux), else 0. */
 int sss_oslock_per_descriptor(void);
 
+/* Wait for the lock in the calling thread, in the kernel, for at most
+ * timeout_ms: 0 once it is taken, EAGAIN when the time ran out (or a signal
+ * arrived, e.g. Ctrl-C: the caller looks at its deadline and at pending
+ * signals, then calls again), ENOSYS where this needs a waiter thread
+ * instead (not Linux, or the wake-up signal is taken by the program). */
+int sss_oslock_wait(int fd, int timeout_ms);
+
 /* cdef-end */
 
 #endif

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .raw import ffi, lib
 
-__all__ = ["os_lock", "os_unlock", "os_lock_probe", "os_lock_per_descriptor"]
+__all__ = ["os_lock", "os_lock_wait", "os_unlock", "os_lock_probe", "os_lock_per_descriptor"]
 
 
 def os_lock(fd: int, wait: bool) -> int:
@@ -19,6 +19,14 @@ def os_lock(fd: int, wait: bool) -> int:
     ``sss_oslock_lock`` (``fcntl(F_OFD_SETLK[W])`` on Linux, ``fcntl(F_SETLK[W])``
     on other POSIX systems, ``LockFileEx`` on Windows)."""
     return int(lib.sss_oslock_lock(fd, 1 if wait else 0))
+
+
+def os_lock_wait(fd: int, timeout: float) -> int:
+    """Wait for the lock of ``fd`` in this thread, in the kernel, for at most
+    ``timeout`` seconds (``sss_oslock_wait``: a blocking ``fcntl`` ended by a
+    per-call timer signal).  0: taken; EAGAIN: the time ran out or a signal
+    (Ctrl-C) arrived; ENOSYS: not available here (wait in another thread)."""
+    return int(lib.sss_oslock_wait(fd, max(1, int(timeout * 1000))))
 
 
 def os_unlock(fd: int) -> int:

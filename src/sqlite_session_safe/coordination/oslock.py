@@ -27,7 +27,7 @@ import threading
 import time
 from typing import Any
 
-from ..binding.oslock import os_lock, os_lock_probe, os_unlock
+from ..binding.oslock import os_lock, os_lock_probe, os_lock_wait, os_unlock
 from . import interrupts, procinfo
 from .errors import OwnerFormatError
 from .owner import ADMISSION_RECORD_BYTES, AdmissionRecord, parse_admission
@@ -167,6 +167,10 @@ class AdmitFile:
         """
         if self.try_lock():
             return True
+        if self._direct_wait and self._waiter is None:
+            got = self._lock_in_this_thread(deadline)
+            if got is not None:
+                return got
         with self._mutex:
             self._wanted = True
             if self._held:  # an earlier, abandoned wait was granted meanwhile
@@ -206,6 +210,31 @@ class AdmitFile:
             if held:
                 self.unlock()
             raise
+
+    def _lock_in_this_thread(self, deadline: float | None) -> bool | None:
+        """Wait in the kernel in the calling thread (Linux), in slices of
+        CHECK_INTERVAL so the deadline and Ctrl-C are looked at; None when
+        the platform cannot (then a waiter thread waits instead)."""
+        fd = self.fd()
+        while True:
+            slice_ = interrupts.CHECK_INTERVAL
+            if deadline is not None:
+                slice_ = min(slice_, deadline - time.monotonic())
+                if slice_ <= 0:
+                    return False
+            rc = os_lock_wait(fd, slice_)
+            if rc == 0:
+                self._held = True
+                return True
+            if rc == errno.ENOSYS:
+                AdmitFile._direct_wait = False
+                return None
+            if rc not in (errno.EAGAIN, errno.EINTR):
+                raise _os_error(rc, "waiting for the admission file's lock failed", self.path)
+            interrupts.checkpoint()
+
+    #: Whether :meth:`_lock_in_this_thread` works here (found out on first use).
+    _direct_wait = True
 
     def _wait(self, fd: int) -> None:
         while True:
