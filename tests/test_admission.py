@@ -304,3 +304,59 @@ def test_break_stale_lock_refuses_a_v2_marker_without_force(tmp_path):
     OSLock(db).acquire().release()
     with pytest.raises(sss.LockRefused, match="operating-system lock"):
         sss.break_stale_lock(db)
+
+
+def test_lease_keeps_the_os_lock_and_ends_by_itself(tmp_path):
+    """release(linger=s): the next acquire of the same object is taken back
+    without a hand-over; the lease ends on its own after s, or at once with
+    end_linger(); meanwhile another process waits (in the kernel)."""
+    db = str(tmp_path / "lease.db")
+    lock = OSLock(db)
+    lock.acquire()
+    first = lock.owner.owner_id
+    lock.release(linger=30)
+    assert lock.is_lingering and inspect_lock(db).owner.owner_id == first
+    with lock.acquire():  # taken back: same tenure
+        assert lock.owner.owner_id == first and not lock.is_lingering
+    lock.acquire()  # the with block released it (no linger)
+    lock.release(linger=30)
+    other = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+        import sqlite_session_safe as sss
+        from sqlite_session_safe.coordination.admission import OSLock
+        try:
+            OSLock({db!r}).acquire(timeout=0.3)
+            print("admitted")
+        except sss.LockTimeout:
+            print("waited")
+    """)], capture_output=True, text=True, timeout=60)
+    assert other.stdout.strip() == "waited", other.stderr
+    lock.end_linger()
+    assert not lock.is_lingering and inspect_lock(db) is None
+    lock.acquire()
+    lock.release(linger=0.2)
+    deadline = time.monotonic() + 10
+    while inspect_lock(db) is not None:  # the keeper thread ends it
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert not lock.is_lingering
+
+
+def test_database_lease_in_trusted_mode_is_bounded(tmp_path):
+    import sqlite_session_safe.coordination.database as database_module
+
+    path = str(tmp_path / "t.db")
+    with sss.open(path, linger=30) as db:
+        db.migrate("CREATE TABLE t(id INTEGER PRIMARY KEY)")
+        a = db.write(lambda tx: tx.execute("INSERT INTO t DEFAULT VALUES"))
+        assert db.lingering
+        b = db.write(lambda tx: tx.execute("INSERT INTO t DEFAULT VALUES"))
+        assert b.owner == a.owner and b.epoch == a.epoch + 1  # one tenure, fenced per write
+        old = database_module.MAX_TENURE
+        database_module.MAX_TENURE = 0.0  # the run of leases is over: hand over
+        try:
+            db.write(lambda tx: tx.execute("INSERT INTO t DEFAULT VALUES"))
+        finally:
+            database_module.MAX_TENURE = old
+        assert not db.lingering and db.inspect_lock() is None
+        db.write(lambda tx: tx.execute("INSERT INTO t DEFAULT VALUES"))
+    assert sss.inspect_lock(path) is None  # close() ended the lease

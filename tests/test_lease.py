@@ -124,10 +124,13 @@ def _network_reader(path: str, out) -> None:
 
 def test_default_linger_per_mode(tmp_path):
     assert sss.DEFAULT_LINGER == {"trusted": 0.0, "wal": 0.0, "network": 0.0}
-    with open_db(str(tmp_path / "t.db"), mode="trusted", linger=5) as db:
-        assert db.linger == 0  # v2: an OS lock costs microseconds; no lease
+    with open_db(str(tmp_path / "t0.db"), mode="trusted") as db:
         db.migrate("CREATE TABLE t(id INTEGER PRIMARY KEY)")
-        assert not db.lingering and db.inspect_lock() is None
+        assert not db.lingering and db.inspect_lock() is None  # v2: no lease by default
+    with open_db(str(tmp_path / "t.db"), mode="trusted", linger=5) as db:
+        assert db.linger == 5  # v2 keeps the OS lock as a lease when asked (bounded)
+        db.migrate("CREATE TABLE t(id INTEGER PRIMARY KEY)")
+        assert db.lingering
     with open_db(str(tmp_path / "n.db")) as db:
         assert db.linger == 0  # network: no lease unless asked for
     with open_db(str(tmp_path / "n2.db"), linger=5) as db:

@@ -170,8 +170,14 @@ class OSLock:
     Threads of one process take it one at a time (first come, first served);
     other processes wait in the kernel.  A forked child never holds its
     parent's lock.  Same surface as :class:`~.lock.DirectoryLock` in write
-    mode, minus what v2 has no use for: no heartbeat, no staleness, no lease
-    (an acquisition costs microseconds, so ``release(linger=...)`` releases).
+    mode, minus what v2 has no use for (no heartbeat, no staleness).
+
+    **Lease**: ``release(linger=s)`` keeps the OS lock for up to ``s`` more
+    seconds, so that this object's next :meth:`acquire` needs no hand-over
+    (and SQLite's page cache stays valid, since nobody else wrote); a keeper
+    thread gives it up when the lease runs out, :meth:`end_linger` at once.
+    Others wait (in the kernel) at most that long; the caller bounds how many
+    leases follow each other (``Database`` does).
     """
 
     protocol = 2
@@ -188,6 +194,11 @@ class OSLock:
         self._held = False
         self._holder_thread: int | None = None
         self._pid = os.getpid()
+        # The lease: changed under _lease_cv (the keeper thread ends it).
+        self._lease_cv = threading.Condition(threading.Lock())
+        self._lingering = False
+        self._linger_until = 0.0
+        self._keeper: threading.Thread | None = None
 
     # -- state ------------------------------------------------------------------
 
@@ -198,8 +209,8 @@ class OSLock:
 
     @property
     def is_lingering(self) -> bool:
-        """Always False: v2 never keeps a lease."""
-        return False
+        """True while a lease keeps the lock after ``release(linger=...)``."""
+        return self._lingering and self.is_held
 
     @property
     def owner(self) -> AdmissionRecord | None:
@@ -207,7 +218,44 @@ class OSLock:
         return self._record if self.is_held else None
 
     def end_linger(self) -> None:
-        """Nothing to end: v2 keeps no lease."""
+        """Give a lingering lease up now (no-op when not lingering)."""
+        with self._lease_cv:
+            self._end_lease_locked()
+
+    def _end_lease_locked(self) -> None:
+        if self._lingering and self._pid == os.getpid():
+            self._lingering = False
+            self._unlock_os()
+
+    def _reclaim(self, me: int) -> bool:
+        """Take a lingering lease back for a new holding (caller holds the
+        object lock); False when it ended or the lock file was replaced."""
+        with self._lease_cv:
+            if not self._lingering:
+                return False
+            self._lingering = False
+            af = self._admit
+            if af is None or not af.is_current():
+                self._unlock_os()
+                return False
+            self._holder_thread = me
+            self._path_lock.thread = me
+            return True
+
+    def _keep(self) -> None:
+        """The keeper thread: ends leases that ran out; exits when idle."""
+        with self._lease_cv:
+            while True:
+                if not self._lingering:
+                    if not self._lease_cv.wait(5.0) and not self._lingering:
+                        self._keeper = None
+                        return
+                    continue
+                left = self._linger_until - time.monotonic()
+                if left <= 0:
+                    self._end_lease_locked()
+                else:
+                    self._lease_cv.wait(left)
 
     # -- acquire / release ------------------------------------------------------
 
@@ -234,6 +282,8 @@ class OSLock:
                             "through another lock object (not reentrant)")
         if not wait_thread_lock(self._object_lock, deadline):
             raise LockTimeout(f"timed out waiting for {self.lock_path}: another thread holds it")
+        if self._lingering and self._reclaim(me):
+            return self
         try:
             if not self._path_lock.acquire(deadline):
                 raise LockTimeout(f"timed out waiting for {self.lock_path}: another thread of this "
@@ -278,24 +328,43 @@ class OSLock:
 
     @guarded
     def release(self, linger: float = 0.0) -> None:
-        """Give the lock up (``linger`` is accepted for DirectoryLock's sake
-        and ignored: the next acquisition costs microseconds).
+        """Give the lock up, or keep it as a lease for ``linger`` seconds
+        (see the class docstring).
 
         Raises:
-            LockError: not held by this object.
+            LockError: not held by this object (or lingering already).
         """
         check_seconds("linger", linger, allow_zero=True)
-        if not self._held or self._pid != os.getpid():
+        if not self._held or self._pid != os.getpid() or self._lingering:
             raise LockError(f"{self.lock_path}: release() of a lock that is not held")
+        self._holder_thread = None
+        if linger > 0:
+            with self._lease_cv:
+                self._lingering = True
+                self._linger_until = time.monotonic() + linger
+                self._path_lock.thread = None
+                if self._keeper is None:
+                    self._keeper = threading.Thread(target=self._keep, daemon=True,
+                                                    name=f"sss-lease {self.lock_path}")
+                    self._keeper.start()
+                else:
+                    self._lease_cv.notify()
+            self._object_lock.release()
+            return
+        try:
+            self._unlock_os()
+        finally:
+            self._object_lock.release()
+
+    def _unlock_os(self) -> None:
+        """Give the OS lock and the process-local mutex up."""
         af, self._admit = self._admit, None
         self._held = False
-        self._holder_thread = None
         try:
             if af is not None:
                 af.unlock()
         finally:
             self._path_lock.release()
-            self._object_lock.release()
 
     def check(self) -> None:
         """Prove the lock is still ours (before COMMIT): held, and the
@@ -340,4 +409,7 @@ class OSLock:
         self._admit, self._record, self._held = None, None, False
         self._admit_file = admit_file(self.lock_path)
         self._holder_thread = None
+        self._lease_cv = threading.Condition(threading.Lock())
+        self._lingering = False
+        self._keeper = None
         self._pid = os.getpid()

@@ -118,6 +118,11 @@ log = logging.getLogger("sqlite_session_safe.database")
 #: on another host the stale timeout, so it is off unless asked for.
 DEFAULT_LINGER: dict[str, float] = {"trusted": 0.0, "wal": 0.0, "network": 0.0}
 
+#: In trusted and wal modes a run of leases (``linger``) keeps the lock for at
+#: most this long (seconds) before handing it over: the OS lock does not tell
+#: its holder that someone waits, so this bounds their wait.
+MAX_TENURE = 0.05
+
 _NO_PK_TABLES = r"""
 SELECT m.name FROM sqlite_schema AS m
 WHERE m.type = 'table'
@@ -510,6 +515,8 @@ class Database:
         # (owner_id, epoch) of the last commit under the current lock tenure:
         # the next write under the same tenure compare-and-sets from it.
         self._lease_epoch: tuple[str, int] | None = None
+        # (owner_id, monotonic start) of the current run of leases (v2).
+        self._tenure: tuple[str, float] = ("", 0.0)
         self.timeout = timeout
         self.stale_timeout = float(stale_timeout)
         self.heartbeat_interval = float(heartbeat_interval)
@@ -547,7 +554,6 @@ class Database:
             self.reopen_per_admission = True
         if self.protocol == 2:
             self._lock = OSLock(self.path, timeout=timeout)
-            self.linger = 0.0  # an OS lock costs microseconds to take: no lease
         else:
             self._lock = DirectoryLock(
                 self.path, "write", timeout=timeout, stale_timeout=stale_timeout,
@@ -804,6 +810,8 @@ class Database:
             group.locked = True
             assert lock.owner is not None
             group.owner = lock.owner.owner_id
+            if self._tenure[0] != group.owner:  # a new acquisition, not a lease taken back
+                self._tenure = (group.owner, time.monotonic())
             if self._writer is not None:
                 group.con = self._writer
             else:  # network mode: a fresh connection per admission
@@ -1191,6 +1199,10 @@ class Database:
             # lease ends in close(), at process exit, or when someone waits.
             # A failed write releases at once, as documented.
             linger = 0.0 if self._closed or lost or failed else self.linger
+            if linger and self.protocol == 2 and time.monotonic() - self._tenure[1] >= MAX_TENURE:
+                # An OS-lock holder does not see who waits: bound how long a
+                # run of leases keeps the others out.
+                linger = 0.0
             self._lock.release(linger=linger)
         except LockCompromised as e:
             # check() passed just before COMMIT; a loss found now came after
