@@ -137,7 +137,8 @@ def _cli_times_out_on_holder(tmp_path: Any, timeout: float) -> Callable[[], Any]
         path = _db(tmp_path, f"cli-timeout-{timeout:g}.db", "trusted", rows=1)
         with Holder("write", path, timeout + 120):
             rc, out, err = _cli("undo", path, "2", "--timeout", str(timeout), timeout=timeout + 120)
-        assert rc == 3 and "timed out waiting for lock" in err and "Traceback" not in err, (rc, out, err[-2000:])
+        timed_out = "timed out waiting for lock" in err
+        assert rc == 3 and timed_out and "Traceback" not in err, (rc, out, err[-2000:])
         return "exit 3, LockTimeout"
 
     return scenario
@@ -159,7 +160,8 @@ def _refused_state(tmp_path: Any, kind: str, timeout: float) -> Callable[[], Any
         if kind == "cli":
             rc, out, err = _cli("--mode", "network", "undo", path, "2", "--timeout", str(timeout),
                                 timeout=timeout + 120)
-            assert rc == 3 and "timed out waiting for lock" in err and "not-a-directory" in err, (rc, out, err[-2000:])
+            timed_out = "timed out waiting for lock" in err
+            assert rc == 3 and timed_out and "not-a-directory" in err, (rc, out, err[-2000:])
             assert "Traceback" not in err
             return "exit 3, LockTimeout (not-a-directory)"
         doc = run_json("wait", kind, path, "network", timeout, timeout=timeout + 120)
