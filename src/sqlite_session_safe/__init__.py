@@ -1,19 +1,54 @@
 """sqlite-session-safe: SQLite files that several processes and hosts can write
 safely, with every write captured as a SQLite session changeset.
 
+Start here (``import sqlite_session_safe as sss``); these dozen names are
+most of what a program uses:
+
+* Plain SQLite, on the package's own build: :func:`connect` gives a
+  :class:`Connection`; ``con.execute(sql, params)`` gives a :class:`Cursor`
+  (rows are tuples); ``with con.transaction():`` commits or rolls back.
+* Changes as data: ``con.session()`` gives a :class:`Session`, whose
+  ``changeset()`` is a :class:`Changeset` (bytes) of :class:`Change` items;
+  :func:`apply` (or ``changeset.apply(con)``) replays it elsewhere.
+* One file, many writers: :func:`open_database` (also ``sss.open``) gives a
+  :class:`Database`; ``db.write(fn)`` runs ``fn(tx)`` on a :class:`WriteTx`
+  and returns a :class:`WriteResult` (its changeset and audit log position);
+  ``db.read()`` is a snapshot (a :class:`ReadTx`); :func:`replicate` brings
+  a replica up to date from the audit log.
+* :class:`Error` is the base class of every exception the package raises.
+
+The rest, grouped as ``__all__`` is below: the binding's other objects and
+the SQLite library's details; sessions (conflict policies, change groups,
+rebasing, streams); the coordinated database's results and copies;
+replication, bundles and log retention; locks and fencing (PROTOCOL.md);
+exceptions, by layer; the ``SQLITE_*`` constants.  The DB-API module is
+:mod:`sqlite_session_safe.dbapi` (a drop-in for ``sqlite3``), the asyncio
+one :mod:`sqlite_session_safe.aio` (a drop-in for aiosqlite).
+
+Names kept for compatibility: ``open`` (= :func:`open_database`; left out of
+``__all__`` so that ``from sqlite_session_safe import *`` does not hide the
+builtin ``open``); ``ConflictError`` (= :class:`OptimisticWriteFailed`: an
+optimistic write gave up, nothing to do with changeset conflicts);
+``ProtocolError`` (= :class:`SQLiteProtocolError`: SQLite's
+``SQLITE_PROTOCOL``, not this package's lock protocol, whose errors are
+:class:`LockError` subclasses).
+
 Layers, bottom up (an import never points up):
 
 * ``_native``      the cffi module: vendored SQLite + the C helpers in csrc/
 * ``binding``      connections, cursors, errors, backup, serialize
 * ``sessions``     sessions, changesets, apply with conflict policies
-* ``coordination`` the directory lock (PROTOCOL.md), fencing, the coordinated database
-* ``faces``        this module, the demo (``__main__``), the command-line tool
+* ``coordination`` the lock protocols (PROTOCOL.md), fencing, the coordinated
+  database, replication, bundles, undo, retention
+* ``faces``        this module, the demo (``__main__``), the command-line
+  tool, the DB-API and asyncio modules
 
 This module re-exports the public names (explicitly, so type checkers see
-them); see README.md for a tour.
+them).  The documentation (docs/) has a guide per layer and the reference.
 """
 
-# --- binding layer -------------------------------------------------------------
+# The imports are sorted by module (ruff's isort); __all__ below is the
+# table of contents.
 from .binding import constants as _constants
 from .binding import dbconfig as _dbconfig
 from .binding.blob import (
@@ -100,9 +135,7 @@ from .coordination.database import (
     WriteResult,
     WriteTiming,
     WriteTx,
-)
-from .coordination.database import (
-    open_database as open,
+    open_database,
 )
 from .coordination.db_errors import (
     BackupCheckFailed,
@@ -114,8 +147,6 @@ from .coordination.db_errors import (
     SchemaChangeInWrite,
     WalOnNetworkFilesystem,
 )
-
-# --- coordination layer --------------------------------------------------------
 from .coordination.errors import (
     DatabaseDirectoryMissing,
     DatabasePathError,
@@ -173,8 +204,6 @@ from .coordination.replication import (
 from .coordination.retention import (
     PruneReport,
 )
-
-# --- sessions layer ------------------------------------------------------------
 from .sessions import (
     ABORT,
     OMIT,
@@ -210,146 +239,176 @@ from .sessions import session_method as _session_method
 # the method, since every import of the package runs this module first.
 Connection.session = _session_method  # type: ignore[method-assign]
 
+
+# Clearer names for three confusing ones (the old names stay, same objects).
+#: An optimistic write (:meth:`Database.optimistic_write`) gave up; the class
+#: is also ``ConflictError``, its older name.
+OptimisticWriteFailed = ConflictError
+#: SQLite's ``SQLITE_PROTOCOL`` (also ``ProtocolError``); this package's lock
+#: protocol has its own errors (:class:`LockError` and subclasses).
+SQLiteProtocolError = ProtocolError
+#: ``sss.open(path)``: the same function as :func:`open_database`.  Not in
+#: ``__all__``, so that ``from sqlite_session_safe import *`` keeps the
+#: builtin ``open``.
+open = open_database
+
 __version__ = "0.1.0"
 
 __all__ = [
-    "AdmissionRecord",
-    "Blob",
-    "ABORT",
-    "AbortError",
-    "Action",
-    "admission_epoch",
-    "advance_epoch",
-    "apply",
-    "apply_stream",
-    "ApplyReport",
-    "AuthError",
-    "BackupCheckFailed",
-    "BackupResult",
-    "BindingError",
-    "BindingOverflowError",
-    "break_stale_lock",
-    "Bundle",
-    "BundleError",
-    "BundleReader",
-    "LogPruned",
-    "open_bundle",
-    "PruneReport",
-    "ReplicationTimeout",
-    "StreamError",
-    "StreamTarget",
-    "wait_replicated",
-    "BusyError",
-    "CantOpenError",
-    "Change",
-    "ChangeGroup",
-    "Changeset",
-    "ChangesetError",
-    "ClosedError",
-    "CommitOutcomeUnknown",
-    "compile_options",
-    "concat_stream",
-    "Conflict",
-    "ConflictAbort",
-    "ConflictError",
-    "ConflictPolicyError",
-    "ConflictRow",
-    "ConflictType",
+    # -- start here -----------------------------------------------------------
     "connect",
     "Connection",
-    "ConstraintError",
-    "CorruptError",
     "Cursor",
+    "Session",
+    "Changeset",
+    "Change",
+    "apply",
+    "open_database",
     "Database",
-    "DatabaseDirectoryMissing",
-    "DatabasePathError",
-    "DatabasePathIsDirectory",
-    "DataError",
-    "DEFAULT_LINGER",
-    "DirectoryLock",
-    "DiskIOError",
-    "EmptyError",
-    "ensure_epoch_table",
-    "EPOCH_TABLE",
-    "EpochMismatch",
+    "WriteTx",
+    "WriteResult",
+    "ReadTx",
+    "replicate",
     "Error",
-    "error_class_for",
-    "ExportReport",
-    "FencingError",
-    "FileInUseError",
-    "follow",
-    "FormatError",
-    "GroupRolledBack",
-    "FullError",
-    "import_bundle",
-    "inspect_lock",
-    "InterfaceError",
-    "InternalError",
-    "InterruptError",
+    # -- binding: the rest ------------------------------------------------------
+    "Transaction",
+    "TransactionKind",
+    "Row",
+    "Blob",
+    "sqlite_version",
+    "sqlite_version_info",
+    "sqlite_source_id",
+    "compile_options",
+    "file_lock_kind",
+    # -- sessions: the rest -----------------------------------------------------
+    "Patchset",
+    "UNCHANGED",
+    "SessionFilter",
+    "TableFilter",
+    "apply_stream",
+    "ApplyReport",
+    # a conflict policy (``on_conflict=``) and what it decides
+    "OnConflict",
+    "Conflict",
+    "ConflictType",
+    "Action",
+    "OMIT",
+    "REPLACE",
+    "ABORT",
+    # combining, rebasing, streaming
+    "ChangeGroup",
+    "Rebaser",
+    "concat_stream",
     "invert_stream",
     "iterate_stream",
-    "LockCompromised",
-    "LockedError",
-    "LockError",
-    "LockInfo",
-    "LockRefused",
-    "LockTimeout",
+    # -- coordinated database: the rest ----------------------------------------------
+    "WriteTiming",
+    "DEFAULT_LINGER",
+    "OptimisticContext",
     "LogEntry",
+    "BackupResult",
+    # -- replication, bundles, retention ------------------------------------------------
+    "follow",
+    "ReplicationReport",
+    "ConflictRow",
+    "StreamTarget",
+    "wait_replicated",
+    "ExportReport",
+    "Bundle",
+    "BundleReader",
+    "open_bundle",
+    "read_bundle",
+    "import_bundle",
+    "PruneReport",
+    # -- locks (PROTOCOL.md) and fencing -----------------------------------------------
+    "DirectoryLock",
+    "OSLock",
+    "LockInfo",
+    "inspect_lock",
+    "break_stale_lock",
+    "OwnerRecord",
+    "AdmissionRecord",
+    "EPOCH_TABLE",
+    "ensure_epoch_table",
+    "read_epoch",
+    "advance_epoch",
+    "admission_epoch",
+    # -- exceptions ------------------------------------------------------------------
+    # misuse of the API, and values
+    "InterfaceError",
+    "ClosedError",
+    "ThreadingError",
+    "BindingError",
+    "BindingOverflowError",
+    "DataError",
+    # SQLite's errors: one class per primary result code
+    "SQLiteError",
+    "error_class_for",
+    "PRIMARY_RESULT_CODES",
+    "SQLError",
+    "InternalError",
+    "PermissionsError",
+    "AbortError",
+    "BusyError",
+    "LockedError",
+    "NoMemError",
+    "ReadOnlyError",
+    "InterruptError",
+    "DiskIOError",
+    "CorruptError",
+    "NotFoundError",
+    "FullError",
+    "CantOpenError",
+    "SQLiteProtocolError",
+    "ProtocolError",
+    "EmptyError",
+    "SchemaChangeError",
+    "TooBigError",
+    "ConstraintError",
     "MismatchError",
     "MisuseError",
     "NoLFSError",
-    "NoMemError",
-    "NoPrimaryKeyError",
-    "NotADBError",
-    "NotFoundError",
-    "OMIT",
-    "OnConflict",
-    "open",
-    "OptimisticContext",
-    "OwnerFormatError",
-    "ProtocolMismatch",
-    "OSLock",
-    "OwnerRecord",
-    "Patchset",
-    "PermissionsError",
-    "PRIMARY_RESULT_CODES",
-    "ProtocolError",
+    "AuthError",
+    "FormatError",
     "RangeError",
-    "read_bundle",
-    "read_epoch",
-    "ReadOnlyError",
-    "ReadTx",
-    "Rebaser",
-    "REPLACE",
-    "replicate",
-    "ReplicationConflict",
-    "ReplicationError",
-    "ReplicationReport",
-    "Row",
-    "SchemaChangeError",
-    "SchemaChangeInWrite",
+    "NotADBError",
+    # sessions: changesets and applying them
+    "ChangesetError",
     "SchemaMismatch",
-    "Session",
-    "SessionFilter",
-    "SQLError",
-    "sqlite_source_id",
-    "file_lock_kind",
-    "sqlite_version",
-    "sqlite_version_info",
-    "SQLiteError",
-    "TableFilter",
-    "ThreadingError",
-    "TooBigError",
-    "Transaction",
-    "TransactionKind",
-    "UNCHANGED",
-    "UndoConflict",
-    "UndoError",
-    "UnknownProtocolVersion",
+    "ConflictAbort",
+    "ConflictPolicyError",
+    # coordinated database: writes, the audit log, copies
+    "OptimisticWriteFailed",
+    "ConflictError",
+    "CommitOutcomeUnknown",
+    "GroupRolledBack",
+    "NoPrimaryKeyError",
+    "SchemaChangeInWrite",
     "WalOnNetworkFilesystem",
-    "WriteResult",
-    "WriteTiming",
-    "WriteTx",
+    "BackupCheckFailed",
+    "FileInUseError",
+    "DatabasePathError",
+    "DatabaseDirectoryMissing",
+    "DatabasePathIsDirectory",
+    # locks and fencing
+    "LockError",
+    "LockTimeout",
+    "LockCompromised",
+    "LockRefused",
+    "ProtocolMismatch",
+    "OwnerFormatError",
+    "UnknownProtocolVersion",
+    "FencingError",
+    "EpochMismatch",
+    # replication, bundles, undo
+    "ReplicationError",
+    "ReplicationConflict",
+    "ReplicationTimeout",
+    "StreamError",
+    "LogPruned",
+    "BundleError",
+    "UndoError",
+    "UndoConflict",
 ]
 
 # The SQLite constants for user functions and hooks (authorizer codes, limit
