@@ -1555,8 +1555,10 @@ def open_database(
         linger: seconds to keep the write lock after a write (a lease), so
             the next write of this Database is admitted without re-acquiring
             it; waiters get it at once.  None: the mode's default
-            (:data:`DEFAULT_LINGER`: 0.05 in trusted and wal, 0 in network);
-            0 releases after every write.  PROTOCOL.md §2.11.
+            (:data:`DEFAULT_LINGER`: 0 in every mode); 0 releases after every
+            write.  Only network mode lingers: in trusted and wal modes the OS
+            lock costs microseconds to take, and ``linger`` is ignored.
+            PROTOCOL.md §2.11.
     """
     return Database(
         path, mode, timeout=timeout, audit=audit, pragmas=pragmas, busy_timeout=busy_timeout,
