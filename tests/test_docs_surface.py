@@ -4,6 +4,7 @@ names are aliases of the old ones, and ``import *`` hides no builtin."""
 from __future__ import annotations
 
 import builtins
+import pickle
 import subprocess
 import sys
 
@@ -24,8 +25,16 @@ def test_aliases_are_the_same_objects():
         assert getattr(sss, new) is getattr(sss, old), (new, old)
     assert sss.open is open_database
     assert sss.OptimisticWriteFailed is ConflictError
+    assert ConflictError.__name__ == "OptimisticWriteFailed"  # tracebacks show the clear name
     assert sss.SQLiteProtocolError.primary_code == 15
     assert sss.error_class_for(15) is sss.SQLiteProtocolError
+
+
+def test_optimistic_write_failed_pickles_under_either_name():
+    err = sss.ConflictError("gave up", attempts=3, reason="x changed")
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is sss.OptimisticWriteFailed
+    assert (str(back), back.attempts, back.reason) == ("gave up", 3, "x changed")
 
 
 def test_optimistic_write_failed_is_not_a_changeset_conflict():

@@ -144,6 +144,7 @@ from .coordination.db_errors import (
     FileInUseError,
     GroupRolledBack,
     NoPrimaryKeyError,
+    OptimisticWriteFailed,
     SchemaChangeInWrite,
     WalOnNetworkFilesystem,
 )
@@ -240,16 +241,13 @@ from .sessions import session_method as _session_method
 Connection.session = _session_method  # type: ignore[method-assign]
 
 
-# Clearer names for three confusing ones (the old names stay, same objects).
-#: An optimistic write (:meth:`Database.optimistic_write`) gave up; the class
-#: is also ``ConflictError``, its older name.
-OptimisticWriteFailed = ConflictError
-#: SQLite's ``SQLITE_PROTOCOL`` (also ``ProtocolError``); this package's lock
-#: protocol has its own errors (:class:`LockError` and subclasses).
+# Clearer names for confusing ones; the old names stay (same objects).
+# OptimisticWriteFailed and its older name ConflictError are imported above.
+# ProtocolError: SQLite's SQLITE_PROTOCOL, not this package's lock protocol
+# (PROTOCOL.md), whose errors are LockError subclasses.
 SQLiteProtocolError = ProtocolError
-#: ``sss.open(path)``: the same function as :func:`open_database`.  Not in
-#: ``__all__``, so that ``from sqlite_session_safe import *`` keeps the
-#: builtin ``open``.
+# sss.open(path) is open_database; it stays out of __all__ so that
+# "from sqlite_session_safe import *" keeps the builtin open.
 open = open_database
 
 __version__ = "0.1.0"
@@ -359,8 +357,8 @@ __all__ = [
     "NotFoundError",
     "FullError",
     "CantOpenError",
-    "SQLiteProtocolError",
     "ProtocolError",
+    "SQLiteProtocolError",
     "EmptyError",
     "SchemaChangeError",
     "TooBigError",

@@ -1313,7 +1313,7 @@ class Database:
         Under the lock every ``expect`` query is run again; if any result
         differs, the write is rolled back and retried (exponential backoff
         with jitter from ``backoff`` up to ``max_backoff`` seconds), at most
-        ``attempts`` times, then :class:`~.db_errors.ConflictError`.
+        ``attempts`` times, then :class:`~.db_errors.OptimisticWriteFailed`.
         """
         from .optimistic import run_optimistic
 

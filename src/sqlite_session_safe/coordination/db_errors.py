@@ -9,6 +9,7 @@ from __future__ import annotations
 from ..binding.errors import Error, InterfaceError
 
 __all__ = [
+    "OptimisticWriteFailed",
     "ConflictError",
     "NoPrimaryKeyError",
     "SchemaChangeInWrite",
@@ -20,9 +21,13 @@ __all__ = [
 ]
 
 
-class ConflictError(Error):
+class OptimisticWriteFailed(Error):
     """An optimistic write gave up: its declared preconditions kept changing
     between its baseline read and its admission, ``attempts`` times.
+
+    Raised by :meth:`Database.optimistic_write`.  Its older name
+    ``ConflictError`` stays an alias; it has nothing to do with the conflicts
+    of applying a changeset (:class:`ConflictAbort` and its subclasses).
 
     Attributes:
         attempts: how many times it was tried.
@@ -34,10 +39,14 @@ class ConflictError(Error):
         self.attempts = attempts
         self.reason = reason
 
-    def __reduce__(self) -> tuple[type[ConflictError], tuple[str, int, str]]:
+    def __reduce__(self) -> tuple[type[OptimisticWriteFailed], tuple[str, int, str]]:
         # keep the attributes when pickled across processes
         return (type(self), (str(self), self.attempts, self.reason))
 
+
+
+#: The older name of :class:`OptimisticWriteFailed` (kept: same class).
+ConflictError = OptimisticWriteFailed
 
 class NoPrimaryKeyError(InterfaceError):
     """A write changed rows of a table without a PRIMARY KEY.
