@@ -211,7 +211,17 @@ class CantOpenError(SQLiteError):
 
 
 class ProtocolError(SQLiteError):
-    """SQLite reported SQLITE_PROTOCOL."""
+    """SQLite reported SQLITE_PROTOCOL: its own file-locking protocol failed
+    (e.g. WAL locks kept changing under it).  Also ``sss.SQLiteProtocolError``,
+    the clearer name.
+
+    Not this package's lock protocol (PROTOCOL.md): its errors are
+    :class:`~sqlite_session_safe.LockError` subclasses
+    (:class:`~sqlite_session_safe.LockRefused`,
+    :class:`~sqlite_session_safe.ProtocolMismatch`,
+    :class:`~sqlite_session_safe.OwnerFormatError`,
+    :class:`~sqlite_session_safe.UnknownProtocolVersion`).
+    """
 
     primary_code = 15
 
