@@ -56,7 +56,9 @@ class Blob:
 
     def read(self, length: int = -1) -> bytes:
         """Up to ``length`` bytes from the current position (all the rest when
-        negative); the position moves past them."""
+        negative); the position moves past them.
+
+        Calls ``sqlite3_blob_read``."""
         if type(length) is not int:
             raise TypeError(f"length must be an int, not {type(length).__qualname__}")
         self._check_open()
@@ -69,7 +71,9 @@ class Blob:
 
     def write(self, data: Any) -> None:
         """Write the bytes-like ``data`` at the current position and move past
-        it.  A blob's size is fixed: writing past its end is a ValueError."""
+        it.  A blob's size is fixed: writing past its end is a ValueError.
+
+        Calls ``sqlite3_blob_write``."""
         view = _bytes_view(data)
         self._check_open()
         if len(view) > self._size - self._offset:
@@ -102,7 +106,9 @@ class Blob:
         return self._offset
 
     def len(self) -> int:  # noqa: A003 - the name the contract asks for
-        """The blob's size in bytes."""
+        """The blob's size in bytes.
+
+        The size comes from ``sqlite3_blob_bytes`` when the blob is opened."""
         self._check_open()
         return self._size
 
@@ -188,10 +194,13 @@ class Blob:
 
     @property
     def closed(self) -> bool:
+        """True once the blob is closed (by :meth:`close` or its connection)."""
         return self._ptr is None
 
     def close(self) -> None:
-        """Close the blob.  Closing twice is fine."""
+        """Close the blob.  Closing twice is fine.
+
+        Calls ``sqlite3_blob_close``."""
         if self._ptr is None:
             return
         if self._con.closed:  # the connection closed it already

@@ -57,6 +57,8 @@ class Connection:
 
     Statements run in autocommit mode unless you open a transaction, with
     :meth:`transaction` (preferred) or plain ``BEGIN``/``COMMIT`` SQL.
+
+    Calls ``sqlite3_open_v2`` (opening) and ``sqlite3_close_v2`` (:meth:`close`).
     """
 
     #: SQL the cursor runs (connection lock held) before a DML statement
@@ -168,7 +170,10 @@ class Connection:
         return Cursor(self)
 
     def execute(self, sql: str, params: Parameters | None = None) -> Cursor:
-        """Run one statement on a new cursor and return the cursor."""
+        """Run one statement on a new cursor and return the cursor.
+
+        Calls ``sqlite3_prepare_v3`` (statements are cached), then ``sqlite3_bind_*``,
+        ``sqlite3_step`` and ``sqlite3_column_*`` in C."""
         # A point query's hot path: building the cursor with object.__new__
         # skips the Python frame of Cursor.__init__ (~0.1 us of ~2.2 us).
         cursor = _new_object(Cursor)
@@ -176,7 +181,10 @@ class Connection:
         return cursor.execute(sql, params)
 
     def executemany(self, sql: str, seq_of_params: Iterable[Parameters]) -> Cursor:
-        """Run one statement per parameter row (see :meth:`Cursor.executemany`)."""
+        """Run one statement per parameter row (see :meth:`Cursor.executemany`).
+
+        Calls ``sqlite3_prepare_v3``, then ``sqlite3_bind_*``, ``sqlite3_step`` and
+        ``sqlite3_reset`` per row, in C."""
         return Cursor(self).executemany(sql, seq_of_params)
 
     def executescript(self, sql: str) -> None:
@@ -184,6 +192,8 @@ class Connection:
 
         No transaction is opened for you: wrap the script in BEGIN/COMMIT or
         use :meth:`transaction` if it must be all-or-nothing.
+
+        Calls ``sqlite3_exec``.
         """
         if not isinstance(sql, str):
             raise InterfaceError(f"SQL must be str, not {type(sql).__qualname__}")
@@ -196,7 +206,10 @@ class Connection:
     def transaction(self, kind: TransactionKind = "deferred") -> Transaction:
         """A context manager for a transaction: COMMIT on success, ROLLBACK on
         any exception (KeyboardInterrupt included).  Nested blocks become
-        savepoints, rolled back on their own."""
+        savepoints, rolled back on their own.
+
+        Calls ``sqlite3_exec`` (``BEGIN`` / ``SAVEPOINT``, then ``COMMIT`` /
+        ``RELEASE`` or ``ROLLBACK``)."""
         if not isinstance(kind, str) or kind.lower() not in _KINDS:
             raise InterfaceError(f"transaction kind must be one of {', '.join(_KINDS)}; got {kind!r}")
         return Transaction(self, kind.lower())
@@ -205,40 +218,55 @@ class Connection:
 
     @property
     def closed(self) -> bool:
+        """True once :meth:`close` has run."""
         return self._db is None
 
     @property
     def in_transaction(self) -> bool:
-        """True while a transaction is open (SQLite is not in autocommit mode)."""
+        """True while a transaction is open (SQLite is not in autocommit mode).
+
+        Calls ``sqlite3_get_autocommit``."""
         with self._use() as db:
             return bool(lib.sqlite3_get_autocommit(db) == 0)
 
     @property
     def total_changes(self) -> int:
-        """Rows changed by INSERT/UPDATE/DELETE since the connection opened."""
+        """Rows changed by INSERT/UPDATE/DELETE since the connection opened.
+
+        Calls ``sqlite3_total_changes64``."""
         with self._use() as db:
             return int(lib.sqlite3_total_changes64(db))
 
     @property
     def changes(self) -> int:
-        """Rows changed by the most recent INSERT/UPDATE/DELETE."""
+        """Rows changed by the most recent INSERT/UPDATE/DELETE.
+
+        Calls ``sqlite3_changes64``."""
         with self._use() as db:
             return int(lib.sqlite3_changes64(db))
 
     @property
     def last_insert_rowid(self) -> int:
+        """The rowid of the most recent successful INSERT on this connection
+        (0 if none).
+
+        Calls ``sqlite3_last_insert_rowid``."""
         with self._use() as db:
             return int(lib.sqlite3_last_insert_rowid(db))
 
     @property
     def readonly(self) -> bool:
-        """True when the main database is read-only."""
+        """True when the main database is read-only.
+
+        Calls ``sqlite3_db_readonly``."""
         with self._use() as db:
             return bool(lib.sqlite3_db_readonly(db, b"main") == 1)
 
     @property
     def filename(self) -> str:
-        """The database file's absolute path ('' for in-memory and temp databases)."""
+        """The database file's absolute path ('' for in-memory and temp databases).
+
+        Calls ``sqlite3_db_filename``."""
         with self._use() as db:
             return text(lib.sqlite3_db_filename(db, b"main"))
 
@@ -261,6 +289,10 @@ class Connection:
         restarts automatically if they do. ``progress(remaining, total)`` is
         called after every step. A step that meets a lock waits ``sleep``
         seconds and tries again.
+
+        Calls ``sqlite3_backup_init``, ``sqlite3_backup_step``,
+        ``sqlite3_backup_remaining``, ``sqlite3_backup_pagecount``,
+        ``sqlite3_backup_finish``.
         """
         if not isinstance(pages, int) or pages == 0:
             raise InterfaceError(f"pages must be a positive int or -1 for all; got {pages!r}")
@@ -307,7 +339,9 @@ class Connection:
             ensure(rc, dest_db, "backup")
 
     def serialize(self, name: str = "main") -> bytes:
-        """The database as bytes, exactly as it would be stored in a file."""
+        """The database as bytes, exactly as it would be stored in a file.
+
+        Calls ``sqlite3_serialize``."""
         with self._use() as db:
             size = ffi.new("sqlite3_int64 *")
             data = lib.sqlite3_serialize(db, name.encode(), size, 0)
@@ -324,7 +358,9 @@ class Connection:
         """Replace database ``name`` with the database file image ``data``.
 
         The connection then works on an in-memory copy; the file it was opened
-        on is not touched."""
+        on is not touched.
+
+        Calls ``sqlite3_deserialize``."""
         view = memoryview(data).cast("B")
         with self._use() as db:
             size = len(view)
@@ -351,7 +387,9 @@ class Connection:
 
     def interrupt(self) -> None:
         """Make the statement running on this connection (in another thread)
-        stop with :class:`InterruptError` as soon as it can."""
+        stop with :class:`InterruptError` as soon as it can.
+
+        Calls ``sqlite3_interrupt``."""
         with self._close_lock:
             if self._db is not None:
                 lib.sqlite3_interrupt(self._db)
@@ -369,24 +407,32 @@ class Connection:
         An exception ``func`` raises stops the statement and is raised, as is,
         by the execute/fetch call that ran it.  ``deterministic=True`` lets
         SQLite use the function in indexes and factor out repeated calls.
+
+        Calls ``sqlite3_create_function_v2``.
         """
         _functions.create_function(self, name, narg, func, deterministic)
 
     def create_aggregate(self, name: str, narg: int, aggregate_class: type | None) -> None:
         """Register an aggregate: for each group SQLite makes
         ``aggregate_class()``, calls ``step(*args)`` per row and
-        ``finalize()`` for the result.  None removes it."""
+        ``finalize()`` for the result.  None removes it.
+
+        Calls ``sqlite3_create_function_v2``."""
         _functions.create_aggregate(self, name, narg, aggregate_class)
 
     def create_window_function(self, name: str, narg: int, aggregate_class: type | None) -> None:
         """Register an aggregate window function: like :meth:`create_aggregate`,
         plus ``inverse(*args)`` (a row leaves the frame) and ``value()`` (the
-        current result).  None removes it."""
+        current result).  None removes it.
+
+        Calls ``sqlite3_create_window_function``."""
         _functions.create_window_function(self, name, narg, aggregate_class)
 
     def create_collation(self, name: str, func: Callable[[str, str], int] | None) -> None:
         """Register collation ``name``: ``func(a, b)`` returns a negative
-        number, zero or a positive number.  None removes it."""
+        number, zero or a positive number.  None removes it.
+
+        Calls ``sqlite3_create_collation_v2``."""
         _functions.create_collation(self, name, func)
 
     def set_authorizer(
@@ -395,56 +441,76 @@ class Connection:
         """Have ``func(action, arg1, arg2, db_name, trigger_or_view)`` approve
         every action while statements are prepared: return ``SQLITE_OK``,
         ``SQLITE_DENY`` (the statement fails) or ``SQLITE_IGNORE``.  An
-        exception denies and is raised.  None removes it."""
+        exception denies and is raised.  None removes it.
+
+        Calls ``sqlite3_set_authorizer``."""
         _hooks.set_authorizer(self, func)
 
     def set_progress_handler(self, func: Callable[[], object] | None, n: int) -> None:
         """Call ``func()`` every ``n`` virtual machine instructions of a running
         statement; a true result (or an exception, which is raised) interrupts
-        the statement.  None removes it."""
+        the statement.  None removes it.
+
+        Calls ``sqlite3_progress_handler``."""
         _hooks.set_progress_handler(self, func, n)
 
     def set_trace_callback(self, func: Callable[[str], object] | None) -> None:
         """Call ``func(sql)`` as each statement starts, with its SQL (parameters
-        expanded when SQLite can).  None removes it."""
+        expanded when SQLite can).  None removes it.
+
+        Calls ``sqlite3_trace_v2`` (and ``sqlite3_expanded_sql`` per statement)."""
         _hooks.set_trace_callback(self, func)
 
     def enable_load_extension(self, enabled: bool) -> None:
         """Allow (or forbid again) :meth:`load_extension` and SQL's
-        ``load_extension()``.  Off by default."""
+        ``load_extension()``.  Off by default.
+
+        Calls ``sqlite3_enable_load_extension``."""
         _hooks.enable_load_extension(self, enabled)
 
     def load_extension(self, path: str, *, entrypoint: str | None = None) -> None:
         """Load the SQLite extension library at ``path`` (``entrypoint``:
-        its init function, guessed from the file name when None)."""
+        its init function, guessed from the file name when None).
+
+        Calls ``sqlite3_load_extension``."""
         _hooks.load_extension(self, path, entrypoint)
 
     def blobopen(
         self, table: str, column: str, row: int, *, readonly: bool = False, name: str = "main"
     ) -> _blob.Blob:
         """Open the BLOB in ``table.column`` of row ``row`` (its rowid) for
-        incremental reads and writes; see :class:`Blob`."""
+        incremental reads and writes; see :class:`Blob`.
+
+        Calls ``sqlite3_blob_open``."""
         return _blob.Blob(self, table, column, row, readonly, name)
 
     def getlimit(self, category: int) -> int:
-        """SQLite's current limit ``category`` (``SQLITE_LIMIT_LENGTH``, ...)."""
+        """SQLite's current limit ``category`` (``SQLITE_LIMIT_LENGTH``, ...).
+
+        Calls ``sqlite3_limit``."""
         return _hooks.limit(self, category, -1)
 
     def setlimit(self, category: int, limit: int) -> int:
         """Set limit ``category`` (a negative ``limit`` leaves it unchanged;
         SQLite caps it at the compile-time maximum); returns the previous
-        value."""
+        value.
+
+        Calls ``sqlite3_limit``."""
         return _hooks.limit(self, category, limit)
 
     def getconfig(self, op: int) -> bool:
         """Whether boolean option ``op`` (a ``SQLITE_DBCONFIG_*`` constant,
-        e.g. ``SQLITE_DBCONFIG_ENABLE_FKEY``) is on for this connection."""
+        e.g. ``SQLITE_DBCONFIG_ENABLE_FKEY``) is on for this connection.
+
+        Calls ``sqlite3_db_config``."""
         return _dbconfig.getconfig(self, op)
 
     def setconfig(self, op: int, enable: bool = True) -> bool:
         """Turn boolean option ``op`` (a ``SQLITE_DBCONFIG_*`` constant) on or
         off; returns the setting afterwards.  Unknown options raise
-        :class:`InterfaceError`."""
+        :class:`InterfaceError`.
+
+        Calls ``sqlite3_db_config``."""
         return _dbconfig.setconfig(self, op, enable)
 
     # -- lifetime -----------------------------------------------------------
@@ -464,7 +530,9 @@ class Connection:
     def close(self) -> None:
         """Close the connection.  Sessions, backups and statements made from it
         are closed first; an open transaction is rolled back.  Closing twice is
-        fine; any other use afterwards raises :class:`ClosedError`."""
+        fine; any other use afterwards raises :class:`ClosedError`.
+
+        Calls ``sqlite3_close_v2`` (after ``sqlite3_finalize`` on its statements)."""
         if self._db is None:
             return
         if self._lock._is_owned():
@@ -644,6 +712,8 @@ def connect(
     """Open a connection to the database at ``path`` (created if missing unless
     ``readonly``).  ``uri=True`` accepts ``file:`` URIs with query parameters;
     ``vfs`` names a SQLite VFS; ``timeout`` is how long to wait on another
-    connection's lock, in seconds."""
+    connection's lock, in seconds.
+
+    Calls ``sqlite3_open_v2``."""
     return Connection(path, readonly=readonly, uri=uri, vfs=vfs, timeout=timeout,
                       cached_statements=cached_statements)

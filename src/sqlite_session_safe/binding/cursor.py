@@ -104,6 +104,10 @@ class Cursor:
 
         ``params`` is a sequence for ``?`` / ``?NNN`` placeholders or a mapping
         for ``:name`` / ``@name`` / ``$name`` ones.
+
+        Calls ``sqlite3_prepare_v3`` (statements are cached per connection),
+        then, in one C call, ``sqlite3_bind_*``, ``sqlite3_step`` and
+        ``sqlite3_column_*`` for the first rows.
         """
         # This is the hot path of every query: the statement cache is inlined
         # on purpose.
@@ -248,6 +252,8 @@ class Cursor:
         Rows are packed and run in chunks of one cffi call each. ``rowcount`` is
         the total of rows changed.  Not atomic by itself: wrap it in
         :meth:`Connection.transaction` to make it all-or-nothing.
+
+        Calls ``sqlite3_bind_*``, ``sqlite3_step`` and ``sqlite3_reset`` per row, in C.
         """
         con = self.connection
         with con._use():
@@ -359,7 +365,9 @@ class Cursor:
         raise StopIteration
 
     def fetchone(self) -> Row | None:
-        """The next row, or None when there are no more."""
+        """The next row, or None when there are no more.
+
+        Calls ``sqlite3_step`` and ``sqlite3_column_*`` in C, a batch of rows at a time."""
         if self.connection._db is None:
             self._raise_closed()
         pos = self._pos
@@ -373,7 +381,9 @@ class Cursor:
             return None
 
     def fetchmany(self, size: int | None = None) -> list[Row]:
-        """Up to ``size`` more rows (default :attr:`arraysize`)."""
+        """Up to ``size`` more rows (default :attr:`arraysize`).
+
+        Calls ``sqlite3_step`` and ``sqlite3_column_*`` in C, a batch of rows at a time."""
         if self.connection._db is None:
             self._raise_closed()
         if size is None:
@@ -388,7 +398,9 @@ class Cursor:
         return result
 
     def fetchall(self) -> list[Row]:
-        """All remaining rows."""
+        """All remaining rows.
+
+        Calls ``sqlite3_step`` and ``sqlite3_column_*`` in C, a batch of rows at a time."""
         if self.connection._db is None:
             self._raise_closed()
         rows = self._rows
@@ -405,11 +417,15 @@ class Cursor:
 
     @property
     def description(self) -> tuple[tuple[Any, ...], ...] | None:
-        """Column names (as DB-API 7-tuples) of the last query, else None."""
+        """Column names (as DB-API 7-tuples) of the last query, else None.
+
+        Calls ``sqlite3_column_name`` (when the statement is prepared)."""
         return self._description
 
     def close(self) -> None:
-        """Release the statement; using the cursor afterwards raises ClosedError."""
+        """Release the statement; using the cursor afterwards raises ClosedError.
+
+        Calls ``sqlite3_reset``."""
         if self._stmt is not None and self.connection._db is not None:
             with self.connection._use():
                 self._release()

@@ -17,25 +17,33 @@ __all__ = [
 
 
 def sqlite_version() -> str:
-    """The version of the vendored SQLite, e.g. ``"3.54.1"``."""
+    """The version of the vendored SQLite, e.g. ``"3.54.1"``.
+
+    Calls ``sqlite3_libversion``."""
     return text(lib.sqlite3_libversion())
 
 
 def sqlite_version_info() -> tuple[int, int, int]:
-    """The SQLite version as a tuple of ints, e.g. ``(3, 54, 1)``."""
+    """The SQLite version as a tuple of ints, e.g. ``(3, 54, 1)``.
+
+    Calls ``sqlite3_libversion_number``."""
     n = lib.sqlite3_libversion_number()
     return (n // 1_000_000, n // 1000 % 1000, n % 1000)
 
 
 def sqlite_source_id() -> str:
-    """SQLite's check-in date and hash identifying the exact source."""
+    """SQLite's check-in date and hash identifying the exact source.
+
+    Calls ``sqlite3_sourceid``."""
     return text(lib.sqlite3_sourceid())
 
 
 @functools.cache
 def compile_options() -> tuple[str, ...]:
     """The options SQLite was compiled with, without the ``SQLITE_`` prefix,
-    e.g. ``("ENABLE_SESSION", ..., "THREADSAFE=1")``."""
+    e.g. ``("ENABLE_SESSION", ..., "THREADSAFE=1")``.
+
+    Calls ``sqlite3_compileoption_get``."""
     options = []
     i = 0
     while (opt := lib.sqlite3_compileoption_get(i)) != NULL:
