@@ -104,18 +104,22 @@ class Conflict:
 
     @property
     def table(self) -> str | None:
+        """The table of the conflicting change (None for FOREIGN_KEY)."""
         return None if self.change is None else self.change.table
 
     @property
     def op(self) -> str | None:
+        """``"INSERT"``, ``"UPDATE"`` or ``"DELETE"`` (None for FOREIGN_KEY)."""
         return None if self.change is None else self.change.op
 
     @property
     def old(self) -> tuple[Any, ...] | None:
+        """The change's old values (None for an INSERT and for FOREIGN_KEY)."""
         return None if self.change is None else self.change.old
 
     @property
     def new(self) -> tuple[Any, ...] | None:
+        """The change's new values (None for a DELETE and for FOREIGN_KEY)."""
         return None if self.change is None else self.change.new
 
     def __str__(self) -> str:
@@ -168,10 +172,12 @@ class ApplyReport:
 
     @property
     def total_applied(self) -> int:
+        """All applied changes, over every table and operation."""
         return sum(self.applied.values())
 
     @property
     def total_omitted(self) -> int:
+        """All omitted changes, over every table and operation."""
         return sum(self.omitted.values())
 
     def by_table(self) -> dict[str, dict[str, dict[str, int]]]:
@@ -581,7 +587,11 @@ def apply(
         ConflictAbort: a conflict was resolved with ABORT (rolled back).
         ChangesetError: the changeset is corrupt (nothing applied).
         SchemaMismatch: strict mode and the target's schema differs.
-        Any exception raised by ``on_conflict`` or ``filter``, as itself.
+
+    An exception raised by ``on_conflict`` or ``filter`` comes out as itself,
+    with the target as it was before.
+
+    Calls ``sqlite3changeset_apply_v2``.
     """
     cs = _coerce(changeset)
     if invert:
@@ -749,6 +759,9 @@ def apply_stream(
     conflict left by an earlier chunk is
     decided at the end with ``PRAGMA foreign_key_check``, which counts every
     violation in the database, including ones that were there before.
+
+    Calls ``sqlite3changeset_start_v2_strm``, then per chunk
+    ``sqlite3changegroup_add_change`` and ``sqlite3changeset_apply_v2``.
     """
     policy = _Policy(on_conflict)
     if filter is not None and not callable(filter):

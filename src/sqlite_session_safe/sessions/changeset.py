@@ -190,7 +190,11 @@ class _ChangesetBase(bytes):
 
     def changes(self, invert: bool = False) -> Iterator[Change]:
         """Iterate the changes; ``invert=True`` yields them as the inverse
-        changeset would hold them (not for patchsets)."""
+        changeset would hold them (not for patchsets).
+
+        Calls ``sqlite3changeset_start_v2``, then ``sqlite3changeset_next``,
+        ``sqlite3changeset_op`` and ``sqlite3changeset_old`` / ``_new`` / ``_pk``
+        per change, in C."""
         if invert:
             self._require_invertible()
         if not self:
@@ -206,7 +210,9 @@ class _ChangesetBase(bytes):
     def validate(self) -> int:
         """Walk every change; return how many there are.  Raises
         :class:`ChangesetError` when the data is corrupt or truncated, or
-        holds text that is not UTF-8."""
+        holds text that is not UTF-8.
+
+        Calls ``sqlite3changeset_start_v2`` and ``sqlite3changeset_next`` per change, in C."""
         count = 0
         if self:
             it, readers = _iter_start(self, False)
@@ -216,7 +222,9 @@ class _ChangesetBase(bytes):
 
     def concat(self: _S, other: _S) -> _S:
         """This followed by ``other``, as one value of the same kind: applying
-        it equals applying this and then ``other``."""
+        it equals applying this and then ``other``.
+
+        Calls ``sqlite3changeset_concat`` (``sqlite3changeset_concat_strm`` past 2 GiB)."""
         if type(other) is not type(self):
             raise InterfaceError(
                 f"cannot concatenate a {self._KIND} with {type(other).__name__}: "
@@ -258,7 +266,9 @@ class _ChangesetBase(bytes):
         collect_rejected: bool = False,
         rebase: bool = False,
     ) -> ApplyReport:
-        """Apply to ``con``'s main database; see :func:`sss.apply`."""
+        """Apply to ``con``'s main database; see :func:`~sqlite_session_safe.apply`.
+
+        Calls ``sqlite3changeset_apply_v2``."""
         from .apply import apply  # same layer; apply imports this module
 
         return apply(self, con, on_conflict=on_conflict, tables=tables, filter=filter,
@@ -346,7 +356,9 @@ class Changeset(_ChangesetBase):
     _KIND = "changeset"
 
     def invert(self) -> Changeset:
-        """The changeset that undoes this one (INSERT <-> DELETE, old <-> new)."""
+        """The changeset that undoes this one (INSERT <-> DELETE, old <-> new).
+
+        Calls ``sqlite3changeset_invert`` (``sqlite3changeset_invert_strm`` past 2 GiB)."""
         if not self:
             return Changeset()
         # sqlite3changeset_invert() documents that it assumes valid input;

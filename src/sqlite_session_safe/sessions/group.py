@@ -52,6 +52,8 @@ class ChangeGroup:
     A group holds changesets or patchsets, not both: the first add decides,
     unless ``patchset`` says so up front.  Use as a context manager or call
     :meth:`close`.
+
+    Calls ``sqlite3changegroup_new`` (``sqlite3changegroup_delete`` when closed).
     """
 
     def __init__(self, schema: Connection | None = None, db: str = "main",
@@ -73,7 +75,9 @@ class ChangeGroup:
     def schema(self, con: Connection, db: str = "main") -> None:
         """Check every later add against ``con``'s schema of database ``db``
         (SQLite then also fills in columns a changeset lacks from their
-        defaults).  Only before the first add."""
+        defaults).  Only before the first add.
+
+        Calls ``sqlite3changegroup_schema``."""
         with self._guard:
             ptr = self._live()
             if not self._empty:
@@ -102,7 +106,9 @@ class ChangeGroup:
                                  f"cannot add a {kind.__name__.lower()}")
 
     def add(self, changeset: _ChangesetBase | bytes) -> None:
-        """Add every change of a changeset (or patchset)."""
+        """Add every change of a changeset (or patchset).
+
+        Calls ``sqlite3changegroup_add`` (``sqlite3changegroup_add_strm`` past 2 GiB)."""
         cs = changeset if isinstance(changeset, _ChangesetBase) else _detect(changeset)
         if not cs:
             return
@@ -119,7 +125,9 @@ class ChangeGroup:
 
     def add_change(self, change: Change | Iterable[Any]) -> None:
         """Add one change (a :class:`Change`, e.g. from iterating a changeset,
-        or the fields to make one)."""
+        or the fields to make one).
+
+        Calls ``sqlite3changegroup_add``."""
         if not isinstance(change, Change):
             change = Change(*change)
         kind = self._kind or Changeset
@@ -127,7 +135,9 @@ class ChangeGroup:
 
     def add_stream(self, source: BinaryIO, patchset: bool = False) -> None:
         """Add a changeset (``patchset=True``: a patchset) read from a binary
-        file object."""
+        file object.
+
+        Calls ``sqlite3changegroup_add_strm``."""
         kind = Patchset if patchset else Changeset
         self._accept(kind)
         reader = Reader(source)
@@ -146,7 +156,9 @@ class ChangeGroup:
         self._kind = kind
 
     def output(self) -> _ChangesetBase:
-        """Everything added so far, as one Changeset (or Patchset)."""
+        """Everything added so far, as one Changeset (or Patchset).
+
+        Calls ``sqlite3changegroup_output``."""
         with self._guard, self._holding():
             n = ffi.new("int *")
             p = ffi.new("void **")
@@ -157,7 +169,9 @@ class ChangeGroup:
 
     def output_stream(self, dest: BinaryIO) -> int:
         """Write the combined changeset to a binary file object; returns the
-        number of bytes written."""
+        number of bytes written.
+
+        Calls ``sqlite3changegroup_output_strm``."""
         writer = Writer(dest)
         with self._guard, self._holding():
             rc = lib.sqlite3changegroup_output_strm(self._live(), lib.sss_py_output, writer.handle)
@@ -166,7 +180,9 @@ class ChangeGroup:
         return writer.total
 
     def close(self) -> None:
-        """Free the group (closing twice is fine)."""
+        """Free the group (closing twice is fine).
+
+        Calls ``sqlite3changegroup_delete``."""
         con = self._con
         with self._guard, (con._use() if con is not None and not con.closed else nullcontext()):
             self._delete()
@@ -204,7 +220,9 @@ class Rebaser:
     """Rebases local changesets over the conflict resolutions made while
     applying remote ones: ``report = apply(remote, con, ..., rebase=True)``,
     then ``Rebaser().configure(report.rebase)`` and :meth:`rebase` each local
-    changeset, so the same conflicts are not resolved again elsewhere."""
+    changeset, so the same conflicts are not resolved again elsewhere.
+
+    Calls ``sqlite3rebaser_create`` (``sqlite3rebaser_delete`` when closed)."""
 
     def __init__(self) -> None:
         self._guard = _Guard("rebaser")
@@ -218,7 +236,9 @@ class Rebaser:
         return self._ptr
 
     def configure(self, rebase: bytes) -> None:
-        """Add rebase data (``ApplyReport.rebase``); call in apply order."""
+        """Add rebase data (``ApplyReport.rebase``); call in apply order.
+
+        Calls ``sqlite3rebaser_configure``."""
         data = bytes(rebase)
         if not data:
             return
@@ -227,7 +247,9 @@ class Rebaser:
                      "configuring the rebaser")
 
     def rebase(self, changeset: Changeset | bytes) -> Changeset:
-        """The changeset rebased (patchsets cannot be rebased)."""
+        """The changeset rebased (patchsets cannot be rebased).
+
+        Calls ``sqlite3rebaser_rebase``."""
         cs = changeset if isinstance(changeset, _ChangesetBase) else _detect(changeset)
         if isinstance(cs, Patchset):
             raise InterfaceError("only changesets can be rebased, not patchsets")
@@ -241,7 +263,9 @@ class Rebaser:
 
     def rebase_stream(self, source: BinaryIO, dest: BinaryIO) -> int:
         """Rebase a changeset read from ``source`` into ``dest``; returns the
-        number of bytes written."""
+        number of bytes written.
+
+        Calls ``sqlite3rebaser_rebase_strm``."""
         reader, writer = Reader(source), Writer(dest)
         with self._guard:
             rc = lib.sqlite3rebaser_rebase_strm(self._live(), lib.sss_py_input, reader.handle,
@@ -252,7 +276,9 @@ class Rebaser:
         return writer.total
 
     def close(self) -> None:
-        """Free the rebaser (closing twice is fine)."""
+        """Free the rebaser (closing twice is fine).
+
+        Calls ``sqlite3rebaser_delete``."""
         with self._guard:
             ptr, self._ptr = self._ptr, None
             if ptr is not None:

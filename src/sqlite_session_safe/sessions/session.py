@@ -123,6 +123,10 @@ class Session:
         track_size: enable :attr:`changeset_size`.  Off by default: SQLite
             then keeps a running total, which made a 100,000-row insert about
             10% slower in bench/bench_sessions.py.
+
+    Calls ``sqlite3session_create`` (and, as the options ask,
+    ``sqlite3session_attach``, ``sqlite3session_table_filter``,
+    ``sqlite3session_object_config``, ``sqlite3session_indirect``).
     """
 
     def __init__(
@@ -183,7 +187,9 @@ class Session:
 
     def attach(self, table: str | None = None) -> None:
         """Also record ``table`` (None: every table, including later ones).
-        Attaching a table that does not exist yet is allowed."""
+        Attaching a table that does not exist yet is allowed.
+
+        Calls ``sqlite3session_attach``."""
         with self._use() as (cdb, _):
             if table is None:
                 _check(lib.sqlite3session_attach(self._core.ptr, NULL), cdb, "attaching all tables")
@@ -199,7 +205,9 @@ class Session:
     @property
     def enabled(self) -> bool:
         """Whether changes are being recorded (a disabled session keeps what
-        it has recorded and ignores new changes)."""
+        it has recorded and ignores new changes).
+
+        Calls ``sqlite3session_enable``."""
         with self._use() as (_, ptr):
             return bool(lib.sqlite3session_enable(ptr, -1))
 
@@ -210,7 +218,9 @@ class Session:
 
     @property
     def indirect(self) -> bool:
-        """Whether changes recorded from now on are marked indirect."""
+        """Whether changes recorded from now on are marked indirect.
+
+        Calls ``sqlite3session_indirect``."""
         with self._use() as (_, ptr):
             return bool(lib.sqlite3session_indirect(ptr, -1))
 
@@ -224,19 +234,25 @@ class Session:
     @property
     def is_empty(self) -> bool:
         """True when no change has been recorded.  (False does not promise a
-        non-empty changeset: a row changed and changed back records nothing.)"""
+        non-empty changeset: a row changed and changed back records nothing.)
+
+        Calls ``sqlite3session_isempty``."""
         with self._use() as (_, ptr):
             return bool(lib.sqlite3session_isempty(ptr))
 
     @property
     def memory_used(self) -> int:
-        """Bytes of heap memory the session uses."""
+        """Bytes of heap memory the session uses.
+
+        Calls ``sqlite3session_memory_used``."""
         with self._use() as (_, ptr):
             return int(lib.sqlite3session_memory_used(ptr))
 
     @property
     def changeset_size(self) -> int:
-        """The size in bytes :meth:`changeset` would return now."""
+        """The size in bytes :meth:`changeset` would return now.
+
+        Calls ``sqlite3session_changeset_size``."""
         if not self._track_size:
             raise InterfaceError("changeset_size needs a session made with track_size=True")
         with self._use() as (_, ptr):
@@ -244,20 +260,26 @@ class Session:
 
     @property
     def closed(self) -> bool:
+        """True once the session is closed (by :meth:`close` or its connection)."""
         return self._core.ptr is None
 
     @property
     def connection(self) -> Connection:
+        """The connection whose changes this session records."""
         return self._con
 
     # -- output -------------------------------------------------------------
 
     def changeset(self) -> Changeset:
-        """The changes recorded so far, as a :class:`Changeset`."""
+        """The changes recorded so far, as a :class:`Changeset`.
+
+        Calls ``sqlite3session_changeset``."""
         return Changeset(self._output(lib.sqlite3session_changeset, "changeset"))
 
     def patchset(self) -> Patchset:
-        """The changes recorded so far, as a :class:`Patchset`."""
+        """The changes recorded so far, as a :class:`Patchset`.
+
+        Calls ``sqlite3session_patchset``."""
         return Patchset(self._output(lib.sqlite3session_patchset, "patchset"))
 
     def _output(self, fn: Any, what: str) -> bytes:
@@ -274,12 +296,16 @@ class Session:
     def changeset_stream(self, file: BinaryIO) -> int:
         """Write the changeset to a binary file object in chunks, without
         building it in memory (for changesets past memory or 2 GiB).
-        Returns the number of bytes written."""
+        Returns the number of bytes written.
+
+        Calls ``sqlite3session_changeset_strm``."""
         return self._stream(lib.sqlite3session_changeset_strm, file, "changeset")
 
     def patchset_stream(self, file: BinaryIO) -> int:
         """Write the patchset to a binary file object in chunks; returns the
-        number of bytes written."""
+        number of bytes written.
+
+        Calls ``sqlite3session_patchset_strm``."""
         return self._stream(lib.sqlite3session_patchset_strm, file, "patchset")
 
     def _stream(self, fn: Any, file: BinaryIO, what: str) -> int:
@@ -295,7 +321,9 @@ class Session:
     def diff(self, from_schema: str, table: str) -> None:
         """Record the changes that would turn ``table`` in the attached
         database ``from_schema`` into ``table`` in this session's database
-        (both tables need the same columns and primary key)."""
+        (both tables need the same columns and primary key).
+
+        Calls ``sqlite3session_diff``."""
         with self._use() as (cdb, ptr):
             err = ffi.new("char **")
             rc = lib.sqlite3session_diff(ptr, from_schema.encode("utf-8"), table.encode("utf-8"), err)
@@ -316,7 +344,9 @@ class Session:
     # -- lifetime -----------------------------------------------------------
 
     def close(self) -> None:
-        """Delete the session (closing twice is fine)."""
+        """Delete the session (closing twice is fine).
+
+        Calls ``sqlite3session_delete``."""
         core = self._core
         if core.ptr is None:
             return

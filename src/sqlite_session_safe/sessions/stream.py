@@ -31,7 +31,9 @@ __all__ = ["iterate_stream", "invert_stream", "concat_stream", "summarize_stream
 
 def iterate_stream(source: BinaryIO | bytes, invert: bool = False) -> Iterator[Change]:
     """Iterate the changes of a changeset or patchset read from a binary file
-    object (``invert=True``: as the inverse would hold them)."""
+    object (``invert=True``: as the inverse would hold them).
+
+    Calls ``sqlite3changeset_start_v2_strm``, then ``sqlite3changeset_next`` per change."""
     reader = Reader(source)
     out = ffi.new("sqlite3_changeset_iter **")
     flags = lib.SQLITE_CHANGESETSTART_INVERT if invert else 0
@@ -74,6 +76,8 @@ def invert_stream(source: BinaryIO | bytes, dest: BinaryIO) -> int:
     :class:`ChangesetError` before anything is written.  A source that cannot
     seek is inverted in one pass, and SQLite's NOMEM is reported as
     ChangesetError too, since on such input that is what it means.
+
+    Calls ``sqlite3changeset_invert_strm``.
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         for _ in iterate_stream(source):
@@ -166,6 +170,9 @@ def concat_stream(a: BinaryIO | bytes, b: BinaryIO | bytes, dest: BinaryIO, *,
     exception from a file object is raised as itself.  When anything is
     raised, a ``dest`` that can seek is truncated back to the position it
     had on entry; one that cannot may hold part of the output.
+
+    Calls ``sqlite3changeset_concat_strm`` (one partition) or, per partition,
+    ``sqlite3changegroup_add_change`` and ``sqlite3changegroup_output_strm``.
     """
     if isinstance(memory_limit, bool) or not isinstance(memory_limit, int) or memory_limit <= 0:
         raise ValueError(f"memory_limit must be a positive number of bytes, not {memory_limit!r}")
