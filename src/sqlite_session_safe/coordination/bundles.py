@@ -368,6 +368,7 @@ class BundleReader:
                            head.kind, cs, sql, head.epoch)
 
     def close(self) -> None:
+        """Close the bundle file."""
         self._f.close()
 
     def __enter__(self) -> BundleReader:

@@ -1470,6 +1470,7 @@ class Database:
 
     @property
     def closed(self) -> bool:
+        """True once :meth:`close` has run."""
         return self._closed
 
     def close(self) -> None:

@@ -177,10 +177,13 @@ class StreamTarget:
 
     @property
     def log_subject(self) -> str:
+        """The subject log entries are published on (``<prefix>.log``)."""
         return f"{self.prefix}.log"
 
     @property
     def ack_subject(self) -> str:
+        """The subject replicas acknowledge applied entries on (``<prefix>.ack``,
+        read by :func:`wait_replicated`)."""
         return f"{self.prefix}.ack"
 
     def __str__(self) -> str:

@@ -499,6 +499,8 @@ class AdmissionRecord:
     version: int = MARKER_VERSION
 
     def to_json_bytes(self) -> bytes:
+        """The record as one line of UTF-8 JSON, as written at the start of
+        ``L/admit``."""
         return _json_line({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
 
     def padded(self) -> bytes:

@@ -58,9 +58,11 @@ class Result(Coroutine[Any, Any, T], Generic[T]):
         self._coro = coro
 
     def send(self, value: Any) -> Any:
+        """Coroutine protocol: forwarded to the call's coroutine."""
         return self._coro.send(value)
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        """Coroutine protocol: forwarded to the call's coroutine."""
         if val is None:
             return self._coro.throw(typ)
         if tb is None:
@@ -68,6 +70,8 @@ class Result(Coroutine[Any, Any, T], Generic[T]):
         return self._coro.throw(typ, val, tb)
 
     def close(self) -> None:
+        """Coroutine protocol: forwarded to the call's coroutine (the call is
+        not made)."""
         self._coro.close()
 
     def __await__(self) -> Generator[Any, None, T]:
@@ -437,6 +441,7 @@ class Connection:
 
     @property
     def in_transaction(self) -> bool:
+        """True while a transaction is open (read without a hop)."""
         handle = self._handle
         if handle is not None:
             return bool(lib.sqlite3_get_autocommit(handle) == 0)
@@ -444,6 +449,7 @@ class Connection:
 
     @property
     def total_changes(self) -> int:
+        """Rows changed since the connection opened (read without a hop)."""
         handle = self._handle
         if handle is not None:
             return int(lib.sqlite3_total_changes64(handle))
@@ -451,6 +457,8 @@ class Connection:
 
     @property
     def isolation_level(self) -> str | None:
+        """As the stdlib's; setting None (autocommit) commits an open
+        transaction, on the worker, before any later call."""
         if self._level is not None:
             return self._level[0]
         return self._conn.isolation_level  # type: ignore[no-any-return]
@@ -474,6 +482,7 @@ class Connection:
 
     @property
     def row_factory(self) -> Any:
+        """The row factory of cursors made from now on (e.g. :class:`Row`)."""
         return self._conn.row_factory
 
     @row_factory.setter
@@ -482,6 +491,7 @@ class Connection:
 
     @property
     def text_factory(self) -> Any:
+        """How TEXT values are returned (as the stdlib's)."""
         return self._conn.text_factory
 
     @text_factory.setter
@@ -497,27 +507,37 @@ class Connection:
         await self._call(lambda: con.create_function(name, num_params, func, deterministic=deterministic))
 
     async def create_aggregate(self, name: str, num_params: int, aggregate_class: type | None) -> None:
+        """Register an aggregate class (it runs on the worker thread)."""
         await self._call(self._check().create_aggregate, name, num_params, aggregate_class)
 
     async def create_window_function(self, name: str, num_params: int, aggregate_class: type | None) -> None:
+        """Register an aggregate window function class (it runs on the worker
+        thread)."""
         await self._call(self._check().create_window_function, name, num_params, aggregate_class)
 
     async def create_collation(self, name: str, func: Callable[[str, str], Any] | None) -> None:
+        """Register a collation (it runs on the worker thread)."""
         await self._call(self._check().create_collation, name, func)
 
     async def set_authorizer(self, authorizer_callback: Callable[..., int] | None) -> None:
+        """Set (None: remove) the authorizer (it runs on the worker thread)."""
         await self._call(self._check().set_authorizer, authorizer_callback)
 
     async def set_progress_handler(self, handler: Callable[[], Any] | None, n: int) -> None:
+        """Set (None: remove) the progress handler, called every ``n``
+        instructions (on the worker thread)."""
         await self._call(self._check().set_progress_handler, handler, n)
 
     async def set_trace_callback(self, handler: Callable[[str], Any] | None) -> None:
+        """Set (None: remove) the trace callback (it runs on the worker thread)."""
         await self._call(self._check().set_trace_callback, handler)
 
     async def enable_load_extension(self, value: bool) -> None:
+        """Allow (or forbid again) loading SQLite extensions."""
         await self._call(self._check().enable_load_extension, value)
 
     async def load_extension(self, path: str) -> None:
+        """Load the SQLite extension library at ``path``."""
         await self._call(self._check().load_extension, path)
 
     # -- whole database ------------------------------------------------------------
@@ -555,9 +575,11 @@ class Connection:
         await self._call(_backup, self._check(), target, pages, progress, name, sleep)
 
     async def serialize(self, *, name: str = "main") -> bytes:
+        """The database ``name`` as bytes, as it would be stored in a file."""
         return await self._call(lambda: self._check().serialize(name=name))  # type: ignore[no-any-return]
 
     async def deserialize(self, data: bytes, *, name: str = "main") -> None:
+        """Replace the database ``name`` with the file image ``data``."""
         con = self._check()
         await self._call(lambda: con.deserialize(data, name=name))
 
@@ -657,12 +679,15 @@ class Cursor:
         return self
 
     async def executemany(self, sql: str, parameters: Iterable[Any]) -> Cursor:
+        """Run a statement once per parameter row; returns the cursor."""
         self._check()
         await self._conn._call(self._cursor.executemany, sql, parameters)
         self._set_rows(None, 0)
         return self
 
     async def executescript(self, sql_script: str) -> Cursor:
+        """Run several statements (as the stdlib's ``executescript``); returns
+        the cursor."""
         self._check()
         await self._conn._call(self._cursor.executescript, sql_script)
         self._set_rows(None, 0)
@@ -760,14 +785,17 @@ class Cursor:
 
     @property
     def rowcount(self) -> int:
+        """Rows changed by the last INSERT/UPDATE/DELETE, else -1."""
         return self._cursor.rowcount  # type: ignore[no-any-return]
 
     @property
     def lastrowid(self) -> int | None:
+        """The rowid of the last row inserted through this cursor."""
         return self._cursor.lastrowid  # type: ignore[no-any-return]
 
     @property
     def arraysize(self) -> int:
+        """Default number of rows for :meth:`fetchmany`."""
         return self._cursor.arraysize  # type: ignore[no-any-return]
 
     @arraysize.setter
@@ -776,10 +804,12 @@ class Cursor:
 
     @property
     def description(self) -> tuple[tuple[Any, ...], ...] | None:
+        """Column names (DB-API 7-tuples) of the last query, else None."""
         return self._cursor.description  # type: ignore[no-any-return]
 
     @property
     def row_factory(self) -> Any:
+        """The row factory of this cursor."""
         return self._cursor.row_factory
 
     @row_factory.setter
@@ -813,9 +843,12 @@ class Session:
         return await self._conn._call(self.sync.patchset)  # type: ignore[no-any-return]
 
     async def attach(self, table: str | None = None) -> None:
+        """Also record ``table`` (None: every table)."""
         await self._conn._call(self.sync.attach, table)
 
     async def diff(self, from_schema: str, table: str) -> None:
+        """Record the changes that would turn ``table`` of the attached database
+        ``from_schema`` into this database's."""
         await self._conn._call(self.sync.diff, from_schema, table)
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -825,9 +858,11 @@ class Session:
 
     @property
     def closed(self) -> bool:
+        """True once the session is closed."""
         return self.sync.closed
 
     async def close(self) -> None:
+        """Delete the session (on the worker)."""
         if self.sync.closed or self._conn._connection is None:
             return
         await self._conn._call(self.sync.close)

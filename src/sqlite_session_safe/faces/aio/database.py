@@ -204,6 +204,8 @@ class Database:
 
     @property
     def closed(self) -> bool:
+        """True before the database is opened (awaited) and once :meth:`close`
+        has started."""
         return self._closing or self.sync is None
 
     def _check(self) -> SyncDatabase:
@@ -214,10 +216,12 @@ class Database:
 
     @property
     def path(self) -> str:
+        """The database file's path."""
         return self._check().path
 
     @property
     def mode(self) -> str:
+        """The coordination mode (``"trusted"``, ``"wal"`` or ``"network"``)."""
         return self._check().mode
 
     @property
@@ -369,9 +373,11 @@ class Database:
         return await self._on_reader(self._check().position)  # type: ignore[no-any-return]
 
     async def capabilities(self) -> dict[str, Any]:
+        """``Database.capabilities()`` on a reader thread."""
         return await self._on_reader(self._check().capabilities)  # type: ignore[no-any-return]
 
     async def tables_without_primary_key(self) -> list[str]:
+        """``Database.tables_without_primary_key()`` on a reader thread."""
         return await self._on_reader(self._check().tables_without_primary_key)  # type: ignore[no-any-return]
 
     async def backup(self, dest: str | os.PathLike[str],

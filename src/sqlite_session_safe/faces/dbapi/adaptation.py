@@ -142,14 +142,17 @@ Binary = memoryview
 
 
 def DateFromTicks(ticks: float) -> datetime.date:
+    """PEP 249: the local date of a POSIX timestamp."""
     return Date(*time.localtime(ticks)[:3])
 
 
 def TimeFromTicks(ticks: float) -> datetime.time:
+    """PEP 249: the local time of day of a POSIX timestamp."""
     return Time(*time.localtime(ticks)[3:6])
 
 
 def TimestampFromTicks(ticks: float) -> datetime.datetime:
+    """PEP 249: the local date and time of a POSIX timestamp."""
     return Timestamp(*time.localtime(ticks)[:6])
 
 

@@ -123,6 +123,8 @@ class CoordinatedConnection(ConnectionFace):
 
     @property
     def isolation_level(self) -> str | None:
+        """As the stdlib's: the BEGIN kind of the implicit transaction (None:
+        autocommit; setting None commits an open write)."""
         return self._isolation_level
 
     @isolation_level.setter
@@ -134,6 +136,8 @@ class CoordinatedConnection(ConnectionFace):
 
     @property
     def autocommit(self) -> int | bool:
+        """As the stdlib's (Python 3.12+): ``LEGACY_TRANSACTION_CONTROL``, True
+        or False."""
         return self._autocommit
 
     @autocommit.setter
@@ -151,6 +155,7 @@ class CoordinatedConnection(ConnectionFace):
 
     @property
     def closed(self) -> bool:
+        """True once :meth:`close` has run."""
         return self._db is None
 
     def _per_statement_writes(self) -> bool:
@@ -210,6 +215,7 @@ class CoordinatedConnection(ConnectionFace):
     # -- running SQL ----------------------------------------------------------
 
     def cursor(self, factory: Callable[[CoordinatedConnection], Cursor] | None = None) -> Cursor:
+        """A new :class:`CoordinatedCursor` (or ``factory(self)``)."""
         self._check_thread()
         self._check_open_dbapi()
         cursor = CoordinatedCursor(self) if factory is None else factory(self)  # type: ignore[arg-type]
@@ -218,12 +224,17 @@ class CoordinatedConnection(ConnectionFace):
         return cursor
 
     def execute(self, sql: str, parameters: Any = (), /) -> Cursor:
+        """``self.cursor().execute(sql, parameters)``."""
         return self.cursor().execute(sql, parameters)
 
     def executemany(self, sql: str, parameters: Iterable[Any], /) -> Cursor:
+        """``self.cursor().executemany(sql, parameters)``."""
         return self.cursor().executemany(sql, parameters)
 
     def executescript(self, sql_script: str, /) -> Cursor:
+        """Not supported on a coordinated connection (raises
+        :class:`NotSupportedError`): run the statements one at a time, DDL
+        through :meth:`migrate`."""
         raise NotSupportedError(
             "executescript() is not supported on a coordinated connection: run the statements one "
             "by one with execute(), and schema changes with con.migrate(sql)"
@@ -285,12 +296,17 @@ class CoordinatedCursor(Cursor):
     connection: CoordinatedConnection  # type: ignore[assignment]
 
     def execute(self, sql: str, parameters: Any = (), /) -> Cursor:
+        """Run one statement: DML joins (or opens) the connection's admitted
+        write; a query outside a write reads a snapshot."""
         return self._run(sql, parameters, many=False)
 
     def executemany(self, sql: str, seq_of_parameters: Iterable[Any], /) -> Cursor:
+        """Run one DML statement per parameter row, in the connection's admitted
+        write."""
         return self._run(sql, seq_of_parameters, many=True)
 
     def executescript(self, sql_script: str, /) -> Cursor:
+        """Not supported (see :meth:`CoordinatedConnection.executescript`)."""
         return self.connection.executescript(sql_script)
 
     def _run(self, sql: str, parameters: Any, many: bool) -> Cursor:
@@ -391,5 +407,6 @@ class CoordinatedCursor(Cursor):
                     stmt.finalize()
 
     def close(self) -> None:
+        """Close the cursor (its rows are dropped)."""
         self._rows, self._pos, self._more = [], 0, False
         self._closed = True
