@@ -28,6 +28,8 @@ class Blob:
     connection closes; using it afterwards raises :class:`ClosedError`.
     If the row is changed or deleted meanwhile, SQLite reports the blob as
     expired (:class:`AbortError`) on the next access.
+
+    Calls ``sqlite3_blob_open`` and ``sqlite3_blob_bytes`` when opened.
     """
 
     def __init__(
