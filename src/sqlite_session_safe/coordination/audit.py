@@ -112,7 +112,8 @@ class LogEntry:
         committed_at: RFC 3339 UTC wall time on the writer's host, taken just
             before COMMIT; informational (hosts' clocks differ).
         owner: the lock ``owner_id`` of the admitted writer.
-        host: the writer's host name; pid: its process id.
+        host: the writer's host name.
+        pid: the writer's process id.
         label: the label the write was given, or None.
         kind: ``"data"`` (a changeset) or ``"ddl"`` (a migration's SQL).
         changeset: the write's changes (kind "data"), else None.

@@ -60,8 +60,8 @@ class ExportReport:
     Attributes:
         path: the bundle file.
         entries: how many entries it holds.
-        first_seq, last_seq: their seq range (``first_seq = since + 1``;
-            ``last_seq = since`` for an empty bundle).
+        first_seq: the first entry's seq (``since + 1``).
+        last_seq: the last entry's seq (``since`` for an empty bundle).
         sha256: hex SHA-256 of the file's content before the checksum (the
             checksum stored at its end).
         size: the file's size in bytes.
@@ -83,7 +83,8 @@ class Bundle:
         path: the file it was read from.
         version: the format version (1).
         source_id: the ``database_id`` of the database it was exported from.
-        first_seq, last_seq: the seq range of its entries.
+        first_seq: the seq of its first entry.
+        last_seq: the seq of its last entry.
         created_at: RFC 3339 UTC wall time of the export (informational).
         entries: the log entries, in seq order, as :class:`LogEntry`.
         sha256: the stored (and verified) checksum, hex.

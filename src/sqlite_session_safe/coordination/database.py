@@ -146,7 +146,7 @@ class WriteTiming:
     """Seconds spent by one write, on this process's monotonic clock.
 
     Attributes:
-        wait: waiting for admission (thread mutex + directory lock).
+        wait: waiting for admission (thread mutex + the outer lock).
         held: from admission to release (transaction, fn, commit).
         total: the whole call.
     """
@@ -695,7 +695,11 @@ class Database:
             SchemaChangeInWrite: fn changed the schema (use :meth:`migrate`).
             NoPrimaryKeyError: fn changed a table without a primary key.
             InterfaceError: a write nested in a write (or in a read) of this thread.
-            Whatever fn raised, after rolling back.
+
+        Whatever ``fn`` raises comes out as itself, after the write rolled
+        back.  An exception that escapes after the COMMIT itself landed (an
+        error reported for a COMMIT that is durable, a Ctrl-C during COMMIT)
+        carries the committed :class:`WriteResult` as ``exc.write``.
         """
         tx = WriteTx(self, label)
         if fn is None:
