@@ -85,3 +85,16 @@ def test_all_public_names_of_the_submodules_are_exported():
 
     left_out = {"session_method"}  # attached as Connection.session
     assert set(sessions.__all__) - left_out <= set(sss.__all__)
+
+
+def test_aio_star_import_keeps_builtin_open():
+    import sqlite_session_safe.aio as aio
+
+    assert aio.open is aio.open_database
+    assert "open" not in aio.__all__ and "open_database" in aio.__all__
+    # Warning is PEP 249's name (aiosqlite and the stdlib sqlite3 export it too)
+    shadowed = sorted(set(aio.__all__) & set(dir(builtins)) - {"__version__", "Warning"})
+    assert not shadowed, shadowed
+    namespace: dict[str, object] = {}
+    exec("from sqlite_session_safe.aio import *", namespace)
+    assert "open" not in namespace
