@@ -25,6 +25,14 @@ exceptions, by layer; the ``SQLITE_*`` constants.  The DB-API module is
 :mod:`sqlite_session_safe.dbapi` (a drop-in for ``sqlite3``), the asyncio
 one :mod:`sqlite_session_safe.aio` (a drop-in for aiosqlite).
 
+The names built on "Conflict" are all about applying a changeset to rows
+that differ from what it expects: a policy (:data:`OnConflict`) decides each
+:class:`Conflict` (of a :class:`ConflictType`) with an :class:`Action`;
+:class:`ConflictAbort` is a policy's ABORT (:class:`ReplicationConflict` and
+:class:`UndoConflict` for replication and undo, each listing
+:class:`ConflictRow` rows); :class:`ConflictPolicyError` is an invalid
+policy.  An optimistic write that gave up is :class:`OptimisticWriteFailed`.
+
 Names kept for compatibility: ``open`` (= :func:`open_database`; left out of
 ``__all__`` so that ``from sqlite_session_safe import *`` does not hide the
 builtin ``open``); ``ConflictError`` (= :class:`OptimisticWriteFailed`: an
