@@ -112,10 +112,11 @@ log = logging.getLogger("sqlite_session_safe.database")
 
 #: Default ``linger`` (seconds the write lock is kept after a write) per mode:
 #: 0 everywhere.  In trusted and wal modes (lock protocol v2) taking the OS
-#: lock costs microseconds, so there is nothing to save, and ``linger`` is
-#: ignored there.  In network mode a lease saves the lock directory's mkdir,
-#: fsyncs and renames, but a holder crashed while lingering costs every client
-#: on another host the stale timeout, so it is off unless asked for.
+#: lock costs microseconds, so a lease saves little, and its holder cannot
+#: see who waits (a run of leases is bounded by :data:`MAX_TENURE`).  In
+#: network mode a lease saves the lock directory's mkdir, fsyncs and renames,
+#: but a holder crashed while lingering costs every client on another host
+#: the stale timeout.  So it is off unless asked for.
 DEFAULT_LINGER: dict[str, float] = {"trusted": 0.0, "wal": 0.0, "network": 0.0}
 
 #: In trusted and wal modes a run of leases (``linger``) keeps the lock for at
@@ -1559,11 +1560,12 @@ def open_database(
             refusing writes to them.
         linger: seconds to keep the write lock after a write (a lease), so
             the next write of this Database is admitted without re-acquiring
-            it; waiters get it at once.  None: the mode's default
-            (:data:`DEFAULT_LINGER`: 0 in every mode); 0 releases after every
-            write.  Only network mode lingers: in trusted and wal modes the OS
-            lock costs microseconds to take, and ``linger`` is ignored.
-            PROTOCOL.md §2.11.
+            it.  None: the mode's default (:data:`DEFAULT_LINGER`: 0 in every
+            mode); 0 releases after every write.  In network mode a waiter
+            gets the lock at once.  In trusted and wal modes the OS lock is
+            kept too, but its holder cannot see who waits, so a run of leases
+            is bounded (:data:`MAX_TENURE`, 50 ms): more throughput for a busy
+            writer, longer waits for the others.  PROTOCOL.md §2.11, §2A.7.
     """
     return Database(
         path, mode, timeout=timeout, audit=audit, pragmas=pragmas, busy_timeout=busy_timeout,
