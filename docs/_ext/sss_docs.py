@@ -108,12 +108,25 @@ def _role(obj: object) -> str:
     return f":exc:`~{names[0]}`{also}"
 
 
-class ExceptionTree(SphinxDirective):
-    """The hierarchy under ``sss.Error``, then a reference entry per class."""
+class _Generated(SphinxDirective):
+    """A directive whose output is reST text generated from the code."""
 
     has_content = False
 
+    def lines(self) -> list[str]:
+        raise NotImplementedError
+
     def run(self) -> list[nodes.Node]:
+        container = nodes.container()
+        self.state.nested_parse(StringList(self.lines(), source=f"<{self.name}>"),
+                                self.content_offset, container)
+        return list(container.children)
+
+
+class ExceptionTree(_Generated):
+    """The hierarchy under ``sss.Error``, then a reference entry per class."""
+
+    def lines(self) -> list[str]:
         lines: list[str] = []
 
         def tree(cls: type, depth: int) -> None:
@@ -141,21 +154,13 @@ class ExceptionTree(SphinxDirective):
                 entries(sub)
 
         entries(sss.Error)
-        return self._parse(lines)
-
-    def _parse(self, lines: list[str]) -> list[nodes.Node]:
-        container = nodes.container()
-        self.state.nested_parse(StringList(lines, source="<sss-exceptions>"), self.content_offset,
-                                container)
-        return list(container.children)
+        return lines
 
 
-class ResultCodes(SphinxDirective):
+class ResultCodes(_Generated):
     """SQLite's primary result codes and the classes they become."""
 
-    has_content = False
-
-    def run(self) -> list[nodes.Node]:
+    def lines(self) -> list[str]:
         lines = [".. list-table::", "   :header-rows: 1", "", "   * - code",
                  "     - SQLite's name", "     - native class (``sss``)",
                  "     - DB-API class (``sss.dbapi``)"]
@@ -164,18 +169,13 @@ class ResultCodes(SphinxDirective):
             dbapi_text = _role(dbapi_cls) if public_name(dbapi_cls) else f"``{dbapi_cls.__qualname__}``"
             lines += [f"   * - {code}", f"     - ``{name}``", f"     - {_role(sss.error_class_for(code))}",
                       f"     - {dbapi_text}"]
-        container = nodes.container()
-        self.state.nested_parse(StringList(lines, source="<sss-result-codes>"), self.content_offset,
-                                container)
-        return list(container.children)
+        return lines
 
 
-class Constants(SphinxDirective):
+class Constants(_Generated):
     """The ``SQLITE_*`` constants ``sqlite_session_safe`` exports, with values."""
 
-    has_content = False
-
-    def run(self) -> list[nodes.Node]:
+    def lines(self) -> list[str]:
         lines: list[str] = []
         for title, module in (("For user functions and hooks (authorizer actions, limits, ...)",
                                _constants),
@@ -185,10 +185,7 @@ class Constants(SphinxDirective):
             for name in module.__all__:
                 lines += [f"   * - ``sss.{name}``", f"     - ``{getattr(sss, name)!r}``"]
             lines.append("")
-        container = nodes.container()
-        self.state.nested_parse(StringList(lines, source="<sss-constants>"), self.content_offset,
-                                container)
-        return list(container.children)
+        return lines
 
 
 def public_objects() -> dict[str, object]:
