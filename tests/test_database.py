@@ -91,6 +91,33 @@ def test_network_mode_reopens_and_takes_the_reader_lock(tmp_path):
                 db.write(lambda tx: None)
 
 
+def test_network_mode_open_reads_the_file_only_once_admitted(tmp_path):
+    """Where SQLite's own locks do not reach the other clients (protocol 1),
+    an unlocked read at open could take a writer's live journal for hot and
+    roll it back: sss.open waits for the write lock before reading the file."""
+    path = tmp_path / "n.db"
+    with sss.open(path, mode="network") as db:
+        db.migrate("CREATE TABLE t(id INTEGER PRIMARY KEY)")
+    held, done = threading.Event(), threading.Event()
+
+    def hold() -> None:  # another thread: a lock is not reentrant within one
+        with sss.DirectoryLock(str(path), "write", stale_timeout=60):
+            held.set()
+            done.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(30)
+        with pytest.raises(sss.LockTimeout):
+            sss.open(path, mode="network", timeout=0.3)
+    finally:
+        done.set()
+        holder.join(30)
+    with sss.open(path, mode="network", timeout=5) as db:
+        assert db.capabilities()["reader_lock"] is True
+
+
 def test_network_mode_nolock(tmp_path):
     with pytest.raises(sss.InterfaceError, match="unsafe_nolock=True"):
         sss.open(tmp_path / "n.db", mode="network", nolock=True)

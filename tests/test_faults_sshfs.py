@@ -127,7 +127,9 @@ def _weak_lock(sshfs: Mounts, mode: str, n: int, dir_cache: bool) -> None:
     assert len(done) == 2 * n, (len(done), tally)
     # lost updates: a value read by two writes
     lost = sum(k - 1 for k in values.values() if k > 1)
-    assert lost == 0, f"{lost} lost updates (values read by two writes), counter {counter} of {2 * n}"
+    twice = sorted(v for v, k in values.items() if k > 1)
+    assert lost == 0, (f"{lost} lost updates (values read by two writes: {twice[:10]}), "
+                       f"counter {counter} of {2 * n}")
     # applied twice (or committed but reported as failed): more increments than successes
     assert counter == 2 * n, f"counter {counter}, {len(done)} successes"
     assert sorted(values) == list(range(2 * n))

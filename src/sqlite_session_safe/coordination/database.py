@@ -550,9 +550,16 @@ class Database:
         #: system, whose client caches may serve a connection kept open stale
         #: pages (seen over sshfs: lost updates).
         self.reopen_per_admission = self.spec.reopen
+        #: Readers take the outer lock (a reader lock directory): network
+        #: mode, and trusted mode on a network file system.  Where SQLite's
+        #: own locks do not reach another client, an unlocked reader that
+        #: finds a writer's journal takes it for hot and rolls it back,
+        #: undoing that writer's COMMIT.
+        self.read_lock = self.spec.read_lock
         if self.protocol == 2 and is_network_filesystem(self.path):
             self.protocol = 1
             self.reopen_per_admission = True
+            self.read_lock = True
         if self.protocol == 2:
             self._lock = OSLock(self.path, timeout=timeout)
         else:
@@ -609,7 +616,24 @@ class Database:
 
     def _prepare(self, con: Connection) -> None:
         """Refuse audit=False on an audited database; put the file in the
-        mode's journal mode (under the write lock, only when it differs)."""
+        mode's journal mode (under the write lock, only when it differs).
+
+        With lock protocol 1 (network mode, trusted mode on a network file
+        system) all of it runs under the write lock: reading the file there
+        without the outer lock could take another client's live journal for
+        hot and roll it back (SQLite's own locks do not reach that client),
+        undoing a COMMIT in flight -- seen over two sshfs mounts as a lost
+        update when a writer opened while the other committed."""
+        if self.protocol == 1:
+            lock = self._admitted_lock()
+            try:
+                self._prepare_admitted(con, locked=True)
+            finally:
+                lock.release()
+        else:
+            self._prepare_admitted(con, locked=False)
+
+    def _prepare_admitted(self, con: Connection, locked: bool) -> None:
         if not self.audit and audit.has_log(con):
             raise InterfaceError(
                 f"{self.path!r} keeps an audit log ({audit.LOG_TABLE}); writing it with audit=False "
@@ -619,11 +643,14 @@ class Database:
         current = str(_scalar(con, "PRAGMA journal_mode")).lower()
         if current == want:
             return
-        lock = self._admitted_lock()
-        try:
+        if locked:
             got = str(_scalar(con, f"PRAGMA journal_mode = {want}")).lower()
-        finally:
-            lock.release()
+        else:
+            lock = self._admitted_lock()
+            try:
+                got = str(_scalar(con, f"PRAGMA journal_mode = {want}")).lower()
+            finally:
+                lock.release()
         if got != want:
             raise InterfaceError(
                 f"cannot switch {self.path!r} from journal_mode={current} to {want} (mode "
@@ -1229,10 +1256,10 @@ class Database:
         if outer is not None:  # nested: the same snapshot
             r._outer, r._con, r.seq = outer, outer._con, outer.seq
             return
-        if self.spec.read_lock and getattr(self._local, "writing", False):
+        if self.read_lock and getattr(self._local, "writing", False):
             raise InterfaceError("in network mode a read cannot run inside a write of the same "
                                  "thread (the reader lock waits for the write lock); use tx.execute")
-        if self.spec.read_lock:
+        if self.read_lock:
             lock = DirectoryLock(self.path, "read", timeout=self.timeout,
                                  stale_timeout=self.stale_timeout,
                                  heartbeat_interval=self.heartbeat_interval)
@@ -1374,7 +1401,7 @@ class Database:
             "synchronous": {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}.get(sync, str(sync)),
             "foreign_keys": fks,
             "sqlite_locks": not self.nolock,
-            "reader_lock": self.spec.read_lock,
+            "reader_lock": self.read_lock,
             "reopen_per_admission": self.reopen_per_admission,
             "lock_protocol_version": self.protocol,
             "audit": self.audit,
