@@ -124,7 +124,7 @@ def _weak_lock(sshfs: Mounts, mode: str, n: int, dir_cache: bool) -> None:
     values = Counter(d[1] for d in done)
     seqs = Counter(d[0] for d in done)
     # no writer gave up (100 failures in a row)
-    assert len(done) == 2 * n, (len(done), tally)
+    assert len(done) == 2 * n, (len(done), tally, errors[-3:])
     # lost updates: a value read by two writes
     lost = sum(k - 1 for k in values.values() if k > 1)
     twice = sorted(v for v, k in values.items() if k > 1)
