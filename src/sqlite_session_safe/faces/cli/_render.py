@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from typing import Any
+from typing import Any, BinaryIO
 
 import sqlite_session_safe as sss
 
-from ...sessions.changeset import change_dicts
-from ._base import Output, for_terminal
+from ...sessions.changeset import NameCache
+from ...sessions.stream import FORMAT_JSON, FORMAT_JSON_ASCII, FORMAT_TEXT, format_stream, summarize_stream
+from ._base import Output, for_terminal, is_utf8
 
-__all__ = ["literal", "change_line", "show_changes", "changes_doc", "lock_doc", "lock_message", "show_lock",
-           "count_changes",
-           "entry_doc", "show_entry"]
+__all__ = ["literal", "change_line", "show_changes", "write_changes_json", "changes_doc", "lock_doc",
+           "lock_message", "show_lock", "count_changes", "entry_doc", "show_entry"]
 
 
 def literal(value: Any) -> str:
@@ -33,7 +32,10 @@ def change_line(change: dict[str, Any]) -> str:
         INSERT item (id=3, name='plum')
         UPDATE item [id=1] qty: 3 -> 2
         DELETE item (id=2, name='pear')
-    """
+
+    The reference rendering: the commands print changes through
+    :func:`show_changes`, which writes these same lines in C
+    (``csrc/sss_format.c``; the tests hold the two to the same bytes)."""
     table, op = change["table"], change["op"]
     old, new = change["old"] or {}, change["new"] or {}
     mark = " (indirect)" if change["indirect"] else ""
@@ -49,25 +51,41 @@ def change_line(change: dict[str, Any]) -> str:
 
 
 def changes_doc(cs: sss.Changeset | sss.Patchset, con: sss.Connection | None) -> list[Any]:
-    """The changes as JSON-ready dicts (``Changeset.to_json``'s encoding)."""
-    result: list[Any] = json.loads(cs.to_json(con))
+    """The changes as JSON-ready dicts (``Changeset.to_json``'s encoding),
+    formatted in C and parsed by ``json``."""
+    text = "".join(format_stream(cs, NameCache(con).get, FORMAT_JSON))
+    result: list[Any] = json.loads(f"[{text}]")
     return result
 
 
-def show_changes(out: Output, cs: Iterable[sss.Change] | sss.Changeset | sss.Patchset,
-                 con: sss.Connection | None,
+def show_changes(out: Output, cs: sss.Changeset | sss.Patchset | BinaryIO, con: sss.Connection | None,
                  indent: str = "  ") -> None:
-    """Print every change of ``cs`` (a changeset, or changes streamed from a
-    file), one line each as it comes (column names from ``con``)."""
-    for change in change_dicts(cs, con):
-        out.line(indent + change_line(change))
+    """Print every change of ``cs`` (a changeset, or a binary file holding
+    one), one :func:`change_line` each, formatted in C and written a chunk at
+    a time as the changes are read (column names from ``con``).  Nothing
+    with ``--json``."""
+    if out.json:
+        return
+    for text in format_stream(cs, NameCache(con).get, FORMAT_TEXT, indent):
+        out.write(text)
+
+
+def write_changes_json(out: Output, cs: sss.Changeset | sss.Patchset | BinaryIO,
+                       con: sss.Connection | None) -> None:
+    """Write the changes of ``cs`` as the items of a JSON array (objects
+    separated by ", ", no brackets), as ``out.dumps`` would write each of
+    :func:`change_dicts`' dicts, formatted in C a chunk at a time."""
+    mode = FORMAT_JSON if is_utf8(out.out) else FORMAT_JSON_ASCII
+    for text in format_stream(cs, NameCache(con).get, mode):
+        out.write(text)
 
 
 def count_changes(cs: sss.Changeset | sss.Patchset) -> dict[str, int]:
-    """Changes per table, in the order the tables appear."""
+    """Changes per table, in the order the tables appear (counted in C)."""
     counts: dict[str, int] = {}
-    for change in cs:
-        counts[change.table] = counts.get(change.table, 0) + 1
+    if cs:
+        for table, _, _, ins, upd, dels in summarize_stream(cs)[1]:
+            counts[table] = counts.get(table, 0) + ins + upd + dels
     return counts
 
 
