@@ -273,3 +273,38 @@ def test_show_prints_what_the_reference_prints_on_utf8_and_ascii_stdout(tmp_path
         assert doc["changes"] == json.loads(json.dumps([jsonable(d) for d in dicts]))
         expect_json = ", ".join(json.dumps(jsonable(d), ensure_ascii=encoding == "ascii") for d in dicts)
         assert expect_json in js.stdout.decode(encoding)
+
+
+def test_log_and_bundle_json_stream_the_same_documents(tmp_path: Path) -> None:
+    db_path, bundle = tmp_path / "a.db", tmp_path / "a.bundle"
+    with sss.open(db_path) as db:
+        db.migrate("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, n REAL, b BLOB)")
+        db.write(lambda tx: tx.execute("INSERT INTO t VALUES (1, 'snow ☃ it''s', 0.1, x'00ff'), "
+                                       "(2, NULL, 1e300, NULL)"), label="ünï")
+        db.write(lambda tx: tx.execute("UPDATE t SET v = 'x\ny' WHERE id = 1"))
+        entries = list(db.log())
+        db.export(bundle)
+    con = sss.connect(db_path, readonly=True)
+    try:
+        # log names the columns from the database, show (no --db) by position.
+        expect: dict[str, list[dict[str, Any]]] = {"log": [], "show": []}
+        for command, names in (("log", con), ("show", None)):
+            for e in entries:
+                doc: dict[str, Any] = {"seq": e.seq, "label": e.label, "kind": e.kind, "sql": e.sql}
+                if e.changeset is not None:
+                    doc["changes"] = json.loads(json.dumps([jsonable(d)
+                                                            for d in change_dicts(e.changeset, names)]))
+                expect[command].append(doc)
+    finally:
+        con.close()
+    for encoding in ("utf-8", "ascii"):
+        log = run_cli("log", str(db_path), "--changes", "--json", encoding=encoding)
+        shown = run_cli("show", str(bundle), "--json", encoding=encoding)
+        for command, proc in (("log", log), ("show", shown)):
+            assert proc.returncode == 0, proc.stderr
+            text = proc.stdout.decode(encoding)  # ASCII stdout: only ASCII JSON
+            assert text.endswith("]}\n") and text.count("\n") == 1
+            got = json.loads(text)["entries"]
+            assert [{k: d[k] for k in expect[command][i]} for i, d in enumerate(got)] == expect[command]
+    text_log = run_cli("log", str(db_path), "--changes")
+    assert b"no entries after" not in text_log.stdout and b"INSERT t (id=1" in text_log.stdout

@@ -24,7 +24,7 @@ from ._base import (
     raw_readonly,
     require_file,
 )
-from ._render import changes_doc, count_changes, show_changes, write_changes_json
+from ._render import changes_doc, count_changes, open_json, show_changes, write_changes_json
 
 __all__ = ["register", "read_changeset", "write_atomically"]
 
@@ -127,8 +127,7 @@ def _show_streamed(args: argparse.Namespace, out: Output, con: sss.Connection | 
         f.seek(0)
         if out.json:
             # One JSON object, written as the changes are formatted.
-            text = out.dumps({"command": "show", "file": args.file, **doc})
-            out.write(text[:-1] + ', "changes": [')
+            open_json(out, {"command": "show", "file": args.file, **doc}, "changes")
             write_changes_json(out, f, con)
             out.write("]}\n")
             out.flush()

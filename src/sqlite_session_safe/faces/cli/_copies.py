@@ -26,7 +26,7 @@ from ._base import (
     require_file,
     whole_number,
 )
-from ._render import entry_doc, show_entry
+from ._render import entry_doc, open_json, show_entry, write_entry_json
 
 __all__ = ["register", "show_bundle"]
 
@@ -222,13 +222,18 @@ def show_bundle(args: argparse.Namespace, out: Output, con: sss.Connection | Non
         out.line(f"{args.file}: bundle v{bundle.version} from database {bundle.source_id}, "
                  f"{count} entries (seq {bundle.first_seq}..{bundle.last_seq}), "
                  f"created {bundle.created_at}, sha256 {bundle.sha256} (verified)")
-        entries = []
-        for entry in bundle.entries():
-            doc = entry_doc(entry, con, decode=out.json)
+        # One entry in memory at a time, its changes formatted as written.
+        if out.json:
+            open_json(out, head, "entries")
+        for i, entry in enumerate(bundle.entries()):
             if out.json:
-                entries.append(doc)
-            show_entry(out, entry, doc, con, decode=True)
-    out.document({**head, "entries": entries})
+                out.write(", " if i else "")
+                write_entry_json(out, entry, con, decode=True)
+            else:
+                show_entry(out, entry, entry_doc(entry, con, False), con, decode=True)
+        if out.json:
+            out.write("]}\n")
+            out.flush()
     return ExitCode.OK
 
 

@@ -24,7 +24,7 @@ from ._base import (
     require_file,
     whole_number,
 )
-from ._render import entry_doc, lock_doc, lock_message, show_entry, show_lock
+from ._render import entry_doc, lock_doc, lock_message, open_json, show_entry, show_lock, write_entry_json
 
 __all__ = ["register"]
 
@@ -136,13 +136,13 @@ def cmd_lock(args: argparse.Namespace, out: Output) -> int:
 _BATCH = 256
 
 
-def _selected(db: sss.Database, since: int, newest: int | None, reverse: bool) -> Iterator[sss.LogEntry]:
+def _selected(db: sss.Database, since: int, newest: int | None, reverse: bool,
+              top: int) -> Iterator[sss.LogEntry]:
     """The entries ``log`` shows, oldest first (newest first with
     ``reverse``): those after ``since``, only the last ``newest`` of them,
-    up to the log position when the command started.  Read in batches, so
-    memory does not grow with the log."""
+    up to ``top`` (the log position when the command started).  Read in
+    batches, so memory does not grow with the log."""
     with db.read() as r:
-        top = r.seq
         bottom = since  # entries with bottom < seq <= top
         if newest is not None and top > since:
             row = None if newest == 0 else r.execute(
@@ -161,18 +161,26 @@ def _selected(db: sss.Database, since: int, newest: int | None, reverse: bool) -
 
 def cmd_log(args: argparse.Namespace, out: Output) -> int:
     with open_db(args, args.database, looking=True) as db, raw_readonly(args.database) as names:
-        entries = itertools.islice(_selected(db, args.since, args.newest, args.reverse), args.limit)
-        docs = []
-        for entry in entries:
-            # Text output keeps nothing and decodes each entry's changes as
-            # they are printed: memory stays bounded by one entry.
-            doc = entry_doc(entry, names, args.changes and out.json)
-            if out.json:
-                docs.append(doc)
-            show_entry(out, entry, doc, names, args.changes)
         position = db.position()
-    out.document({"command": "log", "position": position, "since": args.since, "entries": docs})
-    if not docs:
+        entries = itertools.islice(_selected(db, args.since, args.newest, args.reverse, position),
+                                   args.limit)
+        # Nothing is kept: each entry is written (its changes formatted in C
+        # as they are written) before the next is read, so memory stays
+        # bounded by one entry, in text and in JSON.
+        if out.json:
+            open_json(out, {"command": "log", "position": position, "since": args.since}, "entries")
+        shown = 0
+        for entry in entries:
+            if out.json:
+                out.write(", " if shown else "")
+                write_entry_json(out, entry, names, args.changes)
+            else:
+                show_entry(out, entry, entry_doc(entry, names, False), names, args.changes)
+            shown += 1
+        if out.json:
+            out.write("]}\n")
+            out.flush()
+    if not shown:
         if args.limit == 0 or args.newest == 0:
             out.line(f"nothing shown (asked for 0 entries); log position {position}")
         elif position == 0:

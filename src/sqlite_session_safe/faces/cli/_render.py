@@ -12,7 +12,8 @@ from ...sessions.stream import FORMAT_JSON, FORMAT_JSON_ASCII, FORMAT_TEXT, form
 from ._base import Output, for_terminal, is_utf8
 
 __all__ = ["literal", "change_line", "show_changes", "write_changes_json", "changes_doc", "lock_doc",
-           "lock_message", "show_lock", "count_changes", "entry_doc", "show_entry"]
+           "lock_message", "show_lock", "count_changes", "entry_doc", "show_entry", "open_json",
+           "write_entry_json"]
 
 
 def literal(value: Any) -> str:
@@ -78,6 +79,27 @@ def write_changes_json(out: Output, cs: sss.Changeset | sss.Patchset | BinaryIO,
     mode = FORMAT_JSON if is_utf8(out.out) else FORMAT_JSON_ASCII
     for text in format_stream(cs, NameCache(con).get, mode):
         out.write(text)
+
+
+def open_json(out: Output, doc: dict[str, Any], key: str) -> None:
+    """Start writing ``doc`` with one more key, ``key``, a list whose items
+    the caller writes next (", " between them), then closes with "]}":
+    the bytes ``out.dumps({**doc, key: items})`` would write, without
+    holding the items."""
+    out.write(out.dumps(doc)[:-1] + (", " if doc else "") + json.dumps(key) + ": [")
+
+
+def write_entry_json(out: Output, entry: sss.LogEntry, con: sss.Connection | None, decode: bool) -> None:
+    """:func:`entry_doc` as JSON (``decode``: with its changes, formatted in
+    C as they are written, so a large entry costs its bytes, not a Python
+    object per change)."""
+    doc = entry_doc(entry, con, False)
+    if not decode or entry.changeset is None:
+        out.write(out.dumps(doc))
+        return
+    open_json(out, doc, "changes")
+    write_changes_json(out, entry.changeset, con)
+    out.write("]}")
 
 
 def count_changes(cs: sss.Changeset | sss.Patchset) -> dict[str, int]:
