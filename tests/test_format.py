@@ -308,3 +308,44 @@ def test_log_and_bundle_json_stream_the_same_documents(tmp_path: Path) -> None:
             assert [{k: d[k] for k in expect[command][i]} for i, d in enumerate(got)] == expect[command]
     text_log = run_cli("log", str(db_path), "--changes")
     assert b"no entries after" not in text_log.stdout and b"INSERT t (id=1" in text_log.stdout
+
+
+def test_log_spools_large_entries_and_prints_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """Entries larger than the in-memory window are copied to a temporary
+    file and formatted from there: the output is the same, in every order."""
+    from sqlite_session_safe.faces.cli import _inspect, main
+
+    path = str(tmp_path / "a.db")
+    with sss.open(path) as db:
+        db.migrate("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+        for i in range(6):
+            db.write(lambda tx, i=i: tx.executemany("INSERT INTO t VALUES (?, ?)",
+                                                     [(i * 100 + k, "x" * (k * i)) for k in range(i * 5)]))
+        db.migrate("CREATE TABLE u(id INTEGER PRIMARY KEY)")
+        db.write(lambda tx: tx.execute("UPDATE t SET v = 'é' WHERE id = 101"))
+    runs = [["log", path, "--changes"], ["log", path, "--changes", "--reverse"],
+            ["log", path, "--changes", "--newest", "3"], ["log", path, "--changes", "--limit", "4"],
+            ["log", path, "--changes", "--reverse", "--since", "2", "--json"], ["log", path, "--json"]]
+
+    def outputs() -> list[str]:
+        got = []
+        for args in runs:
+            assert main(args) == 0
+            got.append(capsys.readouterr().out)
+        return got
+
+    whole = outputs()
+    assert "INSERT t (id=501" in whole[0] and "#8" in whole[1].splitlines()[0]
+    monkeypatch.setattr(_inspect, "_BATCH_BYTES", 200)
+    monkeypatch.setattr(_inspect, "_BATCH", 2)
+    spooled: list[int] = []
+    real = _inspect.tempfile.TemporaryFile
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        spooled.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_inspect.tempfile, "TemporaryFile", counted)
+    assert outputs() == whole
+    assert len(spooled) >= 10  # the larger entries went through files

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import tempfile
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, BinaryIO
 
 import sqlite_session_safe as sss
 
+from ...coordination import audit, wire
 from ...coordination.audit import LOG_FORMAT, LOG_TABLE, META_TABLE, parse_committed_at
 from ...coordination.lock import lock_paths
 from ...coordination.retention import PRUNED_KEY
@@ -134,14 +136,46 @@ def cmd_lock(args: argparse.Namespace, out: Output) -> int:
 # -- log ----------------------------------------------------------------------
 
 _BATCH = 256
+#: Entry bodies held in memory per snapshot; a body larger than this is
+#: copied to a temporary file (in bounded memory) and formatted from there.
+_BATCH_BYTES = 16 << 20
+
+#: An entry ``log`` shows, and its changes when they were spooled to a file.
+Shown = tuple[sss.LogEntry, BinaryIO | None]
+
+
+def _window(db: sss.Database, lo: int, hi: int) -> list[Shown]:
+    """The entries ``lo < seq <= hi``, oldest first, read in one snapshot:
+    at most _BATCH of them, their bodies in memory at most _BATCH_BYTES (but
+    one entry always)."""
+    out: list[Shown] = []
+    held = 0
+    with db.read() as r:
+        con = r._con
+        assert con is not None
+        for head in wire.iter_heads(con, lo, hi, _BATCH):
+            if len(out) >= _BATCH or (out and held + head.size > _BATCH_BYTES):
+                break
+            if head.kind == "data" and head.size > _BATCH_BYTES:
+                spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed by cmd_log
+                for piece in wire.iter_body(con, head):
+                    spool.write(piece)
+                spool.seek(0)
+                out.append((sss.LogEntry(head.seq, head.committed_at, head.owner, head.host, head.pid,
+                                         head.label, "data", None, None, head.epoch), spool))
+                continue
+            entries = audit.read_entries(con, head.seq - 1, 1)
+            held += head.size
+            out.extend((e, None) for e in entries if e.seq == head.seq)
+    return out
 
 
 def _selected(db: sss.Database, since: int, newest: int | None, reverse: bool,
-              top: int) -> Iterator[sss.LogEntry]:
+              top: int) -> Iterator[Shown]:
     """The entries ``log`` shows, oldest first (newest first with
     ``reverse``): those after ``since``, only the last ``newest`` of them,
     up to ``top`` (the log position when the command started).  Read in
-    batches, so memory does not grow with the log."""
+    windows, so memory does not grow with the log nor with an entry."""
     with db.read() as r:
         bottom = since  # entries with bottom < seq <= top
         if newest is not None and top > since:
@@ -150,12 +184,29 @@ def _selected(db: sss.Database, since: int, newest: int | None, reverse: bool,
                 "LIMIT 1 OFFSET ?", (since, top, newest - 1)).fetchone()
             bottom = top if newest == 0 else since if row is None else int(row[0]) - 1
     if not reverse:
-        yield from itertools.takewhile(lambda e: e.seq <= top, db.log(since=bottom))
+        while bottom < top:
+            window = _window(db, bottom, top)
+            if not window:
+                return
+            yield from window
+            bottom = window[-1][0].seq
         return
     while top > bottom:
+        # Newest first: back from the top _BATCH entries at a time, read in
+        # groups of at most _BATCH_BYTES of bodies (or one larger entry).
         start = max(bottom, top - _BATCH)
-        window = [e for e in itertools.islice(db.log(since=start), top - start) if e.seq <= top]
-        yield from reversed(window)
+        with db.read() as r:
+            assert r._con is not None
+            heads = list(wire.iter_heads(r._con, start, top, _BATCH))
+        group: list[wire.EntryHead] = []
+        size = 0
+        for head in [*reversed(heads), None]:
+            if group and (head is None or size + head.size > _BATCH_BYTES):
+                yield from reversed(_window(db, group[-1].seq - 1, group[0].seq))
+                group, size = [], 0
+            if head is not None:
+                group.append(head)
+                size += head.size
         top = start
 
 
@@ -170,12 +221,17 @@ def cmd_log(args: argparse.Namespace, out: Output) -> int:
         if out.json:
             open_json(out, {"command": "log", "position": position, "since": args.since}, "entries")
         shown = 0
-        for entry in entries:
-            if out.json:
-                out.write(", " if shown else "")
-                write_entry_json(out, entry, names, args.changes)
-            else:
-                show_entry(out, entry, entry_doc(entry, names, False), names, args.changes)
+        for entry, body in entries:
+            try:
+                if out.json:
+                    out.write(", " if shown else "")
+                    write_entry_json(out, entry, names, args.changes, body)
+                else:
+                    show_entry(out, entry, entry_doc(entry, names, False, body), names, args.changes,
+                               body)
+            finally:
+                if body is not None:
+                    body.close()
             shown += 1
         if out.json:
             out.write("]}\n")

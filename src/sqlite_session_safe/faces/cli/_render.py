@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any, BinaryIO
 
 import sqlite_session_safe as sss
@@ -51,7 +52,7 @@ def change_line(change: dict[str, Any]) -> str:
     return f"UPDATE {table} [{key}] {sets}{mark}"
 
 
-def changes_doc(cs: sss.Changeset | sss.Patchset, con: sss.Connection | None) -> list[Any]:
+def changes_doc(cs: sss.Changeset | sss.Patchset | BinaryIO, con: sss.Connection | None) -> list[Any]:
     """The changes as JSON-ready dicts (``Changeset.to_json``'s encoding),
     formatted in C and parsed by ``json``."""
     text = "".join(format_stream(cs, NameCache(con).get, FORMAT_JSON))
@@ -89,26 +90,50 @@ def open_json(out: Output, doc: dict[str, Any], key: str) -> None:
     out.write(out.dumps(doc)[:-1] + (", " if doc else "") + json.dumps(key) + ": [")
 
 
-def write_entry_json(out: Output, entry: sss.LogEntry, con: sss.Connection | None, decode: bool) -> None:
+#: A data entry's changes: in memory, or in a binary file (a large entry
+#: the command spooled to disk rather than hold).
+Body = sss.Changeset | sss.Patchset | BinaryIO
+
+
+def _body(entry: sss.LogEntry, body: Body | None) -> Body | None:
+    return body if body is not None else entry.changeset
+
+
+def write_entry_json(out: Output, entry: sss.LogEntry, con: sss.Connection | None, decode: bool,
+                     body: Body | None = None) -> None:
     """:func:`entry_doc` as JSON (``decode``: with its changes, formatted in
     C as they are written, so a large entry costs its bytes, not a Python
-    object per change)."""
-    doc = entry_doc(entry, con, False)
-    if not decode or entry.changeset is None:
+    object per change; ``body``: the changes, when the entry does not hold
+    them)."""
+    doc = entry_doc(entry, con, False, body)
+    data = _body(entry, body)
+    if not decode or data is None:
         out.write(out.dumps(doc))
         return
     open_json(out, doc, "changes")
-    write_changes_json(out, entry.changeset, con)
+    write_changes_json(out, data, con)
     out.write("]}")
 
 
-def count_changes(cs: sss.Changeset | sss.Patchset) -> dict[str, int]:
-    """Changes per table, in the order the tables appear (counted in C)."""
+def count_changes(cs: Body) -> dict[str, int]:
+    """Changes per table, in the order the tables appear (counted in C; a
+    file is read from its position, which is then restored)."""
     counts: dict[str, int] = {}
-    if cs:
-        for table, _, _, ins, upd, dels in summarize_stream(cs)[1]:
-            counts[table] = counts.get(table, 0) + ins + upd + dels
+    if isinstance(cs, bytes):
+        sections = summarize_stream(cs)[1] if cs else []
+    else:
+        at = cs.tell()
+        sections = summarize_stream(cs)[1]
+        cs.seek(at)
+    for table, _, _, ins, upd, dels in sections:
+        counts[table] = counts.get(table, 0) + ins + upd + dels
     return counts
+
+
+def _size(data: Body) -> int:
+    if isinstance(data, bytes):
+        return len(data)
+    return os.fstat(data.fileno()).st_size
 
 
 def _owner_doc(rec: sss.OwnerRecord | sss.AdmissionRecord) -> dict[str, Any]:
@@ -187,26 +212,29 @@ def show_lock(out: Output, info: sss.LockInfo | None, database: str, indent: str
         out.line(f"{indent}  leftover: {path}")
 
 
-def entry_doc(entry: sss.LogEntry, con: sss.Connection | None, decode: bool) -> dict[str, Any]:
-    """One audit log (or bundle) entry as the JSON ``log`` and ``show`` print."""
+def entry_doc(entry: sss.LogEntry, con: sss.Connection | None, decode: bool,
+              body: Body | None = None) -> dict[str, Any]:
+    """One audit log (or bundle) entry as the JSON ``log`` and ``show`` print
+    (``body``: its changes, when the entry does not hold them)."""
     doc: dict[str, Any] = {
         "seq": entry.seq, "committed_at": entry.committed_at, "kind": entry.kind, "label": entry.label,
         "owner": entry.owner, "host": entry.host, "pid": entry.pid, "epoch": entry.epoch,
     }
-    if entry.changeset is not None:
-        counts = count_changes(entry.changeset)
-        doc.update(bytes=len(entry.changeset), change_count=sum(counts.values()), tables=counts,
-                   sql=None)
+    data = _body(entry, body)
+    if data is not None:
+        counts = count_changes(data)
+        doc.update(bytes=_size(data), change_count=sum(counts.values()), tables=counts, sql=None)
         if decode:
-            doc["changes"] = changes_doc(entry.changeset, con)
+            doc["changes"] = changes_doc(data, con)
     else:
         doc.update(bytes=len((entry.sql or "").encode()), change_count=0, tables={}, sql=entry.sql)
     return doc
 
 
 def show_entry(out: Output, entry: sss.LogEntry, doc: dict[str, Any], con: sss.Connection | None,
-               decode: bool) -> None:
-    """One entry as a readable line (and its changes or SQL with ``decode``)."""
+               decode: bool, body: Body | None = None) -> None:
+    """One entry as a readable line (and its changes or SQL with
+    ``decode``; ``body``: its changes, when the entry does not hold them)."""
     label = f" {entry.label!r}" if entry.label is not None else ""
     who = f"pid {entry.pid}@{entry.host}"
     if entry.kind == "ddl":
@@ -220,5 +248,6 @@ def show_entry(out: Output, entry: sss.LogEntry, doc: dict[str, Any], con: sss.C
     tables = ", ".join(f"{t} {n}" for t, n in doc["tables"].items())
     out.line(f"#{entry.seq}  {entry.committed_at}  data{label}  {who}  "
              f"{doc['change_count']} change(s): {tables}")
-    if decode and entry.changeset is not None:
-        show_changes(out, entry.changeset, con, indent="    ")
+    data = _body(entry, body)
+    if decode and data is not None:
+        show_changes(out, data, con, indent="    ")
