@@ -12,6 +12,7 @@ import math
 import os
 import struct
 import subprocess
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -312,9 +313,10 @@ def test_log_and_bundle_json_stream_the_same_documents(tmp_path: Path) -> None:
 
 def test_log_spools_large_entries_and_prints_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    """Entries larger than the in-memory window are copied to a temporary
-    file and formatted from there: the output is the same, in every order."""
-    from sqlite_session_safe.faces.cli import _inspect, main
+    """Entries larger than the in-memory window (log) or the spool bound
+    (show BUNDLE) are copied to a temporary file and formatted from there:
+    the output is the same, in every order."""
+    from sqlite_session_safe.faces.cli import _copies, _inspect, main
 
     path = str(tmp_path / "a.db")
     with sss.open(path) as db:
@@ -324,7 +326,10 @@ def test_log_spools_large_entries_and_prints_the_same(tmp_path: Path, monkeypatc
                                                      [(i * 100 + k, "x" * (k * i)) for k in range(i * 5)]))
         db.migrate("CREATE TABLE u(id INTEGER PRIMARY KEY)")
         db.write(lambda tx: tx.execute("UPDATE t SET v = 'é' WHERE id = 101"))
-    runs = [["log", path, "--changes"], ["log", path, "--changes", "--reverse"],
+        db.export(tmp_path / "a.bundle")
+    bundle = str(tmp_path / "a.bundle")
+    runs = [["show", bundle], ["show", bundle, "--json"],
+            ["log", path, "--changes"], ["log", path, "--changes", "--reverse"],
             ["log", path, "--changes", "--newest", "3"], ["log", path, "--changes", "--limit", "4"],
             ["log", path, "--changes", "--reverse", "--since", "2", "--json"], ["log", path, "--json"]]
 
@@ -336,16 +341,17 @@ def test_log_spools_large_entries_and_prints_the_same(tmp_path: Path, monkeypatc
         return got
 
     whole = outputs()
-    assert "INSERT t (id=501" in whole[0] and "#8" in whole[1].splitlines()[0]
+    assert "INSERT t (id=501" in whole[2] and "#8" in whole[3].splitlines()[0]
     monkeypatch.setattr(_inspect, "_BATCH_BYTES", 200)
     monkeypatch.setattr(_inspect, "_BATCH", 2)
+    monkeypatch.setattr(_copies, "SPOOL_ABOVE", 200)
     spooled: list[int] = []
-    real = _inspect.tempfile.TemporaryFile
+    real = tempfile.TemporaryFile
 
     def counted(*args: Any, **kwargs: Any) -> Any:
         spooled.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(_inspect.tempfile, "TemporaryFile", counted)
+    monkeypatch.setattr(tempfile, "TemporaryFile", counted)
     assert outputs() == whole
-    assert len(spooled) >= 10  # the larger entries went through files
+    assert len(spooled) >= 14  # the larger entries went through files

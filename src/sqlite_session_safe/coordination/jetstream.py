@@ -738,15 +738,13 @@ class _Assembler:
         if len(data) != head.size:
             raise self.link.error(f"entry {seq} is {len(data)} bytes, its header says {head.size}", sid, seq)
         if head.kind == "data":
-            entry = LogEntry(head.seq, head.committed_at, head.owner, head.host, head.pid, head.label,
-                             "data", Changeset(data), None, head.epoch)
+            entry = head.entry(Changeset(data))
         else:
             try:
                 sql = data.decode("utf-8")
             except UnicodeDecodeError as e:
                 raise self.link.error(f"entry {seq}'s SQL is not UTF-8", sid, seq) from e
-            entry = LogEntry(head.seq, head.committed_at, head.owner, head.host, head.pid, head.label,
-                             "ddl", None, sql, head.epoch)
+            entry = head.entry(None, sql)
         return sid, entry
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import tempfile
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
@@ -26,7 +25,17 @@ from ._base import (
     require_file,
     whole_number,
 )
-from ._render import entry_doc, lock_doc, lock_message, open_json, show_entry, show_lock, write_entry_json
+from ._render import (
+    SPOOL_ABOVE,
+    entry_doc,
+    lock_doc,
+    lock_message,
+    open_json,
+    show_entry,
+    show_lock,
+    spool,
+    write_entry_json,
+)
 
 __all__ = ["register"]
 
@@ -138,7 +147,7 @@ def cmd_lock(args: argparse.Namespace, out: Output) -> int:
 _BATCH = 256
 #: Entry bodies held in memory per snapshot; a body larger than this is
 #: copied to a temporary file (in bounded memory) and formatted from there.
-_BATCH_BYTES = 16 << 20
+_BATCH_BYTES = SPOOL_ABOVE
 
 #: An entry ``log`` shows, and its changes when they were spooled to a file.
 Shown = tuple[sss.LogEntry, BinaryIO | None]
@@ -157,12 +166,7 @@ def _window(db: sss.Database, lo: int, hi: int) -> list[Shown]:
             if len(out) >= _BATCH or (out and held + head.size > _BATCH_BYTES):
                 break
             if head.kind == "data" and head.size > _BATCH_BYTES:
-                spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed by cmd_log
-                for piece in wire.iter_body(con, head):
-                    spool.write(piece)
-                spool.seek(0)
-                out.append((sss.LogEntry(head.seq, head.committed_at, head.owner, head.host, head.pid,
-                                         head.label, "data", None, None, head.epoch), spool))
+                out.append((head.entry(), spool(wire.iter_body(con, head))))
                 continue
             entries = audit.read_entries(con, head.seq - 1, 1)
             held += head.size

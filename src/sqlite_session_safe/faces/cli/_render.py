@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
+from collections.abc import Iterable
 from typing import Any, BinaryIO
 
 import sqlite_session_safe as sss
@@ -14,7 +16,8 @@ from ._base import Output, for_terminal, is_utf8
 
 __all__ = ["literal", "change_line", "show_changes", "write_changes_json", "changes_doc", "lock_doc",
            "lock_message", "show_lock", "count_changes", "entry_doc", "show_entry", "open_json",
-           "write_entry_json"]
+           "write_entry_json",
+           "Body", "SPOOL_ABOVE", "spool"]
 
 
 def literal(value: Any) -> str:
@@ -93,6 +96,25 @@ def open_json(out: Output, doc: dict[str, Any], key: str) -> None:
 #: A data entry's changes: in memory, or in a binary file (a large entry
 #: the command spooled to disk rather than hold).
 Body = sss.Changeset | sss.Patchset | BinaryIO
+
+
+#: A data entry's body larger than this is spooled to a temporary file and
+#: read from there, rather than held in memory.
+SPOOL_ABOVE = 16 << 20
+
+
+def spool(pieces: Iterable[bytes]) -> BinaryIO:
+    """A temporary file holding ``pieces``, positioned at its start (the
+    caller closes it; it is deleted then)."""
+    f = tempfile.TemporaryFile()  # noqa: SIM115 - returned to the caller
+    try:
+        for piece in pieces:
+            f.write(piece)
+        f.seek(0)
+    except BaseException:
+        f.close()
+        raise
+    return f
 
 
 def _body(entry: sss.LogEntry, body: Body | None) -> Body | None:
