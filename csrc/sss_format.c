@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "sss_changeset.h"
 #include "sss_format.h"
 
 typedef struct section {
@@ -602,6 +603,25 @@ static int dict_slot(const section *s, sqlite3_value **vals, int i)
             return rc_;                                                                    \
     } while (0)
 
+/* The primary key's column names, ", " between them; with `old`, each as
+ * name=value (the text UPDATE's key). */
+static int put_key(sss_format *f, sss_buffer *out, const section *s, sqlite3_value **old)
+{
+    int n = 0;
+    for (int i = 0; i < s->ncol; i++) {
+        if (!s->pk[i])
+            continue;
+        if (n++)
+            TRY(PUT_LIT(out, ", "));
+        TRY(put_name(out, s, i));
+        if (old) {
+            TRY(put_char(out, '='));
+            TRY(put_value(f, out, lookup(s, old, i)));
+        }
+    }
+    return 0;
+}
+
 /* name=value, ... for a record (text) or {"name": value, ...} (JSON). */
 static int put_row(sss_format *f, sss_buffer *out, const section *s, sqlite3_value **vals)
 {
@@ -641,18 +661,9 @@ static int put_text_change(sss_format *f, sss_buffer *out, const section *s, int
     TRY(put(out, tab, tn));
     if (op == SQLITE_UPDATE) {
         TRY(PUT_LIT(out, " ["));
-        int n = 0;
-        for (int i = 0; i < s->ncol; i++) {
-            if (!s->pk[i])
-                continue;
-            if (n++)
-                TRY(PUT_LIT(out, ", "));
-            TRY(put_name(out, s, i));
-            TRY(put_char(out, '='));
-            TRY(put_value(f, out, lookup(s, old, i)));
-        }
+        TRY(put_key(f, out, s, old));
         TRY(PUT_LIT(out, "] "));
-        n = 0;
+        int n = 0;
         for (int i = 0; i < s->ncol; i++) {
             if (!dict_slot(s, new, i))
                 continue;
@@ -687,14 +698,7 @@ static int put_json_change(sss_format *f, sss_buffer *out, const section *s, int
     TRY(put(out, OPS[op_index(op)], 6));
     TRY(indirect ? PUT_LIT(out, "\", \"indirect\": true, \"pk\": [")
                  : PUT_LIT(out, "\", \"indirect\": false, \"pk\": ["));
-    int n = 0;
-    for (int i = 0; i < s->ncol; i++) {
-        if (!s->pk[i])
-            continue;
-        if (n++)
-            TRY(PUT_LIT(out, ", "));
-        TRY(put_name(out, s, i));
-    }
+    TRY(put_key(f, out, s, NULL));
     TRY(PUT_LIT(out, "], \"old\": "));
     TRY(op == SQLITE_INSERT ? PUT_LIT(out, "null") : put_row(f, out, s, old));
     TRY(PUT_LIT(out, ", \"new\": "));
@@ -706,19 +710,12 @@ static int put_json_change(sss_format *f, sss_buffer *out, const section *s, int
  * BAD_TEXT or an SQLite error code.  On failure out is left as it was. */
 static int format_one(sss_format *f, sqlite3_changeset_iter *it, sss_buffer *out)
 {
-    const char *tab = NULL;
-    int ncol = 0, op = 0, indirect = 0;
-    unsigned char *pk = NULL;
-    int rc = sqlite3changeset_op(it, &tab, &ncol, &op, &indirect);
+    const char *tab;
+    int ncol, op, indirect = 0;
+    unsigned char *pk;
+    int rc = sss_change_head(it, &tab, &ncol, &op, &indirect, &pk);
     if (rc != SQLITE_OK)
         return rc;
-    if (op != SQLITE_INSERT && op != SQLITE_UPDATE && op != SQLITE_DELETE)
-        return SQLITE_CORRUPT;
-    rc = sqlite3changeset_pk(it, &pk, NULL);
-    if (rc != SQLITE_OK)
-        return rc;
-    if (!tab || (!pk && ncol) || ncol < 0)
-        return SQLITE_CORRUPT;
     section *s = find_section(f, tab, ncol, pk);
     if (!s) {
         f->want_tab = tab;
