@@ -324,10 +324,13 @@ def _big_changeset(path: str, mb: int) -> None:
 def bench_show(d: str, mb: int) -> None:
     path = os.path.join(d, "big.changeset")
     _big_changeset(path, mb)
-    # The CLI in a child that reports its own peak RSS on stderr when done.
-    cli = [sys.executable, "-c", "import resource, sys\nfrom sqlite_session_safe.faces.cli import main\n"
+    # The CLI in a child that reports its own peak RSS on stderr when done:
+    # VmHWM, its own address space's high-water mark (ru_maxrss would count
+    # this process's RSS too, which Linux carries over a fork and exec).
+    cli = [sys.executable, "-c", "import sys\nfrom sqlite_session_safe.faces.cli import main\n"
            "c = main(sys.argv[1:]); sys.stdout.flush()\n"
-           "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+           "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0], "
+           "file=sys.stderr)\n"
            "raise SystemExit(c)", "show", path]
     t0 = time.perf_counter()
     p = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -170,24 +170,36 @@ static int same_section(refs *r, const char *tab, int ncol, const unsigned char 
     return 0;
 }
 
+int sss_change_head(sqlite3_changeset_iter *it, const char **tab, int *ncol, int *op,
+                    int *indirect, unsigned char **pk)
+{
+    *tab = NULL;
+    *ncol = *op = 0;
+    *pk = NULL;
+    int rc = sqlite3changeset_op(it, tab, ncol, op, indirect);
+    if (rc != SQLITE_OK)
+        return rc;
+    if (*op != SQLITE_INSERT && *op != SQLITE_UPDATE && *op != SQLITE_DELETE)
+        return SQLITE_CORRUPT;
+    rc = sqlite3changeset_pk(it, pk, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    if (!*tab || (!*pk && *ncol) || *ncol < 0)
+        return SQLITE_CORRUPT;
+    return SQLITE_OK;
+}
+
 /* Writes the change `it` points at: the 6-tuple, or with conflict_type >= 0
  * the 7-tuple that adds the conflicting row.  Returns 0, -1 (no memory) or an
  * SQLite error code. */
 static int put_change(sqlite3_changeset_iter *it, sss_buffer *out, refs *r, int conflict_type)
 {
-    const char *tab = NULL;
-    int ncol = 0, op = 0, indirect = 0;
-    unsigned char *pk = NULL;
-    int rc = sqlite3changeset_op(it, &tab, &ncol, &op, &indirect);
+    const char *tab;
+    int ncol, op, indirect = 0;
+    unsigned char *pk;
+    int rc = sss_change_head(it, &tab, &ncol, &op, &indirect, &pk);
     if (rc != SQLITE_OK)
         return rc;
-    if (op != SQLITE_INSERT && op != SQLITE_UPDATE && op != SQLITE_DELETE)
-        return SQLITE_CORRUPT;
-    rc = sqlite3changeset_pk(it, &pk, NULL);
-    if (rc != SQLITE_OK)
-        return rc;
-    if (!tab || (!pk && ncol))
-        return SQLITE_CORRUPT;
     if (sss_put_tuple_header(out, conflict_type >= 0 ? 7 : 6))
         return -1;
     int shared = r && same_section(r, tab, ncol, pk) && r->tab_ref >= 0;
@@ -280,17 +292,11 @@ int sss_changeset_summary(sqlite3_changeset_iter *it, sss_buffer *out, long long
     if (start_list(out))
         return SSS_ERR_NOMEM;
     while ((rc = sqlite3changeset_next(it)) == SQLITE_ROW) {
-        const char *tab = NULL;
-        int ncol = 0, op = 0;
-        unsigned char *pk = NULL;
-        if ((rc = sqlite3changeset_op(it, &tab, &ncol, &op, NULL)) != SQLITE_OK ||
-            (rc = sqlite3changeset_pk(it, &pk, NULL)) != SQLITE_OK)
+        const char *tab;
+        int ncol, op;
+        unsigned char *pk;
+        if ((rc = sss_change_head(it, &tab, &ncol, &op, NULL, &pk)) != SQLITE_OK)
             break;
-        if (!tab || (!pk && ncol) || (op != SQLITE_INSERT && op != SQLITE_UPDATE &&
-                                      op != SQLITE_DELETE)) {
-            rc = SQLITE_CORRUPT;
-            break;
-        }
         int same = cur.tab && same_section(&r, tab, ncol, pk);
         if (!same && r.key_len < 0 && cur.tab && cur.ncol == ncol &&
             strcmp(cur.tab, tab) == 0 && memcmp(cur.pk, pk, (size_t)ncol) == 0)

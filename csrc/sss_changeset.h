@@ -65,4 +65,11 @@ int sss_changeset_parse(const unsigned char *data, size_t len, sss_parse_state *
 
 /* cdef-end */
 
+/* The table, column count, operation, indirect flag and primary key flags of
+ * the change `it` stands at (indirect may be NULL), checked: SQLITE_OK, the
+ * iterator's error, or SQLITE_CORRUPT for an unknown operation or a missing
+ * table name or key.  C callers only (not in the cdef). */
+int sss_change_head(sqlite3_changeset_iter *it, const char **tab, int *ncol, int *op,
+                    int *indirect, unsigned char **pk);
+
 #endif

@@ -449,3 +449,35 @@ def test_conflict_inside_a_batch_names_its_entry(pair):
     assert report.applied == 6 and report.transactions == 1 and report.omitted == 1
     assert _rows(rep) == [(1, "v1", 2), (2, "v2", 3), (3, "v3", 0), (4, "local", 5), (5, "v5", 6)]
     assert tables(rep.path)["t"] == _rows(rep)
+
+
+def test_follow_wakes_at_an_in_process_commit(tmp_path):
+    """A Database of the follower's own process wakes ``follow`` at once:
+    with interval=60, only the in-process notice can bring the write to the
+    replica within the test's bounded wait; other processes' commits still
+    come at the next round."""
+    src = sss.open(tmp_path / "src.db")
+    src.migrate("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+    replica = tmp_path / "replica.db"
+    sss.replicate(src, replica)
+    stop = threading.Event()
+    t = threading.Thread(target=sss.follow, args=(str(tmp_path / "src.db"), replica),
+                         kwargs={"interval": 60.0, "stop": stop})
+    t.start()
+    try:
+        time.sleep(0.5)  # the first round is over: follow waits
+        src.write(lambda tx: tx.execute("INSERT INTO t VALUES (1, 'x')"))
+        deadline = time.monotonic() + 20
+        rows: list[tuple[object, ...]] = []
+        while time.monotonic() < deadline:
+            with sss.connect(replica, readonly=True) as con:
+                rows = [tuple(r) for r in con.execute("SELECT * FROM t")]
+            if rows:
+                break
+            time.sleep(0.05)
+        assert rows == [(1, "x")]
+    finally:
+        stop.set()
+        t.join(30)
+    assert not t.is_alive()
+    src.close()

@@ -356,3 +356,30 @@ def test_parse_target_urls_contexts_and_options(tmp_path, monkeypatch):
         jetstream.parse_target("nats://h:1/A?context=nope")
     with pytest.raises(sss.InterfaceError, match="both be streams"):
         sss.replicate("nats://h:1/A", "nats://h:1/B")
+
+
+def test_publisher_wakes_at_an_in_process_commit(tmp_path, url):
+    """A Database of the follower's own process wakes the publisher at once:
+    with a 60 s poll, only the in-process notice can publish the entry
+    within the test's bounded wait."""
+    import threading
+
+    src = _source(tmp_path / "src.db", 1)
+    sss.replicate(src, url)
+    stop = threading.Event()
+    t = threading.Thread(target=jetstream.publish, args=(src.path, url),
+                         kwargs={"follow": True, "stop": stop, "poll": 60.0})
+    t.start()
+    try:
+        time.sleep(0.5)  # the publisher's first round is over: it waits
+        w = src.write(lambda tx: tx.execute("INSERT INTO t VALUES (60, 'x', NULL)"))
+        sid = source_id(src.path)
+        deadline = time.monotonic() + 20
+        while jetstream.last_published(url, sid) < w.seq and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert jetstream.last_published(url, sid) == w.seq
+    finally:
+        stop.set()
+        t.join(30)
+    assert not t.is_alive()
+    src.close()

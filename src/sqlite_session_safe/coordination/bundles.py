@@ -365,8 +365,7 @@ class BundleReader:
             data = body.read(head.size)
             cs = Changeset(data) if head.kind == "data" else None
             sql = data.decode("utf-8") if head.kind == "ddl" else None
-            yield LogEntry(head.seq, head.committed_at, head.owner, head.host, head.pid, head.label,
-                           head.kind, cs, sql, head.epoch)
+            yield head.entry(cs, sql)
 
     def close(self) -> None:
         """Close the bundle file."""

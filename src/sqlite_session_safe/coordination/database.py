@@ -72,7 +72,7 @@ from ..binding.errors import BusyError, ClosedError, InterfaceError
 from ..binding.values import Parameters
 from ..sessions.changeset import Changeset
 from ..sessions.session import Session
-from . import audit, interrupts, procinfo
+from . import audit, commits, interrupts, procinfo
 from .admission import OSLock
 from .db_errors import (
     CommitOutcomeUnknown,
@@ -569,6 +569,9 @@ class Database:
             )
             refuse_os_lock_marker(self.path, self.lock_path)
         self._write_mutex = threading.Lock()
+        # The file's identity for in-process commit notices (commits.py),
+        # taken at the first commit (the file may not exist before).
+        self._commit_key: commits.FileKey | None = None
         # Group commit: the open group, changed under _gate.
         self._gate = threading.Condition(threading.Lock())
         self._group: _Group | None = None
@@ -1117,6 +1120,11 @@ class Database:
             with self._gate:
                 group.landed, group.error, group.done = landed, error, True
                 self._gate.notify_all()
+            if landed:
+                # Followers in this process wake now, not at their next poll.
+                if self._commit_key is None:
+                    self._commit_key = commits.file_key(self.path)
+                commits.committed(self._commit_key)
 
     def _await_commit(self, group: _Group, tx: WriteTx) -> WriteResult:
         """Wait for the group's COMMIT; our result, or the COMMIT's error

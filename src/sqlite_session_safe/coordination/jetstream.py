@@ -40,7 +40,7 @@ from typing import Any, BinaryIO, TypeVar
 from ..binding.errors import InterfaceError
 from ..sessions.apply import OnConflict
 from ..sessions.changeset import Changeset
-from . import audit, wire
+from . import audit, commits, wire
 from .audit import LogEntry
 from .conflicts import ConflictRecorder
 from .database import Database
@@ -615,12 +615,14 @@ def publish(source: Any, target: str | StreamTarget, *, nats_options: Mapping[st
 
 
 class _DataVersion:
-    """Waits for a commit to the source (``PRAGMA data_version`` of a
-    connection of its own), polling every ``poll`` seconds."""
+    """Waits for a commit to the source: at once for a Database of this
+    process (:mod:`.commits`), else seen by polling ``PRAGMA data_version``
+    (of a connection of its own) every ``poll`` seconds."""
 
     def __init__(self, path: str) -> None:
         from ..binding.connection import Connection
 
+        self.watch = commits.Watch(path)
         self.con = Connection(path, timeout=60.0)
         self.seen = self._read()
 
@@ -630,16 +632,15 @@ class _DataVersion:
 
     def wait(self, poll: float, stop: threading.Event | None) -> None:
         while stop is None or not stop.is_set():
+            self.watch.clear()
             now = self._read()
             if now != self.seen:
                 self.seen = now
                 return
-            if stop is not None:
-                stop.wait(poll)
-            else:
-                time.sleep(poll)
+            self.watch.wait(poll, stop)
 
     def close(self) -> None:
+        self.watch.close()
         self.con.close()
 
 
@@ -737,15 +738,13 @@ class _Assembler:
         if len(data) != head.size:
             raise self.link.error(f"entry {seq} is {len(data)} bytes, its header says {head.size}", sid, seq)
         if head.kind == "data":
-            entry = LogEntry(head.seq, head.committed_at, head.owner, head.host, head.pid, head.label,
-                             "data", Changeset(data), None, head.epoch)
+            entry = head.entry(Changeset(data))
         else:
             try:
                 sql = data.decode("utf-8")
             except UnicodeDecodeError as e:
                 raise self.link.error(f"entry {seq}'s SQL is not UTF-8", sid, seq) from e
-            entry = LogEntry(head.seq, head.committed_at, head.owner, head.host, head.pid, head.label,
-                             "ddl", None, sql, head.epoch)
+            entry = head.entry(None, sql)
         return sid, entry
 
 

@@ -34,7 +34,7 @@ from ..sessions.apply import OnConflict
 from ..sessions.changeset import Changeset
 from ..sessions.errors import ConflictAbort, SchemaMismatch
 from ..sessions.group import ChangeGroup
-from . import audit
+from . import audit, commits
 from .audit import LogEntry
 from .conflicts import ConflictRecorder
 from .database import Database, WriteTx, _rollback, open_database
@@ -633,8 +633,13 @@ def follow(source: Endpoint, replica: Endpoint, *, interval: float = 0.5,
     called after each round that applied something.  Returns the total of
     all rounds.
 
+    A commit to the source by a :class:`Database` of the same process wakes
+    the loop at once (no wait for the next round); commits by other
+    processes are seen within ``interval``.
+
     With a stream on either side (see :func:`replicate`): publishing wakes
-    on every commit to the source (it watches ``PRAGMA data_version``, every
+    on every commit to the source (at once for a Database of this process;
+    for others it watches ``PRAGMA data_version``, every
     ``min(interval, 0.01)`` s); following receives entries as the server
     pushes them (an ordered push consumer), no polling.
     """
@@ -655,9 +660,13 @@ def follow(source: Endpoint, replica: Endpoint, *, interval: float = 0.5,
                        nats_options=nats_options, context=nats_context, follow=True, stop=stop,
                        interval=max(float(interval), 0.05), on_report=on_report)
     rep = _Replication(source, replica, on_conflict, batch)
+    # A Database of this process that writes the source wakes the loop at
+    # once; other processes' commits are seen at the next round.
+    watch = commits.Watch(rep.src.path)
     try:
         total: ReplicationReport | None = None
         while not stop.is_set():
+            watch.clear()
             try:
                 r = rep.run()
             except _TRANSIENT as e:
@@ -668,7 +677,7 @@ def follow(source: Endpoint, replica: Endpoint, *, interval: float = 0.5,
             if r.applied and on_report is not None:
                 on_report(r)
             if r.lag == 0:
-                stop.wait(interval)
+                watch.wait(interval, stop)
         if total is None:  # stopped before the first round: report where things stand
             sid, position, _ = rep._look(0, 0, check=False)
             with rep.db.read() as rd:
@@ -677,4 +686,5 @@ def follow(source: Endpoint, replica: Endpoint, *, interval: float = 0.5,
             total = ReplicationReport(sid, 0, cursor, position - cursor)
         return total
     finally:
+        watch.close()
         rep.close()

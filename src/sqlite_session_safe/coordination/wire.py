@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..binding.connection import Connection
+from ..sessions.changeset import Changeset
 from . import audit
 from .audit import LogEntry
 
@@ -132,6 +133,12 @@ class EntryHead:
     kind: str
     epoch: int
     size: int
+
+    def entry(self, changeset: Changeset | None = None, sql: str | None = None) -> LogEntry:
+        """The entry with this head and the given body (a data entry whose
+        changes are kept elsewhere, e.g. in a file, has neither)."""
+        return LogEntry(self.seq, self.committed_at, self.owner, self.host, self.pid, self.label,
+                        self.kind, changeset, sql, self.epoch)
 
 
 def field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...], what: str,

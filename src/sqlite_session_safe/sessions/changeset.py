@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from ..binding.connection import Connection
     from .apply import ApplyReport, OnConflict, TableFilter
 
-__all__ = ["UNCHANGED", "Change", "Changeset", "Patchset", "OPS", "column_names", "change_dicts"]
+__all__ = ["UNCHANGED", "Change", "Changeset", "Patchset", "OPS", "column_names", "change_dicts",
+           "NameCache"]
 
 #: The value of a column a change leaves undefined: an UPDATE's unchanged
 #: columns, a patchset's omitted old values.  It is Python's ``Ellipsis``
@@ -305,7 +306,7 @@ class _ChangesetBase(bytes):
         from ``con`` or from ``columns`` (table -> names); a table with neither
         raises :class:`InterfaceError`.  This is a readable rendering: unlike
         apply, the statements do not check the old values."""
-        names = _NameCache(con, columns, positional=False)
+        names = NameCache(con, columns, positional=False)
         statements = []
         for change in self:
             table, op, old, new, pk, _ = change
@@ -412,7 +413,12 @@ def column_names(con: Connection, table: str, pk: Sequence[int]) -> list[str] | 
     return cols
 
 
-class _NameCache:
+class NameCache:
+    """Column names per (table, pk flags) as the renderings use them, looked
+    up once per table: from ``columns``, else ``con``'s schema
+    (:func:`column_names`); ``positional``: "0", "1", ... for a table
+    neither knows (else None)."""
+
     def __init__(self, con: Connection | None, columns: Mapping[str, Sequence[str]] | None = None,
                  positional: bool = True) -> None:
         self.con = con
@@ -440,7 +446,7 @@ class _NameCache:
 def change_dicts(changes: Iterable[Any], con: Connection | None = None) -> Iterator[dict[str, Any]]:
     """The changes as :meth:`Changeset.as_dicts` gives them, one at a time
     (for streams: :func:`sss.iterate_stream`'s changes in bounded memory)."""
-    names = _NameCache(con)
+    names = NameCache(con)
     for table, op, old, new, pk, indirect in changes:
         cols = names.get(table, pk)
         yield {

@@ -10,23 +10,27 @@ reading and writing :data:`_native.STREAM_CHUNK`-sized pieces:
   stays near its ``memory_limit``: past it, the changes are split by (table,
   primary key) into partitions concatenated one after another (see
   ``csrc/sss_concat.c``);
-* :func:`apply_stream` (in :mod:`.apply`) applies in bounded chunks.
+* :func:`apply_stream` (in :mod:`.apply`) applies in bounded chunks;
+* :func:`format_stream` writes the changes as readable lines or JSON, in C
+  (``csrc/sss_format.c``), a chunk of text at a time.
 """
 
 from __future__ import annotations
 
 import io
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from typing import Any, BinaryIO
 
 from ..binding.raw import ffi, lib
+from . import _native
 from ._native import STREAM_CHUNK, Reader, Writer, check_rc, decode, new_buffer
 from .changeset import Change, iter_changes
 from .errors import ChangesetError
 
-__all__ = ["iterate_stream", "invert_stream", "concat_stream", "summarize_stream"]
+__all__ = ["iterate_stream", "invert_stream", "concat_stream", "summarize_stream", "format_stream",
+           "FORMAT_TEXT", "FORMAT_JSON", "FORMAT_JSON_ASCII", "FORMAT_CHUNK"]
 
 
 def iterate_stream(source: BinaryIO | bytes, invert: bool = False) -> Iterator[Change]:
@@ -64,6 +68,122 @@ def summarize_stream(source: BinaryIO | bytes) -> tuple[int, list[tuple[str, int
         check_rc(rc, "reading the stream")
     check_rc(frc, "reading the stream")
     return int(count[0]), decode(buf)
+
+
+#: format_stream() modes: readable lines; JSON objects; JSON objects with
+#: every non-ASCII character escaped.
+FORMAT_TEXT = int(lib.SSS_FORMAT_TEXT)
+FORMAT_JSON = int(lib.SSS_FORMAT_JSON)
+FORMAT_JSON_ASCII = int(lib.SSS_FORMAT_JSON_ASCII)
+#: Bytes of formatted text per chunk (whole changes: a chunk ends after the
+#: change that reaches it).
+FORMAT_CHUNK = 256 * 1024
+
+
+def _not_utf8(data: bytes) -> ChangesetError:
+    """The error decode() raises for text that is not UTF-8 (marshal decodes
+    a change's text with "surrogatepass", as is done here)."""
+    try:
+        data.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError as exc:
+        return ChangesetError(f"the changeset holds text that is not valid UTF-8: {exc}")
+    raise AssertionError("the C side found text that is not UTF-8: it is")  # pragma: no cover
+
+
+def format_stream(source: BinaryIO | bytes, names: Callable[[str, tuple[int, ...]], Sequence[str]],
+                  mode: int = FORMAT_TEXT, indent: str = "",
+                  chunk: int = FORMAT_CHUNK) -> Iterator[str]:
+    """The changes of a changeset or patchset (bytes, or read from a binary
+    file object) formatted in C, as text chunks of about ``chunk``
+    characters, each ending with a whole change.
+
+    ``mode`` :data:`FORMAT_TEXT`: one line per change as ``show`` prints it
+    (``INSERT t (id=1, v='a')``), each starting with ``indent``;
+    :data:`FORMAT_JSON` / :data:`FORMAT_JSON_ASCII`: the JSON objects of
+    :func:`change_dicts` as ``json.dumps`` writes them (``ensure_ascii``
+    False / True), separated by ", ".  ``names(table, pk)`` gives a table's
+    column names (at least one per column), asked once per table section.
+    Memory stays bounded by ``chunk`` and the largest change.  Corrupt input
+    and text that is not UTF-8 raise :class:`ChangesetError` after the
+    changes before it were yielded."""
+    if mode not in (FORMAT_TEXT, FORMAT_JSON, FORMAT_JSON_ASCII):
+        raise ValueError(f"unknown format mode {mode!r}")
+    prefix = indent.encode("utf-8", "surrogatepass")
+    fmt = ffi.gc(lib.sss_format_new(mode, prefix, len(prefix)), lib.sss_format_free)
+    if fmt == ffi.NULL:
+        raise MemoryError("formatting changes: out of memory")
+    out = ffi.new("sqlite3_changeset_iter **")
+    readers: tuple[Reader, ...] = ()
+    keep: Any = None
+    if isinstance(source, (bytes, bytearray, memoryview)) and len(source) <= _native.MAX_BLOB:
+        keep = ffi.from_buffer(source)
+        rc = lib.sqlite3changeset_start_v2(out, len(keep), keep, 0)
+    else:
+        readers = (Reader(source),)
+        rc = lib.sqlite3changeset_start_v2_strm(out, lib.sss_py_input, readers[0].handle, 0)
+    check_rc(rc, "starting to read the changes")
+    return _formatted(fmt, out[0], readers, keep, names, chunk)
+
+
+def _formatted(fmt: Any, it: Any, readers: tuple[Reader, ...], keep: Any,
+               names: Callable[[str, tuple[int, ...]], Sequence[str]], chunk: int) -> Iterator[str]:
+    what = "formatting changes"
+    buf = new_buffer(chunk + 64 * 1024)
+    ncol = ffi.new("int *")
+    pk = ffi.new("unsigned char **")
+    bad_len = ffi.new("size_t *")
+    done = False
+    try:
+        while True:
+            rc = lib.sss_format_changes(fmt, it, chunk, buf)
+            for r in readers:
+                r.reraise()
+            if buf.len:
+                yield str(ffi.buffer(buf.data, buf.len), "utf-8", "surrogatepass")
+            if rc == lib.SQLITE_ROW:
+                continue
+            if rc == lib.SQLITE_DONE:
+                done = True
+                return
+            if rc == lib.SSS_FORMAT_NEED_NAMES:
+                _give_names(fmt, names, ncol, pk)
+            elif rc == lib.SSS_FORMAT_BAD_TEXT:
+                bad = lib.sss_format_bad(fmt, bad_len)
+                raise _not_utf8(ffi.unpack(bad, bad_len[0]))
+            else:
+                check_rc(rc, what)
+    finally:
+        frc = lib.sqlite3changeset_finalize(it)
+        del keep
+        if done:
+            # Finalize reports an error the iterator met while finishing.
+            for r in readers:
+                r.reraise()
+            check_rc(frc, what)
+
+
+def _give_names(fmt: Any, names: Callable[[str, tuple[int, ...]], Sequence[str]], ncol: Any,
+                pk: Any) -> None:
+    """Hand the formatter the column names of the section it waits at."""
+    raw = ffi.string(lib.sss_format_table(fmt, ncol, pk))
+    try:
+        table = raw.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        raise _not_utf8(raw) from None
+    flags = tuple(ffi.unpack(pk[0], ncol[0]))
+    cols = [str(c) for c in names(table, flags)[:ncol[0]]]
+    if len(cols) < ncol[0]:
+        raise ValueError(f"names() gave {len(cols)} names for the {ncol[0]} columns of {table!r}")
+    first: dict[str, int] = {}
+    groups = [first.setdefault(c, i) for i, c in enumerate(cols)]
+    if any("\0" in c for c in cols):
+        raise ValueError(f"a column name of {table!r} holds a NUL character")
+    packed = b"".join(c.encode("utf-8", "surrogatepass") + b"\0" for c in cols)
+    dups = ffi.new("int[]", groups) if len(first) < len(cols) else ffi.NULL
+    rc = lib.sss_format_names(fmt, packed, len(packed), dups)
+    if rc == lib.SSS_ERR_FORMAT:  # pragma: no cover - the names are checked above
+        raise ValueError(f"formatting changes: the names of {table!r} were refused")
+    check_rc(rc, "formatting changes")
 
 
 def invert_stream(source: BinaryIO | bytes, dest: BinaryIO) -> int:

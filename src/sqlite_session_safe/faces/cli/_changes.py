@@ -13,7 +13,6 @@ import sqlite_session_safe as sss
 from ...coordination import tempfiles
 from ...coordination.audit import RESERVED_PREFIX
 from ...coordination.bundles import MAGIC
-from ...sessions.changeset import change_dicts
 from ...sessions.stream import summarize_stream
 from ._base import (
     CONFLICT_CHOICES,
@@ -25,7 +24,7 @@ from ._base import (
     raw_readonly,
     require_file,
 )
-from ._render import changes_doc, count_changes, show_changes
+from ._render import changes_doc, count_changes, open_json, show_changes, write_changes_json
 
 __all__ = ["register", "read_changeset", "write_atomically"]
 
@@ -113,7 +112,8 @@ def cmd_show(args: argparse.Namespace, out: Output) -> int:
 def _show_streamed(args: argparse.Namespace, out: Output, con: sss.Connection | None, head: bytes) -> None:
     """``show`` of a changeset file of any size in bounded memory: a C pass
     counts the changes per table (the summary line comes first), then the
-    changes are decoded from the file and printed as they come."""
+    changes are read from the file, formatted in C and printed a chunk at a
+    time."""
     with open(args.file, "rb") as f:
         try:
             count, sections = summarize_stream(f)
@@ -125,19 +125,16 @@ def _show_streamed(args: argparse.Namespace, out: Output, con: sss.Connection | 
         doc = {"kind": "patchset" if head == b"P" else "changeset", "bytes": os.fstat(f.fileno()).st_size,
                "change_count": count, "tables": tables}
         f.seek(0)
-        changes = sss.iterate_stream(f)
         if out.json:
-            # One JSON object, written as the changes are decoded.
-            text = out.dumps({"command": "show", "file": args.file, **doc})
-            out.write(text[:-1] + ', "changes": [')
-            for i, change in enumerate(change_dicts(changes, con)):
-                out.write((", " if i else "") + out.dumps(change))
+            # One JSON object, written as the changes are formatted.
+            open_json(out, {"command": "show", "file": args.file, **doc}, "changes")
+            write_changes_json(out, f, con)
             out.write("]}\n")
             out.flush()
             return
         out.line(f"{args.file}: {_summary_line(doc)}")
-        out.out.flush()
-        show_changes(out, changes, con)
+        out.flush()
+        show_changes(out, f, con)
 
 
 def print_sql(out: Output, parts: Iterable[sss.Changeset | sss.Patchset | str], con: sss.Connection | None,

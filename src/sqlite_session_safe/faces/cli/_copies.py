@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import signal
 import threading
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from ._base import (
     require_file,
     whole_number,
 )
-from ._render import entry_doc, show_entry
+from ._render import SPOOL_ABOVE, entry_doc, open_json, show_entry, spool, write_entry_json
 
 __all__ = ["register", "show_bundle"]
 
@@ -222,13 +223,31 @@ def show_bundle(args: argparse.Namespace, out: Output, con: sss.Connection | Non
         out.line(f"{args.file}: bundle v{bundle.version} from database {bundle.source_id}, "
                  f"{count} entries (seq {bundle.first_seq}..{bundle.last_seq}), "
                  f"created {bundle.created_at}, sha256 {bundle.sha256} (verified)")
-        entries = []
-        for entry in bundle.entries():
-            doc = entry_doc(entry, con, decode=out.json)
-            if out.json:
-                entries.append(doc)
-            show_entry(out, entry, doc, con, decode=True)
-    out.document({**head, "entries": entries})
+        # One entry at a time, its changes formatted as written; a large
+        # one through a temporary file rather than in memory.
+        if out.json:
+            open_json(out, head, "entries")
+        for i, (entry_head, window) in enumerate(bundle.heads()):
+            body = None
+            if entry_head.kind == "data" and entry_head.size > SPOOL_ABOVE:
+                body = spool(iter(functools.partial(window.read, 1 << 20), b""))
+                entry = entry_head.entry()
+            else:
+                data = window.read(entry_head.size)
+                entry = entry_head.entry(sss.Changeset(data)) if entry_head.kind == "data" else \
+                    entry_head.entry(None, data.decode("utf-8"))
+            try:
+                if out.json:
+                    out.write(", " if i else "")
+                    write_entry_json(out, entry, con, True, body)
+                else:
+                    show_entry(out, entry, entry_doc(entry, con, False, body), con, True, body)
+            finally:
+                if body is not None:
+                    body.close()
+        if out.json:
+            out.write("]}\n")
+            out.flush()
     return ExitCode.OK
 
 

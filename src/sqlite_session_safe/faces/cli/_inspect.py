@@ -6,10 +6,11 @@ import argparse
 import itertools
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, BinaryIO
 
 import sqlite_session_safe as sss
 
+from ...coordination import audit, wire
 from ...coordination.audit import LOG_FORMAT, LOG_TABLE, META_TABLE, parse_committed_at
 from ...coordination.lock import lock_paths
 from ...coordination.retention import PRUNED_KEY
@@ -24,7 +25,17 @@ from ._base import (
     require_file,
     whole_number,
 )
-from ._render import entry_doc, lock_doc, lock_message, show_entry, show_lock
+from ._render import (
+    SPOOL_ABOVE,
+    entry_doc,
+    lock_doc,
+    lock_message,
+    open_json,
+    show_entry,
+    show_lock,
+    spool,
+    write_entry_json,
+)
 
 __all__ = ["register"]
 
@@ -134,15 +145,42 @@ def cmd_lock(args: argparse.Namespace, out: Output) -> int:
 # -- log ----------------------------------------------------------------------
 
 _BATCH = 256
+#: Entry bodies held in memory per snapshot; a body larger than this is
+#: copied to a temporary file (in bounded memory) and formatted from there.
+_BATCH_BYTES = SPOOL_ABOVE
+
+#: An entry ``log`` shows, and its changes when they were spooled to a file.
+Shown = tuple[sss.LogEntry, BinaryIO | None]
 
 
-def _selected(db: sss.Database, since: int, newest: int | None, reverse: bool) -> Iterator[sss.LogEntry]:
+def _window(db: sss.Database, lo: int, hi: int) -> list[Shown]:
+    """The entries ``lo < seq <= hi``, oldest first, read in one snapshot:
+    at most _BATCH of them, their bodies in memory at most _BATCH_BYTES (but
+    one entry always)."""
+    out: list[Shown] = []
+    held = 0
+    with db.read() as r:
+        con = r._con
+        assert con is not None
+        for head in wire.iter_heads(con, lo, hi, _BATCH):
+            if len(out) >= _BATCH or (out and held + head.size > _BATCH_BYTES):
+                break
+            if head.kind == "data" and head.size > _BATCH_BYTES:
+                out.append((head.entry(), spool(wire.iter_body(con, head))))
+                continue
+            entries = audit.read_entries(con, head.seq - 1, 1)
+            held += head.size
+            out.extend((e, None) for e in entries if e.seq == head.seq)
+    return out
+
+
+def _selected(db: sss.Database, since: int, newest: int | None, reverse: bool,
+              top: int) -> Iterator[Shown]:
     """The entries ``log`` shows, oldest first (newest first with
     ``reverse``): those after ``since``, only the last ``newest`` of them,
-    up to the log position when the command started.  Read in batches, so
-    memory does not grow with the log."""
+    up to ``top`` (the log position when the command started).  Read in
+    windows, so memory does not grow with the log nor with an entry."""
     with db.read() as r:
-        top = r.seq
         bottom = since  # entries with bottom < seq <= top
         if newest is not None and top > since:
             row = None if newest == 0 else r.execute(
@@ -150,29 +188,59 @@ def _selected(db: sss.Database, since: int, newest: int | None, reverse: bool) -
                 "LIMIT 1 OFFSET ?", (since, top, newest - 1)).fetchone()
             bottom = top if newest == 0 else since if row is None else int(row[0]) - 1
     if not reverse:
-        yield from itertools.takewhile(lambda e: e.seq <= top, db.log(since=bottom))
+        while bottom < top:
+            window = _window(db, bottom, top)
+            if not window:
+                return
+            yield from window
+            bottom = window[-1][0].seq
         return
     while top > bottom:
+        # Newest first: back from the top _BATCH entries at a time, read in
+        # groups of at most _BATCH_BYTES of bodies (or one larger entry).
         start = max(bottom, top - _BATCH)
-        window = [e for e in itertools.islice(db.log(since=start), top - start) if e.seq <= top]
-        yield from reversed(window)
+        with db.read() as r:
+            assert r._con is not None
+            heads = list(wire.iter_heads(r._con, start, top, _BATCH))
+        group: list[wire.EntryHead] = []
+        size = 0
+        for head in [*reversed(heads), None]:
+            if group and (head is None or size + head.size > _BATCH_BYTES):
+                yield from reversed(_window(db, group[-1].seq - 1, group[0].seq))
+                group, size = [], 0
+            if head is not None:
+                group.append(head)
+                size += head.size
         top = start
 
 
 def cmd_log(args: argparse.Namespace, out: Output) -> int:
     with open_db(args, args.database, looking=True) as db, raw_readonly(args.database) as names:
-        entries = itertools.islice(_selected(db, args.since, args.newest, args.reverse), args.limit)
-        docs = []
-        for entry in entries:
-            # Text output keeps nothing and decodes each entry's changes as
-            # they are printed: memory stays bounded by one entry.
-            doc = entry_doc(entry, names, args.changes and out.json)
-            if out.json:
-                docs.append(doc)
-            show_entry(out, entry, doc, names, args.changes)
         position = db.position()
-    out.document({"command": "log", "position": position, "since": args.since, "entries": docs})
-    if not docs:
+        entries = itertools.islice(_selected(db, args.since, args.newest, args.reverse, position),
+                                   args.limit)
+        # Nothing is kept: each entry is written (its changes formatted in C
+        # as they are written) before the next is read, so memory stays
+        # bounded by one entry, in text and in JSON.
+        if out.json:
+            open_json(out, {"command": "log", "position": position, "since": args.since}, "entries")
+        shown = 0
+        for entry, body in entries:
+            try:
+                if out.json:
+                    out.write(", " if shown else "")
+                    write_entry_json(out, entry, names, args.changes, body)
+                else:
+                    show_entry(out, entry, entry_doc(entry, names, False, body), names, args.changes,
+                               body)
+            finally:
+                if body is not None:
+                    body.close()
+            shown += 1
+        if out.json:
+            out.write("]}\n")
+            out.flush()
+    if not shown:
         if args.limit == 0 or args.newest == 0:
             out.line(f"nothing shown (asked for 0 entries); log position {position}")
         elif position == 0:

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, BinaryIO
 
 import sqlite_session_safe as sss
 
-from ...sessions.changeset import change_dicts
-from ._base import Output, for_terminal
+from ...sessions.changeset import NameCache
+from ...sessions.stream import FORMAT_JSON, FORMAT_JSON_ASCII, FORMAT_TEXT, format_stream, summarize_stream
+from ._base import Output, for_terminal, is_utf8
 
-__all__ = ["literal", "change_line", "show_changes", "changes_doc", "lock_doc", "lock_message", "show_lock",
-           "count_changes",
-           "entry_doc", "show_entry"]
+__all__ = ["literal", "change_line", "show_changes", "write_changes_json", "changes_doc", "lock_doc",
+           "lock_message", "show_lock", "count_changes", "entry_doc", "show_entry", "open_json",
+           "write_entry_json",
+           "Body", "SPOOL_ABOVE", "spool"]
 
 
 def literal(value: Any) -> str:
@@ -33,7 +37,10 @@ def change_line(change: dict[str, Any]) -> str:
         INSERT item (id=3, name='plum')
         UPDATE item [id=1] qty: 3 -> 2
         DELETE item (id=2, name='pear')
-    """
+
+    The reference rendering: the commands print changes through
+    :func:`show_changes`, which writes these same lines in C
+    (``csrc/sss_format.c``; the tests hold the two to the same bytes)."""
     table, op = change["table"], change["op"]
     old, new = change["old"] or {}, change["new"] or {}
     mark = " (indirect)" if change["indirect"] else ""
@@ -48,27 +55,107 @@ def change_line(change: dict[str, Any]) -> str:
     return f"UPDATE {table} [{key}] {sets}{mark}"
 
 
-def changes_doc(cs: sss.Changeset | sss.Patchset, con: sss.Connection | None) -> list[Any]:
-    """The changes as JSON-ready dicts (``Changeset.to_json``'s encoding)."""
-    result: list[Any] = json.loads(cs.to_json(con))
+def changes_doc(cs: sss.Changeset | sss.Patchset | BinaryIO, con: sss.Connection | None) -> list[Any]:
+    """The changes as JSON-ready dicts (``Changeset.to_json``'s encoding),
+    formatted in C and parsed by ``json``."""
+    text = "".join(format_stream(cs, NameCache(con).get, FORMAT_JSON))
+    result: list[Any] = json.loads(f"[{text}]")
     return result
 
 
-def show_changes(out: Output, cs: Iterable[sss.Change] | sss.Changeset | sss.Patchset,
-                 con: sss.Connection | None,
+def show_changes(out: Output, cs: sss.Changeset | sss.Patchset | BinaryIO, con: sss.Connection | None,
                  indent: str = "  ") -> None:
-    """Print every change of ``cs`` (a changeset, or changes streamed from a
-    file), one line each as it comes (column names from ``con``)."""
-    for change in change_dicts(cs, con):
-        out.line(indent + change_line(change))
+    """Print every change of ``cs`` (a changeset, or a binary file holding
+    one), one :func:`change_line` each, formatted in C and written a chunk at
+    a time as the changes are read (column names from ``con``).  Nothing
+    with ``--json``."""
+    if out.json:
+        return
+    for text in format_stream(cs, NameCache(con).get, FORMAT_TEXT, indent):
+        out.write(text)
 
 
-def count_changes(cs: sss.Changeset | sss.Patchset) -> dict[str, int]:
-    """Changes per table, in the order the tables appear."""
+def write_changes_json(out: Output, cs: sss.Changeset | sss.Patchset | BinaryIO,
+                       con: sss.Connection | None) -> None:
+    """Write the changes of ``cs`` as the items of a JSON array (objects
+    separated by ", ", no brackets), as ``out.dumps`` would write each of
+    :func:`change_dicts`' dicts, formatted in C a chunk at a time."""
+    mode = FORMAT_JSON if is_utf8(out.out) else FORMAT_JSON_ASCII
+    for text in format_stream(cs, NameCache(con).get, mode):
+        out.write(text)
+
+
+def open_json(out: Output, doc: dict[str, Any], key: str) -> None:
+    """Start writing ``doc`` with one more key, ``key``, a list whose items
+    the caller writes next (", " between them), then closes with "]}":
+    the bytes ``out.dumps({**doc, key: items})`` would write, without
+    holding the items."""
+    out.write(out.dumps(doc)[:-1] + (", " if doc else "") + json.dumps(key) + ": [")
+
+
+#: A data entry's changes: in memory, or in a binary file (a large entry
+#: the command spooled to disk rather than hold).
+Body = sss.Changeset | sss.Patchset | BinaryIO
+
+
+#: A data entry's body larger than this is spooled to a temporary file and
+#: read from there, rather than held in memory.
+SPOOL_ABOVE = 16 << 20
+
+
+def spool(pieces: Iterable[bytes]) -> BinaryIO:
+    """A temporary file holding ``pieces``, positioned at its start (the
+    caller closes it; it is deleted then)."""
+    f = tempfile.TemporaryFile()  # noqa: SIM115 - returned to the caller
+    try:
+        for piece in pieces:
+            f.write(piece)
+        f.seek(0)
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+def _body(entry: sss.LogEntry, body: Body | None) -> Body | None:
+    return body if body is not None else entry.changeset
+
+
+def write_entry_json(out: Output, entry: sss.LogEntry, con: sss.Connection | None, decode: bool,
+                     body: Body | None = None) -> None:
+    """:func:`entry_doc` as JSON (``decode``: with its changes, formatted in
+    C as they are written, so a large entry costs its bytes, not a Python
+    object per change; ``body``: the changes, when the entry does not hold
+    them)."""
+    doc = entry_doc(entry, con, False, body)
+    data = _body(entry, body)
+    if not decode or data is None:
+        out.write(out.dumps(doc))
+        return
+    open_json(out, doc, "changes")
+    write_changes_json(out, data, con)
+    out.write("]}")
+
+
+def count_changes(cs: Body) -> dict[str, int]:
+    """Changes per table, in the order the tables appear (counted in C; a
+    file is read from its position, which is then restored)."""
     counts: dict[str, int] = {}
-    for change in cs:
-        counts[change.table] = counts.get(change.table, 0) + 1
+    if isinstance(cs, bytes):
+        sections = summarize_stream(cs)[1] if cs else []
+    else:
+        at = cs.tell()
+        sections = summarize_stream(cs)[1]
+        cs.seek(at)
+    for table, _, _, ins, upd, dels in sections:
+        counts[table] = counts.get(table, 0) + ins + upd + dels
     return counts
+
+
+def _size(data: Body) -> int:
+    if isinstance(data, bytes):
+        return len(data)
+    return os.fstat(data.fileno()).st_size
 
 
 def _owner_doc(rec: sss.OwnerRecord | sss.AdmissionRecord) -> dict[str, Any]:
@@ -147,26 +234,29 @@ def show_lock(out: Output, info: sss.LockInfo | None, database: str, indent: str
         out.line(f"{indent}  leftover: {path}")
 
 
-def entry_doc(entry: sss.LogEntry, con: sss.Connection | None, decode: bool) -> dict[str, Any]:
-    """One audit log (or bundle) entry as the JSON ``log`` and ``show`` print."""
+def entry_doc(entry: sss.LogEntry, con: sss.Connection | None, decode: bool,
+              body: Body | None = None) -> dict[str, Any]:
+    """One audit log (or bundle) entry as the JSON ``log`` and ``show`` print
+    (``body``: its changes, when the entry does not hold them)."""
     doc: dict[str, Any] = {
         "seq": entry.seq, "committed_at": entry.committed_at, "kind": entry.kind, "label": entry.label,
         "owner": entry.owner, "host": entry.host, "pid": entry.pid, "epoch": entry.epoch,
     }
-    if entry.changeset is not None:
-        counts = count_changes(entry.changeset)
-        doc.update(bytes=len(entry.changeset), change_count=sum(counts.values()), tables=counts,
-                   sql=None)
+    data = _body(entry, body)
+    if data is not None:
+        counts = count_changes(data)
+        doc.update(bytes=_size(data), change_count=sum(counts.values()), tables=counts, sql=None)
         if decode:
-            doc["changes"] = changes_doc(entry.changeset, con)
+            doc["changes"] = changes_doc(data, con)
     else:
         doc.update(bytes=len((entry.sql or "").encode()), change_count=0, tables={}, sql=entry.sql)
     return doc
 
 
 def show_entry(out: Output, entry: sss.LogEntry, doc: dict[str, Any], con: sss.Connection | None,
-               decode: bool) -> None:
-    """One entry as a readable line (and its changes or SQL with ``decode``)."""
+               decode: bool, body: Body | None = None) -> None:
+    """One entry as a readable line (and its changes or SQL with
+    ``decode``; ``body``: its changes, when the entry does not hold them)."""
     label = f" {entry.label!r}" if entry.label is not None else ""
     who = f"pid {entry.pid}@{entry.host}"
     if entry.kind == "ddl":
@@ -180,5 +270,6 @@ def show_entry(out: Output, entry: sss.LogEntry, doc: dict[str, Any], con: sss.C
     tables = ", ".join(f"{t} {n}" for t, n in doc["tables"].items())
     out.line(f"#{entry.seq}  {entry.committed_at}  data{label}  {who}  "
              f"{doc['change_count']} change(s): {tables}")
-    if decode and entry.changeset is not None:
-        show_changes(out, entry.changeset, con, indent="    ")
+    data = _body(entry, body)
+    if decode and data is not None:
+        show_changes(out, data, con, indent="    ")
