@@ -22,8 +22,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from ..binding.capi import RESERVED_PREFIX
 from ..binding.connection import Connection
-from ..binding.raw import error_from_db, ffi, lib
+from ..binding.dbconfig import SQLITE_DBCONFIG_ENABLE_TRIGGER
 from ..sessions.apply import ApplyReport, OnConflict, apply
 from ..sessions.changeset import Changeset
 from .migration import run_script
@@ -45,10 +46,6 @@ __all__ = [
     "parse_committed_at",
 ]
 
-#: Tables whose names start with this belong to the package: never recorded
-#: by a write's session, never replicated.  Defined in C
-#: (csrc/sss_session_filter.c), where the write session's filter uses it.
-RESERVED_PREFIX: str = ffi.string(lib.sss_reserved_prefix).decode("ascii")
 LOG_TABLE = "_sss_log"
 META_TABLE = "_sss_meta"
 #: Version of the log's table layout, stored in _sss_meta.
@@ -162,22 +159,10 @@ class LogEntry:
             return None
 
 
-#: SQLITE_DBCONFIG_ENABLE_TRIGGER (sqlite3.h); not in the cdef's constants.
-_DBCONFIG_ENABLE_TRIGGER = 1003
-
-
 def _set_triggers(con: Connection, enabled: bool) -> bool:
     """Turn ``con``'s triggers on or off; return whether they were on."""
-    out = ffi.new("int *")
-    with con._use() as db:
-        # -1 only reports the setting; SQLite writes the setting *after*
-        # each call into ``out``.
-        for value in (-1, int(enabled)):
-            rc = lib.sqlite3_db_config(db, _DBCONFIG_ENABLE_TRIGGER, ffi.cast("int", value), out)
-            if rc != lib.SQLITE_OK:
-                raise error_from_db(db, rc, "switching triggers for a replay")
-            if value == -1:
-                previous = bool(out[0])
+    previous = con.getconfig(SQLITE_DBCONFIG_ENABLE_TRIGGER)
+    con.setconfig(SQLITE_DBCONFIG_ENABLE_TRIGGER, enabled)
     return previous
 
 

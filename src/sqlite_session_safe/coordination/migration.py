@@ -17,9 +17,9 @@ from __future__ import annotations
 import functools
 import re
 
+from ..binding.capi import statement_end
 from ..binding.connection import Connection
 from ..binding.errors import InterfaceError
-from ..binding.raw import NULL, error_from_db, ffi, lib
 
 __all__ = ["run_script", "refuse_transaction_control"]
 
@@ -57,16 +57,9 @@ def _next_statement(con: Connection, data: bytes, start: int) -> tuple[str, int]
     """The text of the statement starting at byte ``start`` and the byte
     offset after it ('' for a tail of only whitespace and comments)."""
     with con._use() as db:
-        source = ffi.from_buffer(data)
-        stmt = ffi.new("sqlite3_stmt **")
-        tail = ffi.new("const char **")
-        rc = lib.sqlite3_prepare_v3(db, source + start, len(data) - start, 0, stmt, tail)
-        if rc != lib.SQLITE_OK:
-            raise error_from_db(db, rc, "preparing a migration statement")
-        end = int(ffi.cast("uintptr_t", tail[0])) - int(ffi.cast("uintptr_t", source))
-        if stmt[0] == NULL:  # only whitespace, comments or an empty ";"
-            return "", end if end > start else len(data)
-        lib.sqlite3_finalize(stmt[0])
+        end, found = statement_end(db, data, start, "preparing a migration statement")
+    if not found:  # only whitespace, comments or an empty ";"
+        return "", end if end > start else len(data)
     return data[start:end].decode("utf-8", "surrogatepass").strip(), max(end, start + 1)
 
 

@@ -32,9 +32,9 @@ from itertools import islice
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
+from ...binding import capi
 from ...binding.cursor import BATCH_ROWS, FIRST_BATCH_ROWS
 from ...binding.cursor import Cursor as NativeCursor
-from ...binding.raw import ffi, lib
 from ...sessions.changeset import Changeset, Patchset
 from ...sessions.session import Session as SyncSession
 from .. import dbapi
@@ -162,7 +162,7 @@ def _clear_interrupt(pending: _Pending) -> None:
     it next needs rows, as SQLite would have made it), and the connection
     works again at once."""
     handle = pending.handle
-    if handle is None or not lib.sqlite3_is_interrupted(handle):
+    if handle is None or not capi.is_interrupted(handle):
         return
     for cur in list(pending.cursors):
         if cur._more and not cur._closed:
@@ -210,7 +210,7 @@ class Connection:
         self._tx = _RequestQueue(self._worker)
         # SQLite points to it until the worker closes the connection, which
         # may be after this object is gone (garbage collected unclosed).
-        self._busy = ffi.new("sss_busy *")
+        self._busy = capi.new_busy_handler()
         self._worker.keep.append(self._busy)
         # The sqlite3 handle, for the state properties read from the event
         # loop thread while the worker may be running SQL (plain int reads).
@@ -228,7 +228,7 @@ class Connection:
         if isinstance(con, dbapi.Connection):
             timeout_ms = con.execute("PRAGMA busy_timeout").fetchone()[0]
             with con._use() as db:
-                lib.sss_busy_install(self._busy, db, int(timeout_ms))
+                capi.install_busy_handler(self._busy, db, int(timeout_ms))
                 self._handle = self._pending.handle = db
         return con
 
@@ -444,7 +444,7 @@ class Connection:
         """True while a transaction is open (read without a hop)."""
         handle = self._handle
         if handle is not None:
-            return bool(lib.sqlite3_get_autocommit(handle) == 0)
+            return capi.in_transaction(handle)
         return bool(self._conn.in_transaction)
 
     @property
@@ -452,7 +452,7 @@ class Connection:
         """Rows changed since the connection opened (read without a hop)."""
         handle = self._handle
         if handle is not None:
-            return int(lib.sqlite3_total_changes64(handle))
+            return capi.total_changes(handle)
         return int(self._conn.total_changes)
 
     @property

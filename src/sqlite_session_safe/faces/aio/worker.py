@@ -49,7 +49,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ...binding.raw import ffi, lib
+from ...binding import capi
 
 __all__ = ["Worker", "Job", "DEFAULT_SPIN", "CLOSED_MESSAGE", "ClosedWorker"]
 
@@ -76,14 +76,14 @@ _NO_LOOP = ("sqlite_session_safe.aio needs a running asyncio event loop (anyio w
 
 _QUEUED, _RUNNING, _DONE = 0, 1, 2
 _STOPPED = -3
-_post = lib.sss_handoff_post
-_post_wait = lib.sss_handoff_post_wait
-_wait = lib.sss_handoff_wait
-_claim = lib.sss_handoff_claim
-_idle = lib.sss_handoff_idle
-_done = lib.sss_handoff_done
-_done_idle = lib.sss_handoff_done_idle
-_posted = lib.sss_handoff_posted
+_post = capi.handoff_post
+_post_wait = capi.handoff_post_wait
+_wait = capi.handoff_wait
+_claim = capi.handoff_claim
+_idle = capi.handoff_idle
+_done = capi.handoff_done
+_done_idle = capi.handoff_done_idle
+_posted = capi.handoff_posted
 
 
 class ClosedWorker(ValueError):
@@ -143,7 +143,7 @@ class Worker:
             raise ValueError(f"spin must be seconds between 0 and 0.01, not {spin!r}")
         self._spin_ns = int(spin * 1e9)
         self._slow_hit = spin * _SLOW_HIT
-        self._h = ffi.new("sss_handoff *")
+        self._h = capi.new_handoff()
         self._jobs: deque[Job] = deque()
         # Held while the worker is parked; a submitter that finds it parked
         # releases it (a binary semaphore; sss_aio.c decides who releases).

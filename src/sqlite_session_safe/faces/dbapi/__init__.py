@@ -16,8 +16,8 @@ import sys as _sys
 import warnings as _warnings
 from typing import Any as _Any
 
+from ...binding import capi as _capi
 from ...binding.library import sqlite_version as _sqlite_version
-from ...binding.raw import lib as _lib
 from . import constants as _constants
 from .adaptation import (
     Binary,
@@ -100,8 +100,7 @@ if _sys.version_info < (3, 12):
         _warnings.warn("enable_shared_cache is deprecated and will be removed in Python 3.12; "
                        "open the database with the cache=shared URI parameter instead",
                        DeprecationWarning, stacklevel=2)
-        rc = _lib.sqlite3_enable_shared_cache(1 if enable else 0)
-        if rc != _lib.SQLITE_OK:
+        if not _capi.enable_shared_cache(bool(enable)):
             raise OperationalError("Changing the shared_cache flag failed")
 
 
@@ -110,7 +109,7 @@ def complete_statement(statement: str, /) -> bool:
     (ends with a semicolon outside strings, comments and triggers)."""
     if not isinstance(statement, str):
         raise TypeError(f"complete_statement() argument 1 must be str, not {type(statement).__name__}")
-    return bool(_lib.sqlite3_complete(statement.encode("utf-8", "surrogatepass")))
+    return _capi.complete_statement(statement.encode("utf-8", "surrogatepass"))
 
 
 globals().update(_constants.CONSTANTS)

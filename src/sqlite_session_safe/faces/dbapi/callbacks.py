@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ...binding import errors as native
-from ...binding.raw import lib
+from ...binding.constants import SQLITE_DENY
 from .errors import DataError, ProgrammingError, with_code
 from .parameters import UNSUPPORTED, type_name, value_for_sqlite
 
@@ -196,9 +196,9 @@ def wrap_authorizer(func: Callable[..., Any]) -> Callable[..., int]:
             result = func(*args)
         except Exception as exc:
             _report(exc, func)
-            return int(lib.SQLITE_DENY)
+            return SQLITE_DENY
         if not isinstance(result, int) or not _INT_MIN <= result <= _INT_MAX:
-            return int(lib.SQLITE_DENY)  # the stdlib denies on a non-int result, or one beyond C int
+            return SQLITE_DENY  # the stdlib denies on a non-int result, or one beyond C int
         return int(result)
 
     return authorize

@@ -33,8 +33,8 @@ from typing import Any, Literal
 from ...binding import dbconfig as _dbconfig
 from ...binding import errors as native
 from ...binding.connection import Connection as NativeConnection
+from ...binding.constants import SQLITE_LIMIT_SQL_LENGTH
 from ...binding.cursor import Cursor as NativeCursor
-from ...binding.raw import lib
 from ...binding.statement import Statement as NativeStatement
 from . import callbacks as _callbacks
 from .adaptation import _state as _adapt_state
@@ -63,7 +63,6 @@ __all__ = ["Connection", "connect", "LEGACY_TRANSACTION_CONTROL"]
 LEGACY_TRANSACTION_CONTROL = -1
 
 _LEVELS = ("", "DEFERRED", "IMMEDIATE", "EXCLUSIVE")
-SQLITE_LIMIT_SQL_LENGTH: int = lib.SQLITE_LIMIT_SQL_LENGTH
 _COLLATION_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 _DBCONFIG_VERBS = frozenset(_dbconfig.OPTIONS.values())
 _new_object = object.__new__

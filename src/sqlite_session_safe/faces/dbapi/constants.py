@@ -6,7 +6,7 @@ build."""
 from __future__ import annotations
 
 from ...binding import dbconfig as _dbconfig
-from ...binding.raw import lib
+from ...binding.capi import constant
 
 #: The names the stdlib module exports (Python 3.12).
 NAMES: tuple[str, ...] = (
@@ -170,6 +170,4 @@ NAMES: tuple[str, ...] = (
 # gone) but still exported by the stdlib: the stdlib's value.
 _RETIRED = {"SQLITE_AUTH_USER": 279}
 
-CONSTANTS: dict[str, int] = {
-    name: int(getattr(lib, name)) if hasattr(lib, name) else _RETIRED[name] for name in NAMES
-}
+CONSTANTS: dict[str, int] = {name: _RETIRED[name] if (v := constant(name)) is None else v for name in NAMES}

@@ -40,6 +40,7 @@ from threading import get_ident
 from types import TracebackType
 from typing import Any, Literal
 
+from ...binding import capi
 from ...binding import errors as native
 from ...binding.statement import _DML
 from ...coordination.database import Database, WriteResult, WriteTx, open_database
@@ -393,7 +394,6 @@ class CoordinatedCursor(Cursor):
     def _decltypes(self, sql: str, count: int) -> list[str]:
         # The statement ran on one of the database's connections, which may be
         # gone (network mode reopens): ask a snapshot read to prepare it.
-        from ...binding.raw import lib, text
         from ...binding.statement import Statement
 
         with self.connection.db.read() as r:
@@ -402,7 +402,7 @@ class CoordinatedCursor(Cursor):
             with con._use():
                 stmt = Statement(con, sql)
                 try:
-                    return [text(lib.sqlite3_column_decltype(stmt.handle, i)) for i in range(count)]
+                    return capi.column_decltypes(stmt.handle, count)
                 finally:
                     stmt.finalize()
 

@@ -15,14 +15,16 @@ from itertools import islice
 from threading import get_ident
 from typing import TYPE_CHECKING, Any
 
+from ...binding import capi
 from ...binding import errors as native
+from ...binding.capi import parameter_names
 from ...binding.cursor import EXECUTEMANY_CHUNK
 from ...binding.cursor import Cursor as NativeCursor
-from ...binding.raw import ffi, lib
+from ...binding.errors import SQLiteError
 from ...binding.statement import Statement
 from . import adaptation as _adapters
 from .errors import ProgrammingError, cause, sql_encode_error, translate
-from .parameters import bind_values, parameter_names, warn_named_sequence
+from .parameters import bind_values, warn_named_sequence
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -467,20 +469,10 @@ class Cursor(NativeCursor):
             if stmt is None or stmt.handle is None:
                 temp = stmt = Statement(con, sql)
             try:
-                out = []
-                for i in range(count):
-                    ptr = lib.sqlite3_column_decltype(stmt.handle, i)
-                    out.append(_text(ptr))
-                return out
+                return capi.column_decltypes(stmt.handle, count)
             finally:
                 if temp is not None:
                     temp.finalize()
-
-
-def _text(ptr: Any) -> str:
-    from ...binding.raw import text
-
-    return text(ptr)
 
 
 def _bind_factory(factory: Callable[[Any, tuple[Any, ...]], Any], cursor: Cursor) -> Post:
@@ -558,15 +550,11 @@ def _first_statement(con: Any, sql: str) -> str | None:
     if not isinstance(sql, str):
         return None
     data = sql.encode("utf-8")
-    out = ffi.new("sqlite3_stmt **")
-    tail = ffi.new("const char **")
-    source = ffi.from_buffer(data)
     with con._use() as db:
-        rc = lib.sqlite3_prepare_v3(db, source, len(data), 0, out, tail)
-        lib.sqlite3_finalize(out[0])
-    if rc != lib.SQLITE_OK:
-        return None
-    consumed = int(ffi.cast("uintptr_t", tail[0])) - int(ffi.cast("uintptr_t", source))
+        try:
+            consumed, _ = capi.statement_end(db, data)
+        except SQLiteError:
+            return None
     if not _only_comments(data[consumed:]):
         return None
     return data[:consumed].decode("utf-8")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from ...binding.raw import NULL, ffi, lib
 from . import adaptation
 from .errors import (
     UNSUPPORTED_PARAMETERS_ERROR,
@@ -29,7 +28,6 @@ from .errors import (
 
 __all__ = [
     "bind_values",
-    "parameter_names",
     "value_for_sqlite",
     "UNSUPPORTED",
     "type_name",
@@ -49,15 +47,6 @@ def type_name(value: Any) -> str:
     if cls.__flags__ & _HEAPTYPE or cls.__module__ == "builtins":
         return cls.__name__
     return f"{cls.__module__}.{cls.__name__}"
-
-
-def parameter_names(handle: Any) -> tuple[str | None, ...]:
-    """Each parameter's name as written (``:x``, ``?3``), None for ``?``."""
-    names = []
-    for i in range(1, lib.sqlite3_bind_parameter_count(handle) + 1):
-        name = lib.sqlite3_bind_parameter_name(handle, i)
-        names.append(None if name == NULL else ffi.string(name).decode("utf-8", "replace"))
-    return tuple(names)
 
 
 #: What :func:`value_for_sqlite` returns for a type SQLite does not store.
@@ -109,7 +98,7 @@ def _bind_one(value: Any, position: int) -> Any:
 
 def bind_values(names: tuple[str | None, ...], params: Any) -> tuple[Any, ...]:
     """The values to bind for ``params`` to a statement whose parameters are
-    ``names`` (:func:`parameter_names`), by the stdlib's rules (see the
+    ``names`` (:func:`~sqlite_session_safe.binding.capi.parameter_names`), by the stdlib's rules (see the
     module docstring), or the stdlib's exception."""
     if params is None:
         params = ()
