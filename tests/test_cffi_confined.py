@@ -31,7 +31,9 @@ STILL_ALLOWED = {
     "sessions/changeset.py",
     "sessions/stream.py",
     "sessions/group.py",
-    "sessions/apply.py",
+    "sessions/apply_core.py",
+    "sessions/apply_plan.py",
+    "sessions/chunked.py",
 }
 
 

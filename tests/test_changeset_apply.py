@@ -11,7 +11,7 @@ import pytest
 
 import sqlite_session_safe as sss
 
-apply_module = importlib.import_module("sqlite_session_safe.sessions.apply")
+chunked_module = importlib.import_module("sqlite_session_safe.sessions.chunked")
 
 C = sss.ConflictType
 SCHEMA = "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT UNIQUE, n INTEGER NOT NULL DEFAULT 0)"
@@ -302,7 +302,7 @@ def test_foreign_key_conflict(tmp_path: Path) -> None:
 
 
 def test_apply_stream_in_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(apply_module, "STREAM_APPLY_CHUNK", 100)
+    monkeypatch.setattr(chunked_module, "STREAM_APPLY_CHUNK", 100)
     src = sss.connect(tmp_path / "s.db")
     src.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v)")
     dst = sss.connect(tmp_path / "d.db")
@@ -335,3 +335,51 @@ def test_apply_needs_a_connection_it_can_use(pair) -> None:  # type: ignore[no-u
     dst.close()
     with pytest.raises(sss.ClosedError):
         cs.apply(dst)
+
+
+def test_options_object_and_keywords_apply_alike(pair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The three entry points take one ApplyOptions or the same keywords."""
+    src, dst, cs = pair
+    make_conflicts(dst)
+    start = dst.serialize()
+    options = sss.ApplyOptions(on_conflict=sss.OMIT, collect_rejected=True)
+    by_object = cs.apply(dst, options)
+    after_object = rows(dst)
+    dst.deserialize(start)
+    by_keywords = sss.apply(cs, dst, on_conflict=sss.OMIT, collect_rejected=True)
+    assert rows(dst) == after_object
+    dst.deserialize(start)
+    by_stream = sss.apply_stream(io.BytesIO(cs), dst, options)
+    assert rows(dst) == after_object
+    for report in (by_keywords, by_stream):
+        assert report.omitted == by_object.omitted and report.applied == by_object.applied
+        assert report.rejected == by_object.rejected
+
+
+def test_options_are_checked_when_made() -> None:
+    with pytest.raises(sss.ConflictPolicyError, match="REPLACE"):
+        sss.ApplyOptions(on_conflict=sss.REPLACE)
+    with pytest.raises(sss.InterfaceError, match="filter must be callable"):
+        sss.ApplyOptions(filter="t")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="nonsense"):
+        sss.ApplyOptions(nonsense=True)  # type: ignore[call-arg]
+
+
+def test_options_positional_or_mixed_are_refused(pair) -> None:  # type: ignore[no-untyped-def]
+    _, dst, cs = pair
+    before = rows(dst)
+    with pytest.raises(sss.InterfaceError, match="keyword-only"):
+        cs.apply(dst, sss.OMIT)  # type: ignore[arg-type]
+    with pytest.raises(sss.InterfaceError, match="either options or keywords"):
+        sss.apply(cs, dst, sss.ApplyOptions(), strict=False)
+    assert rows(dst) == before
+
+
+def test_apply_keywords_match_the_options() -> None:
+    """ApplyKeywords (the keywords' types) lists exactly ApplyOptions' fields."""
+    import dataclasses
+
+    from sqlite_session_safe.sessions.options import ApplyKeywords
+
+    fields = {f.name for f in dataclasses.fields(sss.ApplyOptions) if f.init}
+    assert set(ApplyKeywords.__annotations__) == fields

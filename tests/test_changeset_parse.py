@@ -15,14 +15,14 @@ from _changeset_fuzz import corpus, mutate
 
 import sqlite_session_safe as sss
 from sqlite_session_safe.sessions import _native
-from sqlite_session_safe.sessions.changeset import _iter_start
+from sqlite_session_safe.sessions._native import start_iter
 from sqlite_session_safe.sessions.changeset import _varint as varint  # SQLite's varint encoding
 
 
 def through_sqlite(data: bytes) -> list[Any] | type[BaseException]:
     """Every raw change as SQLite's iterator reads it, or the error class."""
     try:
-        it, readers = _iter_start(data, False)
+        it, readers = start_iter(data, False)
         return [c for batch in _native.walk_batches(it, "t", readers, data) for c in batch]
     except sss.Error as exc:
         return type(exc)

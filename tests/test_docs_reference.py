@@ -23,7 +23,7 @@ CLASSES = {
     "binding/blob.py": {"Blob"},
     "binding/library.py": set(),
     "sessions/session.py": {"Session"},
-    "sessions/changeset.py": {"_ChangesetBase", "Changeset", "Patchset"},
+    "sessions/changeset.py": {"ChangesetBase", "Changeset", "Patchset"},
     "sessions/group.py": {"ChangeGroup", "Rebaser"},
     "sessions/apply.py": set(),
     "sessions/stream.py": set(),

@@ -219,6 +219,7 @@ from .sessions import (
     REPLACE,
     UNCHANGED,
     Action,
+    ApplyOptions,
     ApplyReport,
     Change,
     ChangeGroup,
@@ -292,6 +293,7 @@ __all__ = [
     "SessionFilter",
     "TableFilter",
     "apply_stream",
+    "ApplyOptions",
     "ApplyReport",
     # a conflict policy (``on_conflict=``) and what it decides
     "OnConflict",

@@ -10,7 +10,7 @@ recorded too.
 
 from __future__ import annotations
 
-from ..sessions.apply import Action, Conflict, OnConflict, _Policy
+from ..sessions.policy import Action, Conflict, OnConflict, Policy
 from .log_errors import ConflictRow
 
 __all__ = ["ConflictRecorder"]
@@ -28,7 +28,7 @@ class ConflictRecorder:
     def __init__(self, on_conflict: OnConflict = None) -> None:
         #: True when the policy is the default: any conflict refuses the apply.
         self.refuse = on_conflict is None
-        self._policy = _Policy(on_conflict)
+        self._policy = Policy(on_conflict)
         self._rows: list[ConflictRow] = []
 
     def __call__(self, conflict: Conflict) -> Action:

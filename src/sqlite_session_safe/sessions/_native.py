@@ -25,6 +25,7 @@ __all__ = [
     "walk_batches",
     "parse_batches",
     "STREAM_CHUNK",
+    "start_iter",
 ]
 
 #: The non-streaming C API takes sizes as ``int``: larger inputs go through the
@@ -224,3 +225,18 @@ def parse_batches(data: bytes, what: str) -> Iterator[list[Any]]:
         return int(lib.sss_changeset_parse(source, size, state, WALK_BATCH, WALK_BYTES, buf, n))
 
     return _batches(fill, what)
+
+
+def start_iter(data: bytes, invert: bool) -> tuple[Any, tuple[Reader, ...]]:
+    """An iterator over ``data``: the blob API, or the streaming one past 2 GiB."""
+    out = ffi.new("sqlite3_changeset_iter **")
+    flags = lib.SQLITE_CHANGESETSTART_INVERT if invert else 0
+    if len(data) <= MAX_BLOB:
+        rc = lib.sqlite3changeset_start_v2(out, len(data), ffi.from_buffer(data), flags)
+        readers: tuple[Reader, ...] = ()
+    else:
+        reader = Reader(data)
+        rc = lib.sqlite3changeset_start_v2_strm(out, lib.sss_py_input, reader.handle, flags)
+        readers = (reader,)
+    check_rc(rc, "starting to iterate")
+    return out[0], readers

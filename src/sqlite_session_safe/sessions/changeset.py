@@ -9,136 +9,34 @@ changes in C, a batch per call (``csrc/sss_changeset.c``), and yields
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import chain, repeat
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..binding.errors import InterfaceError
 from ..binding.raw import ffi, lib
 from . import _native
-from ._native import Reader, Writer, check_rc, parse_batches, take_blob, walk_batches
+from ._native import Reader, Writer, check_rc, parse_batches, start_iter, take_blob, walk_batches
+from .apply_core import apply_whole
+from .change import OP_CODES, OPS, UNCHANGED, Change
+from .chunked import Source, apply_chunks
 from .errors import ChangesetError
+from .options import ApplyKeywords, ApplyOptions
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from ..binding.connection import Connection
-    from .apply import ApplyReport, OnConflict, TableFilter
+    from .report import ApplyReport
 
 __all__ = ["UNCHANGED", "Change", "Changeset", "Patchset", "OPS", "column_names", "change_dicts",
            "NameCache"]
 
-#: The value of a column a change leaves undefined: an UPDATE's unchanged
-#: columns, a patchset's omitted old values.  It is Python's ``Ellipsis``
-#: (``...``), a singleton no SQL value can be, so ``value is sss.UNCHANGED``
-#: tells it apart from NULL (``None``).  Using a builtin singleton lets the C
-#: walker produce it directly (marshal can write Ellipsis), with no per-value
-#: Python pass over every change.
-UNCHANGED: Any = ...
-
-#: The operations, as :attr:`Change.op` spells them.
-OPS = ("INSERT", "UPDATE", "DELETE")
-_OP_CODES = {"INSERT": lib.SQLITE_INSERT, "UPDATE": lib.SQLITE_UPDATE, "DELETE": lib.SQLITE_DELETE}
-
 _tuple_new = tuple.__new__
-
-
-class _ChangeFields(NamedTuple):
-    table: str
-    op: str
-    old: tuple[Any, ...] | None
-    new: tuple[Any, ...] | None
-    pk: tuple[int, ...]
-    indirect: bool
-
-
-class Change(_ChangeFields):
-    """One change: a row inserted, updated or deleted in one table.
-
-    A named tuple ``(table, op, old, new, pk, indirect)``:
-
-    * ``table``: the table's name;
-    * ``op``: ``"INSERT"``, ``"UPDATE"`` or ``"DELETE"``;
-    * ``old``: the row's values before the change (a tuple, one per column), or
-      None for an INSERT;
-    * ``new``: the values after the change, or None for a DELETE;
-    * ``pk``: per column, 0 when it is not part of the primary key, else its
-      1-based position in the key (SQLite's record of the table's key);
-    * ``indirect``: True when the change was made by a trigger or foreign key
-      action (or in a session marked indirect).
-
-    In ``old`` / ``new`` a column the change does not define is
-    :data:`UNCHANGED`: an UPDATE records old and new values only for the
-    columns it changed (and the old primary key), a patchset records even less.
-    A Change owns its values: it stays valid after the iteration moves on.
-    (A NamedTuple base gives the fields C-level accessors: iteration reads
-    them once per change.)
-    """
-
-    __slots__ = ()
-
-    def __new__(
-        cls,
-        table: str,
-        op: str,
-        old: Sequence[Any] | None,
-        new: Sequence[Any] | None,
-        pk: Sequence[int],
-        indirect: bool = False,
-    ) -> Change:
-        """Make a change by hand (e.g. for :meth:`ChangeGroup.add_change`)."""
-        if not isinstance(table, str) or not table or "\0" in table:
-            raise InterfaceError(f"table must be a non-empty str without NUL, not {table!r}")
-        if op not in _OP_CODES:
-            raise InterfaceError(f"op must be one of {', '.join(OPS)}, not {op!r}")
-        pk_t = tuple(int(x) for x in pk)
-        if any(not 0 <= x <= 255 for x in pk_t):
-            raise InterfaceError("pk entries must be between 0 and 255")
-        old_t = None if old is None else tuple(old)
-        new_t = None if new is None else tuple(new)
-        if (old_t is None) != (op == "INSERT"):
-            raise InterfaceError(f"{op} change: old must be {'None' if op == 'INSERT' else 'a tuple'}")
-        if (new_t is None) != (op == "DELETE"):
-            raise InterfaceError(f"{op} change: new must be {'None' if op == 'DELETE' else 'a tuple'}")
-        for values in (old_t, new_t):
-            if values is not None and len(values) != len(pk_t):
-                raise InterfaceError(f"{len(values)} values for a table of {len(pk_t)} columns (pk)")
-        return _tuple_new(cls, (table, op, old_t, new_t, pk_t, bool(indirect)))
-
-    def __getnewargs__(self) -> tuple[Any, ...]:
-        return tuple(self)
-
-    def __repr__(self) -> str:
-        return (f"Change(table={self[0]!r}, op={self[1]!r}, old={self[2]!r}, new={self[3]!r}, "
-                f"pk={self[4]!r}, indirect={self[5]!r})")
-
-    @property
-    def pk_columns(self) -> tuple[int, ...]:
-        """Indexes of the primary key columns, in table order."""
-        return tuple(i for i, flag in enumerate(self[4]) if flag)
-
-    @property
-    def key(self) -> tuple[Any, ...]:
-        """The primary key values of the row this change is about."""
-        row = self[3] if self[1] == "INSERT" else self[2]
-        assert row is not None  # INSERT has new values, UPDATE/DELETE old ones
-        return tuple(row[i] for i, flag in enumerate(self[4]) if flag)
-
-
-def _iter_start(data: bytes, invert: bool) -> tuple[Any, tuple[Reader, ...]]:
-    """An iterator over ``data``: the blob API, or the streaming one past 2 GiB."""
-    out = ffi.new("sqlite3_changeset_iter **")
-    flags = lib.SQLITE_CHANGESETSTART_INVERT if invert else 0
-    if len(data) <= _native.MAX_BLOB:
-        rc = lib.sqlite3changeset_start_v2(out, len(data), ffi.from_buffer(data), flags)
-        readers: tuple[Reader, ...] = ()
-    else:
-        reader = Reader(data)
-        rc = lib.sqlite3changeset_start_v2_strm(out, lib.sss_py_input, reader.handle, flags)
-        readers = (reader,)
-    check_rc(rc, "starting to iterate")
-    return out[0], readers
 
 
 def iter_changes(it: Any, keepalive: Any, readers: tuple[Reader, ...], what: str) -> Iterator[Change]:
@@ -154,10 +52,10 @@ def _as_changes(batch: list[Any]) -> Iterator[Change]:
     return map(_tuple_new, repeat(Change), batch)
 
 
-_S = TypeVar("_S", bound="_ChangesetBase")
+_S = TypeVar("_S", bound="ChangesetBase")
 
 
-class _ChangesetBase(bytes):
+class ChangesetBase(bytes):
     """What changesets and patchsets share; see :class:`Changeset`."""
 
     __slots__ = ()
@@ -205,7 +103,7 @@ class _ChangesetBase(bytes):
             # The common case: read the blob directly, in C, twice as fast as
             # through SQLite's iterator (which stays for inversion and streams).
             return chain.from_iterable(map(_as_changes, parse_batches(self, what)))
-        it, readers = _iter_start(self, invert)
+        it, readers = start_iter(self, invert)
         return iter_changes(it, self, readers, what)
 
     def validate(self) -> int:
@@ -216,7 +114,7 @@ class _ChangesetBase(bytes):
         Calls ``sqlite3changeset_start_v2`` and ``sqlite3changeset_next`` per change, in C."""
         count = 0
         if self:
-            it, readers = _iter_start(self, False)
+            it, readers = start_iter(self, False)
             for batch in walk_batches(it, f"validating a {self._KIND}", readers):
                 count += len(batch)
         return count
@@ -256,26 +154,26 @@ class _ChangesetBase(bytes):
     def apply(
         self,
         con: Connection,
-        on_conflict: OnConflict = None,
-        tables: Iterable[str] | None = None,
-        filter: TableFilter | None = None,
-        no_savepoint: bool = False,
-        invert: bool = False,
-        ignore_noop: bool = False,
-        fk_noaction: bool = False,
-        strict: bool = True,
-        collect_rejected: bool = False,
-        rebase: bool = False,
+        options: ApplyOptions | None = None,
+        /,
+        **keywords: Unpack[ApplyKeywords],
     ) -> ApplyReport:
-        """Apply to ``con``'s main database; see :func:`~sqlite_session_safe.apply`.
+        """Apply to ``con``'s main database; see :func:`~sqlite_session_safe.apply`
+        (the options: :class:`~sqlite_session_safe.ApplyOptions`).
 
         Calls ``sqlite3changeset_apply_v2``."""
-        from .apply import apply  # same layer; apply imports this module
-
-        return apply(self, con, on_conflict=on_conflict, tables=tables, filter=filter,
-                     no_savepoint=no_savepoint, invert=invert, ignore_noop=ignore_noop,
-                     fk_noaction=fk_noaction, strict=strict, collect_rejected=collect_rejected,
-                     rebase=rebase)
+        opts = ApplyOptions.build(options, keywords)
+        cs: ChangesetBase = self
+        if opts.invert:
+            self._require_invertible()
+            if opts.collect_rejected:
+                # SQLite cannot collect changes from an inverting iterator: invert first.
+                assert isinstance(self, Changeset)  # patchsets were refused above
+                cs, opts = self.invert(), dataclasses.replace(opts, invert=False)
+        if len(cs) > _native.MAX_BLOB:
+            with Source(cs) as source:
+                return apply_chunks(source, con, opts, lambda _: type(cs))
+        return apply_whole(cs, con, opts)
 
     # -- presenting -------------------------------------------------------
 
@@ -344,7 +242,7 @@ class _ChangesetBase(bytes):
         return cls(encode_changes(changes, patchset=cls is Patchset))
 
 
-class Changeset(_ChangesetBase):
+class Changeset(ChangesetBase):
     """A changeset: every change with the old values it overwrote, so it can be
     checked for conflicts when applied, and inverted to undo it.
 
@@ -379,7 +277,7 @@ class Changeset(_ChangesetBase):
         return Changeset(blob)
 
 
-class Patchset(_ChangesetBase):
+class Patchset(ChangesetBase):
     """A patchset: like a changeset, without the old values of non-key
     columns.  Smaller, applies the same way, but cannot detect DATA
     conflicts and cannot be inverted."""
@@ -566,7 +464,7 @@ def encode_changes(changes: Iterable[Change], patchset: bool = False) -> bytes:
             out += _varint(len(pk))
             out += bytes(pk)
             out += table.encode("utf-8") + b"\0"
-        out.append(_OP_CODES[op])
+        out.append(OP_CODES[op])
         out.append(1 if indirect else 0)
         if patchset:
             if op == "DELETE":

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from ..binding.errors import Error, InterfaceError
 
 if TYPE_CHECKING:
-    from .apply import Conflict
+    from .policy import Conflict
 
 __all__ = ["ChangesetError", "SchemaMismatch", "ConflictAbort", "ConflictPolicyError"]
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from ..binding.errors import ClosedError, InterfaceError, ThreadingError
 from ..binding.raw import error_from_db, ffi, lib
 from ._native import Reader, Writer, check_rc, take_blob
-from .changeset import Change, Changeset, Patchset, _ChangesetBase, encode_changes
+from .changeset import Change, Changeset, ChangesetBase, Patchset, encode_changes
 
 if TYPE_CHECKING:
     from ..binding.connection import Connection
@@ -63,7 +63,7 @@ class ChangeGroup:
         check_rc(lib.sqlite3changegroup_new(out), "creating a change group")
         self._ptr: Any = out[0]
         self._con: Connection | None = None
-        self._kind: type[_ChangesetBase] | None = None
+        self._kind: type[ChangesetBase] | None = None
         self._empty = True
         if patchset is not None:
             flag = ffi.new("int *", 1 if patchset else 0)
@@ -100,16 +100,16 @@ class ChangeGroup:
             raise ClosedError("cannot use a closed change group")
         return self._ptr
 
-    def _accept(self, kind: type[_ChangesetBase]) -> None:
+    def _accept(self, kind: type[ChangesetBase]) -> None:
         if self._kind is not None and kind is not self._kind:
             raise InterfaceError(f"this change group holds {self._kind.__name__.lower()}s; "
                                  f"cannot add a {kind.__name__.lower()}")
 
-    def add(self, changeset: _ChangesetBase | bytes) -> None:
+    def add(self, changeset: ChangesetBase | bytes) -> None:
         """Add every change of a changeset (or patchset).
 
         Calls ``sqlite3changegroup_add`` (``sqlite3changegroup_add_strm`` past 2 GiB)."""
-        cs = changeset if isinstance(changeset, _ChangesetBase) else _detect(changeset)
+        cs = changeset if isinstance(changeset, ChangesetBase) else _detect(changeset)
         if not cs:
             return
         self._accept(type(cs))
@@ -146,7 +146,7 @@ class ChangeGroup:
             reader.reraise()
             self._after_add(rc, kind)
 
-    def _after_add(self, rc: int, kind: type[_ChangesetBase]) -> None:
+    def _after_add(self, rc: int, kind: type[ChangesetBase]) -> None:
         if rc == lib.SQLITE_SCHEMA:
             raise InterfaceError("the changeset does not match this change group's schema or an "
                                  "earlier changeset's table definition (SQLITE_SCHEMA); the "
@@ -155,7 +155,7 @@ class ChangeGroup:
         self._empty = False
         self._kind = kind
 
-    def output(self) -> _ChangesetBase:
+    def output(self) -> ChangesetBase:
         """Everything added so far, as one Changeset (or Patchset).
 
         Calls ``sqlite3changegroup_output``."""
@@ -211,7 +211,7 @@ class ChangeGroup:
         # may run while the connection is inside SQLite).
 
 
-def _detect(data: Any) -> _ChangesetBase:
+def _detect(data: Any) -> ChangesetBase:
     data = bytes(data)
     return Patchset(data) if data[:1] == b"P" else Changeset(data)
 
@@ -250,7 +250,7 @@ class Rebaser:
         """The changeset rebased (patchsets cannot be rebased).
 
         Calls ``sqlite3rebaser_rebase``."""
-        cs = changeset if isinstance(changeset, _ChangesetBase) else _detect(changeset)
+        cs = changeset if isinstance(changeset, ChangesetBase) else _detect(changeset)
         if isinstance(cs, Patchset):
             raise InterfaceError("only changesets can be rebased, not patchsets")
         with self._guard:
