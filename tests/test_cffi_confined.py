@@ -99,3 +99,26 @@ def test_no_cffi_above_the_binding() -> None:
 @pytest.mark.parametrize("name", sorted(STILL_ALLOWED))
 def test_the_allowance_is_not_stale(name: str) -> None:
     assert cffi_imports(PACKAGE / name), f"{name} no longer imports lib/ffi: drop it from STILL_ALLOWED"
+
+
+def test_binding_imports_nothing_above_it() -> None:
+    """Not even for type checkers: ``Connection.session`` is the sessions
+    layer's subclass's method, not a stub in binding filled in from above."""
+    upward = {}
+    for path in sorted((PACKAGE / "binding").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                module = _absolute(path, node)
+                if module.startswith(NAME + ".") and module.split(".")[1] not in (
+                    "binding", "_native", "_hotpath"
+                ):
+                    upward[f"{path.name}:{node.lineno}"] = module
+    assert not upward, upward
+
+
+def test_connection_session_is_a_plain_method() -> None:
+    from sqlite_session_safe.binding.connection import Connection as BindingConnection
+    from sqlite_session_safe.sessions.connection import Connection
+
+    assert "session" not in vars(BindingConnection)
+    assert "session" in vars(Connection) and sqlite_session_safe.Connection is Connection

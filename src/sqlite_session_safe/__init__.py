@@ -63,10 +63,8 @@ from .binding.blob import (
     Blob,
 )
 from .binding.connection import (
-    Connection,
     Transaction,
     TransactionKind,
-    connect,
 )
 from .binding.constants import *  # noqa: F403  (SQLITE_DENY, SQLITE_LIMIT_*, ...: see __all__)
 from .binding.cursor import (
@@ -242,13 +240,10 @@ from .sessions import (
     invert_stream,
     iterate_stream,
 )
-from .sessions import session_method as _session_method
-
-# Connection.session is attached here, at the top of the package, because an
-# import never points up: binding/ cannot import sessions/.  Every user gets
-# the method, since every import of the package runs this module first.
-Connection.session = _session_method  # type: ignore[method-assign]
-
+from .sessions.connection import (  # the binding's Connection with session()
+    Connection,
+    connect,
+)
 
 # Clearer names for confusing ones; the old names stay (same objects).
 # OptimisticWriteFailed and its older name ConflictError are imported above.

@@ -19,7 +19,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from .._hotpath import TryLock
 from . import blob as _blob
@@ -34,14 +34,10 @@ from .raw import NULL, ensure, error_from_code, error_from_db, ffi, lib, text
 from .statement import StatementCache
 from .values import Parameters
 
-if TYPE_CHECKING:
-    # For type checkers only: sessions/ sits above binding/, so at run time
-    # the package's __init__ attaches Connection.session (declared below).
-    from ..sessions.session import Session, SessionFilter
-
-__all__ = ["Connection", "Transaction", "connect", "TransactionKind"]
+__all__ = ["Connection", "Transaction", "TransactionKind"]
 
 TransactionKind = Literal["deferred", "immediate", "exclusive"]
+_C = TypeVar("_C", bound="Connection")
 _KINDS = ("deferred", "immediate", "exclusive")
 _new_object = object.__new__
 
@@ -515,18 +511,6 @@ class Connection:
 
     # -- lifetime -----------------------------------------------------------
 
-    if TYPE_CHECKING:
-        def session(
-            self,
-            tables: Iterable[str] | None = None,
-            filter: SessionFilter | None = None,
-            indirect: bool = False,
-            rowid: bool = False,
-            **options: Any,
-        ) -> Session:
-            """Start recording this connection's changes (see
-            ``sqlite_session_safe.sessions.session_method``)."""
-
     def close(self) -> None:
         """Close the connection.  Sessions, backups and statements made from it
         are closed first; an open transaction is rolled back.  Closing twice is
@@ -567,7 +551,7 @@ class Connection:
         except Exception:
             pass
 
-    def __enter__(self) -> Connection:
+    def __enter__(self: _C) -> _C:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -699,21 +683,3 @@ def _rollback(db: Any, savepoint: str | None) -> None:
     else:
         sql = "ROLLBACK"
     lib.sqlite3_exec(db, sql.encode(), NULL, NULL, NULL)
-
-
-def connect(
-    path: str | os.PathLike[str] | bytes,
-    readonly: bool = False,
-    uri: bool = False,
-    vfs: str | None = None,
-    timeout: float = 5.0,
-    cached_statements: int = 128,
-) -> Connection:
-    """Open a connection to the database at ``path`` (created if missing unless
-    ``readonly``).  ``uri=True`` accepts ``file:`` URIs with query parameters;
-    ``vfs`` names a SQLite VFS; ``timeout`` is how long to wait on another
-    connection's lock, in seconds.
-
-    Calls ``sqlite3_open_v2``."""
-    return Connection(path, readonly=readonly, uri=uri, vfs=vfs, timeout=timeout,
-                      cached_statements=cached_statements)

@@ -16,7 +16,9 @@ if TYPE_CHECKING:
 __all__ = ["Statement", "StatementCache"]
 
 # stdlib sqlite3 counts rowcount for these statements only (PEP 249 "DML").
-_DML = re.compile(r"\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*(INSERT|UPDATE|DELETE|REPLACE)\b", re.I | re.S)
+#: Matches SQL that starts (after comments) with INSERT, UPDATE, DELETE or
+#: REPLACE: a statement that sets ``rowcount`` (the DB-API faces use it too).
+DML_PATTERN = re.compile(r"\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*(INSERT|UPDATE|DELETE|REPLACE)\b", re.I | re.S)
 
 _PREPARE_FLAGS = lib.SQLITE_PREPARE_PERSISTENT
 
@@ -112,7 +114,7 @@ class Statement:
                 lib.sqlite3_bind_parameter_name(handle, i) for i in range(1, self.param_count + 1)
             )
         )
-        self.is_dml = bool(_DML.match(sql))
+        self.is_dml = bool(DML_PATTERN.match(sql))
         self.describe()
         con._statements.track(self)
 

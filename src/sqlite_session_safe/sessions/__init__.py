@@ -7,8 +7,6 @@ Importing it registers the callbacks SQLite's session module calls
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from . import _callbacks  # noqa: F401  (registers the extern "Python" callbacks)
 from .apply import (
     ABORT,
@@ -25,15 +23,11 @@ from .apply import (
     apply_stream,
 )
 from .changeset import UNCHANGED, Change, Changeset, Patchset
+from .connection import Connection, connect
 from .errors import ChangesetError, ConflictAbort, ConflictPolicyError, SchemaMismatch
 from .group import ChangeGroup, Rebaser
 from .session import Session, SessionFilter
 from .stream import concat_stream, invert_stream, iterate_stream
-
-if TYPE_CHECKING:
-    from collections.abc import Iterable
-
-    from ..binding.connection import Connection
 
 __all__ = [
     "ABORT",
@@ -50,6 +44,7 @@ __all__ = [
     "ConflictAbort",
     "ConflictPolicyError",
     "ConflictType",
+    "Connection",
     "OnConflict",
     "Patchset",
     "Rebaser",
@@ -61,25 +56,7 @@ __all__ = [
     "apply",
     "apply_stream",
     "concat_stream",
+    "connect",
     "invert_stream",
     "iterate_stream",
-    "session_method",
 ]
-
-
-def session_method(
-    self: Connection,
-    tables: Iterable[str] | None = None,
-    filter: SessionFilter | None = None,
-    indirect: bool = False,
-    rowid: bool = False,
-    **options: Any,
-) -> Session:
-    """Start recording this connection's changes: a :class:`Session`.
-
-    ``tables``: names to record (None: all, including tables created later);
-    ``filter(name) -> bool`` chooses among all tables; ``indirect`` marks the
-    changes indirect; ``rowid`` also records tables without a primary key.
-    Other options (``db``, ``track_size``, ``skip_reserved``) go to :class:`Session`.
-    """
-    return Session(self, tables=tables, filter=filter, indirect=indirect, rowid=rowid, **options)

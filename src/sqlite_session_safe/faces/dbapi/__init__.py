@@ -36,7 +36,8 @@ from .adaptation import (
 )
 from .blob import Blob
 from .callbacks import enable_callback_tracebacks
-from .connection import LEGACY_TRANSACTION_CONTROL, Connection, connect
+from .connecting import connect
+from .connection import LEGACY_TRANSACTION_CONTROL, Connection
 from .coordinated import CoordinatedConnection, CoordinatedCursor
 from .cursor import PARSE_COLNAMES, PARSE_DECLTYPES, Cursor
 from .errors import (

@@ -32,10 +32,10 @@ from typing import Any, Literal
 
 from ...binding import dbconfig as _dbconfig
 from ...binding import errors as native
-from ...binding.connection import Connection as NativeConnection
 from ...binding.constants import SQLITE_LIMIT_SQL_LENGTH
 from ...binding.cursor import Cursor as NativeCursor
 from ...binding.statement import Statement as NativeStatement
+from ...sessions.connection import Connection as NativeConnection
 from . import callbacks as _callbacks
 from .adaptation import _state as _adapt_state
 from .blob import Blob
@@ -57,7 +57,8 @@ from .errors import (
     warn_caller,
 )
 
-__all__ = ["Connection", "connect", "LEGACY_TRANSACTION_CONTROL"]
+__all__ = ["Connection", "LEGACY_TRANSACTION_CONTROL", "check_isolation_level", "check_autocommit",
+           "keyword_only_soon"]
 
 #: ``autocommit`` value selecting the pre-3.12 behaviour driven by ``isolation_level``.
 LEGACY_TRANSACTION_CONTROL = -1
@@ -76,7 +77,7 @@ _native_backup_into = NativeConnection._backup_into
 _ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
-def _check_isolation_level(level: object) -> str | None:
+def check_isolation_level(level: object) -> str | None:
     """The isolation level to keep for ``level``, or the stdlib's error.
     Since 3.11 the stdlib keeps the canonical spelling ("deferred" reads
     back as "DEFERRED") and compares ASCII letters only; 3.10 keeps the
@@ -99,7 +100,8 @@ def _check_isolation_level(level: object) -> str | None:
     return canonical
 
 
-def _check_autocommit(value: object) -> int | bool:
+def check_autocommit(value: object) -> int | bool:
+    """``value`` as the ``autocommit`` to keep, or the stdlib's ValueError."""
     if value is True or value is False:
         return value
     if type(value) is int and value == LEGACY_TRANSACTION_CONTROL:
@@ -137,7 +139,8 @@ def positional_only_soon(method: str, *names: str) -> Callable[[Callable[..., An
     return decorate
 
 
-def _keyword_only_soon(where: str) -> str:
+def keyword_only_soon(where: str) -> str:
+    """Python 3.13's deprecation message for positional arguments to ``where``."""
     return (f"Passing more than 1 positional argument to {where} is deprecated. Parameters "
             "'timeout', 'detect_types', 'isolation_level', 'check_same_thread', 'factory', "
             "'cached_statements' and 'uri' will become keyword-only parameters in Python 3.15.")
@@ -152,7 +155,7 @@ def _keyword_only_soon_init(init: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(init)
     def call(self: Any, *args: Any, **kwargs: Any) -> None:
         if len(args) > 1:
-            warn_caller(_keyword_only_soon("_sqlite3.Connection()"))
+            warn_caller(keyword_only_soon("_sqlite3.Connection()"))
         init(self, *args, **kwargs)
 
     return call
@@ -267,8 +270,8 @@ class Connection(ConnectionFace, NativeConnection):
         self._initialized = False
         # Everything close() and __del__ read is set before the native open.
         self._thread = get_ident() if check_same_thread else None
-        self._isolation_level = _check_isolation_level(isolation_level)
-        self._autocommit = _check_autocommit(autocommit)
+        self._isolation_level = check_isolation_level(isolation_level)
+        self._autocommit = check_autocommit(autocommit)
         if isinstance(detect_types, bool) or not isinstance(detect_types, int):
             raise TypeError(f"detect_types must be int, not {type(detect_types).__name__}")
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
@@ -328,7 +331,7 @@ class Connection(ConnectionFace, NativeConnection):
     @isolation_level.setter
     def isolation_level(self, value: str | None) -> None:
         self._check_thread()
-        level = _check_isolation_level(value)
+        level = check_isolation_level(value)
         if level is None:
             self._check_open_dbapi()
             if self._autocommit is LEGACY_TRANSACTION_CONTROL and self._in_tx():
@@ -347,7 +350,7 @@ class Connection(ConnectionFace, NativeConnection):
     def autocommit(self, value: int | bool) -> None:
         self._check_thread()
         self._check_open_dbapi()
-        new = _check_autocommit(value)
+        new = check_autocommit(value)
         if new is True and self._in_tx():
             self._exec("COMMIT")
         elif new is False and not self._in_tx():
@@ -760,63 +763,3 @@ class Connection(ConnectionFace, NativeConnection):
     def __repr__(self) -> str:
         state = "closed" if self._db is None else "open"
         return f"<sqlite_session_safe.dbapi.Connection {self.path!r} {state}>"
-
-
-def connect(
-    database: str | bytes | os.PathLike[str],
-    *args: Any,
-    coordinated: bool = False,
-    mode: str = "trusted",
-    label: str | None = None,
-    **kwargs: Any,
-) -> Any:
-    """Open a DB-API connection to ``database``, like ``sqlite3.connect``.
-
-    The stdlib's arguments, in its order: ``timeout=5.0``,
-    ``detect_types=0``, ``isolation_level=""``, ``check_same_thread=True``,
-    ``factory=Connection``, ``cached_statements=128``, ``uri=False``, and
-    keyword-only ``autocommit=LEGACY_TRANSACTION_CONTROL``.  As in the
-    stdlib, ``factory`` (a :class:`Connection` subclass) is called with the
-    arguments exactly as given.
-
-    ``coordinated=True``: open through the coordinated ``sss.open(database,
-    mode=mode, **options)`` instead; every write transaction is admitted
-    through the outer lock and recorded in the audit log under ``label``
-    (see :mod:`sqlite_session_safe.faces.dbapi.coordinated`).
-    """
-    if args and sys.version_info >= (3, 13):
-        warn_caller(_keyword_only_soon("sqlite3.connect()"))
-    if coordinated:
-        return _connect_coordinated(database, *args, mode=mode, label=label, **kwargs)
-    if mode != "trusted" or label is not None:
-        raise ProgrammingError("mode and label apply to coordinated=True connections only")
-    factory = args[4] if len(args) > 4 else kwargs.get("factory")
-    cls = Connection if factory is None else factory
-    return cls(database, *args, **kwargs)
-
-
-def _connect_coordinated(
-    database: str | bytes | os.PathLike[str],
-    timeout: float = 5.0,
-    detect_types: int = 0,
-    isolation_level: str | None = "",
-    check_same_thread: bool = True,
-    factory: type[Connection] | None = None,
-    cached_statements: int = 128,
-    uri: bool = False,
-    *,
-    autocommit: int | bool = LEGACY_TRANSACTION_CONTROL,
-    mode: str,
-    label: str | None,
-    **options: Any,
-) -> Any:
-    from .coordinated import CoordinatedConnection
-
-    if factory is not None or uri:
-        raise NotSupportedError("coordinated=True takes no factory and no uri")
-    return CoordinatedConnection(
-        os.fsdecode(database), timeout=timeout, detect_types=detect_types,
-        isolation_level=isolation_level, check_same_thread=check_same_thread,
-        autocommit=autocommit, mode=mode, label=label,
-        **options,
-    )

@@ -42,13 +42,13 @@ from typing import Any, Literal
 
 from ...binding import capi
 from ...binding import errors as native
-from ...binding.statement import _DML
+from ...binding.statement import DML_PATTERN
 from ...coordination.database import Database, WriteResult, WriteTx, open_database
 from .connection import (
     LEGACY_TRANSACTION_CONTROL,
     ConnectionFace,
-    _check_autocommit,
-    _check_isolation_level,
+    check_autocommit,
+    check_isolation_level,
 )
 from .cursor import Cursor
 from .errors import (
@@ -102,8 +102,8 @@ class CoordinatedConnection(ConnectionFace):
     ) -> None:
         self._db: Any = None
         self._thread: int | None = get_ident() if check_same_thread else None
-        self._isolation_level = _check_isolation_level(isolation_level)
-        self._autocommit = _check_autocommit(autocommit)
+        self._isolation_level = check_isolation_level(isolation_level)
+        self._autocommit = check_autocommit(autocommit)
         if label is not None and not isinstance(label, str):
             raise TypeError(f"label must be str or None, not {type(label).__name__}")
         self.label = label
@@ -130,7 +130,7 @@ class CoordinatedConnection(ConnectionFace):
 
     @isolation_level.setter
     def isolation_level(self, value: str | None) -> None:
-        level = _check_isolation_level(value)
+        level = check_isolation_level(value)
         if level is None and self._tx is not None:
             self.commit()
         self._isolation_level = level
@@ -143,7 +143,7 @@ class CoordinatedConnection(ConnectionFace):
 
     @autocommit.setter
     def autocommit(self, value: int | bool) -> None:
-        new = _check_autocommit(value)
+        new = check_autocommit(value)
         if new is True and self._tx is not None:
             self.commit()
         self._autocommit = new
@@ -321,7 +321,7 @@ class CoordinatedCursor(Cursor):
         word = _first_word(sql)
         tx = con._tx
         self._refuse(sql, word, tx is not None)
-        is_dml = bool(_DML.match(sql))
+        is_dml = bool(DML_PATTERN.match(sql))
         try:
             if tx is None and (is_dml or many) and con._per_statement_writes():
                 with con.db.write(label=con.label) as own:
