@@ -47,7 +47,10 @@ converters: dict[str, Callable[[bytes], Any]] = {}
 #: Exact types bound as they are unless an adapter was registered for one of
 #: them (the stdlib's ``BaseTypeAdapted`` flag).
 _BASE_TYPES = frozenset({int, float, str, bytearray})
-_state = {"base_adapted": False, "version": 0}
+#: Read by the connection and cursor modules on every execute:
+#: ``base_adapted``, whether an adapter was registered for a base type (then
+#: every value goes through :func:`adapt`); ``version`` counts registrations.
+ADAPTER_STATE = {"base_adapted": False, "version": 0}
 
 _MISSING = object()
 
@@ -55,9 +58,9 @@ _MISSING = object()
 def register_adapter(type_: type, adapter: Callable[[Any], Any], /) -> None:
     """Adapt values of exactly ``type_`` with ``adapter(value)`` when binding."""
     if type_ in _BASE_TYPES:
-        _state["base_adapted"] = True
+        ADAPTER_STATE["base_adapted"] = True
     adapters[(type_, PrepareProtocol)] = adapter
-    _state["version"] += 1
+    ADAPTER_STATE["version"] += 1
 
 
 def register_converter(typename: str, converter: Callable[[bytes], Any], /) -> None:
@@ -66,7 +69,7 @@ def register_converter(typename: str, converter: Callable[[bytes], Any], /) -> N
     if not isinstance(typename, str):
         raise TypeError(f"register_converter() argument 1 must be str, not {type(typename).__name__}")
     converters[typename.upper()] = converter
-    _state["version"] += 1
+    ADAPTER_STATE["version"] += 1
 
 
 def adapt(obj: Any, proto: Any = PrepareProtocol, alt: Any = _MISSING, /) -> Any:
@@ -100,12 +103,12 @@ def base_types_adapted() -> bool:
     """Whether an adapter is registered for int, float, str or bytearray:
     then every parameter goes through :func:`adapt` (else plain values of
     those types are bound as they are)."""
-    return bool(_state["base_adapted"])
+    return bool(ADAPTER_STATE["base_adapted"])
 
 
 def _adapt_value(value: Any) -> Any:
     t = type(value)
-    if t in _BASE_TYPES and not _state["base_adapted"]:
+    if t in _BASE_TYPES and not ADAPTER_STATE["base_adapted"]:
         return value
     if value is None or t is bytes:
         return value
@@ -116,7 +119,7 @@ def needs_adapting(params: Any) -> bool:
     """Whether binding ``params`` must go through the adapters first: an
     adapter for a base type is registered (then every value is looked up,
     like the stdlib does)."""
-    return bool(_state["base_adapted"]) and bool(params)
+    return bool(ADAPTER_STATE["base_adapted"]) and bool(params)
 
 
 def adapt_parameters(params: Any) -> Any:

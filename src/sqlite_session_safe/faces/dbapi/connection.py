@@ -37,7 +37,7 @@ from ...binding.cursor import Cursor as NativeCursor
 from ...binding.statement import Statement as NativeStatement
 from ...sessions.connection import Connection as NativeConnection
 from . import callbacks as _callbacks
-from .adaptation import _state as _adapt_state
+from .adaptation import ADAPTER_STATE as _adapt_state
 from .blob import Blob
 from .cursor import Cursor
 from .errors import (

@@ -42,7 +42,7 @@ _native_fetchmany = NativeCursor.fetchmany
 _native_fetchall = NativeCursor.fetchall
 _native_next = NativeCursor.__next__
 _native_close = NativeCursor.close
-_adapt_state = _adapters._state
+_adapt_state = _adapters.ADAPTER_STATE
 _WARN_NAMED = sys.version_info >= (3, 12)
 
 Post = Callable[[tuple[Any, ...]], Any]
