@@ -42,8 +42,9 @@ from typing import Any, Literal
 
 from ...binding import capi
 from ...binding import errors as native
-from ...binding.statement import DML_PATTERN
+from ...binding.statement import DML_PATTERN, Statement
 from ...coordination.database import Database, WriteResult, WriteTx, open_database
+from . import adaptation
 from .connection import (
     LEGACY_TRANSACTION_CONTROL,
     ConnectionFace,
@@ -363,8 +364,6 @@ class CoordinatedCursor(Cursor):
 
     def _run_on(self, tx: WriteTx, sql: str, parameters: Any, many: bool) -> None:
         if many:
-            from . import adaptation
-
             rows = [adaptation.adapt_parameters(p) for p in parameters]
             saved = self.lastrowid
             try:
@@ -394,8 +393,6 @@ class CoordinatedCursor(Cursor):
     def _decltypes(self, sql: str, count: int) -> list[str]:
         # The statement ran on one of the database's connections, which may be
         # gone (network mode reopens): ask a snapshot read to prepare it.
-        from ...binding.statement import Statement
-
         with self.connection.db.read() as r:
             con = r._con
             assert con is not None

@@ -7,6 +7,8 @@ import collections.abc
 from collections.abc import Iterator
 from typing import Any
 
+from .cursor import Cursor
+
 __all__ = ["Row"]
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
@@ -21,8 +23,6 @@ class Row:
     __slots__ = ("_description", "_data")
 
     def __init__(self, cursor: Any, data: tuple[Any, ...], /) -> None:
-        from .cursor import Cursor
-
         if not issubclass(type(cursor), Cursor):  # the real type: __class__ can lie
             raise TypeError(f"Row() argument 1 must be sqlite3.Cursor, not {type(cursor).__name__}")
         if not issubclass(type(data), tuple):
