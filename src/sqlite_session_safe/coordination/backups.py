@@ -26,8 +26,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..binding.connection import Connection
 from ..binding.errors import CorruptError, InterfaceError, NotADBError
+from ..sessions.connection import Connection  # with session(), as sss.Connection
 from . import audit, tempfiles
 from .db_errors import BackupCheckFailed
 

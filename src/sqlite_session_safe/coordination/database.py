@@ -66,11 +66,12 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
 
-from ..binding.connection import Connection, Transaction
+from ..binding.connection import Transaction
 from ..binding.cursor import Cursor, Row
 from ..binding.errors import BusyError, ClosedError, InterfaceError
 from ..binding.values import Parameters
 from ..sessions.changeset import Changeset
+from ..sessions.connection import Connection  # with session(), as sss.Connection
 from ..sessions.session import Session
 from . import audit, commits, interrupts, procinfo
 from .admission import OSLock

@@ -620,7 +620,7 @@ class _DataVersion:
     (of a connection of its own) every ``poll`` seconds."""
 
     def __init__(self, path: str) -> None:
-        from ..binding.connection import Connection
+        from ..sessions.connection import Connection
 
         self.watch = commits.Watch(path)
         self.con = Connection(path, timeout=60.0)

@@ -28,10 +28,10 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from ..binding.connection import Connection
 from ..binding.errors import BusyError, InterfaceError, LockedError
 from ..sessions.apply import OnConflict
 from ..sessions.changeset import Changeset
+from ..sessions.connection import Connection  # with session(), as sss.Connection
 from ..sessions.errors import ConflictAbort, SchemaMismatch
 from ..sessions.group import ChangeGroup
 from . import audit, commits

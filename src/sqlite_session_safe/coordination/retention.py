@@ -30,8 +30,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from ..binding.connection import Connection
 from ..binding.errors import Error, InterfaceError
+from ..sessions.connection import Connection  # with session(), as sss.Connection
 from . import audit
 from .database import Database, WriteTx
 from .log_errors import ReplicationError

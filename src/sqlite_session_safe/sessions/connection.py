@@ -5,9 +5,9 @@
 Why a subclass: a session is the sessions layer's object, and the binding
 below it cannot know about it (an import never points up).  So the binding's
 class stays bare, and this layer adds the method the plain way, by
-inheritance; ``sss.Connection``, ``sss.connect`` and the DB-API module's
-connections are this class.  Connections the coordination layer opens for
-its own use stay binding connections.
+inheritance.  Every connection the package opens is of this class:
+``sss.connect``'s, the coordination layer's (imported from here) and the
+DB-API module's (a subclass), so ``sss.Connection`` is what they all are.
 """
 
 from __future__ import annotations
