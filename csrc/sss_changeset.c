@@ -377,7 +377,7 @@ int sss_changegroup_fill(sqlite3_changeset_iter *it, sqlite3_changegroup *grp,
  * sessionChangesetNextOne() / sessionReadRecord() / the table-header readers
  * of SQLite 3.54.1, including what they tolerate (unknown value types read as
  * NULL, NaN reals read as NULL, undefined values in INSERT records) and what
- * they refuse (SQLITE_CORRUPT).  tests/test_changeset_parse.py holds the two
+ * they refuse (SQLITE_CORRUPT).  tests/sessions/test_changeset_parse.py holds the two
  * walkers to the same output on generated and corrupted inputs.
  * ---------------------------------------------------------------------- */
 

@@ -117,7 +117,7 @@ static int put_hex(sss_buffer *out, const unsigned char *p, size_t n)
  * next ones on the double's other side, which can read back when the double
  * is a power of two: its lower neighbour is nearer than its upper one); else
  * the correctly rounded 17, which always read back.  A subnormal double is
- * tried at every length from 1.  tests/test_format.py holds
+ * tried at every length from 1.  tests/sessions/test_format.py holds
  * this to repr() on random and edge-case doubles. */
 
 /* Digits (no trailing zeros) and decimal exponent of "d.ddde[+-]x". */

@@ -9,7 +9,7 @@ The tests are the running interpreter's own (``Lib/test/test_sqlite3`` on
 ``import sqlite3`` in the tests gets it; without it the stdlib module itself
 runs (the baseline).  The last line printed is one JSON object: the counts
 and the ids of the tests that failed or raised, which
-``tests/test_dbapi_stdlib_suite.py`` compares; exit status 3 when the
+``tests/faces/test_dbapi_stdlib_suite.py`` compares; exit status 3 when the
 interpreter has no ``test`` package (some builds leave it out).
 """
 

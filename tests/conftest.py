@@ -1,4 +1,12 @@
-"""Shared fixtures.  Tests use real SQLite files in pytest's tmp_path."""
+"""Shared fixtures.  Tests use real SQLite files in pytest's tmp_path.
+
+The tests live in one folder per layer (binding/, sessions/, coordination/,
+faces/; docs/ and structure/ check the documentation and the layering).  The
+helper modules beside this file (``_*.py``) are imported by name from every
+folder: pytest puts this file's folder on ``sys.path`` (its default
+"prepend" import mode, as there is no ``__init__.py``), and the child
+processes the tests start inherit that path.
+"""
 
 from __future__ import annotations
 

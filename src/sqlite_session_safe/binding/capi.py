@@ -4,7 +4,7 @@ binding make directly (the DB-API and async faces).
 The cffi module's ``lib`` and ``ffi`` are untyped (``Any``), so a call through
 them is not checked.  They stay inside ``binding/`` (and the session
 extension's plumbing in ``sessions/``): code above imports the typed names of
-this module instead, and ``tests/test_cffi_confined.py`` fails when it does not.
+this module instead, and ``tests/structure/test_cffi_confined.py`` fails when it does not.
 Handles (``sqlite3 *``, ``sqlite3_stmt *``) are opaque here: the layers above
 get them from :meth:`Connection._use` and ``Statement.handle`` and only pass
 them back.

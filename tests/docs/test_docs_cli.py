@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 GENERATOR = DOCS / "_ext" / "cli_reference.py"
 
 if not GENERATOR.exists():  # e.g. tests run from an sdist without docs/

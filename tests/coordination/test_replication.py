@@ -2,7 +2,7 @@
 
 Real files, real processes, real SIGKILL.  Sizes: the CI size by default;
 ``SSS_STRESS_SCALE=N`` multiplies the stress variants (e.g.
-``SSS_STRESS_SCALE=10 pytest tests/test_replication.py -m stress``).
+``SSS_STRESS_SCALE=10 pytest tests/coordination/test_replication.py -m stress``).
 """
 
 from __future__ import annotations

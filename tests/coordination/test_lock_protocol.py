@@ -77,7 +77,8 @@ def _cases() -> list[dict]:
 def _case_ids() -> list[str]:
     # Collected before a test runs: without a source checkout the cases
     # themselves skip (source_path), so the ids come from the file if found.
-    path = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "protocol", "examples", "cases.json")
+    path = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir,
+                        "docs", "protocol", "examples", "cases.json")
     if os.environ.get("SSS_SOURCE_DIR"):
         path = os.path.join(os.environ["SSS_SOURCE_DIR"], "docs", "protocol", "examples", "cases.json")
     try:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LANGUAGES = {"python": "python", "py": "python", "sh": "sh", "bash": "sh", "console": "sh"}
 CONTINUES = re.compile(r"#\s*continues\b", re.IGNORECASE)
 NOT_RUN = re.compile(r"#\s*not run by the tests\s*:?\s*(.*)", re.IGNORECASE)

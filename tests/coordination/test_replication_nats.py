@@ -20,7 +20,7 @@ from _replication_workers import assert_tiles, replicated_ranges, source_id, tab
 import sqlite_session_safe as sss
 from sqlite_session_safe.coordination import jetstream
 
-WORKERS = os.path.join(os.path.dirname(__file__), "_nats_workers.py")
+WORKERS = os.path.join(os.path.dirname(__file__), os.pardir, "_nats_workers.py")
 
 
 @pytest.fixture(scope="module")

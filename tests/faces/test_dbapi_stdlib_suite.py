@@ -26,8 +26,8 @@ from typing import Any
 
 import pytest
 
-RUNNER = Path(__file__).with_name("_stdlib_sqlite3_runner.py")
-README = Path(__file__).resolve().parent.parent / "README.md"
+RUNNER = Path(__file__).resolve().parents[1] / "_stdlib_sqlite3_runner.py"
+README = Path(__file__).resolve().parents[2] / "README.md"
 NO_TESTS = 3  # the runner's exit status for a Python without its test package
 MIN_RATIO = 0.98
 

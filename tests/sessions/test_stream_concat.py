@@ -33,7 +33,7 @@ from sqlite_session_safe.binding.raw import lib
 from sqlite_session_safe.sessions import stream
 from sqlite_session_safe.sessions._native import Reader, Writer
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).resolve().parents[1]  # the worker scripts are in tests/
 PREFIX = b"already in dest;"
 
 

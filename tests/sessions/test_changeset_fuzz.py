@@ -19,7 +19,7 @@ import pytest
 #: Multiplier for the stress size (as in conftest.py).
 STRESS_SCALE = float(os.environ.get("SSS_STRESS_SCALE", "1"))
 
-WORKER = Path(__file__).with_name("_changeset_fuzz.py")
+WORKER = Path(__file__).resolve().parents[1] / "_changeset_fuzz.py"
 
 
 def run_worker(tmp_path: Path, seed: int, count: int, timeout: float) -> str:
