@@ -1,103 +1,71 @@
-"""The outer directory lock (lock protocol v1, see PROTOCOL.md).
-
-One writer per database file across processes and hosts, on file systems whose
-byte-range locks can't be trusted.  The lock is a directory next to the
-database, ``<db>.sss-lock``, always holding a complete ``owner.json``: it is
-built under a unique temporary name and renamed into place, so no process ever
-sees it half made.  Its holder rewrites ``owner.json`` with a growing heartbeat
-counter; an observer that sees the same (owner id, counter) for the stale
-timeout on its *own* monotonic clock may break it, by renaming it to a name
-derived from exactly that state and then checking what it renamed.
-
-The reader/writer variant (network mode) adds reader markers under
-``<db>.sss-readers/``: a writer holding the lock directory waits for active
-readers to leave, and defers to readers that are already waiting.
-
-Usage::
-
-    with DirectoryLock("state.sqlite") as lock:
-        ...               # admitted writer
-        lock.check()      # raises LockCompromised if the lock was lost
-"""
+"""The directory lock itself (lock protocol v1): :class:`DirectoryLock`, its
+acquisition, heartbeats, leases and release, and the keeper thread that
+heartbeats a held lock."""
 
 from __future__ import annotations
 
 import atexit
-import collections
-import dataclasses
-import errno
-import functools
 import logging
-import math
 import os
 import random
 import re
-import shutil
 import stat
 import sys
 import threading
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from types import EllipsisType, TracebackType
-from typing import Any, NoReturn, TypeVar, cast
+from typing import NoReturn
 
-from . import interrupts, oslock, procinfo
-from .errors import (
-    DatabaseDirectoryMissing,
-    DatabasePathIsDirectory,
+from .. import interrupts, procinfo
+from ..errors import (
     LockCompromised,
     LockError,
     LockRefused,
     LockTimeout,
-    OwnerFormatError,
-    ProtocolMismatch,
-    UnknownProtocolVersion,
 )
-from .owner import (
-    LOCK_PLACE,
+from ..owner import (
     OWNER_FILE,
-    AdmissionRecord,
-    MarkerRecord,
     OwnerRecord,
-    fsync_dir,
-    parse_lock_document,
-    read_owner_bytes,
     write_owner_file,
 )
-
-__all__ = [
-    "DirectoryLock",
-    "Acquired",
-    "LockInfo",
-    "inspect_lock",
-    "break_stale_lock",
-    "lock_paths",
-    "LOCK_SUFFIX",
-    "READERS_SUFFIX",
-    "DEFAULT_TIMEOUT",
-    "DEFAULT_HEARTBEAT_INTERVAL",
-    "DEFAULT_STALE_TIMEOUT",
-    "WANT_PREFIX",
-    "refuse_os_lock_marker",
-]
+from .breaking import (
+    break_judged,
+    remove_tree,
+    rename_taken,
+    sweep_tombs,
+)
+from .inspection import (
+    LockInfo,
+    inspect_lock,
+)
+from .observe import (
+    DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_STALE_TIMEOUT,
+    Observer,
+    Seen,
+    describe_owner,
+    look,
+    process_state,
+    protocol_mismatch,
+    refusal,
+)
+from .paths import (
+    lock_paths,
+    reader_markers,
+)
+from .waiting import (
+    DEFAULT_TIMEOUT,
+    backoff,
+    check_seconds,
+    guarded,
+    path_lock,
+    wait_thread_lock,
+)
 
 log = logging.getLogger("sqlite_session_safe.lock")
 
-#: ``<db>`` + this is the lock directory.  Not ``.lock``: SQLite's
-#: ``unix-dotfile`` VFS takes ``<db>.lock`` and never breaks it.
-LOCK_SUFFIX = ".sss-lock"
-#: ``<db>`` + this holds the reader markers of the reader/writer variant.
-READERS_SUFFIX = ".sss-readers"
-DEFAULT_TIMEOUT = 60.0
-DEFAULT_HEARTBEAT_INTERVAL = 1.0
-DEFAULT_STALE_TIMEOUT = 15.0
-#: Polling backoff while waiting: first sleep, cap, growth factor; each sleep
-#: is scaled by a random factor in [0.5, 1) so waiters don't move in step.
-BACKOFF_INITIAL = 0.001
-BACKOFF_MAX = 0.025
-BACKOFF_FACTOR = 2.0
 #: Backoff cap once a waiter has announced itself to the holder (a
 #: ``want-<owner_id>`` file in the lock directory, PROTOCOL.md §2.11): the
 #: holder hands over promptly, so poll faster than an unannounced waiter.
@@ -121,11 +89,8 @@ WANT_PREFIX = "want-"
 SHARING_RETRY = 2.0 if sys.platform == "win32" else 0.0
 
 _HAS_DIR_FD = os.open in os.supports_dir_fd and hasattr(os, "O_DIRECTORY")
-_READER_NAME = re.compile(r"reader-[0-9a-f]{32}\Z")
 _WANT_NAME = re.compile(r"want-([0-9a-f]{32})\Z")
 _LISTDIR_FD = os.listdir in os.supports_fd
-# rename() of a directory onto an existing one fails with one of these.
-_TAKEN_ERRNOS = {errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR}
 
 if hasattr(time, "CLOCK_BOOTTIME"):
     # The holder's own lease clock counts suspend too (CLOCK_MONOTONIC does
@@ -137,396 +102,8 @@ else:
     _lease_clock = time.monotonic
 
 
-# --------------------------------------------------------------------------
-# paths
-
-
-def canonical_db(db_path: str | os.PathLike[str]) -> str:
-    if isinstance(db_path, bytes):
-        raise TypeError("db_path must be str or os.PathLike[str], not bytes")
-    try:
-        path = os.fspath(db_path)
-    except TypeError:
-        raise TypeError(f"db_path must be str or os.PathLike[str], not {type(db_path).__name__}") from None
-    if not isinstance(path, str):
-        raise TypeError("db_path must be str or os.PathLike[str], not bytes")
-    if path == "" or path == ":memory:" or path.startswith("file:"):
-        raise ValueError(
-            f"db_path {path!r} is not a database file path (in-memory databases and "
-            "URIs have no file to lock; pass the file's path)"
-        )
-    if "\x00" in path:
-        raise ValueError("db_path contains a NUL character")
-    real = os.path.realpath(path)
-    parent = os.path.dirname(real)
-    if not os.path.isdir(parent):
-        raise DatabaseDirectoryMissing(
-            errno.ENOENT, f"the directory of database {path!r} does not exist; create it first", parent
-        )
-    if os.path.isdir(real):
-        raise DatabasePathIsDirectory(
-            errno.EISDIR, f"database path {path!r} is a directory, not a database file", real
-        )
-    return real
-
-
-def lock_paths(db_path: str | os.PathLike[str]) -> tuple[str, str, str]:
-    """(canonical database path, lock directory path, readers directory path).
-
-    Two spellings of one file (relative, through symlinks) give the same paths,
-    because the database path is resolved with ``os.path.realpath``.
-    """
-    db = canonical_db(db_path)
-    return db, db + LOCK_SUFFIX, db + READERS_SUFFIX
-
-
-# --------------------------------------------------------------------------
-# looking at a lock directory (the writer's, or a reader marker)
-
-
-@dataclass(frozen=True)
-class Seen:
-    """What is at a lock path, classified (never following a symlink).
-
-    ``state``: ``absent``; ``held`` (a valid v1 ``owner.json``: ``record``);
-    ``os-lock`` (a lock protocol v2 marker: ``marker``); or a refused state:
-    ``symlink``, ``not-a-directory``, ``empty``, ``malformed``,
-    ``unknown-version``, ``unreadable`` (``detail`` says why).
-    """
-
-    state: str
-    record: OwnerRecord | None = None
-    detail: str = ""
-    marker: MarkerRecord | None = None
-
-
-
-def lock_place(path: str) -> str | None:
-    """Where a lock path is, for :func:`~.owner.parse_lock_document`: a
-    reader marker (its name), the lock directory L, or None for the
-    directories around them (temporary, released, tombs), whose records are
-    only compared with what was judged."""
-    name = os.path.basename(path)
-    if _READER_NAME.match(name):
-        return name
-    if name.endswith(LOCK_SUFFIX):
-        return LOCK_PLACE
-    return None
-
-
-def look(path: str) -> Seen:
-    """Classify what is at a lock path, never following a symlink there
-    (the states are PROTOCOL.md §1.2's)."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return Seen("absent")
-    except OSError as e:
-        return Seen("unreadable", detail=f"cannot stat it: {e}")
-    if stat.S_ISLNK(st.st_mode):
-        try:
-            target = os.readlink(path)
-        except OSError:
-            target = "?"
-        return Seen("symlink", detail=f"it is a symbolic link (to {target!r})")
-    if not stat.S_ISDIR(st.st_mode):
-        return Seen("not-a-directory", detail="it is not a directory")
-    place = lock_place(path)
-    for _ in range(3):
-        try:
-            doc = parse_lock_document(read_owner_bytes(path), place)
-            if isinstance(doc, MarkerRecord):
-                return _marker_state(path, doc)
-            return Seen("held", doc)
-        except FileNotFoundError:
-            try:
-                entries = os.listdir(path)
-            except FileNotFoundError:
-                return Seen("absent")  # renamed away while we looked
-            except OSError as e:
-                return Seen("unreadable", detail=f"cannot list it: {e}")
-            if not entries:
-                return Seen("empty", detail="the lock directory is empty")
-            if any(e == "owner.json" for e in entries):
-                continue  # replaced under us on a platform without atomic replace
-            return Seen(
-                "malformed",
-                detail=f"the lock directory has no owner.json (it holds {sorted(entries)[:5]})",
-            )
-        except UnknownProtocolVersion as e:
-            return Seen("unknown-version", detail=str(e))
-        except OwnerFormatError as e:
-            return Seen("malformed", detail=str(e))
-        except PermissionError as e:
-            if sys.platform == "win32":
-                time.sleep(0.002)  # owner.json being replaced right now
-                continue
-            return Seen("unreadable", detail=f"cannot read owner.json: {e}")
-        except OSError as e:
-            return Seen("unreadable", detail=f"cannot read owner.json: {e}")
-    return Seen("unreadable", detail="owner.json kept changing while being read")
-
-
-
-def _marker_state(path: str, marker: MarkerRecord) -> Seen:
-    """A valid v2 marker at L is ``os-lock`` only with its admission file
-    beside it, a regular file (PROTOCOL.md §1.2); looked at with ``lstat``,
-    never opened here (oslock.py keeps the one descriptor a process has)."""
-    admit = os.path.join(path, oslock.ADMIT_FILE)
-    try:
-        st = os.lstat(admit)
-    except FileNotFoundError:
-        return Seen("malformed", detail=f"a protocol v2 marker without its {oslock.ADMIT_FILE!r} file")
-    except OSError as e:
-        return Seen("unreadable", detail=f"cannot stat its {oslock.ADMIT_FILE!r} file: {e}")
-    if not stat.S_ISREG(st.st_mode):
-        return Seen("malformed", detail=f"its {oslock.ADMIT_FILE!r} is not a regular file")
-    return Seen("os-lock", marker=marker,
-                detail="writers are admitted by an operating-system lock (protocol v2)")
-
-
-def protocol_mismatch(path: str, what: str) -> ProtocolMismatch:
-    """The error for a lock-directory (v1, network mode) client that finds a
-    lock protocol v2 marker at L."""
-    return ProtocolMismatch(
-        f"cannot {what}: {path!r} marks a database whose writers are admitted by an "
-        "operating-system lock (lock protocol v2, used by modes 'trusted' and 'wal'); this "
-        "client uses lock directories with heartbeats (protocol v1, mode 'network'). Every "
-        "process must use one protocol per database file: open it with mode='trusted' or "
-        "'wal', or, once no process uses it in those modes, remove the marker with "
-        "`sqlite-session-safe lock --break --force`"
-    )
-
-
-def refuse_os_lock_marker(db_path: str, lock_path: str) -> None:
-    """Raise :class:`ProtocolMismatch` when L is a lock protocol v2 marker
-    (a v1 client must not use such a database at all)."""
-    if look(lock_path).state == "os-lock":
-        raise protocol_mismatch(db_path, "open it with lock directories (protocol v1)")
-
-
-def refusal(path: str, seen: Seen) -> str:
-    return (
-        f"lock path {path!r} is in a state no compliant client leaves behind "
-        f"({seen.state}): {seen.detail}. It counts as held by someone else and is never "
-        "broken automatically; remove it by hand, or call break_stale_lock(db, force=True), "
-        "only if you are sure no process uses this database"
-    )
-
-
-def describe_owner(rec: OwnerRecord) -> str:
-    if rec.host_id and rec.host_id == procinfo.host_id():
-        where = f"pid {rec.pid} on this host ({rec.host}), process {process_state(rec)}"
-    else:
-        where = f"pid {rec.pid} on host {rec.host!r}"
-    what = "writing" if rec.mode == "write" else f"reading ({rec.phase})"
-    return (
-        f"held for {what} by owner {rec.owner_id} ({where}), heartbeat {rec.heartbeat} "
-        f"every {rec.heartbeat_interval:g}s, stale after {rec.stale_timeout:g}s unchanged"
-    )
-
-
-def process_state(rec: OwnerRecord) -> str:
-    """alive | dead | reused (pid alive, different start token) | unknown."""
-    return procinfo.owner_process_state(rec.pid, rec.process_start)
-
-
-class Observer:
-    """Judges one lock path's staleness on this process's monotonic clock."""
-
-    def __init__(self, stale_timeout: float, same_host_shortcut: bool) -> None:
-        self.stale_timeout = stale_timeout
-        self.same_host_shortcut = same_host_shortcut
-        self.key: tuple[str, int] | None = None
-        self.since = 0.0
-
-    def judge(self, rec: OwnerRecord) -> tuple[bool, str]:
-        """(stale?, why) for the record just read."""
-        now = time.monotonic()
-        if rec.state_key != self.key:
-            self.key, self.since = rec.state_key, now
-        if self.same_host_shortcut and rec.host_id and rec.host_id == procinfo.host_id():
-            state = process_state(rec)
-            if state == "dead":
-                return True, f"its process {rec.pid} on this host is gone"
-            if state == "reused":
-                return True, f"pid {rec.pid} on this host now belongs to another process"
-        limit = max(self.stale_timeout, rec.stale_timeout)
-        waited = now - self.since
-        if waited >= limit:
-            return True, f"heartbeat {rec.heartbeat} unchanged for {waited:.2f}s (limit {limit:g}s)"
-        return False, f"heartbeat {rec.heartbeat} unchanged for {waited:.2f}s of {limit:g}s"
-
-
-def rename_taken(e: OSError, dest: str) -> bool:
-    """True when rename failed because ``dest`` is taken: contention, not a
-    real error.
-
-    File systems spell "taken" differently: EEXIST/ENOTEMPTY locally, EPERM
-    over sshfs (SFTP carries no errno), a sharing violation on Windows.  So
-    any failure while something is at ``dest`` counts as taken; a failure
-    with nothing there is a real error (read-only directory, full disk...).
-    """
-    if isinstance(e, FileExistsError) or e.errno in _TAKEN_ERRNOS:
-        return True
-    try:
-        os.lstat(dest)
-    except OSError:
-        return False
-    return True
-
-
-def remove_tree(path: str) -> None:
-    """Delete a directory we renamed away (or a symlink), ignoring races."""
-    try:
-        if os.path.islink(path) or not os.path.isdir(path):
-            os.unlink(path)
-        else:
-            shutil.rmtree(path, ignore_errors=True)
-            if os.path.lexists(path):  # a paused holder wrote into it meanwhile
-                shutil.rmtree(path, ignore_errors=True)
-    except FileNotFoundError:
-        pass
-    except OSError as e:
-        log.debug("could not remove %s: %s", path, e)
-
-
-def _tomb_name(path: str, rec: OwnerRecord) -> str:
-    # Derived from exactly the judged state, so of all clients that judged the
-    # same state stale only one rename can succeed, and a late one fails
-    # against the existing tomb instead of renaming a newer owner's lock.
-    return f"{path}.broken-{rec.owner_id}-{rec.heartbeat}"
-
-
-def break_judged(path: str, rec: OwnerRecord, why: str) -> str | None:
-    """Break the lock at ``path`` judged stale as ``rec``.
-
-    Returns the tomb path if this call renamed a directory away (the caller
-    deletes it later), None if another client broke or changed it first.
-    """
-    seen = look(path)  # re-read right before renaming: the state must be the one judged
-    if seen.state != "held" or seen.record is None or seen.record.state_key != rec.state_key:
-        return None
-    tomb = _tomb_name(path, rec)
-    try:
-        os.rename(path, tomb)
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        if rename_taken(e, tomb):
-            return None  # the tomb exists: someone else broke exactly this state
-        raise
-    after = look(tomb)
-    if after.record is not None and after.record.state_key == rec.state_key:
-        log.warning("broke stale lock %s of owner %s: %s", path, rec.owner_id, why)
-    else:
-        # What we renamed is not what we judged: a live holder lost its lock
-        # to us.  It finds out at its next heartbeat or check (its directory
-        # is no longer at the lock path); the fencing epoch covers the rest.
-        got = after.record.owner_id if after.record else after.state
-        log.error("renamed lock %s judged stale as %s but it was %s", path, rec.state_key, got)
-    try:
-        fsync_dir(os.path.dirname(path))
-    except OSError:
-        pass
-    return tomb
-
-
-def _sweep_tombs(lock_path: str) -> None:
-    """Delete the tombs of broken lock directories and the leftovers of
-    releases (done at each release, PROTOCOL.md §2.7).
-
-    A tomb outlives the race that made it: a breaker that judged the same
-    stale state but was delayed before its rename fails against the tomb
-    instead of renaming the next owner's lock.  By the time the next owner
-    releases, that race is a whole tenure old.  A released directory whose
-    deletion failed (a waiter's announcement arrived in it meanwhile) is
-    never lock state again: its name is never renamed back.
-    """
-    parent, base = os.path.split(lock_path)
-    pattern = re.compile(re.escape(base) + r"\.(?:broken-[0-9a-f]{32}-[0-9]+|released-[0-9a-f]{32})\Z")
-    try:
-        names = [n for n in os.listdir(parent) if pattern.match(n)]
-    except OSError:
-        return
-    for name in names:
-        remove_tree(os.path.join(parent, name))
-
-
 def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-#: The exponent at which BACKOFF_INITIAL * BACKOFF_FACTOR**n first reaches
-#: BACKOFF_MAX: attempts past it sleep BACKOFF_MAX.  Capping n (rather than
-#: computing the power and then the minimum) keeps a wait of any length from
-#: overflowing a float (2.0**1024 does, after ~1024 polls).
-_BACKOFF_CAP_EXPONENT = math.ceil(math.log(BACKOFF_MAX / BACKOFF_INITIAL, BACKOFF_FACTOR))
-
-
-def backoff(attempt: int) -> float:
-    """Seconds to sleep before poll number ``attempt`` (any int >= 0)."""
-    n = min(attempt, _BACKOFF_CAP_EXPONENT)
-    return min(BACKOFF_MAX, BACKOFF_INITIAL * BACKOFF_FACTOR**n) * random.uniform(0.5, 1.0)
-
-
-def _reader_markers(readers_dir: str) -> list[str]:
-    """The reader markers in R.  An R that is not a real directory (a
-    symlink, a file) holds none: readers refuse to use it (PROTOCOL.md §2.9),
-    so no compliant reader is active through it."""
-    try:
-        if not stat.S_ISDIR(os.lstat(readers_dir).st_mode):
-            return []
-        names = os.listdir(readers_dir)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    return [os.path.join(readers_dir, n) for n in names if _READER_NAME.match(n)]
-
-
-# --------------------------------------------------------------------------
-# process-local serialization and fork handling
-
-
-class PathLock:
-    """Serializes the threads of this process on one lock path, first come
-    first served: a lock object that just gave the lock up (a lease handed
-    over, see :meth:`DirectoryLock.release`) queues behind the waiters, and a
-    lingering holder sees them in :attr:`queue`."""
-
-    def __init__(self) -> None:
-        self.cond = threading.Condition(threading.Lock())
-        self.held = False
-        self.queue: collections.deque[object] = collections.deque()
-        #: The thread that holds it for a write (None while a lease lingers).
-        self.thread: int | None = None
-
-    def acquire(self, deadline: float | None) -> bool:
-        with self.cond:
-            if not self.held and not self.queue:
-                self.held = True
-                return True
-            me = object()
-            self.queue.append(me)
-            try:
-                while self.held or self.queue[0] is not me:
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        return False
-                    # In slices: a deferred Ctrl-C ends the wait (interrupts.py).
-                    self.cond.wait(interrupts.CHECK_INTERVAL if remaining is None
-                                   else min(remaining, interrupts.CHECK_INTERVAL))
-                    interrupts.checkpoint()
-                self.held = True
-                return True
-            finally:
-                self.queue.remove(me)
-                self.cond.notify_all()  # the next in line may be first now
-
-    def release(self) -> None:
-        with self.cond:
-            self.held = False
-            self.thread = None
-            self.cond.notify_all()
 
 
 class _KeeperCtl:
@@ -561,8 +138,6 @@ def _keeper_main(ref: weakref.ReferenceType[DirectoryLock], ctl: _KeeperCtl) -> 
             ctl.kick = False
 
 
-_registry_lock = threading.Lock()
-_path_locks: weakref.WeakValueDictionary[str, PathLock] = weakref.WeakValueDictionary()
 _live_locks: weakref.WeakSet[DirectoryLock] = weakref.WeakSet()
 # Held locks stay referenced (their keeper holds only a weak reference): a
 # lock dropped without release keeps heartbeating, as before, and a lease
@@ -570,20 +145,8 @@ _live_locks: weakref.WeakSet[DirectoryLock] = weakref.WeakSet()
 _holding: set[DirectoryLock] = set()
 
 
-def path_lock(lock_path: str) -> PathLock:
-    with _registry_lock:
-        pl = _path_locks.get(lock_path)
-        if pl is None:
-            pl = _path_locks[lock_path] = PathLock()
-        return pl
-
-
 def _after_fork_in_child() -> None:
-    # Only the forking thread survives: every internal lock may be held by a
-    # thread that no longer exists, and no lock of the parent is ours.
-    global _registry_lock, _path_locks
-    _registry_lock = threading.Lock()
-    _path_locks = weakref.WeakValueDictionary()
+    # No lock of the parent is ours: forget every holding.
     _holding.clear()
     for lk in list(_live_locks):
         lk._forget_after_fork()
@@ -604,25 +167,6 @@ def _end_leases_at_exit() -> None:
 
 
 atexit.register(_end_leases_at_exit)
-
-
-# --------------------------------------------------------------------------
-# the lock
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def guarded(method: _F) -> _F:
-    """Run ``method`` with Ctrl-C deferred to its wait checkpoints and its end
-    (interrupts.py): an interrupt never lands between taking an internal lock
-    or making the lock directory and the code that undoes it."""
-
-    @functools.wraps(method)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        with interrupts.InterruptGuard():
-            return method(*args, **kwargs)
-
-    return cast(_F, run)
 
 
 class DirectoryLock:
@@ -970,7 +514,7 @@ class DirectoryLock:
         if tomb is not None and path != self.lock_path:
             # A reader marker's name is never reused, so its tomb can go as
             # soon as we are done.  Tombs of the lock directory stay until the
-            # next release (see _sweep_tombs).
+            # next release (see sweep_tombs).
             self._tombs.append(tomb)
         return True
 
@@ -1033,7 +577,7 @@ class DirectoryLock:
         way; a marker in a refused state counts as an active reader (never
         broken automatically).
         """
-        for path in _reader_markers(self.readers_path):
+        for path in reader_markers(self.readers_path):
             seen = look(path)
             if seen.state == "absent":
                 continue
@@ -1261,7 +805,7 @@ class DirectoryLock:
                 pass  # recorded in self._compromised
             else:
                 if self.mode == "write":
-                    _sweep_tombs(self.lock_path)
+                    sweep_tombs(self.lock_path)
         self._finish_locked()
         if release_path_lock:
             self._release_path_lock()
@@ -1511,221 +1055,3 @@ class Acquired:
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.lock, name)
-
-
-_PLAIN_NUMBERS = (float, int)
-
-
-def check_seconds(name: str, value: object, allow_none: bool = False, allow_zero: bool = False) -> None:
-    if type(value) in _PLAIN_NUMBERS and (0 < value < math.inf or (allow_zero and value == 0)):  # type: ignore[operator]
-        return  # the usual case, decided cheaply: this runs on every acquire and release
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds, not {value!r}")
-    if value != value or value in (float("inf"), float("-inf")):
-        raise ValueError(f"{name} must be a finite number of seconds, not {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} seconds, not {value!r}")
-
-
-def wait_thread_lock(lock: threading.Lock, deadline: float | None) -> bool:
-    return interrupts.wait_lock(lock.acquire, None if deadline is None else deadline - time.monotonic())
-
-
-# --------------------------------------------------------------------------
-# inspect and break
-
-
-@dataclass(frozen=True)
-class LockInfo:
-    """What is at a lock path (the writer's lock directory or a reader marker).
-
-    Attributes:
-        path: the lock directory (or reader marker) path.
-        protocol: the lock protocol in use: 1 (lock directories with
-            heartbeats: network mode) or 2 (an operating-system lock:
-            trusted and wal modes; ``owner`` is then an
-            :class:`~.owner.AdmissionRecord`, and there is nothing to break).
-        state: ``"held"``, ``"symlink"``, ``"not-a-directory"``, ``"empty"``,
-            ``"malformed"``, ``"unknown-version"``, ``"unreadable"``, or
-            ``"free"`` (no writer; only reader markers, listed in ``readers``).
-        owner: the parsed ``owner.json`` when ``state == "held"``.
-        process: for a same-host owner ``"alive"``, ``"dead"``, ``"reused"``
-            or ``"unknown"``; ``"other-host"`` otherwise; ``""`` without owner.
-        message: one readable sentence; ``str(info)`` returns it.
-        breakable_now: True if the rules call it stale at once (same-host
-            owner whose process is gone); other owners need watching.
-        readers: reader markers (network mode), each a LockInfo.
-        leftovers: temporary, released or broken directories left behind by
-            crashed clients; not part of the lock state, safe to delete when
-            no client is mid-operation.
-    """
-
-    path: str
-    state: str
-    owner: OwnerRecord | AdmissionRecord | None
-    process: str
-    message: str
-    breakable_now: bool = False
-    readers: tuple[LockInfo, ...] = ()
-    leftovers: tuple[str, ...] = field(default=())
-    protocol: int = 1
-
-    def __str__(self) -> str:
-        return self.message
-
-
-def _info_for(path: str, seen: Seen, readers: tuple[LockInfo, ...] = ()) -> LockInfo:
-    if seen.state != "held" or seen.record is None:
-        return LockInfo(path, seen.state, None, "", refusal(path, seen), False, readers)
-    rec = seen.record
-    same = bool(rec.host_id) and rec.host_id == procinfo.host_id()
-    process = process_state(rec) if same else "other-host"
-    msg = f"lock {path!r} is {describe_owner(rec)}"
-    dead = process in ("dead", "reused")
-    if dead:
-        msg += "; that process is gone, so the lock is stale: break_stale_lock() breaks it at once"
-    return LockInfo(path, "held", rec, process, msg, dead, readers)
-
-
-def _os_lock_info(lock_path: str, readers: tuple[LockInfo, ...],
-                  leftovers: tuple[str, ...]) -> LockInfo | None:
-    """A lock protocol v2 lock (trusted/wal): held or not is the OS lock's
-    say; the record in the admission file names the holder."""
-    state, why = oslock.admit_file(lock_path).problem()
-    if state:
-        return LockInfo(lock_path, state, None, "", refusal(lock_path, Seen(state, detail=why)), False,
-                        readers, leftovers, protocol=2)
-    p = oslock.probe(lock_path)
-    if not p.held:
-        if not readers:
-            return None
-        msg = f"no writer holds {lock_path!r}; {len(readers)} reader marker(s) present"
-        return LockInfo(lock_path, "free", None, "", msg, False, readers, leftovers)
-    rec = p.record
-    process = ""
-    if rec is not None:
-        same = bool(rec.host_id) and rec.host_id == procinfo.host_id()
-        process = procinfo.owner_process_state(rec.pid, rec.process_start) if same else "other-host"
-    _held, who = oslock.describe_os_holder(lock_path)
-    return LockInfo(lock_path, "held", rec, process, f"lock {lock_path!r} is {who}", False, readers,
-                    leftovers, protocol=2)
-
-
-def inspect_lock(db_path: str | os.PathLike[str]) -> LockInfo | None:
-    """Describe the lock of a database, or return None when nobody holds it.
-
-    Never changes anything.  A lock directory in a state no compliant client
-    leaves behind (malformed or missing ``owner.json``, empty directory,
-    unknown protocol version, symlink, non-directory) is described with the
-    reason it is never broken automatically.
-    """
-    _db, lock_path, readers_path = lock_paths(db_path)
-    readers = tuple(
-        _info_for(p, s) for p in sorted(_reader_markers(readers_path)) if (s := look(p)).state != "absent"
-    )
-    parent = os.path.dirname(lock_path)
-    base = os.path.basename(lock_path)
-    try:
-        leftovers = tuple(
-            sorted(os.path.join(parent, n) for n in os.listdir(parent) if n.startswith(base + "."))
-        )
-    except OSError:
-        leftovers = ()
-    if os.path.isdir(readers_path):
-        leftovers += tuple(
-            sorted(
-                os.path.join(readers_path, n) for n in os.listdir(readers_path) if not _READER_NAME.match(n)
-            )
-        )
-    seen = look(lock_path)
-    if seen.state == "os-lock":
-        return _os_lock_info(lock_path, readers, leftovers)
-    if seen.state == "absent":
-        if not readers:
-            return None
-        msg = f"no writer holds {lock_path!r}; {len(readers)} reader marker(s) present"
-        return LockInfo(lock_path, "free", None, "", msg, False, readers, leftovers)
-    return dataclasses.replace(_info_for(lock_path, seen, readers), leftovers=leftovers)
-
-
-def break_stale_lock(
-    db_path: str | os.PathLike[str],
-    force: bool = False,
-    *,
-    stale_timeout: float = DEFAULT_STALE_TIMEOUT,
-    same_host_shortcut: bool = True,
-) -> bool:
-    """Break the database's lock (and stale reader markers) if the rules say so.
-
-    Without ``force``, an owner is broken only when it is stale: a same-host
-    owner whose process is gone (at once), or a heartbeat seen unchanged for
-    ``max(stale_timeout, owner's stale_timeout)`` on this process's monotonic
-    clock -- so this call may block that long while it watches.  A live owner
-    (its heartbeat moves) is left alone.
-
-    With ``force=True`` whatever is at the lock path is renamed away and
-    deleted at once, including states never broken automatically.
-
-    Returns:
-        True if something was broken.
-    Raises:
-        LockRefused: without ``force``, the lock path is malformed, empty, of
-            an unknown protocol version, a symlink or not a directory.
-    """
-    check_seconds("stale_timeout", stale_timeout)
-    _db, lock_path, readers_path = lock_paths(db_path)
-    targets = [lock_path] + _reader_markers(readers_path)
-    if force:
-        broke = False
-        for path in targets:
-            if look(path).state == "absent":
-                continue
-            forced_tomb = f"{path}.broken-forced-{os.urandom(8).hex()}"
-            try:
-                os.rename(path, forced_tomb)
-            except FileNotFoundError:
-                continue
-            log.warning("force-broke lock %s", path)
-            remove_tree(forced_tomb)
-            broke = True
-        if broke:
-            fsync_dir(os.path.dirname(lock_path))
-        return broke
-    seen0 = look(lock_path)
-    if seen0.state == "os-lock":
-        raise LockRefused(
-            f"{lock_path!r} is a lock protocol v2 marker (trusted/wal mode): its writers are "
-            "admitted by an operating-system lock, which the kernel releases when its holder "
-            "dies, so there is nothing stale to break; remove the marker only with force=True, "
-            "once no process uses the database")
-    if seen0.state not in ("absent", "held"):
-        raise LockRefused(refusal(lock_path, seen0))
-    observers = {p: Observer(stale_timeout, same_host_shortcut) for p in targets}
-    pending = set(targets)
-    broke = False
-    attempt = 0
-    while pending:
-        for path in sorted(pending):
-            seen = look(path)
-            if seen.state != "held" or seen.record is None:
-                pending.discard(path)  # gone, or a marker in a refused state
-                continue
-            obs = observers[path]
-            if obs.key is not None and obs.key != seen.record.state_key:
-                pending.discard(path)  # its heartbeat moved: alive
-                continue
-            stale, why = obs.judge(seen.record)
-            if stale:
-                tomb = break_judged(path, seen.record, why)
-                if tomb is not None:
-                    if path != lock_path:
-                        remove_tree(tomb)  # lock tombs wait for the next release
-                    broke = True
-                pending.discard(path)
-        if pending:
-            time.sleep(min(0.25, backoff(attempt) * 4))
-            interrupts.checkpoint()
-            attempt += 1
-    return broke
