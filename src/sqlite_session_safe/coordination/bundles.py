@@ -149,7 +149,7 @@ def export_bundle(db: Database, path: str | os.PathLike[str], since: int = 0) ->
     directory = os.path.dirname(target)
     tmp = os.path.join(directory, f".{os.path.basename(target)}.tmp-{os.urandom(8).hex()}")
     with db.read() as r:
-        con = r._con
+        con = r.connection
         assert con is not None
         source_id = audit.database_id(con)
         if source_id is None:
@@ -425,8 +425,7 @@ def import_bundle(replica: Database | str | os.PathLike[str], path: str | os.Pat
         db, owned = open_replica(replica)
         try:
             with db.read() as r:
-                assert r._con is not None
-                cursor = read_cursor(r._con, bundle.source_id)
+                cursor = read_cursor(r.connection, bundle.source_id)
             if bundle.first_seq > cursor + 1:
                 raise ReplicationError(
                     f"bundle {bundle.path!r} holds entries {bundle.first_seq}..{bundle.last_seq} of "

@@ -801,8 +801,7 @@ def consume(target: str | StreamTarget, replica: Any, *, on_conflict: OnConflict
             def cursor_of(s: str) -> int:
                 if s not in cursors:
                     with db.read() as r:
-                        assert r._con is not None
-                        cursors[s] = read_cursor(r._con, s)
+                        cursors[s] = read_cursor(r.connection, s)
                 return cursors[s]
 
             cursor = cursor_of(sid)
@@ -913,7 +912,7 @@ def _check_record(db: Database, link: _Link) -> None:
     from .replication import read_cursor
 
     with db.read() as r:
-        con = r._con
+        con = r.connection
         assert con is not None
         if audit.database_id(con) is None:
             return
@@ -945,9 +944,8 @@ def _record_stream(db: Database, link: _Link, sid: str) -> None:
 
     value = json.dumps({"source_id": sid, "created": str(link.info.created)})
     with db.read() as r:
-        assert r._con is not None
-        if audit.database_id(r._con) is not None:
-            row = r._con.execute(f"SELECT value FROM {audit.META_TABLE} WHERE key = ?",
+        if audit.database_id(r.connection) is not None:
+            row = r.connection.execute(f"SELECT value FROM {audit.META_TABLE} WHERE key = ?",
                                  (_record_key(link),)).fetchone()
             if row is not None and row[0] == value:
                 return
@@ -987,8 +985,7 @@ def _ack(link: _Link, db: Database, source_id: str, seq: int) -> None:
     """Publish the replica's cursor for ``source_id`` (its last one only is
     kept: Nats-Rollup), for :func:`wait_replicated`."""
     with db.read() as r:
-        assert r._con is not None
-        rid = audit.database_id(r._con) or "unknown"
+        rid = audit.database_id(r.connection) or "unknown"
     body = wire.encode_json({"replica_id": rid, "source_id": source_id, "seq": seq,
                              "at": audit.utc_now()})
     try:

@@ -24,9 +24,10 @@ from ..binding.cursor import Row
 from ..binding.errors import BusyError, InterfaceError
 from ..binding.values import Parameters
 from .db_errors import ConflictError
+from .write import WriteResult, WriteTx
 
 if TYPE_CHECKING:
-    from .database import Database, WriteResult, WriteTx
+    from .database import Database
 
 __all__ = ["OptimisticContext", "run_optimistic"]
 

@@ -37,9 +37,11 @@ from ..sessions.group import ChangeGroup
 from . import audit, commits
 from .audit import LogEntry
 from .conflicts import ConflictRecorder
-from .database import Database, WriteTx, _rollback, open_database
+from .database import Database, open_database
+from .db_base import rollback_quietly
 from .errors import LockTimeout
 from .log_errors import ConflictRow, LogPruned, ReplicationConflict, ReplicationError, rows_text
+from .write import WriteTx
 
 __all__ = [
     "CURSOR_TABLE",
@@ -186,15 +188,15 @@ def _ensure_cursor(db: Database, source_id: str) -> None:
     ``database_id`` in the same transaction: its log diverges from the
     source's from here on, so it must not pass for the source."""
     with db.read() as r:
-        assert r._con is not None
-        has_table = _has_table(r._con, CURSOR_TABLE)
-        if has_table and not _is_copy(r._con, source_id):
+        has_table = _has_table(r.connection, CURSOR_TABLE)
+        if has_table and not _is_copy(r.connection, source_id):
             return
+    # commit_empty: as kind "data", commit the cursor row and log nothing.
     tx = WriteTx(db, "replica cursor table" if not has_table else f"replica of {source_id}",
-                 kind="ddl" if not has_table else "data")
+                 kind="ddl" if not has_table else "data", commit_empty=True)
     try:
         with tx:
-            con = tx._active()
+            con = tx.connection
             copy = _is_copy(con, source_id)
             if _has_table(con, CURSOR_TABLE) and not copy:
                 raise _NothingToDo(0)  # another replicator was first: log nothing
@@ -203,7 +205,6 @@ def _ensure_cursor(db: Database, source_id: str) -> None:
             if copy:
                 _set_cursor(con, source_id, start)
             tx.value = _CREATE_CURSOR  # the migration entry's SQL (kind "ddl")
-            tx._commit_empty = True  # kind "data": commit the cursor row, log nothing
     except _NothingToDo:
         pass
 
@@ -295,10 +296,13 @@ def _apply_group(db: Database, source_id: str, group: list[LogEntry],
     afterwards.  The cursor is read again under the write lock, so entries
     another replicator applied meanwhile are skipped, never applied twice."""
     kind = group[0].kind
-    tx = WriteTx(db, f"replicate {source_id} {group[0].seq}..{group[-1].seq}", kind=kind)
+    # commit_empty: the cursor must commit even when the changes cancel out on
+    # the replica (an insert and its delete, all omitted by the policy).
+    tx = WriteTx(db, f"replicate {source_id} {group[0].seq}..{group[-1].seq}", kind=kind,
+                 commit_empty=True)
     try:
         with tx:
-            con = tx._active()
+            con = tx.connection
             start = read_cursor(con, source_id)
             todo = [e for e in group if e.seq > start]
             if not todo:
@@ -319,9 +323,6 @@ def _apply_group(db: Database, source_id: str, group: list[LogEntry],
                     for e in todo:
                         _apply_one(con, e, source_id, recorder, tally)
             _set_cursor(con, source_id, todo[-1].seq)
-            # The cursor must commit even when the changes cancel out on the
-            # replica (an insert and its delete, all omitted by the policy).
-            tx._commit_empty = True
     except _NothingToDo as skip:
         tally.skipped += len(group)
         return skip.cursor
@@ -343,8 +344,7 @@ def apply_entries(db: Database, source_id: str, entries: Iterable[LogEntry], *,
     batch = _check_batch(batch)
     tally = _Tally()
     with db.read() as r:
-        assert r._con is not None
-        cursor = read_cursor(r._con, source_id)
+        cursor = read_cursor(r.connection, source_id)
     last = cursor
     ensured = False
     for group in _groups(entries, batch):
@@ -393,8 +393,7 @@ class _Source:
     def snapshot(self) -> Iterator[Connection]:
         if self.db is not None:
             with self.db.read() as r:
-                assert r._con is not None
-                yield r._con
+                yield r.connection
             return
         con = self.con
         assert con is not None
@@ -402,7 +401,7 @@ class _Source:
         try:
             yield con
         finally:
-            _rollback(con)
+            rollback_quietly(con)
 
     def close(self) -> None:
         if self.con is not None:
@@ -498,8 +497,7 @@ class _Replication:
         left for the next call (so a call always ends)."""
         sid, target, _ = self._look(0, 0, check=False)
         with self.db.read() as r:
-            assert r._con is not None
-            cursor = read_cursor(r._con, sid)
+            cursor = read_cursor(r.connection, sid)
         if not self.registered:
             from .retention import register_replica
 
@@ -681,8 +679,7 @@ def follow(source: Endpoint, replica: Endpoint, *, interval: float = 0.5,
         if total is None:  # stopped before the first round: report where things stand
             sid, position, _ = rep._look(0, 0, check=False)
             with rep.db.read() as rd:
-                assert rd._con is not None
-                cursor = read_cursor(rd._con, sid)
+                cursor = read_cursor(rd.connection, sid)
             total = ReplicationReport(sid, 0, cursor, position - cursor)
         return total
     finally:

@@ -255,7 +255,7 @@ def cmd_apply(args: argparse.Namespace, out: Output) -> int:
         def run(tx: sss.WriteTx) -> sss.ApplyReport:
             # The apply runs on the admitted write's own connection, so the
             # write's session records what it changed into the audit log.
-            return cs.apply(tx._active(), on_conflict=policy)
+            return cs.apply(tx.connection, on_conflict=policy)
 
         result = db.write(run, label=args.label)
     report: sss.ApplyReport = result.value
