@@ -1,4 +1,6 @@
-"""Safe copies of a coordinated database (the research seed's R7).
+"""Safe copies of a coordinated database: a backup is only ever made by one
+of the helpers below, never by copying a live file, and each copy is
+checked with ``PRAGMA integrity_check`` before it is put in place.
 
 Only three ways, each leaving a complete file at ``dest`` or nothing:
 

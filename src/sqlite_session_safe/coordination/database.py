@@ -22,6 +22,7 @@ from ..binding.library import compile_options, sqlite_version
 from ..sessions.apply import OnConflict
 from . import audit, backups, interrupts
 from .backups import BackupResult
+from .bundles import export_bundle
 from .db_base import DEFAULT_LINGER, NO_PK_TABLES, Mode, scalar
 from .interrupts import InterruptGuard
 from .lock import (
@@ -34,6 +35,7 @@ from .lock import (
 from .modes import filesystem_type, is_network_filesystem
 from .optimistic import run_optimistic
 from .read import ReadPath, ReadTx
+from .retention import prune_log, register_replica, unregister_replica
 from .undo import undo_entry
 from .write import WritePath, WriteResult, WriteTiming, WriteTx
 
@@ -142,8 +144,6 @@ class Database(WritePath, ReadPath):
         """Write the log entries after ``since`` to a bundle file ``path``
         (PROTOCOL.md §7; temp file + fsync + rename) for
         ``sss.import_bundle``; returns a :class:`~.bundles.ExportReport`."""
-        from .bundles import export_bundle
-
         return export_bundle(self, path, since)
 
     def undo(self, seq: int, *, on_conflict: OnConflict = None, label: str | None = None) -> WriteResult:
@@ -165,8 +165,6 @@ class Database(WritePath, ReadPath):
         ``through``, whatever the replicas.  The newest entry always stays.
         A replica that needs a pruned entry gets ``sss.LogPruned`` (re-seed
         it from a backup).  Returns a :class:`~.retention.PruneReport`."""
-        from .retention import prune_log
-
         return prune_log(self, older_than=older_than, through=through, dry_run=dry_run,
                          nats_options=nats_options)
 
@@ -174,14 +172,10 @@ class Database(WritePath, ReadPath):
         """Record that ``location`` (a replica file, or with ``kind="stream"``
         a NATS stream URL) follows this database: ``prune_log`` keeps what it
         has not applied.  Returns False if it was registered already."""
-        from .retention import register_replica
-
         return register_replica(self, kind, location)
 
     def unregister_replica(self, location: str | os.PathLike[str], kind: str = "file") -> bool:
         """Forget a registered replica (it no longer holds back ``prune_log``)."""
-        from .retention import unregister_replica
-
         return unregister_replica(self, kind, location)
 
     @property

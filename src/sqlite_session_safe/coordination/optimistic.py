@@ -1,6 +1,7 @@
 """Optimistic writes: compute outside the lock, re-check under it.
 
-The research seed's R4: read a baseline without the write lock, compute the
+Optimistic concurrency as an explicit, opt-in API (nothing is promised
+implicitly): read a baseline without the write lock, compute the
 change outside it (however long that takes), then take the lock and re-check
 the preconditions the computation declared; if they still hold, apply the
 write in a short transaction, else roll back, back off and start over.  The

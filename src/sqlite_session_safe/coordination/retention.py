@@ -28,12 +28,18 @@ import json
 import logging
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..binding.connection import Connection
 from ..binding.errors import Error, InterfaceError
 from . import audit
-from .database import Database, WriteTx
+from .db_base import DatabaseBase
+from .jetstream import last_published
+from .replica_cursor import read_cursor
+from .write import WriteTx
+
+if TYPE_CHECKING:
+    from .database import Database
 from .log_errors import ReplicationError
 
 __all__ = [
@@ -107,7 +113,7 @@ def register_replica(source: Any, kind: str, location: str | os.PathLike[str],
     keeps what it has not applied.  Returns whether a row was added.  A
     source given as a bare path is not written to (its mode is unknown):
     register it with ``db.register_replica`` then."""
-    db = source if isinstance(source, Database) else getattr(source, "db", None)
+    db = cast("Database | None", source if isinstance(source, DatabaseBase) else getattr(source, "db", None))
     if db is None:
         return False
     loc = _location(kind, location)
@@ -162,8 +168,6 @@ class PruneReport:
 
 def _replica_cursor(kind: str, location: str, source_id: str,
                     nats_options: Mapping[str, Any] | None) -> int | None:
-    from .replication import read_cursor
-
     try:
         if kind == "file":
             if not os.path.isfile(location):
@@ -175,8 +179,6 @@ def _replica_cursor(kind: str, location: str, source_id: str,
             finally:
                 con.close()
         if kind == "stream":
-            from .jetstream import last_published
-
             return last_published(location, source_id, nats_options=nats_options)
     except Error as e:
         log.warning("replica %s %s cannot be read (%s): it holds back pruning", kind, location, e)
