@@ -397,8 +397,7 @@ class CoordinatedCursor(Cursor):
         from ...binding.statement import Statement
 
         with self.connection.db.read() as r:
-            con = r._con
-            assert con is not None
+            con = r.connection
             with con._use():
                 stmt = Statement(con, sql)
                 try:
