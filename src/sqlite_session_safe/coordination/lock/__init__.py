@@ -23,15 +23,17 @@ The modules, one idea each: :mod:`.paths` (where L and R are),
 :mod:`.observe` (classifying a lock path, the staleness rule),
 :mod:`.breaking` (breaking a stale lock, sweeping tombs),
 :mod:`.waiting` (backoff, Ctrl-C handling, process-local serialization),
-:mod:`.directory_lock` (:class:`DirectoryLock`: acquire, heartbeat, lease,
-release) and :mod:`.inspection` (:func:`inspect_lock`).  This package
-re-exports the public names.
+:mod:`.directory_lock` (:class:`DirectoryLock`: its API, acquiring),
+:mod:`.holding` (heartbeat, lease, verification, release) and
+:mod:`.inspection` (:func:`inspect_lock`).  This package re-exports the
+public names.
 """
 
 from __future__ import annotations
 
 from .breaking import break_stale_lock
-from .directory_lock import WANT_PREFIX, Acquired, DirectoryLock
+from .directory_lock import Acquired, DirectoryLock
+from .holding import WANT_PREFIX
 from .inspection import LockInfo, inspect_lock
 from .observe import DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_STALE_TIMEOUT, refuse_os_lock_marker
 from .paths import LOCK_SUFFIX, READERS_SUFFIX, lock_paths
