@@ -126,11 +126,13 @@ from .coordination.audit import (
 from .coordination.backups import (
     BackupResult,
 )
+from .coordination.bundle_import import (
+    import_bundle,
+)
 from .coordination.bundles import (
     Bundle,
     BundleReader,
     ExportReport,
-    import_bundle,
     open_bundle,
     read_bundle,
 )

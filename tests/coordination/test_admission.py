@@ -342,7 +342,7 @@ def test_lease_keeps_the_os_lock_and_ends_by_itself(tmp_path):
 
 
 def test_database_lease_in_trusted_mode_is_bounded(tmp_path):
-    import sqlite_session_safe.coordination.database as database_module
+    import sqlite_session_safe.coordination.write as write_module
 
     path = str(tmp_path / "t.db")
     with sss.open(path, linger=30) as db:
@@ -351,12 +351,12 @@ def test_database_lease_in_trusted_mode_is_bounded(tmp_path):
         assert db.lingering
         b = db.write(lambda tx: tx.execute("INSERT INTO t DEFAULT VALUES"))
         assert b.owner == a.owner and b.epoch == a.epoch + 1  # one tenure, fenced per write
-        old = database_module.MAX_TENURE
-        database_module.MAX_TENURE = 0.0  # the run of leases is over: hand over
+        old = write_module.MAX_TENURE
+        write_module.MAX_TENURE = 0.0  # the run of leases is over: hand over
         try:
             db.write(lambda tx: tx.execute("INSERT INTO t DEFAULT VALUES"))
         finally:
-            database_module.MAX_TENURE = old
+            write_module.MAX_TENURE = old
         assert not db.lingering and db.inspect_lock() is None
         db.write(lambda tx: tx.execute("INSERT INTO t DEFAULT VALUES"))
     assert sss.inspect_lock(path) is None  # close() ended the lease

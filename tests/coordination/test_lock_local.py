@@ -21,12 +21,11 @@ from sqlite_session_safe.coordination.errors import (
 )
 from sqlite_session_safe.coordination.lock import (
     DirectoryLock,
-    _tomb_name,
-    break_judged,
     break_stale_lock,
     inspect_lock,
     lock_paths,
 )
+from sqlite_session_safe.coordination.lock.breaking import break_judged, tomb_name
 
 FAST = dict(stale_timeout=0.6, heartbeat_interval=0.1)
 
@@ -284,9 +283,9 @@ def test_late_breaker_fails_against_the_tomb(tmp_path):
     db = str(tmp_path / "late.sqlite")
     stale = plant_lock(db, pid=dead_pid())
     with DirectoryLock(db, **FAST) as winner:
-        assert os.path.isdir(_tomb_name(winner.lock_path, stale))
+        assert os.path.isdir(tomb_name(winner.lock_path, stale))
         with pytest.raises(OSError):
-            os.rename(winner.lock_path, _tomb_name(winner.lock_path, stale))
+            os.rename(winner.lock_path, tomb_name(winner.lock_path, stale))
         assert break_judged(winner.lock_path, stale, "late") is None
         winner.check()
     # The next release sweeps the tomb.
@@ -492,7 +491,7 @@ def test_stale_reader_marker_is_broken_by_writer(tmp_path):
 def test_backoff_is_bounded_for_any_number_of_polls():
     """The poll number grows without bound over a long wait; the sleep must
     stay within the cap and never overflow (faults review D1)."""
-    from sqlite_session_safe.coordination import lock as lock_module
+    from sqlite_session_safe.coordination.lock import waiting as lock_module
 
     for attempt in (0, 1, 5, 6, 1023, 1024, 1025, 10**6, 10**18):
         pause = lock_module.backoff(attempt)
@@ -505,7 +504,7 @@ def test_rename_failure_counts_as_taken_only_when_something_is_there(tmp_path):
     is a real error (faults review D2)."""
     import errno
 
-    from sqlite_session_safe.coordination import lock as lock_module
+    from sqlite_session_safe.coordination.lock import breaking as lock_module
 
     dest = tmp_path / "L"
     eperm = PermissionError(errno.EPERM, "Operation not permitted")

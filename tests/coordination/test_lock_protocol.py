@@ -44,8 +44,8 @@ from sqlite_session_safe.coordination.lock import (
     break_stale_lock,
     inspect_lock,
     lock_paths,
-    look,
 )
+from sqlite_session_safe.coordination.lock.observe import look
 from sqlite_session_safe.coordination.owner import (
     ADMISSION_RECORD_BYTES,
     LOCK_PLACE,

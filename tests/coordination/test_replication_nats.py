@@ -18,7 +18,7 @@ from _nats import NatsServer, admin, require_nats
 from _replication_workers import assert_tiles, replicated_ranges, source_id, tables
 
 import sqlite_session_safe as sss
-from sqlite_session_safe.coordination import jetstream
+from sqlite_session_safe.coordination import jetstream, stream_replication
 
 WORKERS = os.path.join(os.path.dirname(__file__), os.pardir, "_nats_workers.py")
 
@@ -367,7 +367,7 @@ def test_publisher_wakes_at_an_in_process_commit(tmp_path, url):
     src = _source(tmp_path / "src.db", 1)
     sss.replicate(src, url)
     stop = threading.Event()
-    t = threading.Thread(target=jetstream.publish, args=(src.path, url),
+    t = threading.Thread(target=stream_replication.publish, args=(src.path, url),
                          kwargs={"follow": True, "stop": stop, "poll": 60.0})
     t.start()
     try:

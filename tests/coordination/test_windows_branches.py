@@ -22,12 +22,13 @@ from pathlib import Path
 import pytest
 
 import sqlite_session_safe as sss
-from sqlite_session_safe.coordination import lock as lock_module
 from sqlite_session_safe.coordination import tempfiles
+from sqlite_session_safe.coordination.lock import holding as lock_module
 
 # The lock and owner.json code paths Windows takes: no directory descriptors.
 _NO_DIR_FD = """
-from sqlite_session_safe.coordination import lock, owner
+from sqlite_session_safe.coordination import owner
+from sqlite_session_safe.coordination.lock import holding as lock
 lock._HAS_DIR_FD = False
 lock._LISTDIR_FD = False
 owner._HAS_DIR_FD = False

@@ -40,27 +40,11 @@ from types import EllipsisType, TracebackType
 
 from . import interrupts, procinfo
 from .errors import LockCompromised, LockError, LockTimeout, ProtocolMismatch
-from .lock import (
-    DEFAULT_STALE_TIMEOUT,
-    DEFAULT_TIMEOUT,
-    LockInfo,
-    Observer,
-    Seen,
-    backoff,
-    break_judged,
-    check_seconds,
-    describe_owner,
-    guarded,
-    inspect_lock,
-    lock_paths,
-    look,
-    path_lock,
-    process_state,
-    refusal,
-    remove_tree,
-    rename_taken,
-    wait_thread_lock,
-)
+from .lock.breaking import break_judged, remove_tree, rename_taken
+from .lock.inspection import LockInfo, inspect_lock
+from .lock.observe import DEFAULT_STALE_TIMEOUT, Observer, Seen, describe_owner, look, process_state, refusal
+from .lock.paths import lock_paths
+from .lock.waiting import DEFAULT_TIMEOUT, backoff, check_seconds, guarded, path_lock, wait_thread_lock
 from .oslock import ADMIT_FILE, AdmitFile, admit_file, describe_os_holder
 from .owner import OWNER_FILE, AdmissionRecord, MarkerRecord, fsync_dir
 

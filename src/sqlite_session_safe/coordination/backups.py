@@ -1,4 +1,6 @@
-"""Safe copies of a coordinated database (the research seed's R7).
+"""Safe copies of a coordinated database: a backup is only ever made by one
+of the helpers below, never by copying a live file, and each copy is
+checked with ``PRAGMA integrity_check`` before it is put in place.
 
 Only three ways, each leaving a complete file at ``dest`` or nothing:
 
@@ -111,10 +113,9 @@ def online_backup(db: Database, dest: str | os.PathLike[str], progress: Any, pag
     path, tmp = _dest(dest, db)
     try:
         with db.read() as r:
-            assert r._con is not None
             # The source is the snapshot's own connection: with pages=-1 the
             # copy is taken in one step inside the read transaction.
-            r._con.backup(tmp, pages=pages, progress=progress)
+            r.connection.backup(tmp, pages=pages, progress=progress)
     except BaseException:
         tempfiles.remove_with_sidecars(tmp)
         raise
@@ -127,16 +128,15 @@ def vacuum_into(db: Database, dest: str | os.PathLike[str]) -> BackupResult:
     path, tmp = _dest(dest, db)
     try:
         with db.read() as r:
-            assert r._con is not None
             # VACUUM INTO is refused inside a transaction; it makes its own
             # read transaction, a consistent snapshot.
-            r._con.execute("ROLLBACK")
+            r.connection.execute("ROLLBACK")
             try:
-                r._con.execute("PRAGMA query_only = OFF")  # VACUUM INTO writes only the new file
-                r._con.execute("VACUUM INTO ?", (tmp,))
+                r.connection.execute("PRAGMA query_only = OFF")  # VACUUM INTO writes only the new file
+                r.connection.execute("VACUUM INTO ?", (tmp,))
             finally:
-                r._con.execute("PRAGMA query_only = ON")
-                r._con.execute("BEGIN DEFERRED")
+                r.connection.execute("PRAGMA query_only = ON")
+                r.connection.execute("BEGIN DEFERRED")
     except BaseException:
         tempfiles.remove_with_sidecars(tmp)
         raise
@@ -149,7 +149,7 @@ def copy_under_lock(db: Database, dest: str | os.PathLike[str]) -> BackupResult:
     path, tmp = _dest(dest, db)
     try:
         with db.write(label=None) as tx:
-            con = tx._active()
+            con = tx.connection
             # BEGIN IMMEDIATE took SHARED (rolling back any hot journal) and
             # RESERVED (in wal mode: the WAL write lock): no one else can
             # change the file(s) while we copy.

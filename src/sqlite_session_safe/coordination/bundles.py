@@ -28,21 +28,19 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..binding.errors import InterfaceError
-from ..sessions.apply import OnConflict
 from ..sessions.changeset import Changeset
 from ..sessions.errors import ChangesetError
 from ..sessions.stream import summarize_stream
 from . import audit, wire
 from .audit import LogEntry
 from .log_errors import BundleError, LogPruned, ReplicationError
-from .replication import ReplicationReport, apply_entries, open_replica, read_cursor
 from .retention import pruned_through
 
 if TYPE_CHECKING:
     from .database import Database
 
 __all__ = ["MAGIC", "FORMAT_VERSION", "Bundle", "BundleReader", "ExportReport", "export_bundle",
-           "open_bundle", "read_bundle", "import_bundle"]
+           "open_bundle", "read_bundle"]
 
 MAGIC = b"SSSBUNDL"
 FORMAT_VERSION = 1
@@ -149,7 +147,7 @@ def export_bundle(db: Database, path: str | os.PathLike[str], since: int = 0) ->
     directory = os.path.dirname(target)
     tmp = os.path.join(directory, f".{os.path.basename(target)}.tmp-{os.urandom(8).hex()}")
     with db.read() as r:
-        con = r._con
+        con = r.connection
         assert con is not None
         source_id = audit.database_id(con)
         if source_id is None:
@@ -398,44 +396,3 @@ def read_bundle(path: str | os.PathLike[str]) -> Bundle:
         entries = tuple(b.entries())
         return Bundle(b.path, b.version, b.source_id, b.first_seq, b.last_seq, b.created_at,
                       entries, b.sha256)
-
-
-def import_bundle(replica: Database | str | os.PathLike[str], path: str | os.PathLike[str], *,
-                  on_conflict: OnConflict = None, batch: int = 256) -> ReplicationReport:
-    """Apply a bundle to ``replica`` with the replication cursor: exactly once.
-
-    The bundle is verified whole first (:func:`open_bundle`), then read and
-    applied entry by entry (memory bounded by the largest entry, not the
-    bundle).  Entries at or below the replica's cursor for the bundle's
-    source are skipped (importing a bundle twice applies nothing the second
-    time; overlapping bundles apply only what is new); a bundle that starts
-    after cursor + 1 is refused (a gap).  Conflicts with the replica's own
-    writes follow ``on_conflict`` as in :func:`sss.replicate`.
-
-    Raises:
-        BundleError: the file is not a valid bundle (nothing changed).
-        ReplicationError: a gap (nothing changed), or an entry that does not
-            fit the replica's schema.
-        ReplicationConflict: see :func:`sss.replicate`.
-    """
-    from .conflicts import ConflictRecorder  # validates the policy before anything is opened
-
-    with open_bundle(path) as bundle:
-        recorder = ConflictRecorder(on_conflict)
-        db, owned = open_replica(replica)
-        try:
-            with db.read() as r:
-                assert r._con is not None
-                cursor = read_cursor(r._con, bundle.source_id)
-            if bundle.first_seq > cursor + 1:
-                raise ReplicationError(
-                    f"bundle {bundle.path!r} holds entries {bundle.first_seq}..{bundle.last_seq} of "
-                    f"source {bundle.source_id}, but the replica's cursor is at {cursor}: entries "
-                    f"{cursor + 1}..{bundle.first_seq - 1} are missing; import an earlier bundle "
-                    "first (nothing was changed)", bundle.source_id, cursor + 1)
-            return apply_entries(db, bundle.source_id, bundle.entries(),
-                                 on_conflict=recorder, batch=batch, lag_base=bundle.last_seq)
-        finally:
-            if owned:
-                db.close()
-

@@ -1,4 +1,6 @@
-"""Replication through a NATS JetStream stream (PROTOCOL.md §9).
+"""A NATS JetStream stream of log entries (PROTOCOL.md §9): targets, the
+link to the stream, publishing entries, acknowledgements.  Replication
+through a stream (``publish``/``consume``) is :mod:`.stream_replication`.
 
 ``sss.replicate(db, "nats://host:4222/STREAM")`` publishes the source's log
 entries after the stream's last one; ``sss.replicate("nats://…/STREAM",
@@ -38,21 +40,14 @@ from collections.abc import Callable, Coroutine, Iterator, Mapping
 from typing import Any, BinaryIO, TypeVar
 
 from ..binding.errors import InterfaceError
-from ..sessions.apply import OnConflict
-from ..sessions.changeset import Changeset
-from . import audit, commits, wire
-from .audit import LogEntry
-from .conflicts import ConflictRecorder
-from .database import Database
-from .log_errors import LogPruned, ReplicationError, ReplicationTimeout, StreamError
+from . import wire
+from .log_errors import ReplicationTimeout, StreamError
 
 __all__ = [
     "FORMAT",
     "StreamTarget",
     "is_stream_url",
     "parse_target",
-    "publish",
-    "consume",
     "wait_replicated",
     "replica_acks",
     "last_published",
@@ -72,12 +67,12 @@ MAX_CHUNK = 1 << 20
 _GATHER_BYTES = 16 << 20
 _SPOOL_MEMORY = 8 << 20
 #: How long one request to the server may take.
-_REQUEST_TIMEOUT = 10.0
+REQUEST_TIMEOUT = 10.0
 
 _T = TypeVar("_T")
 
 
-def _nats() -> Any:
+def nats_module() -> Any:
     """The nats-py package, imported on first use (an optional dependency)."""
     try:
         import nats  # type: ignore[import-untyped,unused-ignore]
@@ -121,7 +116,7 @@ class _Loop:
 
 _loop: _Loop | None = None
 _loop_lock = threading.Lock()
-_links: set[_Link] = set()
+_links: set[StreamLink] = set()
 
 
 def _the_loop() -> _Loop:
@@ -284,7 +279,7 @@ def parse_target(url: str, *, nats_options: Mapping[str, Any] | None = None,
     return StreamTarget(servers, stream, prefix, tuple(sorted(opts.items())))
 
 
-def _target(value: str | StreamTarget, nats_options: Mapping[str, Any] | None,
+def to_target(value: str | StreamTarget, nats_options: Mapping[str, Any] | None,
             context: str | None) -> StreamTarget:
     if isinstance(value, StreamTarget):
         if nats_options:
@@ -298,7 +293,7 @@ def _target(value: str | StreamTarget, nats_options: Mapping[str, Any] | None,
 
 
 @dataclasses.dataclass
-class _Last:
+class LastEntry:
     """The stream's last message on the entry subject."""
 
     stream_seq: int  # 0: none
@@ -312,19 +307,19 @@ class _Last:
         return self.chunk == self.chunks - 1
 
 
-def _header(msg: Any, name: str) -> str | None:
+def message_header(msg: Any, name: str) -> str | None:
     headers = msg.headers or {}
     value = headers.get(name)
     return None if value is None else str(value)
 
 
-class _Link:
+class StreamLink:
     """A connection to the server and the stream, used from synchronous code."""
 
     def __init__(self, target: StreamTarget, stream_config: Mapping[str, Any] | None = None,
                  create: bool = False) -> None:
         self.target = target
-        self.nats = _nats()
+        self.nats = nats_module()
         self.loop = _the_loop()
         self.nc: Any = None
         try:
@@ -341,7 +336,7 @@ class _Link:
             self.close()
             raise
 
-    def run(self, coro: Coroutine[Any, Any, _T], timeout: float | None = _REQUEST_TIMEOUT * 3) -> _T:
+    def run(self, coro: Coroutine[Any, Any, _T], timeout: float | None = REQUEST_TIMEOUT * 3) -> _T:
         return self.loop.run(coro, timeout)
 
     async def _connect(self) -> Any:
@@ -395,7 +390,7 @@ class _Link:
         with contextlib.suppress(BaseException):
             self.run(nc.close(), timeout)
 
-    def __enter__(self) -> _Link:
+    def __enter__(self) -> StreamLink:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -403,19 +398,19 @@ class _Link:
 
     # -- reading --------------------------------------------------------------
 
-    async def _last(self) -> _Last:
+    async def _last(self) -> LastEntry:
         errors = self.nats.js.errors
         try:
             msg = await self.js.get_last_msg(self.target.stream, self.target.log_subject)
         except errors.NotFoundError:
-            return _Last(0)
+            return LastEntry(0)
         return self._parse_last(msg.seq, msg)
 
-    def _parse_last(self, stream_seq: int, msg: Any) -> _Last:
-        sid, seq, chunk, chunks = _entry_headers(msg, self)
-        return _Last(stream_seq, sid, seq, chunk, chunks)
+    def _parse_last(self, stream_seq: int, msg: Any) -> LastEntry:
+        sid, seq, chunk, chunks = entry_headers(msg, self)
+        return LastEntry(stream_seq, sid, seq, chunk, chunks)
 
-    def last(self) -> _Last:
+    def last(self) -> LastEntry:
         """The stream's last entry message (stream_seq 0 when it has none)."""
         return self.run(self._last())
 
@@ -437,7 +432,7 @@ class _Link:
         first = await self._entry_at_or_after(lo)
         if first is None:
             return hi + 1, 0, None
-        first_sid, first_seq, _, _ = _entry_headers(first[1], self)
+        first_sid, first_seq, _, _ = entry_headers(first[1], self)
         if first_seq > cursor:
             return first[0], first_seq, first_sid
         lo = first[0]
@@ -447,7 +442,7 @@ class _Link:
             if found is None:
                 hi = mid - 1
                 continue
-            _, seq, _, _ = _entry_headers(found[1], self)
+            _, seq, _, _ = entry_headers(found[1], self)
             if seq <= cursor:
                 lo = found[0]
             else:
@@ -458,21 +453,22 @@ class _Link:
         return self.run(self._start_for(cursor))
 
 
-def _entry_headers(msg: Any, link: _Link) -> tuple[str, int, int, int]:
+def entry_headers(msg: Any, link: StreamLink) -> tuple[str, int, int, int]:
     """(source id, seq, chunk, chunks) of an entry message; a message that is
     not one is a StreamError."""
-    fmt = _header(msg, "Sss-Format")
-    sid = _header(msg, "Sss-Source")
+    fmt = message_header(msg, "Sss-Format")
+    sid = message_header(msg, "Sss-Source")
     try:
-        seq = int(_header(msg, "Sss-Seq") or "")
-        chunk_s, _, chunks_s = (_header(msg, "Sss-Chunk") or "0/1").partition("/")
+        seq = int(message_header(msg, "Sss-Seq") or "")
+        chunk_s, _, chunks_s = (message_header(msg, "Sss-Chunk") or "0/1").partition("/")
         chunk, chunks = int(chunk_s), int(chunks_s)
     except ValueError:
         seq = chunk = chunks = -1
     if fmt != FORMAT or not sid or seq < 1 or not 0 <= chunk < chunks:
         raise link.error(f"message {getattr(msg, 'seq', '?')} on {link.target.log_subject} is not a "
                          f"log entry of format {FORMAT} (Sss-Format {fmt!r}, Sss-Source {sid!r}, "
-                         f"Sss-Seq {_header(msg, 'Sss-Seq')!r}, Sss-Chunk {_header(msg, 'Sss-Chunk')!r})")
+                         f"Sss-Seq {message_header(msg, 'Sss-Seq')!r}, "
+                         f"Sss-Chunk {message_header(msg, 'Sss-Chunk')!r})")
     return sid, seq, chunk, chunks
 
 
@@ -480,16 +476,16 @@ def _entry_headers(msg: Any, link: _Link) -> tuple[str, int, int, int]:
 
 
 @dataclasses.dataclass
-class _Pending:
+class PendingEntry:
     head: wire.EntryHead
     body: bytes | BinaryIO
 
 
-def _gather(con: Any, since: int, until: int) -> list[_Pending]:
+def gather_pending(con: Any, since: int, until: int) -> list[PendingEntry]:
     """Entries after ``since`` (up to ``until``) with their bodies, from one
     snapshot: up to _GATHER_BYTES in memory, a larger body spooled to a
     temporary file, so the snapshot ends before anything is sent."""
-    out: list[_Pending] = []
+    out: list[PendingEntry] = []
     total = 0
     for head in wire.iter_heads(con, since, until, batch=64):
         if out and total + head.size > _GATHER_BYTES:
@@ -499,9 +495,9 @@ def _gather(con: Any, since: int, until: int) -> list[_Pending]:
             for piece in wire.iter_body(con, head):
                 spool.write(piece)
             spool.seek(0)
-            out.append(_Pending(head, spool))  # type: ignore[arg-type]
+            out.append(PendingEntry(head, spool))  # type: ignore[arg-type]
         else:
-            out.append(_Pending(head, b"".join(wire.iter_body(con, head))))
+            out.append(PendingEntry(head, b"".join(wire.iter_body(con, head))))
         total += head.size
     return out
 
@@ -518,13 +514,13 @@ def _chunks(body: bytes | BinaryIO, size: int, chunk: int) -> Iterator[bytes]:
         yield piece
 
 
-class _Publisher:
-    def __init__(self, link: _Link, source_id: str) -> None:
+class Publisher:
+    def __init__(self, link: StreamLink, source_id: str) -> None:
         self.link = link
         self.sid = source_id
         self.chunk = max(1024, min(MAX_CHUNK, int(link.nc.max_payload) - _HEADER_ROOM))
 
-    def resume_point(self, position: int) -> _Last:
+    def resume_point(self, position: int) -> LastEntry:
         last = self.link.last()
         if last.stream_seq == 0:
             return last
@@ -537,7 +533,7 @@ class _Publisher:
                                   self.sid, last.seq)
         return last
 
-    async def _send(self, p: _Pending, first_chunk: int, expected: int) -> int:
+    async def _send(self, p: PendingEntry, first_chunk: int, expected: int) -> int:
         """Publish the chunks of one entry from ``first_chunk``; returns the
         stream sequence of the last one."""
         head = p.head
@@ -558,11 +554,11 @@ class _Publisher:
             if i == 0:
                 headers["Sss-Meta"] = meta
             ack = await self.link.js.publish(self.link.target.log_subject, piece,
-                                             timeout=_REQUEST_TIMEOUT, headers=headers)
+                                             timeout=REQUEST_TIMEOUT, headers=headers)
             expected = int(ack.seq)
         return expected
 
-    def send(self, p: _Pending, last: _Last) -> _Last:
+    def send(self, p: PendingEntry, last: LastEntry) -> LastEntry:
         """Publish entry ``p`` after ``last`` (resuming a partly published one)."""
         first_chunk = last.chunk + 1 if last.seq == p.head.seq else 0
         try:
@@ -577,431 +573,16 @@ class _Publisher:
                 return self.link.last()  # the outcome is unknown: the stream says
             raise self.link.error(f"publishing entry {p.head.seq} failed: {e}", self.sid, p.head.seq) from e
         n = max(1, -(-p.head.size // self.chunk))
-        return _Last(stream_seq, self.sid, p.head.seq, n - 1, n)
+        return LastEntry(stream_seq, self.sid, p.head.seq, n - 1, n)
 
 
-def publish(source: Any, target: str | StreamTarget, *, nats_options: Mapping[str, Any] | None = None,
-            context: str | None = None, stream_config: Mapping[str, Any] | None = None,
-            follow: bool = False, stop: threading.Event | None = None, poll: float = 0.01,
-            on_report: Callable[[Any], object] | None = None) -> Any:
-    """Publish ``source``'s log entries after the stream's last one (see
-    :func:`sss.replicate`).  Returns a ReplicationReport (``applied``:
-    entries published)."""
-    from .replication import ReplicationReport, _Source  # the module that dispatches here
 
-    tgt = _target(target, nats_options, context)
-    src = _Source(source)
-    try:
-        with _Link(tgt, stream_config, create=True) as link:
-            total: ReplicationReport | None = None
-            version = _DataVersion(src.path)
-            try:
-                while True:
-                    report = _publish_round(src, link)
-                    total = report if total is None else total + report
-                    if report.applied and on_report is not None:
-                        on_report(report)
-                    if not follow or (stop is not None and stop.is_set()):
-                        break
-                    version.wait(poll, stop)
-                    if stop is not None and stop.is_set():
-                        break
-            finally:
-                version.close()
-            assert total is not None
-            return total
-    finally:
-        src.close()
-
-
-class _DataVersion:
-    """Waits for a commit to the source: at once for a Database of this
-    process (:mod:`.commits`), else seen by polling ``PRAGMA data_version``
-    (of a connection of its own) every ``poll`` seconds."""
-
-    def __init__(self, path: str) -> None:
-        from ..sessions.connection import Connection
-
-        self.watch = commits.Watch(path)
-        self.con = Connection(path, timeout=60.0)
-        self.seen = self._read()
-
-    def _read(self) -> int:
-        row = self.con.execute("PRAGMA data_version").fetchone()
-        return int(row[0]) if row else 0
-
-    def wait(self, poll: float, stop: threading.Event | None) -> None:
-        while stop is None or not stop.is_set():
-            self.watch.clear()
-            now = self._read()
-            if now != self.seen:
-                self.seen = now
-                return
-            self.watch.wait(poll, stop)
-
-    def close(self) -> None:
-        self.watch.close()
-        self.con.close()
-
-
-def _publish_round(src: Any, link: _Link) -> Any:
-    from .replication import ReplicationReport
-    from .retention import pruned_through, register_replica
-
-    with src.snapshot() as con:
-        sid = audit.database_id(con)
-        if sid is None:
-            raise ReplicationError(f"source {src.path!r} keeps no audit log: nothing to publish")
-        position = audit.log_position(con)
-        pruned = pruned_through(con)
-    pub = _Publisher(link, sid)
-    register_replica(src, "stream", str(link.target), sid)
-    last = pub.resume_point(position)
-    start = last.seq if last.complete else last.seq - 1
-    if start < pruned:
-        if last.stream_seq:
-            raise LogPruned(
-                f"stream {link.target.stream} ends at entry {start} of {sid}, but the source's log was "
-                f"pruned through {pruned}: entries {start + 1}..{pruned} are gone, so the stream "
-                "cannot go on without a gap; delete and recreate the stream (it then starts at "
-                f"entry {pruned + 1}; its followers re-seed from a backup of the source)",
-                sid, start + 1, pruned)
-        # An empty (new or recreated) stream starts after the prune point.
-        start = pruned
-        last = _Last(0, None, pruned, 0, 1)
-    published = 0
-    done = start
-    while done < position:
-        with src.snapshot() as con:
-            batch = _gather(con, done, position)
-        if not batch:
-            raise ReplicationError(f"source {sid}'s log has no entry {done + 1}: the log was altered",
-                                   sid, done + 1)
-        for p in batch:
-            if p.head.seq <= last.seq and last.complete:
-                continue  # another publisher got there first
-            last = pub.send(p, last)
-            if last.source_id not in (None, sid):
-                raise link.error(f"another database ({last.source_id}) published to it meanwhile", sid)
-            if last.seq == p.head.seq and last.complete:
-                published += 1
-            else:  # another publisher moved the stream on; resume from what it holds
-                break
-        done = last.seq if last.complete else last.seq - 1
-    return ReplicationReport(sid, published, done, 0, transactions=published)
-
-
-# -- consuming -----------------------------------------------------------------------
-
-
-class _Assembler:
-    """Turns entry messages (chunks, in stream order) into LogEntry values."""
-
-    def __init__(self, link: _Link) -> None:
-        self.link = link
-        self.parts: list[bytes] = []
-        self.current: tuple[str, int, int] | None = None  # (sid, seq, chunks)
-        self.meta: wire.EntryHead | None = None
-
-    def add(self, msg: Any, skip_through: Callable[[str], int]) -> tuple[str, LogEntry] | None:
-        sid, seq, chunk, chunks = _entry_headers(msg, self.link)
-        if chunk == 0:
-            self.parts, self.current, self.meta = [], (sid, seq, chunks), None
-            if seq <= skip_through(sid):
-                self.current = (sid, seq, -chunks)  # already applied: drop its chunks
-                return None
-            raw = (_header(msg, "Sss-Meta") or "").encode("ascii", "replace")
-            size = int(_header(msg, "Sss-Size") or "0")
-            meta = wire.decode_object(raw, f"entry {seq}'s Sss-Meta header",
-                                      lambda r: self.link.error(f"malformed message: {r}", sid, seq))
-            self.meta = wire.entry_from_meta(meta, size, f"entry {seq}",
-                                             lambda r: self.link.error(f"malformed message: {r}", sid, seq))
-            if self.meta.seq != seq:
-                raise self.link.error(f"message for entry {seq} holds the metadata of {self.meta.seq}",
-                                      sid, seq)
-        elif self.current is None or self.current[:2] != (sid, seq) or abs(self.current[2]) != chunks:
-            if self.current is None:
-                return None  # started reading mid-entry: its first chunk comes again? no: skip it
-            raise self.link.error(f"chunk {chunk}/{chunks} of entry {seq} follows entry "
-                                  f"{self.current[1]}: the stream was altered", sid, seq)
-        assert self.current is not None
-        if self.current[2] < 0:
-            return None
-        if len(self.parts) != chunk:
-            raise self.link.error(f"entry {seq}: chunk {chunk} where {len(self.parts)} belongs", sid, seq)
-        self.parts.append(bytes(msg.data))
-        if chunk < chunks - 1:
-            return None
-        head, data = self.meta, b"".join(self.parts)
-        self.parts, self.current, self.meta = [], None, None
-        assert head is not None
-        if len(data) != head.size:
-            raise self.link.error(f"entry {seq} is {len(data)} bytes, its header says {head.size}", sid, seq)
-        if head.kind == "data":
-            entry = head.entry(Changeset(data))
-        else:
-            try:
-                sql = data.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise self.link.error(f"entry {seq}'s SQL is not UTF-8", sid, seq) from e
-            entry = head.entry(None, sql)
-        return sid, entry
-
-
-async def _fetch(sub: Any, n: int, timeout: float) -> list[Any]:
-    """Up to ``n`` messages: waits up to ``timeout`` for the first, then
-    takes what is already there."""
-    out: list[Any] = []
-    try:
-        out.append(await sub.next_msg(timeout=timeout))
-    except Exception as e:  # nats.errors.TimeoutError
-        if "Timeout" in type(e).__name__:
-            return out
-        raise
-    while len(out) < n and sub.pending_msgs > 0:
-        out.append(await sub.next_msg(timeout=1.0))
-    return out
-
-
-def consume(target: str | StreamTarget, replica: Any, *, on_conflict: OnConflict = None, batch: int = 256,
-            nats_options: Mapping[str, Any] | None = None, context: str | None = None,
-            follow: bool = False, stop: threading.Event | None = None, interval: float = 0.5,
-            on_report: Callable[[Any], object] | None = None) -> Any:
-    """Apply the stream's entries to ``replica`` through its cursor (see
-    :func:`sss.replicate`); with ``follow`` until ``stop`` is set."""
-    from .replication import (
-        ReplicationReport,
-        _apply_group,
-        _check_batch,
-        _ensure_cursor,
-        _groups,
-        _Tally,
-        open_replica,
-        read_cursor,
-    )
-
-    batch = _check_batch(batch)
-    recorder = ConflictRecorder(on_conflict)
-    tgt = _target(target, nats_options, context)
-    nats = _nats()
-    db, owned = open_replica(replica)
-    try:
-        link = _first_entry(tgt, follow, stop, interval, db)
-        if link is None:
-            return ReplicationReport("", 0, 0, 0)
-        with link:
-            last = link.last()
-            created = link.info.created
-            sid = last.source_id
-            if sid is None:
-                return ReplicationReport("", 0, 0, 0)
-            _record_stream(db, link, sid)
-            cursors: dict[str, int] = {}
-
-            def cursor_of(s: str) -> int:
-                if s not in cursors:
-                    with db.read() as r:
-                        assert r._con is not None
-                        cursors[s] = read_cursor(r._con, s)
-                return cursors[s]
-
-            cursor = cursor_of(sid)
-            if cursor > last.seq and not follow:
-                raise link.error(f"it holds entries up to {last.seq} of source {sid}, but the replica's "
-                                 f"cursor is at {cursor}: the stream was recreated or truncated (or the "
-                                 "source restored from an older copy)", sid, cursor)
-            start, first_seq, _ = link.start_for(cursor)
-            if first_seq > cursor + 1:
-                raise LogPruned(
-                    f"stream {tgt.stream} starts at entry {first_seq} of source {sid}, but the "
-                    f"replica's cursor is at {cursor}: entries {cursor + 1}..{first_seq - 1} are no "
-                    "longer in it (removed by its retention, or the stream was recreated after the "
-                    "source's log was pruned); re-seed the replica from a backup of the source",
-                    sid, cursor + 1, first_seq - 1)
-            target_seq = last.stream_seq
-            sub = link.run(link.js.subscribe(
-                tgt.log_subject, ordered_consumer=True, idle_heartbeat=2.0, flow_control=True,
-                config=nats.js.api.ConsumerConfig(
-                    deliver_policy=nats.js.api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start)))
-            tally = _Tally()
-            asm = _Assembler(link)
-            total: ReplicationReport | None = None
-            ensured: set[str] = set()
-            reached = start > target_seq
-            idle_since = time.monotonic()
-            try:
-                while True:
-                    if stop is not None and stop.is_set():
-                        break
-                    if not follow and (reached or target_seq == 0):
-                        break
-                    msgs = link.run(_fetch(sub, max(batch, 64), min(interval, 1.0) if follow else 5.0))
-                    if not msgs:
-                        if time.monotonic() - idle_since > 5.0:
-                            idle_since = time.monotonic()
-                            _check_same_stream(link, created)
-                        if not follow and time.monotonic() - idle_since > 30.0:
-                            raise link.error("no message arrived for 30 s before the stream's end")
-                        continue
-                    idle_since = time.monotonic()
-                    ready: list[tuple[str, LogEntry]] = []
-                    for msg in msgs:
-                        got = asm.add(msg, cursor_of)
-                        if got is not None:
-                            ready.append(got)
-                        if msg.metadata.sequence.stream >= target_seq:
-                            reached = True
-                    tally = _Tally()
-                    for s, entries in _by_source(ready):
-                        if s not in ensured:
-                            _ensure_cursor(db, s)
-                            ensured.add(s)
-                        for group in _groups(entries, batch):
-                            cursors[s] = _apply_group(db, s, group, recorder, tally)
-                        _ack(link, db, s, cursors[s])
-                    if tally.applied or tally.skipped:
-                        r = tally.report(sid, cursors.get(sid, cursor), 0)
-                        total = r if total is None else total + r
-                        if r.applied and on_report is not None:
-                            on_report(r)
-            finally:
-                with contextlib.suppress(BaseException):
-                    link.run(sub.unsubscribe(), 5.0)
-            final = cursors.get(sid, cursor)
-            lag = max(0, link.last().seq - final) if not follow else 0
-            if total is None:
-                return ReplicationReport(sid, 0, final, lag)
-            return dataclasses.replace(total, last_seq=final, lag=lag)
-    finally:
-        if owned:
-            db.close()
-
-
-def _first_entry(tgt: StreamTarget, follow: bool, stop: threading.Event | None,
-                 interval: float, db: Database) -> _Link | None:
-    """A link to the stream once it exists and holds an entry; following
-    waits for both (a follower may start before its publisher), a single
-    run does not (None: the stream is empty).  A stream this replica
-    followed before that now holds none of its source's entries up to the
-    replica's cursor was recreated or truncated: StreamError."""
-    while True:
-        try:
-            link = _Link(tgt)
-        except StreamError as e:
-            if not follow or "no such stream" not in str(e):
-                raise
-        else:
-            try:
-                _check_record(db, link)
-            except BaseException:
-                link.close()
-                raise
-            if link.last().stream_seq or not follow:
-                return link
-            link.close()
-        if stop is not None and stop.wait(interval):
-            return None
-        if stop is None:
-            time.sleep(interval)
-
-
-def _record_key(link: _Link) -> str:
-    return f"stream {link.target}"
-
-
-def _check_record(db: Database, link: _Link) -> None:
-    from .replication import read_cursor
-
-    with db.read() as r:
-        con = r._con
-        assert con is not None
-        if audit.database_id(con) is None:
-            return
-        row = con.execute(f"SELECT value FROM {audit.META_TABLE} WHERE key = ?",
-                          (_record_key(link),)).fetchone()
-        if row is None:
-            return
-        try:
-            rec = json.loads(row[0])
-            sid, created = str(rec["source_id"]), str(rec["created"])
-        except (ValueError, KeyError, TypeError):
-            return
-        cursor = read_cursor(con, sid)
-    last = link.last()
-    held = (last.seq if last.complete else last.seq - 1) if last.source_id == sid else 0
-    if held < cursor:
-        what = ("holds no entries of it" if held == 0 else f"holds its entries only up to {held}")
-        again = " (it was created anew)" if str(link.info.created) != created else ""
-        raise link.error(f"the replica followed this stream for source {sid} up to entry {cursor}, but "
-                         f"it now {what}{again}: the stream was recreated or truncated. Republish the "
-                         "source into it (sss.replicate(source, url)), or re-seed the replica",
-                         sid, cursor)
-
-
-def _record_stream(db: Database, link: _Link, sid: str) -> None:
-    """Remember in the replica which source this stream carries (and when
-    the stream was created), so a stream recreated empty is noticed."""
-    from .retention import meta_write
-
-    value = json.dumps({"source_id": sid, "created": str(link.info.created)})
-    with db.read() as r:
-        assert r._con is not None
-        if audit.database_id(r._con) is not None:
-            row = r._con.execute(f"SELECT value FROM {audit.META_TABLE} WHERE key = ?",
-                                 (_record_key(link),)).fetchone()
-            if row is not None and row[0] == value:
-                return
-    meta_write(db, f"follow {link.target}", f"INSERT INTO {audit.META_TABLE} (key, value) VALUES (?, ?) "
-               "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (_record_key(link), value))
-
-
-def _by_source(ready: list[tuple[str, LogEntry]]) -> Iterator[tuple[str, list[LogEntry]]]:
-    """Consecutive runs of one source's entries."""
-    run: list[LogEntry] = []
-    current: str | None = None
-    for s, e in ready:
-        if s != current and run:
-            assert current is not None
-            yield current, run
-            run = []
-        current = s
-        run.append(e)
-    if run:
-        assert current is not None
-        yield current, run
-
-
-def _check_same_stream(link: _Link, created: Any) -> None:
-    try:
-        info = link.run(link.js.stream_info(link.target.stream))
-    except Exception as e:
-        if "NotFound" in type(e).__name__:
-            raise link.error("the stream was deleted") from e
-        return  # unreachable for now: the client reconnects on its own
-    if info.created != created:
-        raise link.error("the stream was recreated (its creation time changed) while following it; "
-                         "start again (entries the replica already has are skipped)")
-
-
-def _ack(link: _Link, db: Database, source_id: str, seq: int) -> None:
-    """Publish the replica's cursor for ``source_id`` (its last one only is
-    kept: Nats-Rollup), for :func:`wait_replicated`."""
-    with db.read() as r:
-        assert r._con is not None
-        rid = audit.database_id(r._con) or "unknown"
-    body = wire.encode_json({"replica_id": rid, "source_id": source_id, "seq": seq,
-                             "at": audit.utc_now()})
-    try:
-        link.run(link.js.publish(f"{link.target.ack_subject}.{rid}", body, timeout=_REQUEST_TIMEOUT,
-                                 headers={"Nats-Rollup": "sub", "Sss-Format": FORMAT}))
-    except Exception as e:  # an acknowledgement lost is not a replication failure
-        log.warning("could not acknowledge seq %s of %s on %s: %s", seq, source_id, link.target, e)
 
 
 # -- acknowledgements --------------------------------------------------------------
 
 
-async def _acks(link: _Link, until: Callable[[dict[str, int]], bool], source_id: str | None,
+async def _acks(link: StreamLink, until: Callable[[dict[str, int]], bool], source_id: str | None,
                 timeout: float) -> dict[str, int]:
     api = link.nats.js.api
     sub = await link.js.subscribe(f"{link.target.ack_subject}.*", ordered_consumer=True,
@@ -1038,7 +619,7 @@ def replica_acks(target: str | StreamTarget, *, source_id: str | None = None,
                  timeout: float = 2.0) -> dict[str, int]:
     """The last cursor each follower of the stream acknowledged, by replica
     id (of ``source_id``'s log, default: the stream's source)."""
-    with _Link(_target(target, nats_options, context)) as link:
+    with StreamLink(to_target(target, nats_options, context)) as link:
         sid = source_id or link.last().source_id
         expected = int(link.run(link.js.stream_info(link.target.stream)).state.num_subjects or 0)
         return link.run(_acks(link, lambda c: len(c) >= expected, sid, timeout), timeout + 10)
@@ -1063,7 +644,7 @@ def wait_replicated(target: str | StreamTarget, seq: int, n: int = 1, *, timeout
         raise InterfaceError(f"n must be an int >= 1, not {n!r}")
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
         raise InterfaceError(f"timeout must be seconds >= 0, not {timeout!r}")
-    with _Link(_target(target, nats_options, context)) as link:
+    with StreamLink(to_target(target, nats_options, context)) as link:
         sid = source_id or link.last().source_id
 
         def enough(c: dict[str, int]) -> bool:
@@ -1083,8 +664,9 @@ def wait_replicated(target: str | StreamTarget, seq: int, n: int = 1, *, timeout
 def last_published(target: str | StreamTarget, source_id: str, *,
                    nats_options: Mapping[str, Any] | None = None, context: str | None = None) -> int:
     """The last entry of ``source_id`` the stream holds whole (0: none)."""
-    with _Link(_target(target, nats_options, context)) as link:
+    with StreamLink(to_target(target, nats_options, context)) as link:
         last = link.last()
         if last.source_id != source_id:
             return 0
         return last.seq if last.complete else last.seq - 1
+

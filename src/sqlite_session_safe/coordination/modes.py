@@ -1,8 +1,8 @@
 """The coordinated database's modes, their pragmas, and telling a network
 file system from a local one.
 
-Three modes (DESIGN.md, "Coordination rules"; PROTOCOL.md, "Coordinated
-database"):
+Three modes (PROTOCOL.md, "Coordinated database"; README.md, "Modes and the
+outer lock"):
 
 ``trusted`` (default)
     The file system's byte-range locks work, so SQLite's own locks stay on.

@@ -1,6 +1,7 @@
 """Optimistic writes: compute outside the lock, re-check under it.
 
-The research seed's R4: read a baseline without the write lock, compute the
+Optimistic concurrency as an explicit, opt-in API (nothing is promised
+implicitly): read a baseline without the write lock, compute the
 change outside it (however long that takes), then take the lock and re-check
 the preconditions the computation declared; if they still hold, apply the
 write in a short transaction, else roll back, back off and start over.  The
@@ -24,9 +25,10 @@ from ..binding.cursor import Row
 from ..binding.errors import BusyError, InterfaceError
 from ..binding.values import Parameters
 from .db_errors import ConflictError
+from .write import WriteResult, WriteTx
 
 if TYPE_CHECKING:
-    from .database import Database, WriteResult, WriteTx
+    from .database import Database
 
 __all__ = ["OptimisticContext", "run_optimistic"]
 

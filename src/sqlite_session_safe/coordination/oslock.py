@@ -46,7 +46,7 @@ class AdmitFile:
     """This process's descriptor of one admission file, and the kernel wait.
 
     Only the thread holding the process-local mutex of the database (see
-    ``lock.py``, ``_PathLock``) calls :meth:`lock` and :meth:`unlock`: the
+    ``lock/waiting.py``, ``PathLock``) calls :meth:`lock` and :meth:`unlock`: the
     OS lock belongs to the descriptor (POSIX: to the process), not to a
     thread.  A wait the caller gives up (timeout, Ctrl-C) goes on in its
     waiter thread; if it is granted after nobody wants it any more, it is

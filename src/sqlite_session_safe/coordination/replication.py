@@ -20,26 +20,38 @@ a migration entry of the replica.  So a replica keeps a log of its own
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..binding.errors import BusyError, InterfaceError, LockedError
 from ..sessions.apply import OnConflict
-from ..sessions.changeset import Changeset
-from ..sessions.connection import Connection  # with session(), as sss.Connection
-from ..sessions.errors import ConflictAbort, SchemaMismatch
-from ..sessions.group import ChangeGroup
 from . import audit, commits
 from .audit import LogEntry
 from .conflicts import ConflictRecorder
-from .database import Database, WriteTx, _rollback, open_database
+from .database import Database
 from .errors import LockTimeout
-from .log_errors import ConflictRow, LogPruned, ReplicationConflict, ReplicationError, rows_text
+from .jetstream import is_stream_url
+from .log_errors import LogPruned, ReplicationError
+from .replica_apply import (
+    ReplicationReport,
+    SourceReader,
+    Tally,
+    apply_entries,
+    apply_group,
+    check_batch,
+    entry_groups,
+    open_replica,
+)
+from .replica_cursor import (
+    CURSOR_TABLE,
+    ensure_cursor,
+    read_cursor,
+)
+from .retention import pruned_through, register_replica
+from .stream_replication import consume, publish
 
 __all__ = [
     "CURSOR_TABLE",
@@ -52,384 +64,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("sqlite_session_safe.replication")
-
-#: The replica's cursor table (reserved prefix: never recorded, never replicated).
-CURSOR_TABLE = "_sss_replica"
-_CREATE_CURSOR = f"""CREATE TABLE IF NOT EXISTS {CURSOR_TABLE} (
-    source_id  TEXT PRIMARY KEY,
-    seq        INTEGER NOT NULL CHECK (seq >= 0),
-    updated_at TEXT NOT NULL
-)"""
-_SET_CURSOR = (
-    f"INSERT INTO {CURSOR_TABLE} (source_id, seq, updated_at) VALUES (?, ?, ?) "
-    "ON CONFLICT (source_id) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at"
-)
-
-
-@dataclasses.dataclass(frozen=True)
-class ReplicationReport:
-    """What a replication (or a bundle import) did.
-
-    Attributes:
-        source_id: the source's ``database_id``.
-        applied: source entries applied by this call.
-        last_seq: the replica's cursor afterwards (the last source seq applied,
-            by this call or before it).
-        lag: entries the source had beyond ``last_seq`` at its last look
-            (0: up to date; for a bundle, entries of the bundle not applied).
-        changes: row changes applied (REPLACEd ones included).
-        omitted: row changes skipped because the policy said OMIT.
-        conflicts: the conflicting rows the policy resolved (OMIT/REPLACE).
-        transactions: replica transactions committed.
-        skipped: entries that were already applied (bundle overlap, or
-            another replicator was faster).
-    """
-
-    source_id: str
-    applied: int
-    last_seq: int
-    lag: int
-    changes: int = 0
-    omitted: int = 0
-    conflicts: tuple[ConflictRow, ...] = ()
-    transactions: int = 0
-    skipped: int = 0
-
-    def __add__(self, other: ReplicationReport) -> ReplicationReport:
-        """The sum of two consecutive reports (``last_seq`` and ``lag`` from the later)."""
-        return ReplicationReport(
-            other.source_id, self.applied + other.applied, other.last_seq, other.lag,
-            self.changes + other.changes, self.omitted + other.omitted,
-            self.conflicts + other.conflicts, self.transactions + other.transactions,
-            self.skipped + other.skipped,
-        )
-
-
-class _Tally:
-    """Counts accumulated over the transactions of one call."""
-
-    def __init__(self) -> None:
-        self.applied = self.changes = self.omitted = self.transactions = self.skipped = 0
-        self.conflicts: list[ConflictRow] = []
-
-    def report(self, source_id: str, last_seq: int, lag: int) -> ReplicationReport:
-        return ReplicationReport(source_id, self.applied, last_seq, max(0, lag), self.changes,
-                                 self.omitted, tuple(self.conflicts), self.transactions,
-                                 self.skipped)
-
-
-class _NothingToDo(Exception):
-    """Raised inside a replica write to roll it back: its entries were
-    already applied (by another replicator, or an overlapping bundle)."""
-
-    def __init__(self, cursor: int) -> None:
-        super().__init__(cursor)
-        self.cursor = cursor
-
-
-# -- the cursor ------------------------------------------------------------------
-
-
-def _has_table(con: Connection, name: str) -> bool:
-    return con.execute("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?",
-                       (name,)).fetchone() is not None
-
-
-def _cursor_row(con: Connection, source_id: str) -> int | None:
-    """The cursor row's seq, or None (no row, or no cursor table)."""
-    if not _has_table(con, CURSOR_TABLE):
-        return None
-    row = con.execute(f"SELECT seq FROM {CURSOR_TABLE} WHERE source_id = ?", (source_id,)).fetchone()
-    return None if row is None else int(row[0])
-
-
-def _is_copy(con: Connection, source_id: str) -> bool:
-    """A copy of the source not yet replicating: its own id is the source's
-    and it has no cursor row for it."""
-    return audit.database_id(con) == source_id and _cursor_row(con, source_id) is None
-
-
-def read_cursor(con: Connection, source_id: str) -> int:
-    """The last seq of ``source_id`` applied to the database ``con`` is on.
-
-    Without a cursor row: a database whose own ``database_id`` is
-    ``source_id`` is a copy of the source (a backup), positioned at its own
-    log position; any other starts at 0.
-    """
-    seq = _cursor_row(con, source_id)
-    if seq is not None:
-        return seq
-    if audit.database_id(con) == source_id:
-        return audit.log_position(con)
-    return 0
-
-
-def _set_cursor(con: Connection, source_id: str, seq: int) -> None:
-    """Move the cursor (inside the replica's write).  A copy of the source
-    that applies its first entry gets a new ``database_id``: from here on its
-    log diverges from the source's, so it must not pass for the source."""
-    if _is_copy(con, source_id):
-        con.execute(f"UPDATE {audit.META_TABLE} SET value = ? WHERE key = 'database_id'",
-                    (os.urandom(16).hex(),))
-    con.execute(_SET_CURSOR, (source_id, seq, audit.utc_now()))
-
-
-def _ensure_cursor(db: Database, source_id: str) -> None:
-    """Make sure ``db`` has its cursor table and, for a copy of the source
-    (its own ``database_id`` is ``source_id``), a cursor row at its own log
-    position, before the first replicated write appends to its log.
-
-    A missing table is created by an admitted migration write whose log entry
-    holds only the ``CREATE TABLE`` (the package's tables are created, never
-    filled, by replay: cursor rows are never recorded).  A data write could not
-    do it (a schema change there is refused).  A copy gets a new
-    ``database_id`` in the same transaction: its log diverges from the
-    source's from here on, so it must not pass for the source."""
-    with db.read() as r:
-        assert r._con is not None
-        has_table = _has_table(r._con, CURSOR_TABLE)
-        if has_table and not _is_copy(r._con, source_id):
-            return
-    tx = WriteTx(db, "replica cursor table" if not has_table else f"replica of {source_id}",
-                 kind="ddl" if not has_table else "data")
-    try:
-        with tx:
-            con = tx._active()
-            copy = _is_copy(con, source_id)
-            if _has_table(con, CURSOR_TABLE) and not copy:
-                raise _NothingToDo(0)  # another replicator was first: log nothing
-            start = read_cursor(con, source_id)  # before the table exists: a copy's own position
-            con.execute(_CREATE_CURSOR)
-            if copy:
-                _set_cursor(con, source_id, start)
-            tx.value = _CREATE_CURSOR  # the migration entry's SQL (kind "ddl")
-            tx._commit_empty = True  # kind "data": commit the cursor row, log nothing
-    except _NothingToDo:
-        pass
-
-
-# -- applying entries -------------------------------------------------------------
-
-
-def _groups(entries: Iterable[LogEntry], batch: int) -> Iterator[list[LogEntry]]:
-    """Consecutive data entries, at most ``batch`` per group; a DDL entry alone."""
-    group: list[LogEntry] = []
-    for e in entries:
-        if e.kind == "ddl" or len(group) >= batch:
-            if group:
-                yield group
-            group = []
-        if e.kind == "ddl":
-            yield [e]
-        else:
-            group.append(e)
-    if group:
-        yield group
-
-
-def _apply_one(con: Connection, e: LogEntry, source_id: str, recorder: ConflictRecorder,
-               tally: _Tally) -> None:
-    try:
-        report = e.apply_to(con, recorder)
-    except ConflictAbort as x:
-        rows = recorder.take()
-        raise ReplicationConflict(
-            f"replicating entry {e.seq} of source {source_id}: {x.conflict} resolved with ABORT "
-            f"({rows_text(rows)}); rolled back, the replica and its cursor are unchanged",
-            x.conflict, source_id, e.seq, rows) from x
-    except SchemaMismatch as x:
-        raise ReplicationError(f"replicating entry {e.seq} of source {source_id}: {x}",
-                               source_id, e.seq) from x
-    rows = recorder.take()
-    if recorder.refuse and rows:
-        raise ReplicationConflict(
-            f"replicating entry {e.seq} of source {source_id}: {len(rows)} conflicting row(s) "
-            f"with the replica's own changes: {rows_text(rows)}; nothing applied, the replica and "
-            "its cursor are unchanged (pass on_conflict=sss.OMIT, a per-type dict, or a callable "
-            "to resolve them)", None, source_id, e.seq, rows)
-    tally.conflicts.extend(rows)
-    if report is not None:
-        tally.changes += report.total_applied
-        tally.omitted += report.total_omitted
-
-
-class _Conflicted(Exception):
-    """Rolls back the savepoint of a merged apply that met a conflict."""
-
-
-def _apply_merged(con: Connection, entries: list[LogEntry], recorder: ConflictRecorder,
-                  tally: _Tally) -> bool:
-    """Apply the group's changesets combined into one (one SQLite apply
-    instead of one per entry: the per-call cost dominates small entries).
-    Returns False, with nothing applied, if any conflict arose: the caller
-    then applies entry by entry, so that the policy sees each source change
-    and an error can name its entry."""
-    group = ChangeGroup()
-    try:
-        for e in entries:
-            assert e.changeset is not None
-            group.add(e.changeset)
-        merged = Changeset(group.output())
-    finally:
-        group.close()
-    step = dataclasses.replace(entries[-1], changeset=merged)
-    try:
-        with con.transaction():  # a savepoint inside the replica's write
-            try:
-                report = step.apply_to(con, recorder)
-            except (ConflictAbort, SchemaMismatch) as x:
-                raise _Conflicted from x  # retried entry by entry, which names the entry
-            if recorder.take():
-                raise _Conflicted
-    except _Conflicted:
-        recorder.take()
-        return False
-    if report is not None:
-        tally.changes += report.total_applied
-    return True
-
-
-def _apply_group(db: Database, source_id: str, group: list[LogEntry],
-                 recorder: ConflictRecorder, tally: _Tally) -> int:
-    """Apply one group in one admitted write of ``db``; returns the cursor
-    afterwards.  The cursor is read again under the write lock, so entries
-    another replicator applied meanwhile are skipped, never applied twice."""
-    kind = group[0].kind
-    tx = WriteTx(db, f"replicate {source_id} {group[0].seq}..{group[-1].seq}", kind=kind)
-    try:
-        with tx:
-            con = tx._active()
-            start = read_cursor(con, source_id)
-            todo = [e for e in group if e.seq > start]
-            if not todo:
-                raise _NothingToDo(start)
-            if todo[0].seq != start + 1:
-                raise ReplicationError(
-                    f"entries of source {source_id} start at seq {todo[0].seq}, but the replica's "
-                    f"cursor is at {start}: entries {start + 1}..{todo[0].seq - 1} are missing (a "
-                    "gap); apply them first (replicate from the source, or an older bundle)",
-                    source_id, start + 1)
-            if kind == "ddl":
-                tx.label = f"replicate {source_id} {todo[0].seq}..{todo[0].seq}"
-                todo[0].apply_to(con)
-                tx.value = todo[0].sql  # the replica's own log entry holds the same script
-            else:
-                tx.label = f"replicate {source_id} {todo[0].seq}..{todo[-1].seq}"
-                if len(todo) == 1 or not _apply_merged(con, todo, recorder, tally):
-                    for e in todo:
-                        _apply_one(con, e, source_id, recorder, tally)
-            _set_cursor(con, source_id, todo[-1].seq)
-            # The cursor must commit even when the changes cancel out on the
-            # replica (an insert and its delete, all omitted by the policy).
-            tx._commit_empty = True
-    except _NothingToDo as skip:
-        tally.skipped += len(group)
-        return skip.cursor
-    tally.applied += len(todo)
-    tally.skipped += len(group) - len(todo)
-    tally.transactions += 1
-    return todo[-1].seq
-
-
-def apply_entries(db: Database, source_id: str, entries: Iterable[LogEntry], *,
-                  on_conflict: OnConflict | ConflictRecorder = None, batch: int = 256,
-                  lag_base: int | None = None) -> ReplicationReport:
-    """Apply source log entries (in seq order) to the replica ``db``, exactly
-    once: entries at or below the replica's cursor are skipped; an entry
-    after cursor + 1 is a gap (:class:`ReplicationError`).  ``entries`` is
-    consumed as it goes (one group of ``batch`` entries in memory at a time).
-    What bundles, streams and :func:`replicate` share."""
-    recorder = on_conflict if isinstance(on_conflict, ConflictRecorder) else ConflictRecorder(on_conflict)
-    batch = _check_batch(batch)
-    tally = _Tally()
-    with db.read() as r:
-        assert r._con is not None
-        cursor = read_cursor(r._con, source_id)
-    last = cursor
-    ensured = False
-    for group in _groups(entries, batch):
-        last = group[-1].seq
-        if last <= cursor:
-            tally.skipped += len(group)
-            continue
-        if not ensured:
-            _ensure_cursor(db, source_id)
-            ensured = True
-        cursor = _apply_group(db, source_id, group, recorder, tally)
-    return tally.report(source_id, cursor, (lag_base if lag_base is not None else last) - cursor)
-
-
-def _check_batch(batch: int) -> int:
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise InterfaceError(f"batch must be an int >= 1, not {batch!r}")
-    return batch
-
-
-# -- source and replica -----------------------------------------------------------
-
-
-class _Source:
-    """Snapshot reads of the source: a Database's ``read()``, or for a path
-    a plain query-only connection (never the write lock; the file's journal
-    mode is left as it is)."""
-
-    def __init__(self, source: Database | str | os.PathLike[str]) -> None:
-        self.db: Database | None = None
-        self.con: Connection | None = None
-        if isinstance(source, Database):
-            self.db = source
-            self.path = source.path
-        elif isinstance(source, (str, os.PathLike)):
-            path = os.path.realpath(os.fspath(source))
-            if not os.path.isfile(path):
-                raise ReplicationError(f"source database {path!r} does not exist")
-            self.path = path
-            self.con = Connection(path, timeout=60.0)
-            self.con.execute("PRAGMA query_only = ON")
-        else:
-            raise InterfaceError(f"source must be a Database or a path, not {type(source).__qualname__}")
-
-    @contextlib.contextmanager
-    def snapshot(self) -> Iterator[Connection]:
-        if self.db is not None:
-            with self.db.read() as r:
-                assert r._con is not None
-                yield r._con
-            return
-        con = self.con
-        assert con is not None
-        con.execute("BEGIN DEFERRED")
-        try:
-            yield con
-        finally:
-            _rollback(con)
-
-    def close(self) -> None:
-        if self.con is not None:
-            self.con.close()
-
-
-def _journal_mode(path: str) -> str:
-    con = Connection(path, timeout=60.0)
-    try:
-        row = con.execute("PRAGMA journal_mode").fetchone()
-        return str(row[0]).lower() if row else "delete"
-    finally:
-        con.close()
-
-
-def open_replica(replica: Database | str | os.PathLike[str]) -> tuple[Database, bool]:
-    """The replica as a Database, and whether it was opened here (and must be
-    closed by the caller).  A path is opened with ``sss.open`` in mode
-    ``"wal"`` if the file already is in WAL mode, else ``"trusted"``; for
-    ``"network"`` pass a Database opened that way."""
-    if isinstance(replica, Database):
-        return replica, False
-    if not isinstance(replica, (str, os.PathLike)):
-        raise InterfaceError(f"replica must be a Database or a path, not {type(replica).__qualname__}")
-    path = os.fspath(replica)
-    wal = os.path.isfile(path) and _journal_mode(path) == "wal"
-    return open_database(path, "wal" if wal else "trusted"), True
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -444,9 +78,9 @@ class _Replication:
 
     def __init__(self, source: Database | str | os.PathLike[str],
                  replica: Database | str | os.PathLike[str], on_conflict: OnConflict, batch: int) -> None:
-        self.batch = _check_batch(batch)
+        self.batch = check_batch(batch)
         self.recorder = ConflictRecorder(on_conflict)  # policy errors before anything opens
-        self.src = _Source(source)
+        self.src = SourceReader(source)
         try:
             self.db, self.owned = open_replica(replica)
         except BaseException:
@@ -479,8 +113,6 @@ class _Replication:
                     f"{sid}): it was replaced by another database", sid)
             position = audit.log_position(con)
             if check and cursor < position:
-                from .retention import pruned_through
-
                 pruned = pruned_through(con)
                 if cursor < pruned:
                     raise LogPruned(
@@ -498,11 +130,8 @@ class _Replication:
         left for the next call (so a call always ends)."""
         sid, target, _ = self._look(0, 0, check=False)
         with self.db.read() as r:
-            assert r._con is not None
-            cursor = read_cursor(r._con, sid)
+            cursor = read_cursor(r.connection, sid)
         if not self.registered:
-            from .retention import register_replica
-
             register_replica(self.src, "file", self.db.path, sid)
             self.registered = True
         self._look(cursor, 0)  # a cursor below the source's prune point: LogPruned
@@ -511,10 +140,10 @@ class _Replication:
                 f"the replica's cursor for source {sid} is at seq {cursor}, but the source's log "
                 f"ends at {target}: the source was restored from an older copy, or the replica "
                 "followed another database with the same id", sid, cursor)
-        tally = _Tally()
+        tally = Tally()
         position = target
         if cursor < target:
-            _ensure_cursor(self.db, sid)
+            ensure_cursor(self.db, sid)
         while cursor < target:
             _, position, entries = self._look(cursor, min(self.batch, target - cursor))
             if not entries or entries[0].seq != cursor + 1:
@@ -522,8 +151,8 @@ class _Replication:
                     f"source {sid}'s log has no entry {cursor + 1} (its log holds "
                     f"{entries[0].seq if entries else 'nothing'} after {cursor}): the log was "
                     "altered", sid, cursor + 1)
-            for group in _groups(entries, self.batch):
-                cursor = _apply_group(self.db, sid, group, self.recorder, tally)
+            for group in entry_groups(entries, self.batch):
+                cursor = apply_group(self.db, sid, group, self.recorder, tally)
         return tally.report(sid, cursor, position - cursor)
 
 
@@ -533,8 +162,6 @@ Endpoint = Database | str | os.PathLike[str]
 
 def _stream_side(source: Endpoint, replica: Endpoint) -> str | None:
     """Which side is a NATS stream URL: "source", "replica" or None."""
-    from .jetstream import is_stream_url
-
     if is_stream_url(source) and is_stream_url(replica):
         raise InterfaceError("source and replica cannot both be streams (a stream is copied by "
                              "NATS itself: use a stream mirror)")
@@ -598,13 +225,9 @@ def replicate(source: Endpoint, replica: Endpoint, *, on_conflict: OnConflict = 
     """
     side = _stream_side(source, replica)
     if side == "replica":
-        from .jetstream import publish
-
         return publish(source, str(replica), nats_options=nats_options, context=nats_context,  # type: ignore[no-any-return]
                        stream_config=stream_config)
     if side == "source":
-        from .jetstream import consume
-
         return consume(str(source), replica, on_conflict=on_conflict, batch=batch,  # type: ignore[no-any-return]
                        nats_options=nats_options, context=nats_context)
     rep = _Replication(source, replica, on_conflict, batch)
@@ -648,14 +271,10 @@ def follow(source: Endpoint, replica: Endpoint, *, interval: float = 0.5,
     stop = stop if stop is not None else threading.Event()
     side = _stream_side(source, replica)
     if side == "replica":
-        from .jetstream import publish
-
         return publish(source, str(replica), nats_options=nats_options, context=nats_context,  # type: ignore[no-any-return]
                        stream_config=stream_config, follow=True, stop=stop,
                        poll=min(float(interval), 0.01), on_report=on_report)
     if side == "source":
-        from .jetstream import consume
-
         return consume(str(source), replica, on_conflict=on_conflict, batch=batch,  # type: ignore[no-any-return]
                        nats_options=nats_options, context=nats_context, follow=True, stop=stop,
                        interval=max(float(interval), 0.05), on_report=on_report)
@@ -681,10 +300,10 @@ def follow(source: Endpoint, replica: Endpoint, *, interval: float = 0.5,
         if total is None:  # stopped before the first round: report where things stand
             sid, position, _ = rep._look(0, 0, check=False)
             with rep.db.read() as rd:
-                assert rd._con is not None
-                cursor = read_cursor(rd._con, sid)
+                cursor = read_cursor(rd.connection, sid)
             total = ReplicationReport(sid, 0, cursor, position - cursor)
         return total
     finally:
         watch.close()
         rep.close()
+

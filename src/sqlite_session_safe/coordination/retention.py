@@ -28,12 +28,18 @@ import json
 import logging
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..binding.errors import Error, InterfaceError
 from ..sessions.connection import Connection  # with session(), as sss.Connection
 from . import audit
-from .database import Database, WriteTx
+from .db_base import DatabaseBase
+from .jetstream import last_published
+from .replica_cursor import read_cursor
+from .write import WriteTx
+
+if TYPE_CHECKING:
+    from .database import Database
 from .log_errors import ReplicationError
 
 __all__ = [
@@ -93,12 +99,11 @@ def _location(kind: str, location: str | os.PathLike[str]) -> str:
 def meta_write(db: Database, label: str, sql: str, params: tuple[Any, ...]) -> None:
     """One admitted write of ``_sss_meta`` rows (never recorded: no log
     entry, but the write lock and the fencing epoch as for any write)."""
-    tx = WriteTx(db, label)
+    tx = WriteTx(db, label, commit_empty=True)
     with tx:
-        con = tx._active()
+        con = tx.connection
         audit.ensure_log(con)
         con.execute(sql, params)
-        tx._commit_empty = True
 
 
 def register_replica(source: Any, kind: str, location: str | os.PathLike[str],
@@ -108,14 +113,13 @@ def register_replica(source: Any, kind: str, location: str | os.PathLike[str],
     keeps what it has not applied.  Returns whether a row was added.  A
     source given as a bare path is not written to (its mode is unknown):
     register it with ``db.register_replica`` then."""
-    db = source if isinstance(source, Database) else getattr(source, "db", None)
+    db = cast("Database | None", source if isinstance(source, DatabaseBase) else getattr(source, "db", None))
     if db is None:
         return False
     loc = _location(kind, location)
     key = _key(kind, loc)
     with db.read() as r:
-        assert r._con is not None
-        if audit.database_id(r._con) is None or key in registered_replicas(r._con):
+        if audit.database_id(r.connection) is None or key in registered_replicas(r.connection):
             return False
     try:
         meta_write(db, f"register replica {kind} {loc}",
@@ -131,8 +135,7 @@ def unregister_replica(db: Database, kind: str, location: str | os.PathLike[str]
     """Forget a registered replica (it no longer holds back ``prune_log``)."""
     loc = _location(kind, location)
     with db.read() as r:
-        assert r._con is not None
-        if _key(kind, loc) not in registered_replicas(r._con):
+        if _key(kind, loc) not in registered_replicas(r.connection):
             return False
     meta_write(db, f"unregister replica {kind} {loc}",
                 f"DELETE FROM {audit.META_TABLE} WHERE key = ?", (_key(kind, loc),))
@@ -165,8 +168,6 @@ class PruneReport:
 
 def _replica_cursor(kind: str, location: str, source_id: str,
                     nats_options: Mapping[str, Any] | None) -> int | None:
-    from .replication import read_cursor
-
     try:
         if kind == "file":
             if not os.path.isfile(location):
@@ -178,8 +179,6 @@ def _replica_cursor(kind: str, location: str, source_id: str,
             finally:
                 con.close()
         if kind == "stream":
-            from .jetstream import last_published
-
             return last_published(location, source_id, nats_options=nats_options)
     except Error as e:
         log.warning("replica %s %s cannot be read (%s): it holds back pruning", kind, location, e)
@@ -205,7 +204,7 @@ def prune_log(db: Database, *, older_than: float | _dt.timedelta | None = None,
                                    or older_than < 0):
         raise InterfaceError(f"older_than must be seconds >= 0 or a timedelta, not {older_than!r}")
     with db.read() as r:
-        con = r._con
+        con = r.connection
         assert con is not None
         sid = audit.database_id(con)
         if sid is None:
@@ -229,14 +228,13 @@ def prune_log(db: Database, *, older_than: float | _dt.timedelta | None = None,
     upto = min(upto, position - 1)  # the newest entry stays: max(seq) is the position
     if upto <= done or dry_run:
         with db.read() as r:
-            assert r._con is not None
-            removed_bytes = _bytes(r._con, "seq <= ?", (upto,)) if upto > done else 0
-            left = _bytes(r._con, "1", ())
+            removed_bytes = _bytes(r.connection, "seq <= ?", (upto,)) if upto > done else 0
+            left = _bytes(r.connection, "1", ())
         return PruneReport(max(0, upto - done), max(done, upto) if dry_run else done, position,
                            removed_bytes, left - removed_bytes, cursors, dry_run)
-    tx = WriteTx(db, f"prune log through {upto}")
+    tx = WriteTx(db, f"prune log through {upto}", commit_empty=True)
     with tx:
-        con = tx._active()
+        con = tx.connection
         now_done = pruned_through(con)
         removed_bytes = _bytes(con, "seq <= ?", (upto,))
         cur = con.execute(f"DELETE FROM {audit.LOG_TABLE} WHERE seq <= ?", (upto,))
@@ -244,5 +242,4 @@ def prune_log(db: Database, *, older_than: float | _dt.timedelta | None = None,
         con.execute(f"INSERT INTO {audit.META_TABLE} (key, value) VALUES (?, ?) ON CONFLICT (key) "
                     "DO UPDATE SET value = excluded.value", (PRUNED_KEY, str(max(upto, now_done))))
         left = _bytes(con, "1", ())
-        tx._commit_empty = True
     return PruneReport(removed, max(upto, now_done), position, removed_bytes, left, cursors)

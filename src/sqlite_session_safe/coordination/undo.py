@@ -22,9 +22,10 @@ from ..sessions.errors import ConflictAbort
 from . import audit
 from .conflicts import ConflictRecorder
 from .log_errors import UndoConflict, UndoError, rows_text
+from .write import WriteResult, WriteTx
 
 if TYPE_CHECKING:
-    from .database import Database, WriteResult, WriteTx
+    from .database import Database
 
 __all__ = ["undo_entry"]
 
@@ -50,7 +51,7 @@ def undo_entry(db: Database, seq: int, on_conflict: OnConflict = None,
     recorder = ConflictRecorder(on_conflict)
 
     def fn(tx: WriteTx) -> object:
-        con = tx._active()
+        con = tx.connection
         found = audit.read_entries(con, seq - 1, 1)
         if not found or found[0].seq != seq:
             raise UndoError(f"undo {seq}: the audit log of {db.path!r} has no entry {seq} (it ends "

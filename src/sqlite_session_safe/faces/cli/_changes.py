@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import sqlite_session_safe as sss
@@ -24,7 +24,8 @@ from ._base import (
     raw_readonly,
     require_file,
 )
-from ._render import changes_doc, count_changes, open_json, show_changes, write_changes_json
+from ._copies import show_bundle  # bundles: their own module
+from ._render import changes_doc, count_changes, open_json, print_sql, show_changes, write_changes_json
 
 __all__ = ["register", "read_changeset", "write_atomically"]
 
@@ -99,8 +100,6 @@ def cmd_show(args: argparse.Namespace, out: Output) -> int:
                        "'export' writes); check that you gave the right file", ExitCode.BAD_INPUT)
     with _names(args.db) as con:
         if not _looks_like_changeset(head):
-            from ._copies import show_bundle  # bundles: their own module
-
             return show_bundle(args, out, con)
         if args.sql and not out.json:
             print_sql(out, [read_changeset(args.file)], con, args.db)
@@ -135,29 +134,6 @@ def _show_streamed(args: argparse.Namespace, out: Output, con: sss.Connection | 
         out.line(f"{args.file}: {_summary_line(doc)}")
         out.flush()
         show_changes(out, f, con)
-
-
-def print_sql(out: Output, parts: Iterable[sss.Changeset | sss.Patchset | str], con: sss.Connection | None,
-              db: str) -> None:
-    """Changes (and a bundle's migrations, given as SQL text) as SQL for the
-    sqlite3 shell: only statements, in one transaction, UTF-8.  Output cut
-    short by an error ends without COMMIT, so the shell applies none of it."""
-    out.binary_safe()
-    out.line("BEGIN;")
-    for part in parts:
-        if isinstance(part, str):
-            sql = part.strip()
-            out.line(sql if sql.endswith(";") else sql + ";")
-            continue
-        try:
-            statements = part.to_sql(con)
-        except sss.InterfaceError as e:
-            raise CliError(f"the changes name a table that {db!r} lacks, so its column names are "
-                           "unknown; give --db a database that has the changeset's tables",
-                           ExitCode.BAD_INPUT) from e
-        for statement in statements:
-            out.line(statement)
-    out.line("COMMIT;")
 
 
 # -- diff ---------------------------------------------------------------------
@@ -255,7 +231,7 @@ def cmd_apply(args: argparse.Namespace, out: Output) -> int:
         def run(tx: sss.WriteTx) -> sss.ApplyReport:
             # The apply runs on the admitted write's own connection, so the
             # write's session records what it changed into the audit log.
-            return cs.apply(tx._active(), on_conflict=policy)
+            return cs.apply(tx.connection, on_conflict=policy)
 
         result = db.write(run, label=args.label)
     report: sss.ApplyReport = result.value

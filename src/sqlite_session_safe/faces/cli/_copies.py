@@ -27,7 +27,7 @@ from ._base import (
     require_file,
     whole_number,
 )
-from ._render import SPOOL_ABOVE, entry_doc, open_json, show_entry, spool, write_entry_json
+from ._render import SPOOL_ABOVE, entry_doc, open_json, print_sql, show_entry, spool, write_entry_json
 
 __all__ = ["register", "show_bundle"]
 
@@ -211,8 +211,6 @@ def show_bundle(args: argparse.Namespace, out: Output, con: sss.Connection | Non
     The bundle is verified first, then read one entry at a time."""
     with sss.open_bundle(args.file) as bundle:
         if args.sql and not out.json:
-            from ._changes import print_sql
-
             print_sql(out, (e.changeset if e.changeset is not None else e.sql or ""
                             for e in bundle.entries()), con, args.db)
             return ExitCode.OK

@@ -12,7 +12,7 @@ import sqlite_session_safe as sss
 
 from ...sessions.changeset import NameCache
 from ...sessions.stream import FORMAT_JSON, FORMAT_JSON_ASCII, FORMAT_TEXT, format_stream, summarize_stream
-from ._base import Output, for_terminal, is_utf8
+from ._base import CliError, ExitCode, Output, for_terminal, is_utf8
 
 __all__ = ["literal", "change_line", "show_changes", "write_changes_json", "changes_doc", "lock_doc",
            "lock_message", "show_lock", "count_changes", "entry_doc", "show_entry", "open_json",
@@ -273,3 +273,26 @@ def show_entry(out: Output, entry: sss.LogEntry, doc: dict[str, Any], con: sss.C
     data = _body(entry, body)
     if decode and data is not None:
         show_changes(out, data, con, indent="    ")
+
+
+def print_sql(out: Output, parts: Iterable[sss.Changeset | sss.Patchset | str], con: sss.Connection | None,
+              db: str) -> None:
+    """Changes (and a bundle's migrations, given as SQL text) as SQL for the
+    sqlite3 shell: only statements, in one transaction, UTF-8.  Output cut
+    short by an error ends without COMMIT, so the shell applies none of it."""
+    out.binary_safe()
+    out.line("BEGIN;")
+    for part in parts:
+        if isinstance(part, str):
+            sql = part.strip()
+            out.line(sql if sql.endswith(";") else sql + ";")
+            continue
+        try:
+            statements = part.to_sql(con)
+        except sss.InterfaceError as e:
+            raise CliError(f"the changes name a table that {db!r} lacks, so its column names are "
+                           "unknown; give --db a database that has the changeset's tables",
+                           ExitCode.BAD_INPUT) from e
+        for statement in statements:
+            out.line(statement)
+    out.line("COMMIT;")

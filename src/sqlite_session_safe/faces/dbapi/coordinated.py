@@ -394,8 +394,7 @@ class CoordinatedCursor(Cursor):
         # The statement ran on one of the database's connections, which may be
         # gone (network mode reopens): ask a snapshot read to prepare it.
         with self.connection.db.read() as r:
-            con = r._con
-            assert con is not None
+            con = r.connection
             with con._use():
                 stmt = Statement(con, sql)
                 try:
