@@ -18,7 +18,7 @@ import sys
 import threading
 
 import pytest
-from _source import source_path
+from _source import find_source, source_path
 
 import sqlite_session_safe as sss
 from sqlite_session_safe.coordination.admission import OSLock, ensure_marker
@@ -77,15 +77,11 @@ def _cases() -> list[dict]:
 def _case_ids() -> list[str]:
     # Collected before a test runs: without a source checkout the cases
     # themselves skip (source_path), so the ids come from the file if found.
-    path = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir,
-                        "docs", "protocol", "examples", "cases.json")
-    if os.environ.get("SSS_SOURCE_DIR"):
-        path = os.path.join(os.environ["SSS_SOURCE_DIR"], "docs", "protocol", "examples", "cases.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            return [c["name"] for c in json.load(f)["cases"]]
-    except OSError:
+    path = find_source("docs", "protocol", "examples", "cases.json")
+    if path is None:
         return ["(no source checkout)"]
+    with open(path, encoding="utf-8") as f:
+        return [c["name"] for c in json.load(f)["cases"]]
 
 
 def _case(name: str) -> dict:

@@ -13,12 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from _source import module_source_path
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
-GENERATOR = DOCS / "_ext" / "cli_reference.py"
-
-if not GENERATOR.exists():  # e.g. tests run from an sdist without docs/
-    pytest.skip("docs/ is not in this checkout", allow_module_level=True)
+# Skips this module when there is no docs/ (e.g. tests run from an sdist).
+GENERATOR = module_source_path("docs", "_ext", "cli_reference.py")
+DOCS = GENERATOR.parent.parent
 
 
 def _generator():

@@ -32,8 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from _source import module_source_path
 
-ROOT = Path(__file__).resolve().parents[2]
+#: The checkout whose README.md and docs/ are read (SSS_SOURCE_DIR when the
+#: tests run from elsewhere, e.g. against an installed wheel).
+ROOT = module_source_path("README.md").parent
 LANGUAGES = {"python": "python", "py": "python", "sh": "sh", "bash": "sh", "console": "sh"}
 CONTINUES = re.compile(r"#\s*continues\b", re.IGNORECASE)
 NOT_RUN = re.compile(r"#\s*not run by the tests\s*:?\s*(.*)", re.IGNORECASE)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _source import source_path
 
 import sqlite_session_safe as sss
 import sqlite_session_safe.aio as aio
@@ -689,7 +690,7 @@ def test_wrong_spin_is_refused() -> None:
 
 
 def test_the_readme_example_runs(tmp_path: Path) -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    readme = source_path("README.md").read_text(encoding="utf-8")
     section = readme.split("## Async: `sqlite_session_safe.aio`", 1)[1]
     code = section.split("```python\n", 1)[1].split("```", 1)[0]
     (tmp_path / "example.py").write_text(code)
