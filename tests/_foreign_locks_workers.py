@@ -160,6 +160,25 @@ q.close()
 """
 
 
+def proc_locks(*keys: str) -> list[str]:
+    """The lines of /proc/locks that contain one of ``keys`` (e.g.
+    ``":<inode> "``), waiters' ``->`` lines left out.  The kernel hands the
+    file out a page at a time, each page consistent on its own: when other
+    processes take or release locks between two pages, one pass lists a lock
+    twice or misses it.  So it is read until two passes agree on these lines."""
+    def once() -> list[str]:
+        with open("/proc/locks") as f:
+            return [line for line in f if "->" not in line and any(k in line for k in keys)]
+
+    last = once()
+    for _ in range(100):
+        now = once()
+        if now == last:
+            return now
+        last = now
+    raise RuntimeError(f"/proc/locks did not list the same locks twice in a row for {keys}")
+
+
 def own_locks(path: str) -> list[str] | None:
     """This process's locks on database ``path`` and its -shm as /proc/locks
     lists them: kind (POSIX, OFDLCK), type, range (None without /proc/locks:
@@ -170,12 +189,11 @@ def own_locks(path: str) -> list[str] | None:
     names = {f":{os.stat(p).st_ino} ": suffix for p, suffix in ((path, "db"), (path + "-shm", "shm"))
              if os.path.exists(p)}
     found = []
-    with open("/proc/locks") as f:
-        for line in f:
-            x = line.split()
-            key = next((k for k in names if k in line), None)
-            if key and "->" not in line and (x[1] == "OFDLCK" or x[4] == str(os.getpid())):
-                found.append(f"{x[1]} {x[3]} {names[key]} {x[6]}-{x[7]}")
+    for line in proc_locks(*names):
+        x = line.split()
+        key = next(k for k in names if k in line)
+        if x[1] == "OFDLCK" or x[4] == str(os.getpid()):
+            found.append(f"{x[1]} {x[3]} {names[key]} {x[6]}-{x[7]}")
     return sorted(found)
 
 

@@ -24,7 +24,7 @@ import textwrap
 import threading
 
 import pytest
-from _foreign_locks_workers import busy_outcome, run_p
+from _foreign_locks_workers import busy_outcome, proc_locks, run_p
 
 import sqlite_session_safe as sss
 from sqlite_session_safe.binding.raw import LOCKS_ENV, NULL, ffi, lib, stdlib_vfs_find
@@ -79,9 +79,7 @@ def kernel_locks(path: str) -> list[str]:
     range (none when the file is gone)."""
     if not os.path.exists(path):
         return []
-    key = f":{os.stat(path).st_ino} "
-    with open("/proc/locks") as f:
-        return [line.split(":", 1)[1].strip() for line in f if key in line and "->" not in line]
+    return [line.split(":", 1)[1].strip() for line in proc_locks(f":{os.stat(path).st_ino} ")]
 
 
 # -- which locks ---------------------------------------------------------------
@@ -182,11 +180,11 @@ PINNED = textwrap.dedent(r"""
     std.execute("BEGIN IMMEDIATE")  # POSIX locks, taken before the package is imported
     import sqlite_session_safe as sss
     from sqlite_session_safe.binding.raw import ffi, lib
+    sys.path.insert(0, sys.argv[2])
+    from _foreign_locks_workers import proc_locks
 
     def locks():
-        key = f":{os.stat(path).st_ino} "
-        with open("/proc/locks") as f:
-            return sorted(line.split()[1] for line in f if key in line and "->" not in line)
+        return sorted(line.split()[1] for line in proc_locks(f":{os.stat(path).st_ino} "))
 
     def pinned():
         s = ffi.new("sss_lockshim_stats *")
@@ -218,7 +216,8 @@ def test_stdlib_locks_taken_before_the_import_stay_posix_until_released(tmp_path
     with sss.connect(path) as con:
         con.execute("CREATE TABLE t(x)")
     env = {k: v for k, v in os.environ.items() if k != LOCKS_ENV}
-    done = subprocess.run([sys.executable, "-c", PINNED, path], capture_output=True, text=True, timeout=60,
+    done = subprocess.run([sys.executable, "-c", PINNED, path, os.path.dirname(os.path.abspath(__file__))],
+                          capture_output=True, text=True, timeout=60,
                           env=env, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
