@@ -77,6 +77,8 @@ def test_log_human_and_json(source: Path) -> None:
     assert "INSERT item (id=1, name='apple', qty=3, data=x'00ff')" in [line.strip() for line in out]
     assert "UPDATE item [id=1] qty: 3 -> 2" in [line.strip() for line in out]
     assert any(line.startswith("#3 ") and "'sell'" in line and "1 change(s): item 1" in line for line in out)
+    assert not any("no entries" in line for line in out), out  # said only when none is shown
+    assert "no entries after seq 4 (log position 4)" in run("log", source, "--since", 4).stdout
     doc = run_json("log", source, "--since", 1, "--limit", 2, "--changes")
     assert doc["position"] == 4 and [e["seq"] for e in doc["entries"]] == [2, 3]
     seed, sell = doc["entries"]
