@@ -4,7 +4,7 @@
   ``dir_fd``): owner.json heartbeats written by path, takeover noticed,
   writers in two processes losing no update.
 * Renames Windows refuses while another process has a file open: the lock's
-  release and a backup's final rename retry (there: a sharing violation;
+  release, the breaking of a stale lock and a backup's final rename retry (there: a sharing violation;
   here: an immutable file or directory, cleared while they wait).
 * Text output on a code page, and EINVAL on a closed pipe: test_cli_newcomer.py.
 """
@@ -20,9 +20,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from _lock_workers import dead_pid, plant_lock
 
 import sqlite_session_safe as sss
 from sqlite_session_safe.coordination import tempfiles
+from sqlite_session_safe.coordination.lock import breaking
 from sqlite_session_safe.coordination.lock import holding as lock_module
 
 # The lock and owner.json code paths Windows takes: no directory descriptors.
@@ -160,6 +162,34 @@ def test_release_retries_a_refused_rename(tmp_path: Path, monkeypatch: pytest.Mo
         timer.join()
         subprocess.run(["chattr", "-i", str(lock_dir)], capture_output=True)
     assert not lock_dir.exists() and sss.inspect_lock(db) is None
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="simulates Windows' refusal with chattr")
+def test_breaking_a_stale_lock_retries_a_refused_rename(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a writer does on Windows when the stale lock it breaks has a file
+    open in it (another waiter reading owner.json): it breaks it once the
+    rename is allowed, instead of failing with PermissionError."""
+    monkeypatch.setattr(breaking, "SHARING_RETRY", 10.0)
+    db = tmp_path / "s.db"
+    crashed = plant_lock(str(db), pid=dead_pid())  # a dead writer on this host: stale at once
+    lock_dir = tmp_path / "s.db.sss-lock"
+    if not _immutable(lock_dir):
+        pytest.skip("needs chattr, root and a file system with the immutable flag")
+    timer = _mutable_later(lock_dir, 0.3)
+    taker = sss.DirectoryLock(db, "write", timeout=30)
+    try:
+        taker.acquire()  # the rename fails until the flag is cleared, then succeeds
+    finally:
+        timer.join()
+        subprocess.run(["chattr", "-i", str(lock_dir)], capture_output=True)
+    try:
+        info = sss.inspect_lock(db)
+        assert info is not None and info.owner is not None
+        assert info.owner.pid == os.getpid() and info.owner.owner_id != crashed.owner_id
+    finally:
+        taker.release()
+    assert sss.inspect_lock(db) is None
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="simulates Windows' refusal with chattr")

@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 import time
 
 from .. import interrupts
@@ -38,6 +39,12 @@ log = logging.getLogger("sqlite_session_safe.lock")
 
 # rename() of a directory onto an existing one fails with one of these.
 _TAKEN_ERRNOS = {errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR}
+
+#: Windows refuses to rename a directory while a process has a file in it open
+#: (a waiter reading owner.json, a virus scanner): release and the breaking of
+#: a stale lock retry for this long (seconds) instead of failing.  Elsewhere
+#: such a refusal is final.
+SHARING_RETRY = 2.0 if sys.platform == "win32" else 0.0
 
 
 def rename_taken(e: OSError, dest: str) -> bool:
@@ -86,18 +93,25 @@ def break_judged(path: str, rec: OwnerRecord, why: str) -> str | None:
     Returns the tomb path if this call renamed a directory away (the caller
     deletes it later), None if another client broke or changed it first.
     """
-    seen = look(path)  # re-read right before renaming: the state must be the one judged
-    if seen.state != "held" or seen.record is None or seen.record.state_key != rec.state_key:
-        return None
     tomb = tomb_name(path, rec)
-    try:
-        os.rename(path, tomb)
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        if rename_taken(e, tomb):
-            return None  # the tomb exists: someone else broke exactly this state
-        raise
+    # Windows refuses the rename while a process has a file inside open (a
+    # waiter reading owner.json): retried for SHARING_RETRY, as release is.
+    deadline = time.monotonic() + SHARING_RETRY
+    while True:
+        seen = look(path)  # re-read right before renaming: the state must be the one judged
+        if seen.state != "held" or seen.record is None or seen.record.state_key != rec.state_key:
+            return None
+        try:
+            os.rename(path, tomb)
+            break
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            if rename_taken(e, tomb):
+                return None  # the tomb exists: someone else broke exactly this state
+            if not isinstance(e, PermissionError) or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.002)
     after = look(tomb)
     if after.record is not None and after.record.state_key == rec.state_key:
         log.warning("broke stale lock %s of owner %s: %s", path, rec.owner_id, why)

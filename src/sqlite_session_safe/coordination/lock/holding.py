@@ -11,7 +11,6 @@ import atexit
 import logging
 import os
 import re
-import sys
 import threading
 import time
 import weakref
@@ -29,6 +28,7 @@ from ..owner import (
     write_owner_file,
 )
 from .breaking import (
+    SHARING_RETRY,
     remove_tree,
     rename_taken,
     sweep_tombs,
@@ -57,10 +57,6 @@ HANDOVER_WAIT = 1.0
 KEEPER_IDLE_EXIT = 5.0
 #: Name prefix of a waiter's announcement inside the lock directory.
 WANT_PREFIX = "want-"
-#: Windows refuses to rename a directory while a process has a file in it open
-#: (a waiter reading owner.json, a virus scanner): release retries for this
-#: long (seconds) instead of failing.  Elsewhere such a refusal is final.
-SHARING_RETRY = 2.0 if sys.platform == "win32" else 0.0
 
 _HAS_DIR_FD = os.open in os.supports_dir_fd and hasattr(os, "O_DIRECTORY")
 _WANT_NAME = re.compile(r"want-([0-9a-f]{32})\Z")
