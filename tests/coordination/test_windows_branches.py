@@ -217,6 +217,19 @@ def test_backup_retries_a_refused_rename(tmp_path: Path, monkeypatch: pytest.Mon
         assert con.execute("SELECT id FROM t").fetchall() == [(1,)]
 
 
+@pytest.mark.skipif(sys.platform != "win32", reason="Windows' volume information (GetVolumeInformationW)")
+def test_filesystem_type_on_windows(tmp_path: Path) -> None:
+    """``info`` and ``capabilities()`` name the file system there too (the
+    wheels workflow's Windows jobs run this: a local NTFS or ReFS drive)."""
+    from sqlite_session_safe.coordination.modes import filesystem_type, is_network_filesystem
+
+    assert filesystem_type(tmp_path) in {"NTFS", "ReFS"}
+    assert filesystem_type(tmp_path / "not-yet" / "app.db") == filesystem_type(tmp_path)
+    assert is_network_filesystem(tmp_path) is False
+    with sss.open(tmp_path / "app.db") as db:
+        assert db.capabilities()["filesystem_type"] == filesystem_type(tmp_path)
+
+
 def test_owner_json_is_read_back_as_written(tmp_path: Path) -> None:
     """The path-based owner.json writer produces what the protocol reads."""
     from sqlite_session_safe.coordination import owner

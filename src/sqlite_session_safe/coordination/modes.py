@@ -27,8 +27,9 @@ How the file system type is told (:func:`filesystem_type`):
   longest mount point that contains the path; its type field.
 * macOS and the BSDs: ``statfs(2)`` through ctypes: ``f_fstypename``, and the
   ``MNT_LOCAL`` flag (a file system without it is remote).
-* Windows: ``GetDriveTypeW`` on the path's root; ``DRIVE_REMOTE`` and UNC
-  paths (``\\\\server\\share``) are remote.
+* Windows: ``GetVolumeInformationW`` on the volume holding the path names
+  its file system; ``GetDriveTypeW`` on the path's root tells a remote one
+  (``DRIVE_REMOTE``), and UNC paths (``\\\\server\\share``) are remote.
 * Anywhere else: unknown (``None``); ``wal`` is then allowed, and
   :meth:`Database.capabilities` says the check could not be made.
 """
@@ -232,11 +233,25 @@ def _windows_remote(path: str) -> bool | None:
     if path.startswith("\\\\"):
         return True  # UNC path: \\server\share
     root = os.path.splitdrive(os.path.abspath(path))[0] + "\\"
-    kernel32: Any = ctypes.windll.kernel32  # type: ignore[attr-defined]
+    kernel32: Any = ctypes.windll.kernel32  # type: ignore[attr-defined, unused-ignore]
     kind = kernel32.GetDriveTypeW(ctypes.c_wchar_p(root))
     if kind in (0, 1):  # DRIVE_UNKNOWN, DRIVE_NO_ROOT_DIR
         return None
     return bool(kind == 4)  # DRIVE_REMOTE
+
+
+def _windows_fstype(path: str) -> str | None:
+    """The file system name Windows reports for the volume holding ``path``
+    ("NTFS", "ReFS", "FAT32", "exFAT"; for a share, what its server says)."""
+    kernel32: Any = ctypes.windll.kernel32  # type: ignore[attr-defined, unused-ignore]
+    root = ctypes.create_unicode_buffer(max(len(path) + 2, 261))  # MAX_PATH + 1 at least
+    if not kernel32.GetVolumePathNameW(ctypes.c_wchar_p(path), root, len(root)):
+        return None  # the volume root: a drive, or the folder a volume is mounted on
+    name = ctypes.create_unicode_buffer(261)
+    if not kernel32.GetVolumeInformationW(ctypes.c_wchar_p(root.value), None, 0, None, None, None,
+                                          name, len(name)):
+        return None
+    return name.value or None
 
 
 def _existing(path: str) -> str:
@@ -263,6 +278,11 @@ def filesystem_type(path: str | os.PathLike[str]) -> str | None:
         except (OSError, AttributeError):
             got = None
         return got[0] if got else None
+    if sys.platform == "win32":
+        try:
+            return _windows_fstype(p)
+        except (OSError, AttributeError):
+            return None
     return None
 
 
