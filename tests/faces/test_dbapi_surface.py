@@ -123,16 +123,22 @@ def test_crud_description_rowcount_lastrowid(con: Any) -> None:
 
 def test_parameter_styles(con: Any, mod: ModuleType) -> None:
     assert con.execute("SELECT ?, ?", (1, "x")).fetchone() == (1, "x")
-    if mod is stdlib and sys.version_info >= (3, 14):
-        with pytest.raises(stdlib.ProgrammingError):
-            con.execute("SELECT ?2, ?1", [1, 2])
-    elif mod is stdlib and sys.version_info >= (3, 12):
-        # The stdlib deprecates numbered parameters bound from a sequence
-        # (3.12; an error from 3.14); ours accepts them, as SQLite does.
+    if mod is stdlib and (3, 12) <= sys.version_info < (3, 12, 4):
+        # 3.12.0-3.12.3 took numbered parameters for named ones and warned
+        # when they were bound from a sequence (CPython gh-117995, fixed in
+        # 3.12.4 and 3.13.0, after 3.12.3 was out); SQLite, ours and every
+        # other stdlib bind them by position, silently.
         with pytest.warns(DeprecationWarning, match="named parameter"):
             assert con.execute("SELECT ?2, ?1", [1, 2]).fetchone() == (2, 1)
     else:
         assert con.execute("SELECT ?2, ?1", [1, 2]).fetchone() == (2, 1)
+    if mod is stdlib and sys.version_info >= (3, 14):
+        # Named parameters bound from a sequence: deprecated in 3.12, an error from 3.14.
+        with pytest.raises(stdlib.ProgrammingError, match="named parameter"):
+            con.execute("SELECT :a", [1])
+    elif mod is stdlib and sys.version_info >= (3, 12):
+        with pytest.warns(DeprecationWarning, match="named parameter"):
+            assert con.execute("SELECT :a", [1]).fetchone() == (1,)
     assert con.execute("SELECT :a, :b", {"a": 1, "b": b"\x00"}).fetchone() == (1, b"\x00")
     assert con.execute("SELECT ?", (memoryview(b"ab"),)).fetchone() == (b"ab",)
     assert con.execute("SELECT ?", (bytearray(b"ab"),)).fetchone() == (b"ab",)
