@@ -23,6 +23,7 @@ import sys
 import textwrap
 import threading
 
+import _foreign_locks_workers
 import pytest
 from _foreign_locks_workers import busy_outcome, proc_locks, run_p
 
@@ -216,9 +217,9 @@ def test_stdlib_locks_taken_before_the_import_stay_posix_until_released(tmp_path
     with sss.connect(path) as con:
         con.execute("CREATE TABLE t(x)")
     env = {k: v for k, v in os.environ.items() if k != LOCKS_ENV}
-    done = subprocess.run([sys.executable, "-c", PINNED, path, os.path.dirname(os.path.abspath(__file__))],
-                          capture_output=True, text=True, timeout=60,
-                          env=env, check=False)
+    helpers = os.path.dirname(_foreign_locks_workers.__file__)  # PINNED imports proc_locks from there
+    done = subprocess.run([sys.executable, "-c", PINNED, path, helpers], capture_output=True, text=True,
+                          timeout=60, env=env, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["before"] == ["POSIX", "POSIX"], out  # SHARED + RESERVED
