@@ -46,3 +46,22 @@ def test_demo_on_a_cp1252_stdout() -> None:
     """Windows writes redirected output in the ANSI code page."""
     out = demo(PYTHONIOENCODING="cp1252", PYTHONUTF8="0").stdout
     assert b"second note \\U0001f600" in out and out.rstrip().endswith(b"ok")
+
+
+def test_demo_into_a_reader_that_stops_early() -> None:
+    """``python -m sqlite_session_safe | head -1``: the demo stops quietly
+    with 141 (as a command killed by SIGPIPE), no traceback."""
+    proc = subprocess.Popen([sys.executable, "-m", "sqlite_session_safe"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.readline()
+        proc.stdout.close()  # the reader goes away
+        err = proc.stderr.read()
+        code = proc.wait(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+    assert err == b"", err[-2000:]
+    assert code == 141

@@ -10,16 +10,18 @@ and the last write is undone (and replicated too).
 
 from __future__ import annotations
 
+import io
 import multiprocessing
 import os
 import queue
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import sqlite_session_safe as sss
-from sqlite_session_safe.faces.cli._base import prepare_stdout
+from sqlite_session_safe.faces.cli._base import is_pipe_error, pipe_closed, prepare_stdout
 
 # The writers are started with "spawn", which finds _demo_writer by this
 # module's name: it must not live in a package's __main__ (those are not
@@ -244,15 +246,27 @@ def replica_and_undo(workdir: Path) -> None:
 
 
 def main() -> int:
+    """Run the demo; the exit status (141 when stdout's reader went away
+    early, as in ``python -m sqlite_session_safe | head``: quietly, as the
+    command-line tool does)."""
     # Windows writes redirected output in its ANSI code page: escape what
     # it cannot show instead of failing on the demo's non-ASCII text.
     prepare_stdout()
-    show_build()
-    with tempfile.TemporaryDirectory(prefix="sss-demo-") as tmp:
-        workdir = Path(tmp)
-        round_trip(workdir)
-        sessions(workdir)
-        coordinated(workdir)
-        replica_and_undo(workdir)
-    print("\nok")
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        # A line at a time, also into a pipe (``| tee``): the story is read
+        # as it runs, and a reader that leaves (``| head``) is seen at once.
+        sys.stdout.reconfigure(line_buffering=True)
+    try:
+        show_build()
+        with tempfile.TemporaryDirectory(prefix="sss-demo-") as tmp:
+            workdir = Path(tmp)
+            round_trip(workdir)
+            sessions(workdir)
+            coordinated(workdir)
+            replica_and_undo(workdir)
+        print("\nok", flush=True)
+    except OSError as e:
+        if is_pipe_error(e):
+            return pipe_closed()
+        raise
     return 0

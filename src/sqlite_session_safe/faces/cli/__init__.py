@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -32,6 +31,7 @@ from ._base import (
     for_terminal,
     hint_for,
     is_pipe_error,
+    pipe_closed,
     prepare_stdout,
 )
 
@@ -113,13 +113,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(e, SystemExit):
             raise
         if is_pipe_error(e):
-            return _pipe_closed()
+            return pipe_closed()
         return _report(e, args, out)
     try:
         out.flush()
     except OSError as e:
         if is_pipe_error(e):
-            return _pipe_closed()
+            return pipe_closed()
         raise
     return code
 
@@ -150,17 +150,8 @@ def _report(e: BaseException, args: argparse.Namespace, out: Output) -> int:
             out.flush()
         except OSError as pipe:
             if is_pipe_error(pipe):
-                _pipe_closed()
+                pipe_closed()
             else:
                 raise
     return code
 
-
-def _pipe_closed() -> int:
-    """The reader of stdout went away (``| head``): stop quietly, as a
-    command killed by SIGPIPE would, and keep the interpreter's own flush at
-    exit from failing again."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
-    return int(ExitCode.PIPE_CLOSED)

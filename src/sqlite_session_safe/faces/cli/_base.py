@@ -41,6 +41,7 @@ __all__ = [
     "is_utf8",
     "prepare_stdout",
     "is_pipe_error",
+    "pipe_closed",
     "hint_for",
     "whole_number",
     "for_terminal",
@@ -166,6 +167,16 @@ def is_pipe_error(exc: BaseException, platform: str = sys.platform) -> bool:
     if isinstance(exc, BrokenPipeError):
         return True
     return platform == "win32" and isinstance(exc, OSError) and exc.errno == errno.EINVAL
+
+
+def pipe_closed() -> int:
+    """The reader of stdout went away (``| head``): stop quietly, as a
+    command killed by SIGPIPE would, and keep the interpreter's own flush at
+    exit from failing again.  Returns the exit status to end with."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return int(ExitCode.PIPE_CLOSED)
 
 
 class Output:
