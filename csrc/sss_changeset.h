@@ -23,12 +23,16 @@
 int sss_changeset_walk(sqlite3_changeset_iter *it, int max_changes, size_t max_bytes,
                        sss_buffer *out, int *n);
 
-/* Walks `it` to its end, writing to out (cleared first) a marshal list of
- * table sections (table, ncol, pk flags as bytes, inserts, updates, deletes);
- * consecutive changes with the same table name and header are one section.
- * *nchanges is set to the number of changes.  Returns SQLITE_DONE, an SQLite
- * error code or SSS_ERR_NOMEM. */
-int sss_changeset_summary(sqlite3_changeset_iter *it, sss_buffer *out,
+/* Reads a changeset or patchset to its end through input(ctx, ...) (an
+ * xInput callback, as sqlite3changeset_start_strm() takes), or from the blob
+ * data[0..len) when input is NULL, and writes to out (cleared first) a
+ * marshal list of table sections (table, ncol, pk flags as bytes, inserts,
+ * updates, deletes); consecutive changes with the same table name and header
+ * are one section.  *nchanges is set to the number of changes.  Values are
+ * skipped, not decoded; memory is one input chunk.  Returns SQLITE_DONE,
+ * SQLITE_CORRUPT, the input's error code or SSS_ERR_NOMEM. */
+int sss_changeset_summary(int (*input)(void *, void *, int *), void *ctx,
+                          const unsigned char *data, size_t len, sss_buffer *out,
                           long long *nchanges);
 
 /* Writes to out (cleared first) the change `it` points at (inside a conflict

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..binding.errors import InterfaceError
 from ..binding.raw import ffi, lib
-from ._native import check_rc, decode, new_buffer, start_iter
+from ._native import check_rc, decode, new_buffer
 from .errors import SchemaMismatch
 from .options import ApplyOptions
 from .policy import TableFilter
@@ -31,18 +31,12 @@ def summary(data: bytes) -> list[tuple[str, int, bytes, int, int, int]]:
     """The table sections of ``data`` (see sss_changeset_summary)."""
     if not data:
         return []
-    it, readers = start_iter(data, False)
     buf = new_buffer(64 * 1024)
     count = ffi.new("long long *")
-    try:
-        rc = lib.sss_changeset_summary(it, buf, count)
-    finally:
-        frc = lib.sqlite3changeset_finalize(it)
-    for r in readers:
-        r.reraise()
+    view = ffi.from_buffer(data)
+    rc = lib.sss_changeset_summary(ffi.NULL, ffi.NULL, view, len(data), buf, count)
     if rc != lib.SQLITE_DONE:
         check_rc(rc, "reading the changeset")
-    check_rc(frc, "reading the changeset")
     return decode(buf)  # type: ignore[no-any-return]
 
 

@@ -48,25 +48,18 @@ def iterate_stream(source: BinaryIO | bytes, invert: bool = False) -> Iterator[C
 
 def summarize_stream(source: BinaryIO | bytes) -> tuple[int, list[tuple[str, int, bytes, int, int, int]]]:
     """Walk a changeset or patchset read from ``source`` to its end, in C
-    and in bounded memory; return its number of changes and its table
+    (``sss_changeset_summary``, which skips the values instead of decoding
+    them) and in bounded memory; return its number of changes and its table
     sections ``(table, ncol, pk flags, inserts, updates, deletes)``
     (consecutive changes with one table header are one section).  Corrupt or
     truncated input raises :class:`ChangesetError`."""
     reader = Reader(source)
-    out = ffi.new("sqlite3_changeset_iter **")
-    check_rc(lib.sqlite3changeset_start_v2_strm(out, lib.sss_py_input, reader.handle, 0),
-             "starting to read the stream")
-    it = out[0]
     buf = new_buffer(64 * 1024)
     count = ffi.new("long long *")
-    try:
-        rc = lib.sss_changeset_summary(it, buf, count)
-    finally:
-        frc = lib.sqlite3changeset_finalize(it)
+    rc = lib.sss_changeset_summary(lib.sss_py_input, reader.handle, ffi.NULL, 0, buf, count)
     reader.reraise()
     if rc != lib.SQLITE_DONE:
         check_rc(rc, "reading the stream")
-    check_rc(frc, "reading the stream")
     return int(count[0]), decode(buf)
 
 
