@@ -6,6 +6,7 @@ the read path (:mod:`.read`)."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -294,10 +295,15 @@ class DatabaseBase:
         except (LockError, KeyboardInterrupt):
             raise
         except OSError as e:
+            # Name the errno and the path the OS refused: "read-only" or "no
+            # space" and "transport endpoint is not connected" (a network mount
+            # whose client died) call for different remedies.
+            code = errno.errorcode.get(e.errno or 0, f"errno {e.errno}")
+            where = f" on {e.filename!r}" if e.filename else ""
             raise LockError(
                 f"cannot take the write lock of {self.path!r}: the lock directory "
-                f"{self.lock_path!r} cannot be created ({e.strerror or e}); writes need a "
-                "writable directory with free space"
+                f"{self.lock_path!r} cannot be created ({code}: {e.strerror or e}{where}); "
+                "nothing was written; writes need a writable, reachable directory with free space"
             ) from e
         return self._lock
 
