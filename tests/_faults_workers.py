@@ -89,6 +89,42 @@ def role_inc(path: str, n: str, mode: str) -> None:
     report({"done": done, "errors": errors, "elapsed": time.monotonic() - t0})
 
 
+def role_dead_mount(path: str, mode: str) -> None:
+    """One increment, then "ready"; after a line on stdin (the test has killed
+    the mount's sshfs by then) two more tries and a close.  Reports what each
+    raised: the type, whether it is an ``sss.Error``, the message, the errno of
+    its cause and whether it carries a committed ``write``."""
+    def inc(tx: sss.WriteTx) -> int:
+        (v,) = tx.execute("SELECT v FROM c WHERE id = 1").fetchone()
+        tx.execute("UPDATE c SET v = ? WHERE id = 1", (v + 1,))
+        return int(v)
+
+    def outcome(e: BaseException | None) -> dict[str, Any] | None:
+        if e is None:
+            return None
+        cause = e.__cause__
+        return {"type": type(e).__name__, "sss": isinstance(e, sss.Error), "message": str(e),
+                "errno": getattr(cause, "errno", None), "committed": getattr(e, "write", None) is not None}
+
+    db = sss.open(path, mode=mode, timeout=10)
+    db.write(inc)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    tries: list[dict[str, Any] | None] = []
+    for _ in range(2):
+        try:
+            db.write(inc)
+            tries.append(None)
+        except Exception as e:  # noqa: BLE001 -- reported, the test judges it
+            tries.append(outcome(e))
+    closed: dict[str, Any] | None = None
+    try:
+        db.close()
+    except Exception as e:  # noqa: BLE001
+        closed = outcome(e)
+    report({"tries": tries, "close": closed})
+
+
 def role_raw(path: str, n: str) -> None:
     """The control: the same increments with the stdlib sqlite3 and
     ``BEGIN IMMEDIATE`` (SQLite's own locks only)."""
@@ -400,6 +436,24 @@ def _looping(what: str, stop_file: str, step: Callable[[], object]) -> None:
     report({"role": what, "counts": counts, "errors": errors})
 
 
+def role_opener(path: str, mode: str, kind: str, stop_file: str) -> None:
+    """Open and close ``path`` in a loop until ``stop_file`` exists: with
+    ``sss.open`` (``kind`` "sss"), or (``kind`` "unlocked", the control) with
+    the stdlib and the schema load that ``PRAGMA synchronous`` does, without
+    any outer lock."""
+    def step() -> None:
+        if kind == "sss":
+            sss.open(path, mode=mode, timeout=60).close()
+        else:
+            con = sqlite3.connect(path)
+            try:
+                con.execute("PRAGMA synchronous = FULL")
+            finally:
+                con.close()
+
+    _looping("opener", stop_file, step)
+
+
 def role_chaos_replicator(src: str, replica: str, mode: str, stop_file: str) -> None:
     """``sss.replicate(source, replica)`` in a loop."""
     with chaos_open(src, mode) as s, chaos_open(replica, mode) as r:
@@ -446,6 +500,8 @@ def log_matches_data(path: str, start_copy: str, mode: str) -> int:
 ROLES: dict[str, Callable[..., None]] = {
     "inc": role_inc,
     "raw": role_raw,
+    "dead-mount": role_dead_mount,
+    "opener": role_opener,
     "collide": role_collide,
     "wait": role_wait,
     "paused-holder": role_paused_holder,
