@@ -96,3 +96,29 @@ class InterruptsInside:
                 raise KeyboardInterrupt
             f = f.f_back
         self.pending += 1
+
+
+class BeforeCommit:
+    """Call ``fault()`` once, just before the first ``COMMIT`` the package
+    executes after :meth:`install` (the real COMMIT then runs and meets
+    whatever the fault did, e.g. a network mount whose client was killed)."""
+
+    def __init__(self, fault: Callable[[], None]) -> None:
+        from sqlite_session_safe.binding.connection import Connection
+
+        self.cls = Connection
+        self.fault = fault
+        self.fired = False
+        self._real = Connection.execute
+
+    def install(self) -> BeforeCommit:
+        real, hook = self._real, self
+
+        def execute(con: Any, sql: str, *args: Any, **kw: Any) -> Any:
+            if not hook.fired and sql.strip().upper() == "COMMIT":
+                hook.fired = True
+                hook.fault()
+            return real(con, sql, *args, **kw)
+
+        self.cls.execute = execute  # type: ignore[method-assign]
+        return self

@@ -23,7 +23,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _database_workers import replay, user_tables  # noqa: E402
-from _faults_hooks import InterruptsInside, RenameCollision, pause_here  # noqa: E402
+from _faults_hooks import BeforeCommit, InterruptsInside, RenameCollision, pause_here  # noqa: E402
 
 import sqlite_session_safe as sss  # noqa: E402
 
@@ -123,6 +123,46 @@ def role_dead_mount(path: str, mode: str) -> None:
     except Exception as e:  # noqa: BLE001
         closed = outcome(e)
     report({"tries": tries, "close": closed})
+
+
+def role_commit_on_dead_mount(path: str, mode: str, sshfs_pid: str, server_journal: str) -> None:
+    """One increment; during the next one's COMMIT, the mount's sshfs
+    (``sshfs_pid``) is SIGKILLed the moment the journal disappears on the
+    server (``server_journal``, the export's view): the commit point has
+    passed there, and the reply may or may not reach SQLite first.  Reports
+    whether that write succeeded, or what it raised."""
+    import threading
+
+    def inc(tx: sss.WriteTx) -> int:
+        (v,) = tx.execute("SELECT v FROM c WHERE id = 1").fetchone()
+        tx.execute("UPDATE c SET v = ? WHERE id = 1", (v + 1,))
+        return int(v)
+
+    def kill_at_commit_point() -> None:
+        def watch() -> None:
+            end = time.monotonic() + 30
+            while os.path.exists(server_journal) and time.monotonic() < end:
+                pass
+            os.kill(int(sshfs_pid), signal.SIGKILL)
+
+        threading.Thread(target=watch, daemon=True).start()
+
+    db = sss.open(path, mode=mode, timeout=10)
+    db.write(inc)
+    hook = BeforeCommit(kill_at_commit_point).install()
+    out: dict[str, Any] = {"type": None}
+    try:
+        db.write(inc)
+    except Exception as e:  # noqa: BLE001 -- reported, the test judges it
+        out = {"type": type(e).__name__, "sss": isinstance(e, sss.Error), "message": str(e),
+               "committed": getattr(e, "write", None) is not None,
+               "cause": describe(e.__cause__) if e.__cause__ else None}
+    out["fired"] = hook.fired
+    try:
+        db.close()
+    except Exception as e:  # noqa: BLE001
+        out["close"] = describe(e)
+    report(out)
 
 
 def role_raw(path: str, n: str) -> None:
@@ -501,6 +541,7 @@ ROLES: dict[str, Callable[..., None]] = {
     "inc": role_inc,
     "raw": role_raw,
     "dead-mount": role_dead_mount,
+    "commit-on-dead-mount": role_commit_on_dead_mount,
     "opener": role_opener,
     "collide": role_collide,
     "wait": role_wait,

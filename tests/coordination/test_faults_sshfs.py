@@ -15,6 +15,14 @@ per mode with ``dir_cache=no`` (about 1 minute for both modes), and 2 x 200 x
 SSS_STRESS_SCALE per mode with sshfs's default 20 s directory cache, whose
 stale views make admission stalls of 15-42 s (waits longer than 20 s on a
 real file system; 2 x 1,000 that way took 1.5-2 minutes per mode).
+
+The rig is checked after each weak-lock run: a mount whose sshfs died fails
+every operation through it at once (its writer then gives up with a LockError
+naming ENOTCONN), so the test names the dead mount and its exit status first.
+Two more kinds of test: a mount's sshfs SIGKILLed between writes and at a
+random moment of a write loop (1 crash per mode; stress 10 x SSS_STRESS_SCALE),
+and ``sss.open`` looping through one mount while the other commits (200
+increments per mode; stress 600 x SSS_STRESS_SCALE plus an unlocked control).
 """
 
 from __future__ import annotations
@@ -369,6 +377,54 @@ def test_writes_through_a_dead_mount_fail_clearly(sshfs: Mounts, mode: str) -> N
     finally:
         con.close()
     assert integrity(path) == "ok"
+
+
+def _commit_point_crash(sshfs: Mounts, mode: str) -> tuple[dict[str, object], int]:
+    """One try of the worker ``commit-on-dead-mount`` on a mount of its own;
+    returns its report and the counter afterwards (read through the export)."""
+    point = sshfs.rig.mount("dir_cache=no")
+    try:
+        name, path, _start = _fresh(sshfs, mode)
+        (m,) = [m for m in sshfs.rig.mounts if m.point == point]
+        doc = run_json("commit-on-dead-mount", os.path.join(point, name), mode, m.proc.pid,
+                       path + "-journal", timeout=120)
+    finally:
+        sshfs.rig.unmount(point)
+    con = sqlite3.connect(path)  # rolls back a journal the crash left, as the next opener would
+    try:
+        (counter,) = con.execute("SELECT v FROM c WHERE id = 1").fetchone()
+    finally:
+        con.close()
+    assert integrity(path) == "ok"
+    return doc, counter
+
+
+@pytest.mark.parametrize("mode", ["network", "trusted"])
+def test_crash_at_the_commit_point_is_never_reported_as_not_committed(sshfs: Mounts, mode: str) -> None:
+    """The mount's sshfs is SIGKILLed the moment COMMIT deletes the journal on
+    the server: the write is durable there, but SQLite may get an I/O error
+    instead of the reply, and then nothing can be read through the mount to
+    learn the outcome.  An error escaping such a write must carry the write
+    (``exc.write``) or be CommitOutcomeUnknown; a plain error says "not
+    committed", and a caller's retry would apply the write twice (seen: a
+    CantOpenError from the probe connection escaped).  Tries until the crash
+    beat the reply once (at most 8 mounts)."""
+    tries = []
+    for _ in range(8):
+        doc, counter = _commit_point_crash(sshfs, mode)
+        tries.append((doc["type"], counter))
+        if doc["type"] is not None:
+            break
+    print(f"\n{mode}: tries (error, counter) {tries}; last report {doc}")
+    assert doc["fired"], doc
+    if doc["type"] is None:
+        pytest.skip(f"the reply beat the crash in all {len(tries)} tries")
+    assert doc["sss"], doc
+    assert "close" not in doc, doc
+    if counter == 2:  # the COMMIT landed: never reported as not committed
+        assert doc["committed"] or doc["type"] == "CommitOutcomeUnknown", doc
+    else:
+        assert counter == 1 and not doc["committed"], (counter, doc)
 
 
 def _killed_mid_run(sshfs: Mounts, mode: str, rnd: random.Random) -> str:
