@@ -367,6 +367,11 @@ def test_writes_through_a_dead_mount_fail_clearly(sshfs: Mounts, mode: str) -> N
             assert f"{name}.sss-lock" in t["message"], t
             assert not t["committed"], t
         assert doc["close"] is None, doc
+        # opening through the dead mount: unreachable, not "does not exist"
+        with pytest.raises(sss.DatabasePathError) as info:
+            sss.open(os.path.join(point, name), mode=mode)
+        assert not isinstance(info.value, sss.DatabaseDirectoryMissing), info.value
+        assert info.value.errno == errno.ENOTCONN and "ENOTCONN" in str(info.value), info.value
     finally:
         sshfs.rig.unmount(point)
     assert not mounted(point)
