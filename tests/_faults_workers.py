@@ -217,12 +217,14 @@ print("released", flush=True)
 """
 
 
-def role_collide(kind: str, mine: str, other: str, hold: str) -> None:
+def role_collide(kind: str, mine: str, other: str, hold: str, when: str = "holding") -> None:
     """Take the lock of ``mine`` (``kind`` = ``lock``: a DirectoryLock;
     ``write``: ``sss.open(mode="network").write``) while the first rename
     onto the lock path is made to collide with a holder that takes the lock
     of ``other`` (the same file through another mount) and keeps it for
-    ``hold`` seconds.  Reports the rename's errno and the outcome."""
+    ``hold`` seconds.  ``when`` = ``left``: the failed rename's error reaches
+    the lock only after the holder has released (it then looks at a free
+    lock path).  Reports the rename's errno and the outcome."""
     holder: list[subprocess.Popen[str]] = []
     snippet = _HOLD_SNIPPET if kind == "lock" else _HOLD_WRITE_SNIPPET
 
@@ -238,7 +240,19 @@ def role_collide(kind: str, mine: str, other: str, hold: str) -> None:
 
     from sqlite_session_safe.coordination.lock import lock_paths
 
-    hook = RenameCollision(lock_paths(mine)[1], take_lock).install()
+    def holder_left() -> None:
+        assert holder and holder[0].stdout is not None
+        line = holder[0].stdout.readline().strip()
+        if line != "released":
+            raise RuntimeError(f"holder did not release: {line!r}")
+        end = time.monotonic() + 30  # and this mount's caches say so too
+        while os.path.lexists(lock_paths(mine)[1]):
+            if time.monotonic() > end:
+                raise RuntimeError("the released lock path stayed visible through this mount")
+            time.sleep(0.05)
+
+    hook = RenameCollision(lock_paths(mine)[1], take_lock,
+                           holder_left if when == "left" else None).install()
     t0 = time.monotonic()
     doc: dict[str, Any] = {}
     try:
@@ -259,7 +273,8 @@ def role_collide(kind: str, mine: str, other: str, hold: str) -> None:
     doc["rename"] = hook.outcome
     for p in holder:
         out, err = p.communicate(timeout=60)
-        doc["holder"] = {"rc": p.returncode, "stdout": out.split(), "stderr": err[-2000:]}
+        done = ["released"] if when == "left" else []  # read by holder_left already
+        doc["holder"] = {"rc": p.returncode, "stdout": done + out.split(), "stderr": err[-2000:]}
     report(doc)
 
 

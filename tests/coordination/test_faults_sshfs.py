@@ -305,6 +305,29 @@ def test_rename_onto_a_nonempty_directory_is_eperm_over_sshfs(sshfs: Mounts) -> 
 
 
 @pytest.mark.parametrize("kind", ["lock", "write"])
+def test_lock_collision_with_a_holder_that_left_retries(sshfs: Mounts, kind: str) -> None:
+    """As below, but the holder (0.5 s) has released by the time B looks at
+    the lock path after its failed rename: B sees nothing there, yet the EPERM
+    was a collision, not a real error.  B must try again and be admitted (a
+    LockError "cannot be created (EPERM ...)" ended one writer's attempt in a
+    2 x 2,000 network stress run)."""
+    m1, m2 = sshfs.pair(dir_cache=False)
+    name, path, _start = _fresh(sshfs, "network")
+    doc = run_json("collide", kind, os.path.join(m2, name), os.path.join(m1, name), 0.5, "left",
+                   timeout=120)
+    print(f"\n{kind}: {doc}")
+    assert doc["rename"] == "EPERM", doc
+    assert doc["holder"]["rc"] == 0 and doc["holder"]["stdout"] == ["released"], doc
+    assert doc["outcome"] == "admitted", doc
+    if kind == "write":
+        con = sqlite3.connect(path)
+        (v,) = con.execute("SELECT v FROM c").fetchone()
+        con.close()
+        assert v == 2
+        assert integrity(path) == "ok"
+
+
+@pytest.mark.parametrize("kind", ["lock", "write"])
 def test_lock_collision_through_other_mount_waits(sshfs: Mounts, kind: str) -> None:
     """B (through mount 2) renames its prepared directory onto the lock path
     just after A took the lock through mount 1; the rename fails with EPERM.
