@@ -130,8 +130,9 @@ def _weak_lock(sshfs: Mounts, mode: str, n: int, dir_cache: bool) -> None:
                 p.wait(30)
         # A mount whose sshfs died fails every operation through it at once, so
         # its writer gives up with whatever the package said about the dead mount:
-        # name the rig's failure instead (the writer's outcome is its consequence).
-        sshfs.rig.assert_alive()
+        # name the rig's failure first (the writer's outcome is its consequence).
+        sshfs.rig.assert_alive(seen="writers (successes, last errors): " + repr(
+            [(len(r["done"]), r["errors"][-2:]) for r in results]))
     done = [tuple(d) for r in results for d in r["done"]]
     errors = [e for r in results for e in r["errors"]]
     def kind(e: str) -> str:  # "LockError (EPERM)", "open: DiskIOError", ...
