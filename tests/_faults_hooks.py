@@ -35,11 +35,16 @@ class RenameCollision:
     ``take_lock()`` is called (it must return once the other holder has the
     lock on the server); then the real rename runs, and its outcome is kept
     in ``self.outcome`` (``"ok"`` or the errno name, e.g. ``"EPERM"``).
+    If the rename fails, ``after_failure()`` (when given) runs before the
+    error reaches the lock: e.g. wait until the holder has left, so the lock
+    looks at a free lock path (the holder left between rename and look).
     """
 
-    def __init__(self, lock_path: str, take_lock: Callable[[], None]) -> None:
+    def __init__(self, lock_path: str, take_lock: Callable[[], None],
+                 after_failure: Callable[[], None] | None = None) -> None:
         self.lock_path = lock_path
         self.take_lock = take_lock
+        self.after_failure = after_failure
         self.outcome: str | None = None
         self._real = os.rename
 
@@ -58,6 +63,8 @@ class RenameCollision:
                 self._real(src, dst, *args, **kw)
             except OSError as e:
                 self.outcome = errno.errorcode.get(e.errno or 0, str(e.errno))
+                if self.after_failure is not None:
+                    self.after_failure()
                 raise
             self.outcome = "ok"
             return
@@ -96,3 +103,29 @@ class InterruptsInside:
                 raise KeyboardInterrupt
             f = f.f_back
         self.pending += 1
+
+
+class BeforeCommit:
+    """Call ``fault()`` once, just before the first ``COMMIT`` the package
+    executes after :meth:`install` (the real COMMIT then runs and meets
+    whatever the fault did, e.g. a network mount whose client was killed)."""
+
+    def __init__(self, fault: Callable[[], None]) -> None:
+        from sqlite_session_safe.binding.connection import Connection
+
+        self.cls = Connection
+        self.fault = fault
+        self.fired = False
+        self._real = Connection.execute
+
+    def install(self) -> BeforeCommit:
+        real, hook = self._real, self
+
+        def execute(con: Any, sql: str, *args: Any, **kw: Any) -> Any:
+            if not hook.fired and sql.strip().upper() == "COMMIT":
+                hook.fired = True
+                hook.fault()
+            return real(con, sql, *args, **kw)
+
+        self.cls.execute = execute  # type: ignore[method-assign]
+        return self

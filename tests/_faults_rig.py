@@ -167,6 +167,61 @@ def _run(cmd: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]
     return subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout)
 
 
+def _tail(path: str, chars: int = 1500) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()[-chars:]
+    except OSError as e:
+        return f"(no log: {e})"
+
+
+def mounted(point: str) -> bool:
+    """Whether ``point`` is in this process's mount table.  Unlike
+    ``os.path.ismount`` it is true of a dead FUSE mount too (whose daemon
+    exited: every access, even ``lstat``, fails with ENOTCONN)."""
+    target = os.path.realpath(point)
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            # field 5 is the mount point, with space, tab, newline and backslash octal-escaped
+            field = line.split(" ")[4]
+            if field.encode().decode("unicode_escape") == target:
+                return True
+    return False
+
+
+def _unmount(m: Mount) -> None:
+    """Unmount ``m`` and stop its sshfs, bounded; a dead or busy mount is
+    detached lazily (the kernel drops it once nothing uses it)."""
+    fusermount = shutil.which("fusermount3") or shutil.which("fusermount") or "fusermount"
+    if mounted(m.point) and m.proc.poll() is None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            _run([fusermount, "-u", m.point], 15)
+    stop(m.proc, grace=5.0)
+    for cmd in ([fusermount, "-u", "-z", m.point], ["umount", "-l", m.point]):
+        if not mounted(m.point):
+            break
+        with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+            _run(cmd, 15)
+
+
+class Mount:
+    """One sshfs mount of the rig: its name (``m1``...), point, process and log."""
+
+    def __init__(self, name: str, point: str, proc: subprocess.Popen[str], log: str) -> None:
+        self.name, self.point, self.proc, self.log = name, point, proc, log
+
+    def exit_status(self) -> str:
+        rc = self.proc.returncode
+        if rc is None:
+            return "is running"
+        if rc < 0:
+            return f"was killed by {signal.Signals(-rc).name}"
+        return f"exited with {rc}"
+
+    def log_tail(self, chars: int = 1500) -> str:
+        return _tail(self.log, chars)
+
+
 class RigUnavailable(Exception):
     """The rig could not be set up here (reported as a skip with the reason)."""
 
@@ -181,7 +236,7 @@ class SshfsRig:
         os.mkdir(self.export)
         self.sshd: subprocess.Popen[str] | None = None
         self.port = 0
-        self.mounts: list[tuple[str, subprocess.Popen[str]]] = []
+        self.mounts: list[Mount] = []
         self._count = 0
 
     # set-up ---------------------------------------------------------------------
@@ -213,6 +268,14 @@ class SshfsRig:
                     "UsePAM no\n"
                     "Subsystem sftp internal-sftp\n"
                     f"PidFile {self.root}/sshd.pid\n"
+                    # connection-level events (a dropped session says why) in sshd.log
+                    "LogLevel VERBOSE\n"
+                    # the mounts connect once each; never refuse or time out a login on
+                    # a loaded machine, and never drop an idle session
+                    "MaxStartups 100\n"
+                    "LoginGraceTime 0\n"
+                    "ClientAliveInterval 0\n"
+                    "TCPKeepAlive no\n"
                 )
             self.sshd = subprocess.Popen([SSHD, "-D", "-e", "-f", cfg], stdout=subprocess.DEVNULL,
                                          stderr=open(os.path.join(self.root, "sshd.log"), "w"),
@@ -235,52 +298,91 @@ class SshfsRig:
         e.g. ``dir_cache=no``); returns its mount point."""
         assert self.sshd is not None
         self._count += 1
-        point = os.path.join(self.root, f"m{self._count}")
+        name = f"m{self._count}"
+        point = os.path.join(self.root, name)
         os.mkdir(point)
         opts = [
             f"IdentityFile={self.root}/userkey", "IdentitiesOnly=yes", "BatchMode=yes",
-            "StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null", "LogLevel=ERROR",
+            "StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null",
+            # ssh's own account of a dropped connection goes to the mount's log
+            "LogLevel=VERBOSE",
+            # no keep-alive probes: on a loaded machine a late answer must not end the session
+            "ServerAliveInterval=0", "TCPKeepAlive=no",
             f"port={self.port}", *options,
         ]
-        cmd = ["sshfs", "-f"]
+        # -s: one FUSE request at a time.  Multi-threaded, libfuse 3.14's
+        # high-level layer aborted under this load (sshfs killed by SIGABRT,
+        # "fuse.c:823: delete_node: Assertion `node->treelock == 0' failed",
+        # leaving a dead mount: 1 run in about 10 of the 2 x 2,000 stress test).
+        cmd = ["sshfs", "-f", "-s"]
         for o in opts:
             cmd += ["-o", o]
         cmd += [f"{pwd.getpwuid(os.getuid()).pw_name}@127.0.0.1:{self.export}", point]
-        log = open(os.path.join(self.root, f"sshfs-m{self._count}.log"), "w")
-        proc = subprocess.Popen(cmd, stdout=log, stderr=log, text=True, start_new_session=True)
-        self.mounts.append((point, proc))
+        log = os.path.join(self.root, f"sshfs-{name}.log")
+        with open(log, "w") as f:
+            proc = subprocess.Popen(cmd, stdout=f, stderr=f, text=True, start_new_session=True)
+        m = Mount(name, point, proc, log)
+        self.mounts.append(m)
         end = time.monotonic() + 20
-        while not os.path.ismount(point):
+        while not mounted(point):
             if proc.poll() is not None or time.monotonic() > end:
-                log.flush()
-                with open(log.name, encoding="utf-8", errors="replace") as f:
-                    why = f.read()[-2000:]
-                raise RigUnavailable(f"sshfs mount failed (exit {proc.poll()}): {why}")
+                raise RigUnavailable(f"sshfs mount failed (exit {proc.poll()}): {m.log_tail()}")
             time.sleep(0.05)
         return point
+
+    # health ---------------------------------------------------------------------
+
+    def dead(self) -> list[str]:
+        """One line per mount whose sshfs has exited (a dead mount fails every
+        operation at once: what a writer then reports is a consequence, not the
+        finding), with its exit status and the end of its log; sshd too."""
+        out = [f"sshfs for {m.name} ({m.point}) {m.exit_status()}; its log: {m.log_tail()!r}"
+               for m in self.mounts if m.proc.poll() is not None]
+        if self.sshd is not None and self.sshd.poll() is not None:
+            out.append(f"sshd exited with {self.sshd.returncode}; {self.sshd_log()!r}")
+        return out
+
+    def assert_alive(self, seen: str = "") -> None:
+        """Fail, naming the mount, when an sshfs process (or sshd) has died;
+        ``seen``: what the test saw meanwhile (added to the message)."""
+        dead = self.dead()
+        if dead:
+            raise AssertionError("the sshfs rig broke during the test: " + "; ".join(dead)
+                                 + (f"; meanwhile {seen}" if seen else "")
+                                 + f"; sshd log: {self.sshd_log()!r}")
+
+    def unmount(self, point: str) -> None:
+        """Unmount one mount (dead or alive) and forget it: a test that kills
+        an sshfs on purpose gives its mount back this way."""
+        for m in [m for m in self.mounts if m.point == point]:
+            _unmount(m)
+            self.mounts.remove(m)
+
+    def sshd_log(self, chars: int = 1500) -> str:
+        return _tail(os.path.join(self.root, "sshd.log"), chars)
 
     # tear-down ------------------------------------------------------------------
 
     def close(self) -> None:
-        """Unmount every mount and stop sshd; each step bounded.  Safe to call twice."""
-        fusermount = shutil.which("fusermount3") or shutil.which("fusermount") or "fusermount"
-        for point, proc in reversed(self.mounts):
-            if os.path.ismount(point):
-                try:
-                    r = _run([fusermount, "-u", point], 15)
-                    if r.returncode and os.path.ismount(point):
-                        _run([fusermount, "-u", "-z", point], 15)  # busy: detach lazily
-                except subprocess.TimeoutExpired:
-                    pass
-            stop(proc, grace=5.0)
-            if os.path.ismount(point):  # sshfs gone but the kernel still has it
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    _run(["umount", "-l", point], 15)
+        """Unmount every mount and stop sshd; each step bounded.  Safe to call
+        twice.  A mount whose sshfs died is still in the kernel's table (every
+        access fails with ENOTCONN, and ``os.path.ismount`` says False): it is
+        detached lazily all the same, so no mount outlives the rig."""
+        for m in reversed(self.mounts):
+            _unmount(m)
         self.mounts.clear()
         if self.sshd is not None:
             stop(self.sshd)
             self.sshd = None
-        if not any(os.path.ismount(os.path.join(self.root, n)) for n in os.listdir(self.root)):
+        keep = os.environ.get("SSS_SSHFS_KEEP_LOGS")
+        if keep:  # for hunting a rig failure: the logs of every run, by rig directory
+            dest = os.path.join(keep, os.path.basename(self.root))
+            os.makedirs(dest, exist_ok=True)
+            for n in os.listdir(self.root):
+                if n.endswith(".log"):
+                    with contextlib.suppress(OSError):
+                        shutil.copy(os.path.join(self.root, n), dest)
+        if not any(mounted(os.path.join(self.root, n)) for n in os.listdir(self.root)):
             shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> SshfsRig:

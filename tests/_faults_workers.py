@@ -23,7 +23,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _database_workers import replay, user_tables  # noqa: E402
-from _faults_hooks import InterruptsInside, RenameCollision, pause_here  # noqa: E402
+from _faults_hooks import BeforeCommit, InterruptsInside, RenameCollision, pause_here  # noqa: E402
 
 import sqlite_session_safe as sss  # noqa: E402
 
@@ -89,6 +89,82 @@ def role_inc(path: str, n: str, mode: str) -> None:
     report({"done": done, "errors": errors, "elapsed": time.monotonic() - t0})
 
 
+def role_dead_mount(path: str, mode: str) -> None:
+    """One increment, then "ready"; after a line on stdin (the test has killed
+    the mount's sshfs by then) two more tries and a close.  Reports what each
+    raised: the type, whether it is an ``sss.Error``, the message, the errno of
+    its cause and whether it carries a committed ``write``."""
+    def inc(tx: sss.WriteTx) -> int:
+        (v,) = tx.execute("SELECT v FROM c WHERE id = 1").fetchone()
+        tx.execute("UPDATE c SET v = ? WHERE id = 1", (v + 1,))
+        return int(v)
+
+    def outcome(e: BaseException | None) -> dict[str, Any] | None:
+        if e is None:
+            return None
+        cause = e.__cause__
+        return {"type": type(e).__name__, "sss": isinstance(e, sss.Error), "message": str(e),
+                "errno": getattr(cause, "errno", None), "committed": getattr(e, "write", None) is not None}
+
+    db = sss.open(path, mode=mode, timeout=10)
+    db.write(inc)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    tries: list[dict[str, Any] | None] = []
+    for _ in range(2):
+        try:
+            db.write(inc)
+            tries.append(None)
+        except Exception as e:  # noqa: BLE001 -- reported, the test judges it
+            tries.append(outcome(e))
+    closed: dict[str, Any] | None = None
+    try:
+        db.close()
+    except Exception as e:  # noqa: BLE001
+        closed = outcome(e)
+    report({"tries": tries, "close": closed})
+
+
+def role_commit_on_dead_mount(path: str, mode: str, sshfs_pid: str, server_journal: str) -> None:
+    """One increment; during the next one's COMMIT, the mount's sshfs
+    (``sshfs_pid``) is SIGKILLed the moment the journal disappears on the
+    server (``server_journal``, the export's view): the commit point has
+    passed there, and the reply may or may not reach SQLite first.  Reports
+    whether that write succeeded, or what it raised."""
+    import threading
+
+    def inc(tx: sss.WriteTx) -> int:
+        (v,) = tx.execute("SELECT v FROM c WHERE id = 1").fetchone()
+        tx.execute("UPDATE c SET v = ? WHERE id = 1", (v + 1,))
+        return int(v)
+
+    def kill_at_commit_point() -> None:
+        def watch() -> None:
+            end = time.monotonic() + 30
+            while os.path.exists(server_journal) and time.monotonic() < end:
+                pass
+            os.kill(int(sshfs_pid), signal.SIGKILL)
+
+        threading.Thread(target=watch, daemon=True).start()
+
+    db = sss.open(path, mode=mode, timeout=10)
+    db.write(inc)
+    hook = BeforeCommit(kill_at_commit_point).install()
+    out: dict[str, Any] = {"type": None}
+    try:
+        db.write(inc)
+    except Exception as e:  # noqa: BLE001 -- reported, the test judges it
+        out = {"type": type(e).__name__, "sss": isinstance(e, sss.Error), "message": str(e),
+               "committed": getattr(e, "write", None) is not None,
+               "cause": describe(e.__cause__) if e.__cause__ else None}
+    out["fired"] = hook.fired
+    try:
+        db.close()
+    except Exception as e:  # noqa: BLE001
+        out["close"] = describe(e)
+    report(out)
+
+
 def role_raw(path: str, n: str) -> None:
     """The control: the same increments with the stdlib sqlite3 and
     ``BEGIN IMMEDIATE`` (SQLite's own locks only)."""
@@ -141,12 +217,14 @@ print("released", flush=True)
 """
 
 
-def role_collide(kind: str, mine: str, other: str, hold: str) -> None:
+def role_collide(kind: str, mine: str, other: str, hold: str, when: str = "holding") -> None:
     """Take the lock of ``mine`` (``kind`` = ``lock``: a DirectoryLock;
     ``write``: ``sss.open(mode="network").write``) while the first rename
     onto the lock path is made to collide with a holder that takes the lock
     of ``other`` (the same file through another mount) and keeps it for
-    ``hold`` seconds.  Reports the rename's errno and the outcome."""
+    ``hold`` seconds.  ``when`` = ``left``: the failed rename's error reaches
+    the lock only after the holder has released (it then looks at a free
+    lock path).  Reports the rename's errno and the outcome."""
     holder: list[subprocess.Popen[str]] = []
     snippet = _HOLD_SNIPPET if kind == "lock" else _HOLD_WRITE_SNIPPET
 
@@ -162,7 +240,19 @@ def role_collide(kind: str, mine: str, other: str, hold: str) -> None:
 
     from sqlite_session_safe.coordination.lock import lock_paths
 
-    hook = RenameCollision(lock_paths(mine)[1], take_lock).install()
+    def holder_left() -> None:
+        assert holder and holder[0].stdout is not None
+        line = holder[0].stdout.readline().strip()
+        if line != "released":
+            raise RuntimeError(f"holder did not release: {line!r}")
+        end = time.monotonic() + 30  # and this mount's caches say so too
+        while os.path.lexists(lock_paths(mine)[1]):
+            if time.monotonic() > end:
+                raise RuntimeError("the released lock path stayed visible through this mount")
+            time.sleep(0.05)
+
+    hook = RenameCollision(lock_paths(mine)[1], take_lock,
+                           holder_left if when == "left" else None).install()
     t0 = time.monotonic()
     doc: dict[str, Any] = {}
     try:
@@ -183,7 +273,8 @@ def role_collide(kind: str, mine: str, other: str, hold: str) -> None:
     doc["rename"] = hook.outcome
     for p in holder:
         out, err = p.communicate(timeout=60)
-        doc["holder"] = {"rc": p.returncode, "stdout": out.split(), "stderr": err[-2000:]}
+        done = ["released"] if when == "left" else []  # read by holder_left already
+        doc["holder"] = {"rc": p.returncode, "stdout": done + out.split(), "stderr": err[-2000:]}
     report(doc)
 
 
@@ -400,6 +491,24 @@ def _looping(what: str, stop_file: str, step: Callable[[], object]) -> None:
     report({"role": what, "counts": counts, "errors": errors})
 
 
+def role_opener(path: str, mode: str, kind: str, stop_file: str) -> None:
+    """Open and close ``path`` in a loop until ``stop_file`` exists: with
+    ``sss.open`` (``kind`` "sss"), or (``kind`` "unlocked", the control) with
+    the stdlib and the schema load that ``PRAGMA synchronous`` does, without
+    any outer lock."""
+    def step() -> None:
+        if kind == "sss":
+            sss.open(path, mode=mode, timeout=60).close()
+        else:
+            con = sqlite3.connect(path)
+            try:
+                con.execute("PRAGMA synchronous = FULL")
+            finally:
+                con.close()
+
+    _looping("opener", stop_file, step)
+
+
 def role_chaos_replicator(src: str, replica: str, mode: str, stop_file: str) -> None:
     """``sss.replicate(source, replica)`` in a loop."""
     with chaos_open(src, mode) as s, chaos_open(replica, mode) as r:
@@ -446,6 +555,9 @@ def log_matches_data(path: str, start_copy: str, mode: str) -> int:
 ROLES: dict[str, Callable[..., None]] = {
     "inc": role_inc,
     "raw": role_raw,
+    "dead-mount": role_dead_mount,
+    "commit-on-dead-mount": role_commit_on_dead_mount,
+    "opener": role_opener,
     "collide": role_collide,
     "wait": role_wait,
     "paused-holder": role_paused_holder,

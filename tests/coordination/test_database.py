@@ -118,6 +118,66 @@ def test_network_mode_open_reads_the_file_only_once_admitted(tmp_path):
         assert db.capabilities()["reader_lock"] is True
 
 
+_KILLED_MID_COMMIT = r"""
+import os, signal, sqlite3, sys
+con = sqlite3.connect(sys.argv[1], isolation_level=None)
+con.execute("PRAGMA cache_size = 2")  # spill: the journal is synced and pages overwritten
+con.execute("BEGIN IMMEDIATE")
+con.execute("UPDATE t SET b = zeroblob(3000)")
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs SIGKILL and a POSIX journal")
+def test_network_mode_open_touches_no_journal_before_admission(tmp_path):
+    """Over a network file system a writer's live journal looks hot to another
+    client (SQLite's locks do not reach it), and any read of the file, even
+    the schema load of ``PRAGMA synchronous``, rolls it back, undoing that
+    writer's COMMIT in flight: seen over two sshfs mounts as a lost update in
+    a run where one writer's open failed (DiskIOError) and was retried.  A
+    hot journal left by a writer killed mid-transaction stands in for the
+    live one: while another process holds the write lock, sss.open must not
+    touch it; once admitted, SQLite's recovery rolls it back as usual."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "n.db"
+    with sss.open(path, mode="network") as db:
+        db.migrate("CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB)")
+        db.write(lambda tx: tx.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200) "
+            "INSERT INTO t SELECT i, randomblob(3000) FROM n"))
+        with db.read() as r:
+            before = r.fetchall("SELECT id, b FROM t ORDER BY id")
+    run = subprocess.run([sys.executable, "-c", _KILLED_MID_COMMIT, str(path)], timeout=60)
+    assert run.returncode == -9
+    journal = str(path) + "-journal"
+    with open(journal, "rb") as f:
+        assert f.read(8) == bytes.fromhex("d9d505f920a163d7")  # synced: hot
+    held, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with sss.DirectoryLock(str(path), "write", stale_timeout=60):
+            held.set()
+            done.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(30)
+        with pytest.raises(sss.LockTimeout):
+            sss.open(path, mode="network", timeout=0.3)
+        assert os.path.exists(journal), "sss.open read the file (and rolled a journal back) unadmitted"
+    finally:
+        done.set()
+        holder.join(30)
+    with sss.open(path, mode="network", timeout=5) as db:
+        assert not os.path.exists(journal)
+        with db.read() as r:
+            assert r.fetchall("SELECT id, b FROM t ORDER BY id") == before
+            assert r.fetchall("PRAGMA integrity_check") == [("ok",)]
+
+
 def test_network_mode_nolock(tmp_path):
     with pytest.raises(sss.InterfaceError, match="unsafe_nolock=True"):
         sss.open(tmp_path / "n.db", mode="network", nolock=True)

@@ -6,6 +6,7 @@ the read path (:mod:`.read`)."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -205,12 +206,7 @@ class DatabaseBase:
         self._after_admission: Callable[[], object] | None = None
         self._writer: Connection | None = None
         with InterruptGuard():  # Ctrl-C never leaves the lock or a connection behind
-            con = self._connect()  # fails here for a non-database file
-            try:
-                self._prepare(con)
-            except BaseException:
-                con.close()
-                raise
+            con = self._open_prepared()  # fails here for a non-database file
             if self.reopen_per_admission:
                 con.close()  # network mode: a fresh connection per admission
             else:
@@ -237,24 +233,34 @@ class DatabaseBase:
             raise
         return con
 
-    def _prepare(self, con: Connection) -> None:
-        """Refuse audit=False on an audited database; put the file in the
-        mode's journal mode (under the write lock, only when it differs).
+    def _open_prepared(self) -> Connection:
+        """The first connection, prepared: refuse audit=False on an audited
+        database; put the file in the mode's journal mode (under the write
+        lock, only when it differs).
 
         With lock protocol 1 (network mode, trusted mode on a network file
-        system) all of it runs under the write lock: reading the file there
+        system) all of it runs under the write lock, connecting included (its
+        ``PRAGMA synchronous`` loads the schema): reading the file there
         without the outer lock could take another client's live journal for
         hot and roll it back (SQLite's own locks do not reach that client),
         undoing a COMMIT in flight -- seen over two sshfs mounts as a lost
         update when a writer opened while the other committed."""
-        if self.protocol == 1:
-            lock = self._admitted_lock()
-            try:
-                self._prepare_admitted(con, locked=True)
-            finally:
-                lock.release()
-        else:
-            self._prepare_admitted(con, locked=False)
+        if self.protocol != 1:
+            return self._prepared(locked=False)
+        lock = self._admitted_lock()
+        try:
+            return self._prepared(locked=True)
+        finally:
+            lock.release()
+
+    def _prepared(self, locked: bool) -> Connection:
+        con = self._connect()
+        try:
+            self._prepare_admitted(con, locked=locked)
+        except BaseException:
+            con.close()
+            raise
+        return con
 
     def _prepare_admitted(self, con: Connection, locked: bool) -> None:
         if not self.audit and audit.has_log(con):
@@ -289,10 +295,15 @@ class DatabaseBase:
         except (LockError, KeyboardInterrupt):
             raise
         except OSError as e:
+            # Name the errno and the path the OS refused: "read-only" or "no
+            # space" and "transport endpoint is not connected" (a network mount
+            # whose client died) call for different remedies.
+            code = errno.errorcode.get(e.errno or 0, f"errno {e.errno}")
+            where = f" on {e.filename!r}" if e.filename else ""
             raise LockError(
                 f"cannot take the write lock of {self.path!r}: the lock directory "
-                f"{self.lock_path!r} cannot be created ({e.strerror or e}); writes need a "
-                "writable directory with free space"
+                f"{self.lock_path!r} cannot be created ({code}: {e.strerror or e}{where}); "
+                "nothing was written; writes need a writable, reachable directory with free space"
             ) from e
         return self._lock
 

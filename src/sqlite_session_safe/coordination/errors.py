@@ -95,7 +95,9 @@ class EpochMismatch(FencingError):
 
 
 class DatabasePathError(Error, OSError):
-    """The path given for a database file cannot be one.
+    """The path given for a database file cannot be one, or its directory
+    cannot be reached (``errno`` says why, e.g. ENOTCONN for a network mount
+    whose client died).
 
     Also an :class:`OSError` (``errno``, ``filename``), so code that caught
     the built-in errors keeps working.

@@ -821,8 +821,12 @@ class WritePath(DatabaseBase):
         seq = last_part._part[1]
         last: BaseException | None = None
         for attempt in range(3):
-            probe = con if attempt == 0 and not con.closed else self._connect(query_only=True)
+            probe: Connection | None = None
             try:
+                # Opening the probe can fail too (a network mount whose client
+                # died): that is "cannot tell", never a plain error, which
+                # would say the write did not commit.
+                probe = con if attempt == 0 and not con.closed else self._connect(query_only=True)
                 if seq is not None:
                     row = probe.execute(
                         f"SELECT count(*) FROM {audit.LOG_TABLE} WHERE seq = ? AND owner = ? AND epoch = ?",
@@ -838,7 +842,7 @@ class WritePath(DatabaseBase):
             except Exception as e:  # noqa: BLE001 - try again with a fresh connection
                 last = e
             finally:
-                if probe is not con:
+                if probe is not None and probe is not con:
                     probe.close()
         raise CommitOutcomeUnknown(
             f"COMMIT of a write to {self.path!r} reported an error and whether it committed cannot "

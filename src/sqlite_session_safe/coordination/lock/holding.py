@@ -58,6 +58,9 @@ KEEPER_IDLE_EXIT = 5.0
 #: Name prefix of a waiter's announcement inside the lock directory.
 WANT_PREFIX = "want-"
 
+#: Renames of a built lock directory onto L that fail with nothing at L
+#: before the failure counts as real (see _install).
+_RENAME_TRIES = 3
 _HAS_DIR_FD = os.open in os.supports_dir_fd and hasattr(os, "O_DIRECTORY")
 _WANT_NAME = re.compile(r"want-([0-9a-f]{32})\Z")
 _LISTDIR_FD = os.listdir in os.supports_fd
@@ -231,12 +234,19 @@ class LockHolding:
         # rename takes effect.  The heartbeat-0 write into ``tmp`` does not
         # count: nobody observes it there.
         started = lease_clock()
-        try:
-            os.rename(tmp, dest)
-        except OSError as e:
-            if rename_taken(e, dest):
-                return False
-            raise
+        for attempt in range(_RENAME_TRIES):
+            try:
+                os.rename(tmp, dest)
+                break
+            except OSError as e:
+                if rename_taken(e, dest):
+                    return False
+                # Nothing at dest now.  Over sshfs a collision is a bare EPERM,
+                # and the holder we collided with may have left before our
+                # look: only a failure that repeats with dest free is real.
+                if attempt == _RENAME_TRIES - 1:
+                    raise
+                started = lease_clock()
         # No fsync of the parent here: if a crash loses this rename, the lock
         # is simply free afterwards, and its holder died anyway.
         with self._state_lock:

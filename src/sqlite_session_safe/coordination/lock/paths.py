@@ -12,6 +12,7 @@ import stat
 
 from ..errors import (
     DatabaseDirectoryMissing,
+    DatabasePathError,
     DatabasePathIsDirectory,
 )
 
@@ -43,7 +44,18 @@ def canonical_db(db_path: str | os.PathLike[str]) -> str:
         raise ValueError("db_path contains a NUL character")
     real = os.path.realpath(path)
     parent = os.path.dirname(real)
-    if not os.path.isdir(parent):
+    try:
+        parent_is_dir = stat.S_ISDIR(os.stat(parent).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        parent_is_dir = False
+    except OSError as e:
+        # Not "missing": a directory that cannot be reached (ENOTCONN: a
+        # network mount whose client died; EACCES; EIO) is named as such.
+        code = errno.errorcode.get(e.errno or 0, f"errno {e.errno}")
+        raise DatabasePathError(
+            e.errno, f"the directory of database {path!r} cannot be reached ({code}: {e.strerror})",
+            parent) from e
+    if not parent_is_dir:
         raise DatabaseDirectoryMissing(
             errno.ENOENT, f"the directory of database {path!r} does not exist; create it first", parent
         )
