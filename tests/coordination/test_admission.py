@@ -342,11 +342,11 @@ def test_lease_keeps_the_os_lock_and_ends_by_itself(tmp_path):
 
 
 def test_database_lease_in_trusted_mode_is_bounded(tmp_path, monkeypatch):
-    import sqlite_session_safe.coordination.write as write_module
+    import sqlite_session_safe.coordination.group_commit as group_commit
 
     # The run of leases may last MAX_TENURE (50 ms): longer than a few writes
     # on a slow disk, so the test sets it, first long, then over.
-    monkeypatch.setattr(write_module, "MAX_TENURE", 3600.0)
+    monkeypatch.setattr(group_commit, "MAX_TENURE", 3600.0)
     path = str(tmp_path / "t.db")
     with sss.open(path, linger=30) as db:
         db.migrate("CREATE TABLE t(id INTEGER PRIMARY KEY)")
@@ -354,7 +354,7 @@ def test_database_lease_in_trusted_mode_is_bounded(tmp_path, monkeypatch):
         assert db.lingering
         b = db.write(lambda tx: tx.execute("INSERT INTO t DEFAULT VALUES"))
         assert b.owner == a.owner and b.epoch == a.epoch + 1  # one tenure, fenced per write
-        monkeypatch.setattr(write_module, "MAX_TENURE", 0.0)  # the run of leases is over: hand over
+        monkeypatch.setattr(group_commit, "MAX_TENURE", 0.0)  # the run of leases is over: hand over
         db.write(lambda tx: tx.execute("INSERT INTO t DEFAULT VALUES"))
         assert not db.lingering and db.inspect_lock() is None
         db.write(lambda tx: tx.execute("INSERT INTO t DEFAULT VALUES"))

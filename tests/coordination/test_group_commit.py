@@ -127,8 +127,9 @@ def test_a_failing_write_rolls_back_only_its_part(tmp_path):
 
         leader = threading.Thread(target=run, args=("leader", leader_fn))
         leader.start()
+        # The only write so far opened the group: its turn is the leader's.
         _wait_until(lambda: db._group is not None and db._group.turn is not None
-                    and db._group.turn.label == "leader" and db._group.in_txn)
+                    and db._group.turn is db._group.leader and db._group.in_txn)
         others = []
         for name, fn in (("a", _increment("a")), ("failing", failing), ("b", _increment("b"))):
             t = threading.Thread(target=run, args=(name, fn))

@@ -6,8 +6,9 @@ can never disagree with the data.  PROTOCOL.md ("Coordinated database",
 "Audit log") is the contract; this is its reference implementation.
 
 :class:`Database` is assembled from one module per idea: :mod:`.db_base`
-(opening: mode, lock, connections), :mod:`.write` (the write path, group
-commit, leases: how one write runs, step by step), :mod:`.read` (snapshots),
+(opening: mode, lock, connections), :mod:`.write` (the write path: how
+one write runs, step by step), :mod:`.group_commit` (the transactions the
+writes of its threads share, admission, COMMIT, leases), :mod:`.read` (snapshots),
 and the modules its other methods hand over to (:mod:`.optimistic`,
 :mod:`.backups`, :mod:`.bundles`, :mod:`.undo`, :mod:`.retention`).
 """

@@ -194,7 +194,7 @@ class DatabaseBase:
         # The file's identity for in-process commit notices (commits.py),
         # taken at the first commit (the file may not exist before).
         self._commit_key: commits.FileKey | None = None
-        # Group commit (write.py): the open group is changed under _gate.
+        # Group commit (group_commit.py): the open group is changed under _gate.
         self._gate = threading.Condition(threading.Lock())
         self._local = threading.local()
         self._readers: list[Connection] = []
