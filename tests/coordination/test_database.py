@@ -3,8 +3,10 @@ migrate, reads, nesting, threads.  Real files, real SQLite."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import threading
+import typing
 
 import pytest
 from _database_workers import open_db, replay, user_tables
@@ -65,6 +67,28 @@ def test_wrong_parameters_are_refused(tmp_path):
         sss.open(tmp_path / "missing-dir" / "x.db")
     with pytest.raises(IsADirectoryError):
         sss.open(tmp_path)
+
+
+def test_open_takes_the_parameters_of_database(tmp_path):
+    """sss.open's parameters are Database's, written once: help(), the docs
+    and type checkers see them all; a call that does not fit names sss.open's
+    own name and opens nothing."""
+    opened = inspect.signature(sss.open)
+    constructor = inspect.signature(sss.Database)
+    assert list(opened.parameters.values()) == list(constructor.parameters.values())
+    assert [p.kind for p in opened.parameters.values()][:2] == [
+        inspect.Parameter.POSITIONAL_OR_KEYWORD] * 2
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in list(opened.parameters.values())[2:])
+    hints = typing.get_type_hints(sss.open)
+    assert hints["return"] is sss.Database and hints["timeout"] == float | None
+    assert "linger: seconds to keep the write lock" in (sss.open.__doc__ or "")
+    with pytest.raises(TypeError, match=r"^open_database\(\) got an unexpected keyword argument 'nosuch'"):
+        sss.open(tmp_path / "x.db", nosuch=1)
+    with pytest.raises(TypeError, match=r"^open_database\(\) too many positional arguments"):
+        sss.open(tmp_path / "x.db", "trusted", 5.0)
+    assert not (tmp_path / "x.db").exists()
+    with sss.open(tmp_path / "x.db", "wal", timeout=5, linger=0.5) as db:
+        assert (db.mode, db.timeout, db.linger) == ("wal", 5, 0.5)
 
 
 def test_wal_mode_on_a_local_disk(tmp_path):

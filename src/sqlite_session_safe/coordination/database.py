@@ -15,9 +15,12 @@ and the modules its other methods hand over to (:mod:`.optimistic`,
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
+import typing
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ParamSpec
 
 from ..binding.library import compile_options, sqlite_version
 from ..sessions.apply import OnConflict
@@ -26,13 +29,7 @@ from .backups import BackupResult
 from .bundles import export_bundle
 from .db_base import DEFAULT_LINGER, NO_PK_TABLES, Mode, scalar
 from .interrupts import InterruptGuard
-from .lock import (
-    DEFAULT_HEARTBEAT_INTERVAL,
-    DEFAULT_STALE_TIMEOUT,
-    LockInfo,
-    break_stale_lock,
-    inspect_lock,
-)
+from .lock import LockInfo, break_stale_lock, inspect_lock
 from .modes import filesystem_type, is_network_filesystem
 from .optimistic import run_optimistic
 from .read import ReadPath, ReadTx
@@ -237,22 +234,45 @@ class Database(WritePath, ReadPath):
         return f"<sss.Database {self.path!r} mode={self.mode} {'closed' if self._closed else 'open'}>"
 
 
+_P = ParamSpec("_P")
 
-def open_database(
-    path: str | os.PathLike[str],
-    mode: Mode = "trusted",
-    *,
-    timeout: float | None = 60.0,
-    audit: bool = True,
-    pragmas: dict[str, object] | None = None,
-    busy_timeout: float | None = None,
-    stale_timeout: float = DEFAULT_STALE_TIMEOUT,
-    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
-    nolock: bool = False,
-    rowid_tables: bool = False,
-    linger: float | None = None,
-    unsafe_nolock: bool = False,
-) -> Database:
+
+def _parameters_of(
+    cls: Callable[_P, Database],
+) -> Callable[[Callable[..., Database]], Callable[_P, Database]]:
+    """Declare the decorated function, which hands its arguments on to
+    ``cls``, with the parameters of ``cls``'s constructor.  They are written
+    once (``DatabaseBase.__init__``), and ``help()``, the reference docs and
+    type checkers show them for both; a call that does not fit them raises
+    its TypeError here, naming the function rather than the constructor."""
+    parameters = list(inspect.signature(cls).parameters.values())
+
+    def declare(fn: Callable[..., Database]) -> Callable[_P, Database]:
+        signature = inspect.Signature(
+            parameters, return_annotation=inspect.signature(fn).return_annotation)
+
+        @functools.wraps(fn)
+        def checked(*args: _P.args, **kwargs: _P.kwargs) -> Database:
+            try:
+                signature.bind(*args, **kwargs)
+            except TypeError as e:
+                raise TypeError(f"{fn.__name__}() {e}") from None
+            return fn(*args, **kwargs)
+
+        checked.__signature__ = signature  # type: ignore[attr-defined]
+        checked.__annotations__ = {p.name: p.annotation for p in parameters}
+        checked.__annotations__["return"] = signature.return_annotation
+        # The annotations are the constructor's text, resolved (by
+        # typing.get_type_hints, Sphinx) in fn's module: fail here, not in
+        # the docs, if that module lacks a name they use.
+        typing.get_type_hints(checked)
+        return checked
+
+    return declare
+
+
+@_parameters_of(Database)
+def open_database(*args: Any, **kwargs: Any) -> Database:
     """Open (creating if missing) a database file for coordinated use: ``sss.open``.
 
     Args:
@@ -283,9 +303,5 @@ def open_database(
             is bounded (:data:`MAX_TENURE`, 50 ms): more throughput for a busy
             writer, longer waits for the others.  PROTOCOL.md §2.11, §2A.7.
     """
-    return Database(
-        path, mode, timeout=timeout, audit=audit, pragmas=pragmas, busy_timeout=busy_timeout,
-        stale_timeout=stale_timeout, heartbeat_interval=heartbeat_interval, nolock=nolock,
-        rowid_tables=rowid_tables, linger=linger, unsafe_nolock=unsafe_nolock,
-    )
+    return Database(*args, **kwargs)
 
