@@ -15,18 +15,20 @@ Tables::
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..binding.capi import RESERVED_PREFIX
 from ..binding.connection import Connection
 from ..binding.dbconfig import SQLITE_DBCONFIG_ENABLE_TRIGGER
 from ..sessions.apply import ApplyReport, OnConflict, apply
 from ..sessions.changeset import Changeset
+from .log_errors import ReplicationError
 from .migration import run_script
 
 __all__ = [
@@ -35,6 +37,8 @@ __all__ = [
     "LOG_FORMAT",
     "RESERVED_PREFIX",
     "LogEntry",
+    "StreamedBody",
+    "triggers_off",
     "has_log",
     "ensure_log",
     "append_entry",
@@ -69,6 +73,12 @@ _CREATE_META = f"CREATE TABLE IF NOT EXISTS {META_TABLE} (key TEXT PRIMARY KEY, 
 _APPEND = (
     f"INSERT INTO {LOG_TABLE} (seq, committed_at, owner, host, pid, label, kind, changeset, sql, epoch) "
     f"VALUES ((SELECT coalesce(max(seq), 0) + 1 FROM {LOG_TABLE}), ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# The same entry with a zero-filled changeset of a known size, written
+# afterwards with incremental BLOB I/O (StreamedBody).
+_APPEND_ZEROBLOB = (
+    f"INSERT INTO {LOG_TABLE} (seq, committed_at, owner, host, pid, label, kind, changeset, sql, epoch) "
+    f"VALUES ((SELECT coalesce(max(seq), 0) + 1 FROM {LOG_TABLE}), ?, ?, ?, ?, ?, ?, zeroblob(?), ?, ?)"
 )
 _SELECT = (
     f"SELECT seq, committed_at, owner, host, pid, label, kind, changeset, sql, epoch FROM {LOG_TABLE} "
@@ -144,11 +154,8 @@ class LogEntry:
             assert self.changeset is not None
             # The changeset already holds what the source's triggers did;
             # letting the target's triggers fire again would do it twice.
-            previous = _set_triggers(con, False)
-            try:
+            with triggers_off(con):
                 return apply(self.changeset, con, on_conflict=on_conflict, strict=True)
-            finally:
-                _set_triggers(con, previous)
         else:
             assert self.sql is not None
             if con.in_transaction:
@@ -159,11 +166,50 @@ class LogEntry:
             return None
 
 
-def _set_triggers(con: Connection, enabled: bool) -> bool:
-    """Turn ``con``'s triggers on or off; return whether they were on."""
+@contextlib.contextmanager
+def triggers_off(con: Connection) -> Iterator[None]:
+    """``con``'s triggers off inside the block (a replayed changeset already
+    holds what the source's triggers did; firing the target's would do it
+    twice), as they were afterwards."""
     previous = con.getconfig(SQLITE_DBCONFIG_ENABLE_TRIGGER)
-    con.setconfig(SQLITE_DBCONFIG_ENABLE_TRIGGER, enabled)
-    return previous
+    con.setconfig(SQLITE_DBCONFIG_ENABLE_TRIGGER, False)
+    try:
+        yield
+    finally:
+        con.setconfig(SQLITE_DBCONFIG_ENABLE_TRIGGER, previous)
+
+
+#: Bytes copied at a time into a streamed entry's changeset.
+STREAM_COPY = 1 << 20
+
+
+@dataclass(frozen=True)
+class StreamedBody:
+    """A data entry's changeset that is not in memory: ``size`` bytes that
+    ``open()`` reads from their start (each call a fresh reader with
+    ``read``).  :func:`append_entry` stores it in bounded memory: the row
+    gets a zero-filled blob of that size, then the bytes are copied in with
+    incremental BLOB I/O, :data:`STREAM_COPY` at a time."""
+
+    size: int
+    open: Callable[[], BinaryIO]
+
+    def store(self, con: Connection, seq: int) -> None:
+        """Copy the body into the changeset of ``_sss_log`` row ``seq``."""
+        reader = self.open()
+        done = 0
+        with con.blobopen(LOG_TABLE, "changeset", seq) as blob:
+            while done < self.size:
+                piece = reader.read(min(STREAM_COPY, self.size - done))
+                if not piece:
+                    break
+                blob.write(piece)
+                done += len(piece)
+        if done != self.size or reader.read(1):
+            # The log must hold exactly what was applied: never commit less.
+            raise ReplicationError(
+                f"the changeset of log entry {seq} should be {self.size} bytes, but its source "
+                f"gave {'more' if done == self.size else done} (changed while applied?); rolled back")
 
 
 def _table_exists(con: Connection, name: str) -> bool:
@@ -197,17 +243,24 @@ def append_entry(
     pid: int,
     label: str | None,
     kind: str,
-    changeset: bytes | None,
+    changeset: bytes | StreamedBody | None,
     sql: str | None,
     epoch: int,
 ) -> tuple[int, str]:
     """Append one entry (inside the caller's write transaction, which must
     hold SQLite's write lock so that ``max(seq) + 1`` is unique).  Returns
-    (seq, committed_at)."""
+    (seq, committed_at).  A :class:`StreamedBody` changeset is copied in
+    without holding it in memory."""
     at = utc_now()
-    cur = con.execute(_APPEND, (at, owner, host, pid, label, kind, changeset, sql, epoch))
+    if isinstance(changeset, StreamedBody):
+        cur = con.execute(_APPEND_ZEROBLOB, (at, owner, host, pid, label, kind, changeset.size, sql,
+                                             epoch))
+    else:
+        cur = con.execute(_APPEND, (at, owner, host, pid, label, kind, changeset, sql, epoch))
     seq = cur.lastrowid
     assert seq is not None
+    if isinstance(changeset, StreamedBody):
+        changeset.store(con, seq)
     return seq, at
 
 

@@ -21,9 +21,12 @@ def import_bundle(replica: Database | str | os.PathLike[str], path: str | os.Pat
     """Apply a bundle to ``replica`` with the replication cursor: exactly once.
 
     The bundle is verified whole first (:func:`open_bundle`), then read and
-    applied entry by entry (memory bounded by the largest entry, not the
-    bundle).  Entries at or below the replica's cursor for the bundle's
-    source are skipped (importing a bundle twice applies nothing the second
+    applied entry by entry; an entry larger than a few MB is applied from
+    the file by streaming, so memory stays bounded whatever the entry's or
+    the bundle's size (see ``replica_apply.py`` for when a large entry still
+    takes the in-memory path: a conflict, or a replica schema that differs).
+    Entries at or below the replica's cursor for the bundle's source are
+    skipped (importing a bundle twice applies nothing the second
     time; overlapping bundles apply only what is new); a bundle that starts
     after cursor + 1 is refused (a gap).  Conflicts with the replica's own
     writes follow ``on_conflict`` as in :func:`sss.replicate`.
@@ -46,7 +49,7 @@ def import_bundle(replica: Database | str | os.PathLike[str], path: str | os.Pat
                     f"source {bundle.source_id}, but the replica's cursor is at {cursor}: entries "
                     f"{cursor + 1}..{bundle.first_seq - 1} are missing; import an earlier bundle "
                     "first (nothing was changed)", bundle.source_id, cursor + 1)
-            return apply_entries(db, bundle.source_id, bundle.entries(),
+            return apply_entries(db, bundle.source_id, bundle.pending(),
                                  on_conflict=recorder, batch=batch, lag_base=bundle.last_seq)
         finally:
             if owned:

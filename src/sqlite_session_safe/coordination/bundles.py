@@ -203,27 +203,6 @@ def export_bundle(db: Database, path: str | os.PathLike[str], since: int = 0) ->
 _HASH_CHUNK = 1 << 20
 
 
-class _Window:
-    """Reads ``size`` bytes of an open file from its current position, and
-    no further: a changeset body for the streaming iterator."""
-
-    def __init__(self, f: io.BufferedReader, size: int) -> None:
-        self.f = f
-        self.left = size
-
-    def readinto(self, buf: Any) -> int:
-        view = memoryview(buf).cast("B")
-        n = self.f.readinto(view[:min(len(view), self.left)]) or 0
-        self.left -= n
-        return n
-
-    def read(self, n: int = -1) -> bytes:
-        n = self.left if n < 0 else min(n, self.left)
-        data = self.f.read(n)
-        self.left -= len(data)
-        return data
-
-
 def _bad(p: str) -> Callable[[str], BundleError]:
     return lambda reason: BundleError(f"bundle {p!r} is malformed: {reason}", p)
 
@@ -341,7 +320,7 @@ class BundleReader:
             if check:
                 try:
                     if head.kind == "data":
-                        summarize_stream(_Window(f, n))  # type: ignore[arg-type]
+                        summarize_stream(wire.Window(f, n))  # type: ignore[arg-type]
                     else:
                         f.read(n).decode("utf-8")
                 except (ChangesetError, UnicodeDecodeError) as e:
@@ -354,8 +333,23 @@ class BundleReader:
         body (valid until the next step): for reading bodies of any size."""
         for head, at in self._walk(check=False):
             self._f.seek(at)
-            yield head, _Window(self._f, head.size)  # type: ignore[misc]  # read/readinto suffice
+            yield head, wire.Window(self._f, head.size)  # type: ignore[misc]  # read/readinto suffice
             self._f.seek(at + head.size)
+
+    def pending(self) -> Iterator[wire.Pending]:
+        """The entries in seq order, for a replica: a data entry larger than
+        :data:`wire.LARGE_BODY` as a :class:`wire.LargeEntry` reading the
+        bundle file itself (valid while the bundle is open), the others in
+        memory one at a time."""
+        for head, at in self._walk(check=False):
+            if head.kind == "data" and head.size > wire.LARGE_BODY:
+                yield wire.LargeEntry(head, self._f, at)
+                self._f.seek(at + head.size)  # applying it moved the file on
+            else:
+                self._f.seek(at)
+                data = self._f.read(head.size)
+                yield (head.entry(Changeset(data)) if head.kind == "data"
+                       else head.entry(None, data.decode("utf-8")))
 
     def entries(self) -> Iterator[LogEntry]:
         """The entries in seq order, one in memory at a time."""

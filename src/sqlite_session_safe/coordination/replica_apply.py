@@ -13,12 +13,15 @@ import logging
 import os
 from collections.abc import Iterable, Iterator
 
+from ..binding.capi import RESERVED_PREFIX
 from ..binding.errors import InterfaceError
-from ..sessions.apply import OnConflict
+from ..sessions.apply import ApplyReport, OnConflict, apply_stream
 from ..sessions.changeset import Changeset
 from ..sessions.connection import Connection
 from ..sessions.errors import ConflictAbort, SchemaMismatch
 from ..sessions.group import ChangeGroup
+from ..sessions.stream import summarize_stream
+from . import audit
 from .audit import LogEntry
 from .conflicts import ConflictRecorder
 from .database import Database, open_database
@@ -30,6 +33,7 @@ from .replica_cursor import (
     read_cursor,
     set_cursor,
 )
+from .wire import LargeEntry, Pending
 from .write import WriteTx
 
 log = logging.getLogger("sqlite_session_safe.replication")
@@ -91,15 +95,17 @@ class Tally:
 # -- applying entries -------------------------------------------------------------
 
 
-def entry_groups(entries: Iterable[LogEntry], batch: int) -> Iterator[list[LogEntry]]:
-    """Consecutive data entries, at most ``batch`` per group; a DDL entry alone."""
-    group: list[LogEntry] = []
+def entry_groups(entries: Iterable[Pending], batch: int) -> Iterator[list[Pending]]:
+    """Consecutive data entries, at most ``batch`` per group; a DDL entry
+    alone, and a large entry (applied by streaming) alone."""
+    group: list[Pending] = []
     for e in entries:
-        if e.kind == "ddl" or len(group) >= batch:
+        alone = e.kind == "ddl" or isinstance(e, LargeEntry)
+        if alone or len(group) >= batch:
             if group:
                 yield group
             group = []
-        if e.kind == "ddl":
+        if alone:
             yield [e]
         else:
             group.append(e)
@@ -169,11 +175,139 @@ def _apply_merged(con: Connection, entries: list[LogEntry], recorder: ConflictRe
     return True
 
 
-def apply_group(db: Database, source_id: str, group: list[LogEntry],
-                 recorder: ConflictRecorder, tally: Tally) -> int:
+def _check_start(source_id: str, start: int, first: int) -> None:
+    """Refuse a step whose first entry is not the one after the cursor."""
+    if first != start + 1:
+        raise ReplicationError(
+            f"entries of source {source_id} start at seq {first}, but the replica's "
+            f"cursor is at {start}: entries {start + 1}..{first - 1} are missing (a "
+            "gap); apply them first (replicate from the source, or an older bundle)",
+            source_id, start + 1)
+
+
+# -- large entries: streamed, no session -------------------------------------------
+#
+# The replica's log entry for a step is what its session recorded.  For a
+# large entry the session would hold every changed row, and then the whole
+# changeset, in memory (about five times the entry).  So a large entry
+# (wire.LARGE_BODY) is applied by streaming, in bounded chunks, with no
+# session, and its own changeset -- the incoming bytes -- is copied into the
+# replica's log row (audit.StreamedBody).  That is only right when what the
+# apply changed is exactly the incoming changeset, change for change.  The
+# rule, checked here:
+#
+# * decided up front, else the session path: every table the changeset
+#   touches exists in the replica with a declared primary key, the same
+#   primary key, exactly the changeset's number of columns and no hidden or
+#   generated ones (a session records the replica's own columns: a replica
+#   table with more columns, or a rowid table, would be recorded otherwise),
+#   and none is an _sss_ or sqlite_ table (a session never records those);
+#   and with PRAGMA foreign_keys on, no foreign key of the replica has an ON
+#   DELETE / ON UPDATE action (CASCADE, SET NULL, SET DEFAULT would change
+#   rows the changeset does not name).  Triggers cannot add changes: every
+#   replay runs with the replica's triggers off (audit.triggers_off).
+# * found while applying: any conflict at all (DATA, NOTFOUND, CONFLICT,
+#   CONSTRAINT, FOREIGN_KEY) aborts the streamed apply before the policy is
+#   asked, and the whole step is rolled back and done again through the
+#   session path, where the policy decides (OMIT and REPLACE change what is
+#   applied).  Without a conflict every change was applied as it stands.
+#
+# What may still differ from what a session would have logged: the order of
+# tables and rows, and the changes' indirect flags (the source's are kept),
+# neither of which replay, inversion or chaining depend on; and values a
+# replica column of another type affinity than the source's converts on
+# insert (the log keeps the source's value; replaying the log converts it the
+# same way).  The fallback costs the session path's memory.
+
+
+class _Fallback(Exception):
+    """The streamed apply does not apply: roll back, take the session path."""
+
+
+#: Foreign keys with an action that changes other rows.
+_FK_ACTIONS = (
+    "SELECT 1 FROM sqlite_schema s, pragma_foreign_key_list(s.name) f WHERE s.type = 'table' "
+    "AND (f.on_delete NOT IN ('NO ACTION', 'RESTRICT') "
+    "OR f.on_update NOT IN ('NO ACTION', 'RESTRICT')) LIMIT 1"
+)
+
+
+def _streamable(con: Connection, e: LargeEntry) -> bool:
+    """Whether applying ``e`` without a session changes exactly ``e`` (the
+    up-front half of the rule above)."""
+    row = con.execute("PRAGMA foreign_keys").fetchone()
+    if row and row[0] and con.execute(_FK_ACTIONS).fetchone():
+        return False
+    _, sections = summarize_stream(e.open())  # in C, bounded memory
+    seen: set[str] = set()
+    for table, ncol, pk, _, _, _ in sections:
+        if table in seen:
+            continue
+        seen.add(table)
+        if table.startswith(RESERVED_PREFIX) or table.lower().startswith("sqlite_"):
+            return False
+        cols = con.execute("SELECT pk, hidden FROM pragma_table_xinfo(?, 'main')", (table,)).fetchall()
+        keys = [int(k) for k, _ in cols]
+        if (len(cols) != ncol or any(hidden for _, hidden in cols) or not any(keys)
+                or list(pk) != keys):
+            return False
+    return True
+
+
+def _apply_streamed(db: Database, source_id: str, e: LargeEntry, tally: Tally) -> int | None:
+    """Apply one large entry by streaming, in one admitted write of ``db``
+    with no session, its log entry copied from the entry itself; returns
+    the cursor afterwards, or None (nothing done) when the session path
+    must do it (see the rule above)."""
+    tx = WriteTx(db, f"replicate {source_id} {e.seq}..{e.seq}",
+                 body=audit.StreamedBody(e.head.size, e.open))
+    report: ApplyReport | None = None
+    try:
+        with tx:
+            con = tx.connection
+            start = read_cursor(con, source_id)
+            if e.seq <= start:
+                raise NothingToDo(start)
+            _check_start(source_id, start, e.seq)
+            if not _streamable(con, e):
+                raise _Fallback
+            try:
+                with audit.triggers_off(con):
+                    # The default policy ABORTs at the first conflict.
+                    report = apply_stream(e.open(), con, strict=True)
+            except (ConflictAbort, SchemaMismatch) as x:
+                raise _Fallback from x  # the session path decides, or names the problem
+            set_cursor(con, source_id, e.seq)
+    except NothingToDo as skip:
+        tally.skipped += 1
+        return skip.cursor
+    except _Fallback:
+        log.info("replicating entry %s of source %s: applied with a session (a conflict, or the "
+                 "replica's schema, see replica_apply.py)", e.seq, source_id)
+        return None
+    tally.applied += 1
+    tally.transactions += 1
+    tally.changes += report.total_applied
+    return e.seq
+
+
+def apply_group(db: Database, source_id: str, group: list[Pending],
+                recorder: ConflictRecorder, tally: Tally) -> int:
     """Apply one group in one admitted write of ``db``; returns the cursor
     afterwards.  The cursor is read again under the write lock, so entries
-    another replicator applied meanwhile are skipped, never applied twice."""
+    another replicator applied meanwhile are skipped, never applied twice.
+    A group of one large entry is streamed when it can be (see above)."""
+    if len(group) == 1 and isinstance(group[0], LargeEntry):
+        done = _apply_streamed(db, source_id, group[0], tally)
+        if done is not None:
+            return done
+    return _apply_logged(db, source_id, [e.load() if isinstance(e, LargeEntry) else e for e in group],
+                         recorder, tally)
+
+
+def _apply_logged(db: Database, source_id: str, group: list[LogEntry],
+                  recorder: ConflictRecorder, tally: Tally) -> int:
+    """:func:`apply_group` with a session recording what changed."""
     kind = group[0].kind
     # commit_empty: the cursor must commit even when the changes cancel out on
     # the replica (an insert and its delete, all omitted by the policy).
@@ -186,12 +320,7 @@ def apply_group(db: Database, source_id: str, group: list[LogEntry],
             todo = [e for e in group if e.seq > start]
             if not todo:
                 raise NothingToDo(start)
-            if todo[0].seq != start + 1:
-                raise ReplicationError(
-                    f"entries of source {source_id} start at seq {todo[0].seq}, but the replica's "
-                    f"cursor is at {start}: entries {start + 1}..{todo[0].seq - 1} are missing (a "
-                    "gap); apply them first (replicate from the source, or an older bundle)",
-                    source_id, start + 1)
+            _check_start(source_id, start, todo[0].seq)
             if kind == "ddl":
                 tx.label = f"replicate {source_id} {todo[0].seq}..{todo[0].seq}"
                 todo[0].apply_to(con)
@@ -211,7 +340,7 @@ def apply_group(db: Database, source_id: str, group: list[LogEntry],
     return todo[-1].seq
 
 
-def apply_entries(db: Database, source_id: str, entries: Iterable[LogEntry], *,
+def apply_entries(db: Database, source_id: str, entries: Iterable[Pending], *,
                   on_conflict: OnConflict | ConflictRecorder = None, batch: int = 256,
                   lag_base: int | None = None) -> ReplicationReport:
     """Apply source log entries (in seq order) to the replica ``db``, exactly

@@ -28,8 +28,7 @@ from typing import Any
 
 from ..binding.errors import BusyError, InterfaceError, LockedError
 from ..sessions.apply import OnConflict
-from . import audit, commits
-from .audit import LogEntry
+from . import audit, commits, wire
 from .conflicts import ConflictRecorder
 from .database import Database
 from .errors import LockTimeout
@@ -99,7 +98,7 @@ class _Replication:
             if self.owned:
                 self.db.close()
 
-    def _look(self, cursor: int, limit: int, check: bool = True) -> tuple[str, int, list[LogEntry]]:
+    def _look(self, cursor: int, limit: int, check: bool = True) -> tuple[str, int, list[wire.Pending]]:
         """One snapshot of the source: its id, position, entries after
         ``cursor`` (``check``: LogPruned if they were pruned)."""
         with self.src.snapshot() as con:
@@ -121,7 +120,9 @@ class _Replication:
                         "Re-seed the replica from a backup of the source (db.backup(path): a copy "
                         "starts at its own log position) and replicate from there", sid, cursor + 1,
                         pruned)
-            entries = audit.read_entries(con, cursor, limit) if limit and position > cursor else []
+            # Large changesets are spooled to temporary files (bounded memory)
+            # and applied from there, after the snapshot.
+            entries = wire.read_pending(con, cursor, limit) if limit and position > cursor else []
         self.source_id = sid
         return sid, position, entries
 

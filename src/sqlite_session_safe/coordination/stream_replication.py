@@ -13,12 +13,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..sessions.apply import OnConflict
 from ..sessions.changeset import Changeset
 from . import audit, commits, wire
-from .audit import LogEntry
 from .conflicts import ConflictRecorder
 from .jetstream import (
     FORMAT,
@@ -169,18 +168,28 @@ def _publish_round(src: Any, link: StreamLink) -> Any:
 
 
 class _Assembler:
-    """Turns entry messages (chunks, in stream order) into LogEntry values."""
+    """Turns entry messages (chunks, in stream order) into entries: in
+    memory, or for a changeset larger than :data:`wire.LARGE_BODY` spooled
+    to a temporary file as its chunks arrive (a :class:`wire.LargeEntry`,
+    applied by streaming), so no message is held past its chunk."""
 
     def __init__(self, link: StreamLink) -> None:
         self.link = link
         self.parts: list[bytes] = []
+        self.spool: BinaryIO | None = None
+        self.count = 0
         self.current: tuple[str, int, int] | None = None  # (sid, seq, chunks)
         self.meta: wire.EntryHead | None = None
 
-    def add(self, msg: Any, skip_through: Callable[[str], int]) -> tuple[str, LogEntry] | None:
+    def _reset(self) -> None:
+        self.parts, self.current, self.meta, self.count = [], None, None, 0
+        self.spool = None  # a LargeEntry made of it owns it now, or it is dropped
+
+    def add(self, msg: Any, skip_through: Callable[[str], int]) -> tuple[str, wire.Pending] | None:
         sid, seq, chunk, chunks = entry_headers(msg, self.link)
         if chunk == 0:
-            self.parts, self.current, self.meta = [], (sid, seq, chunks), None
+            self._reset()
+            self.current = (sid, seq, chunks)
             if seq <= skip_through(sid):
                 self.current = (sid, seq, -chunks)  # already applied: drop its chunks
                 return None
@@ -193,6 +202,8 @@ class _Assembler:
             if self.meta.seq != seq:
                 raise self.link.error(f"message for entry {seq} holds the metadata of {self.meta.seq}",
                                       sid, seq)
+            if self.meta.kind == "data" and self.meta.size > wire.LARGE_BODY:
+                self.spool = wire.spool(iter(()))
         elif self.current is None or self.current[:2] != (sid, seq) or abs(self.current[2]) != chunks:
             if self.current is None:
                 return None  # started reading mid-entry: its first chunk comes again? no: skip it
@@ -201,16 +212,24 @@ class _Assembler:
         assert self.current is not None
         if self.current[2] < 0:
             return None
-        if len(self.parts) != chunk:
-            raise self.link.error(f"entry {seq}: chunk {chunk} where {len(self.parts)} belongs", sid, seq)
-        self.parts.append(bytes(msg.data))
+        if self.count != chunk:
+            raise self.link.error(f"entry {seq}: chunk {chunk} where {self.count} belongs", sid, seq)
+        self.count += 1
+        if self.spool is not None:
+            self.spool.write(msg.data)
+        else:
+            self.parts.append(bytes(msg.data))
         if chunk < chunks - 1:
             return None
-        head, data = self.meta, b"".join(self.parts)
-        self.parts, self.current, self.meta = [], None, None
+        head, spooled = self.meta, self.spool
+        data = b"" if spooled is not None else b"".join(self.parts)
+        self._reset()
         assert head is not None
-        if len(data) != head.size:
-            raise self.link.error(f"entry {seq} is {len(data)} bytes, its header says {head.size}", sid, seq)
+        size = spooled.tell() if spooled is not None else len(data)
+        if size != head.size:
+            raise self.link.error(f"entry {seq} is {size} bytes, its header says {head.size}", sid, seq)
+        if spooled is not None:
+            return sid, wire.LargeEntry(head, spooled)
         if head.kind == "data":
             entry = head.entry(Changeset(data))
         else:
@@ -222,9 +241,14 @@ class _Assembler:
         return sid, entry
 
 
+#: Message bytes taken from the subscription per round (more waits in the
+#: client's own buffer, up to its pending limits).
+_FETCH_BYTES = 8 << 20
+
+
 async def _fetch(sub: Any, n: int, timeout: float) -> list[Any]:
-    """Up to ``n`` messages: waits up to ``timeout`` for the first, then
-    takes what is already there."""
+    """Up to ``n`` messages (and about :data:`_FETCH_BYTES`): waits up to
+    ``timeout`` for the first, then takes what is already there."""
     out: list[Any] = []
     try:
         out.append(await sub.next_msg(timeout=timeout))
@@ -232,8 +256,10 @@ async def _fetch(sub: Any, n: int, timeout: float) -> list[Any]:
         if "Timeout" in type(e).__name__:
             return out
         raise
-    while len(out) < n and sub.pending_msgs > 0:
+    size = len(out[0].data)
+    while len(out) < n and size < _FETCH_BYTES and sub.pending_msgs > 0:
         out.append(await sub.next_msg(timeout=1.0))
+        size += len(out[-1].data)
     return out
 
 
@@ -307,7 +333,7 @@ def consume(target: str | StreamTarget, replica: Any, *, on_conflict: OnConflict
                             raise link.error("no message arrived for 30 s before the stream's end")
                         continue
                     idle_since = time.monotonic()
-                    ready: list[tuple[str, LogEntry]] = []
+                    ready: list[tuple[str, wire.Pending]] = []
                     for msg in msgs:
                         got = asm.add(msg, cursor_of)
                         if got is not None:
@@ -415,9 +441,9 @@ def _record_stream(db: Database, link: StreamLink, sid: str) -> None:
                "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (_record_key(link), value))
 
 
-def _by_source(ready: list[tuple[str, LogEntry]]) -> Iterator[tuple[str, list[LogEntry]]]:
+def _by_source(ready: list[tuple[str, wire.Pending]]) -> Iterator[tuple[str, list[wire.Pending]]]:
     """Consecutive runs of one source's entries."""
-    run: list[LogEntry] = []
+    run: list[wire.Pending] = []
     current: str | None = None
     for s, e in ready:
         if s != current and run:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..binding.connection import Connection
 from ..sessions.changeset import Changeset
@@ -32,6 +33,12 @@ __all__ = [
     "field",
     "iter_heads",
     "iter_body",
+    "LARGE_BODY",
+    "Window",
+    "LargeEntry",
+    "Pending",
+    "spool",
+    "read_pending",
 ]
 
 #: Largest metadata object accepted (a sanity bound: real ones are ~200 bytes).
@@ -200,3 +207,107 @@ def iter_body(con: Connection, head: EntryHead, chunk: int = BODY_CHUNK) -> Iter
             if not piece:
                 return
             yield piece
+
+
+# -- large entries: applied by streaming, never whole in memory -------------------
+
+#: A data entry whose changeset is larger than this many bytes travels as a
+#: file (a spool, a window on a bundle) and a replica applies it by
+#: streaming (replica_apply.py): memory bounded whatever its size.  Smaller
+#: ones are read into memory and batched.  A module attribute so tests can
+#: lower it.
+LARGE_BODY = 8 << 20
+
+
+class Window:
+    """Reads ``size`` bytes of an open file from its current position, and
+    no further: a changeset body for the streaming iterator."""
+
+    def __init__(self, f: BinaryIO, size: int) -> None:
+        self.f = f
+        self.left = size
+
+    def readinto(self, buf: Any) -> int:
+        view = memoryview(buf).cast("B")
+        n = self.f.readinto(view[:min(len(view), self.left)]) or 0  # type: ignore[attr-defined]
+        self.left -= n
+        return int(n)
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n < 0 else min(n, self.left)
+        data = self.f.read(n)
+        self.left -= len(data)
+        return data
+
+
+@dataclass(frozen=True)
+class LargeEntry:
+    """A data entry whose changeset stays in a file: ``head.size`` bytes at
+    ``offset`` of ``file`` (seekable, shared: each :meth:`open` seeks)."""
+
+    head: EntryHead
+    file: BinaryIO
+    offset: int = 0
+
+    @property
+    def seq(self) -> int:
+        return self.head.seq
+
+    @property
+    def kind(self) -> str:
+        return self.head.kind
+
+    def open(self) -> BinaryIO:
+        """The changeset from its start (valid until the next open)."""
+        self.file.seek(self.offset)
+        return Window(self.file, self.head.size)  # type: ignore[return-value]  # read/readinto suffice
+
+    def load(self) -> LogEntry:
+        """The entry with its changeset in memory (the fallback path)."""
+        return self.head.entry(Changeset(self.open().read()))
+
+
+#: What a replica is given to apply: an entry in memory, or a large one in a file.
+Pending = LogEntry | LargeEntry
+
+
+def spool(pieces: Iterator[bytes]) -> BinaryIO:
+    """The pieces written to an unnamed temporary file (a few MB kept in
+    memory), rewound."""
+    f = tempfile.SpooledTemporaryFile(max_size=BODY_CHUNK)  # noqa: SIM115 - the caller's now
+    for piece in pieces:
+        f.write(piece)
+    f.seek(0)
+    return f  # type: ignore[return-value]
+
+
+_PENDING = (
+    f"SELECT seq, committed_at, owner, host, pid, label, kind, "
+    f"CASE WHEN length(changeset) > ? THEN NULL ELSE changeset END, sql, epoch, "
+    f"length(changeset) FROM {audit.LOG_TABLE} WHERE seq > ? ORDER BY seq LIMIT ?"
+)
+
+
+def read_pending(con: Connection, since: int = 0, limit: int = 256) -> list[Pending]:
+    """Up to ``limit`` entries with ``seq > since``, in order (inside the
+    caller's snapshot): changesets up to :data:`LARGE_BODY` in memory (at
+    most about twice that in all: fewer entries then), a larger one spooled
+    to a temporary file with incremental BLOB I/O (``length()`` of a column
+    does not load it), so the snapshot can end before anything is applied."""
+    if not audit.has_log(con):
+        return []
+    out: list[Pending] = []
+    held = 0
+    cur = con.execute(_PENDING, (LARGE_BODY, since, limit))
+    for seq, at, owner, host, pid, label, kind, blob, sql, epoch, size in cur:
+        if kind == "data" and blob is None:
+            head = EntryHead(seq, at, owner, host, pid, label, kind, epoch, int(size))
+            out.append(LargeEntry(head, spool(iter_body(con, head))))
+        else:
+            out.append(LogEntry(seq, at, owner, host, pid, label, kind,
+                                Changeset(blob) if blob is not None else None, sql, epoch))
+            held += len(blob) if blob is not None else len(sql or "")
+        if held > 2 * LARGE_BODY:
+            break
+    cur.close()
+    return out

@@ -141,7 +141,7 @@ class WriteTx:
     """
 
     def __init__(self, db: WritePath, label: str | None, kind: str = "data", *,
-                 commit_empty: bool = False) -> None:
+                 commit_empty: bool = False, body: audit.StreamedBody | None = None) -> None:
         if label is not None and not isinstance(label, str):
             raise InterfaceError(f"label must be a str or None, not {type(label).__qualname__}")
         self._db = db
@@ -157,6 +157,12 @@ class WriteTx:
         # replication, whose cursor (an ``_sss_`` table, never recorded) must
         # move even when the replayed changes cancel out.
         self._commit_empty = commit_empty
+        # A data write that records no session: its log entry holds ``body``
+        # instead, copied in without holding it in memory.  For replication's
+        # streamed apply (replica_apply.py), whose caller vouches that the
+        # body is exactly what the write changed; ``result.changeset`` is
+        # then empty.
+        self.body = body
         # Its share of a group commit's transaction (its connection, owner,
         # epoch, schema: group_commit.py).
         self._part = Part()
@@ -359,7 +365,7 @@ class WritePath(GroupCommit):
         except BaseException:
             local.writing = False
             raise
-        if tx.kind == "data":
+        if tx.kind == "data" and tx.body is None:
             info = tx._part.info
             assert info is not None
             try:
@@ -390,17 +396,18 @@ class WritePath(GroupCommit):
                 changeset = self._take_changeset(tx, info)
                 # Done recording: the log entry below is not the session's business.
                 self._close_session(tx)
-                if tx.kind == "data" and not changeset and not tx._commit_empty:
+                if tx.kind == "data" and not changeset and tx.body is None and not tx._commit_empty:
                     # Empty write: nothing to record, so nothing to commit.
                     self._undo_part(part)
                     return self._result(tx, changeset, None, None, committed=False)
                 seq: int | None = None
                 at: str | None = None
-                if self.audit and (tx.kind == "ddl" or changeset):
+                body = tx.body if tx.body is not None else bytes(changeset) if changeset else None
+                if self.audit and (tx.kind == "ddl" or body is not None):
                     seq, at = audit.append_entry(
                         con, owner=part.owner, host=procinfo.host_name(), pid=os.getpid(),
                         label=tx.label, kind=tx.kind,
-                        changeset=bytes(changeset) if tx.kind == "data" else None,
+                        changeset=body if tx.kind == "data" else None,
                         sql=tx.value if tx.kind == "ddl" else None, epoch=part.epoch or 0,
                     )
                 # A data write checked the schema unchanged above: the next
