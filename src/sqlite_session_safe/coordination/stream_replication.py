@@ -243,7 +243,7 @@ class _Assembler:
 
 #: Message bytes taken from the subscription per round (more waits in the
 #: client's own buffer, up to its pending limits).
-_FETCH_BYTES = 8 << 20
+_FETCH_BYTES = 2 << 20
 
 
 async def _fetch(sub: Any, n: int, timeout: float) -> list[Any]:
