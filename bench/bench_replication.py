@@ -33,6 +33,13 @@ Then (issue 16), in the same run:
   show            time to the first line and peak memory of ``sqlite-session-
                   safe show`` on a ``--stream-mb`` changeset file (default 32;
                   ``--stream-mb 1024`` for the 1 GB run).
+  apply           peak RSS and seconds of one ``--stream-mb`` log entry
+                  (about 51 bytes a row, as 200 MB = 3.9 M rows) written by
+                  ``db.write``, published to a stream, and applied to a replica
+                  by ``import_bundle``, file ``replicate`` and a stream
+                  consumer: streamed (a large entry, no session) and through
+                  the session path (what every entry took before), each in a
+                  child process of its own.
 
     python bench/bench_replication.py                     # default sizes
     python bench/bench_replication.py --writes 300 --batch 16
@@ -42,6 +49,7 @@ Then (issue 16), in the same run:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import socket
@@ -182,6 +190,7 @@ def main() -> None:
             else:
                 bench_stream(source, server, d, args.batch)
             bench_lag(d, server, args.lag_writes, args.lag_interval)
+            bench_apply(d, server, args.stream_mb)
         finally:
             if started:
                 started[1].terminate()
@@ -346,6 +355,70 @@ def bench_show(d: str, mb: int) -> None:
     total = time.perf_counter() - t0
     print(f"show: {os.path.getsize(path) / 1e6:.0f} MB changeset, {lines} lines: first line after "
           f"{first:.2f} s, all in {total:.1f} s, peak RSS of the CLI {peak:.0f} MB")
+
+
+#: One child per measure: it reports its own VmHWM (see bench_show) and time.
+_APPLY_CHILD = r"""
+import json, sys, time
+import sqlite_session_safe as sss
+from sqlite_session_safe.coordination import wire
+what, path, source, replica, mb = sys.argv[1:6]
+if path == "session":
+    wire.LARGE_BODY = 1 << 62  # nothing is large: every entry takes the session path
+t0 = time.perf_counter()
+if what == "write":
+    rows = int(mb) * 1_000_000 // 51
+    with sss.open(source) as db:
+        db.migrate("CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, x REAL)")
+        size = len(db.write(lambda tx: tx.executemany(
+            "INSERT INTO t VALUES (?, ?, ?)", ((i, f"name {i:024d}", i * 0.5) for i in range(rows)))).changeset)
+elif what == "import":
+    size = sss.import_bundle(replica, source).changes
+else:  # replicate: file to file, file to stream (publish), stream to file (consume)
+    size = sss.replicate(source, replica).changes
+peak = [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")][0]
+print(json.dumps({"seconds": time.perf_counter() - t0, "peak_mb": peak / 1024, "size": size}))
+"""
+
+
+def _apply_child(*argv: str) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-c", _APPLY_CHILD, *argv], capture_output=True, text=True,
+                         timeout=3600)
+    if out.returncode:
+        raise RuntimeError(f"{argv[0]} failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def bench_apply(d: str, server: str | None, mb: int) -> None:
+    """Peak RSS of one large entry on its way: written, published, applied."""
+    source = os.path.join(d, "big-source.db")
+    w = _apply_child("write", "-", source, "-", str(mb))
+    with sss.open(source) as db:
+        size = os.path.getsize(source)
+        bundle = os.path.join(d, "big.bundle")
+        db.export(bundle)
+        entry = max(len(e.changeset or b"") for e in db.log())
+    url = f"{server}/BIG{os.getpid()}" if server else None
+    rows: list[tuple[str, dict[str, Any] | None, dict[str, Any] | None]] = [("source db.write", w, None)]
+    if url:
+        rows.append(("stream publish", _apply_child("replicate", "-", source, url, str(mb)), None))
+    for name, what, src in (("import_bundle", "import", bundle), ("file replicate", "replicate", source),
+                            ("stream consume", "replicate", url)):
+        if src is None:
+            continue
+        got = []
+        for path in ("streamed", "session"):
+            replica = os.path.join(d, f"big-{what}-{path}-{len(rows)}.db")
+            got.append(_apply_child(what, path, src, replica, str(mb)))
+        rows.append((name, got[0], got[1]))
+    print(f"apply: one {entry / 1e6:.0f} MB log entry ({mb * 1_000_000 // 51} rows; source file "
+          f"{size / 1e6:.0f} MB): peak RSS MB (seconds)")
+    print(f"{'':20} {'streamed':>18} {'session path':>18}")
+    for name, a, b in rows:
+        cells = [f"{r['peak_mb']:8.0f} ({r['seconds']:6.1f})" if r else f"{'-':>17}" for r in (a, b)]
+        print(f"{name:20} {cells[0]:>18} {cells[1]:>18}")
+    if not url:
+        print("apply: stream rows skipped (no nats-server)")
 
 
 if __name__ == "__main__":
