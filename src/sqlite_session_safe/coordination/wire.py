@@ -293,7 +293,8 @@ def read_pending(con: Connection, since: int = 0, limit: int = 256) -> list[Pend
     caller's snapshot): changesets up to :data:`LARGE_BODY` in memory (at
     most about twice that in all: fewer entries then), a larger one spooled
     to a temporary file with incremental BLOB I/O (``length()`` of a column
-    does not load it), so the snapshot can end before anything is applied."""
+    does not load it), so the snapshot can end before anything is applied.
+    A large entry ends the list (one temporary file at a time)."""
     if not audit.has_log(con):
         return []
     out: list[Pending] = []
@@ -303,6 +304,7 @@ def read_pending(con: Connection, since: int = 0, limit: int = 256) -> list[Pend
         if kind == "data" and blob is None:
             head = EntryHead(seq, at, owner, host, pid, label, kind, epoch, int(size))
             out.append(LargeEntry(head, spool(iter_body(con, head))))
+            break
         else:
             out.append(LogEntry(seq, at, owner, host, pid, label, kind,
                                 Changeset(blob) if blob is not None else None, sql, epoch))
