@@ -370,8 +370,8 @@ if what == "write":
     rows = int(mb) * 1_000_000 // 51
     with sss.open(source) as db:
         db.migrate("CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, x REAL)")
-        size = len(db.write(lambda tx: tx.executemany(
-            "INSERT INTO t VALUES (?, ?, ?)", ((i, f"name {i:024d}", i * 0.5) for i in range(rows)))).changeset)
+        values = ((i, f"name {i:024d}", i * 0.5) for i in range(rows))  # 51 bytes a row
+        size = len(db.write(lambda tx: tx.executemany("INSERT INTO t VALUES (?, ?, ?)", values)).changeset)
 elif what == "import":
     size = sss.import_bundle(replica, source).changes
 else:  # replicate: file to file, file to stream (publish), stream to file (consume)

@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import ssl
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -63,9 +62,8 @@ _HEADER_ROOM = 4096
 #: Largest body piece per message, below the server's max_payload.
 MAX_CHUNK = 1 << 20
 #: Bodies gathered in memory per source snapshot before publishing them
-#: (larger ones are spooled to a temporary file).
+#: (one larger than wire.LARGE_BODY is spooled to a temporary file).
 _GATHER_BYTES = 16 << 20
-_SPOOL_MEMORY = 8 << 20
 #: How long one request to the server may take.
 REQUEST_TIMEOUT = 10.0
 
@@ -490,12 +488,8 @@ def gather_pending(con: Any, since: int, until: int) -> list[PendingEntry]:
     for head in wire.iter_heads(con, since, until, batch=64):
         if out and total + head.size > _GATHER_BYTES:
             break
-        if head.size > _SPOOL_MEMORY:
-            spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_MEMORY)  # noqa: SIM115
-            for piece in wire.iter_body(con, head):
-                spool.write(piece)
-            spool.seek(0)
-            out.append(PendingEntry(head, spool))  # type: ignore[arg-type]
+        if head.size > wire.LARGE_BODY:
+            out.append(PendingEntry(head, wire.spool(wire.iter_body(con, head))))
         else:
             out.append(PendingEntry(head, b"".join(wire.iter_body(con, head))))
         total += head.size

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import re
 from collections.abc import Iterable, Iterator
 
 from ..binding.capi import RESERVED_PREFIX
@@ -201,11 +202,14 @@ def _check_start(source_id: str, start: int, first: int) -> None:
 #   primary key, exactly the changeset's number of columns and no hidden or
 #   generated ones (a session records the replica's own columns: a replica
 #   table with more columns, or a rowid table, would be recorded otherwise),
-#   and none is an _sss_ or sqlite_ table (a session never records those);
-#   and with PRAGMA foreign_keys on, no foreign key of the replica has an ON
-#   DELETE / ON UPDATE action (CASCADE, SET NULL, SET DEFAULT would change
-#   rows the changeset does not name).  Triggers cannot add changes: every
-#   replay runs with the replica's triggers off (audit.triggers_off).
+#   under the same name, case included, with no ON CONFLICT REPLACE or
+#   IGNORE clause (SQLite resolves those itself, without a conflict: a
+#   change skipped, other rows deleted), and none is an _sss_ or sqlite_
+#   table (a session never records those); and with PRAGMA foreign_keys on,
+#   no foreign key of the replica has an ON DELETE / ON UPDATE action
+#   (CASCADE, SET NULL, SET DEFAULT would change rows the changeset does not
+#   name).  Triggers cannot add changes: every replay runs with the
+#   replica's triggers off (audit.triggers_off).
 # * found while applying: any conflict at all (DATA, NOTFOUND, CONFLICT,
 #   CONSTRAINT, FOREIGN_KEY) aborts the streamed apply before the policy is
 #   asked, and the whole step is rolled back and done again through the
@@ -218,6 +222,13 @@ def _check_start(source_id: str, start: int, first: int) -> None:
 # replica column of another type affinity than the source's converts on
 # insert (the log keeps the source's value; replaying the log converts it the
 # same way).  The fallback costs the session path's memory.
+#
+# Memory: the apply reads and applies STREAM_APPLY_CHUNK changes at a time
+# (a few MB).  Writing the log row still costs about twice the entry: a
+# zero-filled blob stays unexpanded only as the last data of a record, and
+# _sss_log has sql and epoch after changeset, so SQLite expands it and
+# copies the record (measured: a 200 MB zeroblob as a table's last column
+# adds 3 MB to the peak, in _sss_log's place 382 MB).
 
 
 class _Fallback(Exception):
@@ -230,6 +241,13 @@ _FK_ACTIONS = (
     "AND (f.on_delete NOT IN ('NO ACTION', 'RESTRICT') "
     "OR f.on_update NOT IN ('NO ACTION', 'RESTRICT')) LIMIT 1"
 )
+
+
+#: A constraint whose conflicts SQLite resolves by itself, without asking
+#: the apply's conflict handler: IGNORE skips a change, REPLACE deletes other
+#: rows (or, for NOT NULL, stores the default).  (A false match in a string
+#: literal only costs the session path.)
+_SILENT_RESOLUTION = re.compile(r"\bON\s+CONFLICT\s+(REPLACE|IGNORE)\b", re.IGNORECASE)
 
 
 def _streamable(con: Connection, e: LargeEntry) -> bool:
@@ -245,6 +263,12 @@ def _streamable(con: Connection, e: LargeEntry) -> bool:
             continue
         seen.add(table)
         if table.startswith(RESERVED_PREFIX) or table.lower().startswith("sqlite_"):
+            return False
+        row = con.execute("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?",
+                          (table,)).fetchone()
+        if row is None:
+            return False  # missing, or named in another case (a session records the replica's)
+        if _SILENT_RESOLUTION.search(str(row[0] or "")):
             return False
         cols = con.execute("SELECT pk, hidden FROM pragma_table_xinfo(?, 'main')", (table,)).fetchall()
         keys = [int(k) for k, _ in cols]
