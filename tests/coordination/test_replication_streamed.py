@@ -284,6 +284,28 @@ def test_a_constraint_resolved_by_sqlite_itself_falls_back(tmp_path, streamed, c
     rep.close()
 
 
+def test_a_collated_column_falls_back(tmp_path, streamed, caplog):
+    """Under NOCASE the apply matches the replica's 'V5' for the entry's old
+    'v5' without a conflict; the log must hold 'V5', so undo restores it."""
+    src = open_db(str(tmp_path / "src.db"))
+    src.migrate("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT COLLATE NOCASE, n INTEGER)")
+    src.write(lambda tx: tx.executemany("INSERT INTO t VALUES (?, ?, ?)",
+                                        [(i, f"v{i}", i) for i in range(1, 60)]))
+    rep = open_db(str(tmp_path / "rep.db"))
+    sss.replicate(src, rep)
+    rep.write(lambda tx: tx.execute("UPDATE t SET v = 'V5' WHERE id = 5"), label="local")
+    w = src.write(lambda tx: tx.execute("UPDATE t SET v = 'x' || id"))
+    assert len(w.changeset) > wire.LARGE_BODY
+    before = _tables(rep)
+    with caplog.at_level(logging.INFO, "sqlite_session_safe.replication"):
+        sss.replicate(src, rep)
+    assert FALLBACK in caplog.text
+    rep.undo(_log(rep)[-1].seq)
+    assert _tables(rep) == before
+    src.close()
+    rep.close()
+
+
 # -- memory: a large entry applied in a child process, its peak RSS measured ------
 
 #: The entry's size in the memory test (MB): large enough to dwarf the

@@ -204,7 +204,9 @@ def _check_start(source_id: str, start: int, first: int) -> None:
 #   table with more columns, or a rowid table, would be recorded otherwise),
 #   under the same name, case included, with no ON CONFLICT REPLACE or
 #   IGNORE clause (SQLite resolves those itself, without a conflict: a
-#   change skipped, other rows deleted), and none is an _sss_ or sqlite_
+#   change skipped, other rows deleted) and no COLLATE other than BINARY (a
+#   row found or an old value matched through NOCASE may differ from the
+#   entry's by case), and none is an _sss_ or sqlite_
 #   table (a session never records those); and with PRAGMA foreign_keys on,
 #   no foreign key of the replica has an ON DELETE / ON UPDATE action
 #   (CASCADE, SET NULL, SET DEFAULT would change rows the changeset does not
@@ -248,6 +250,10 @@ _FK_ACTIONS = (
 #: rows (or, for NOT NULL, stores the default).  (A false match in a string
 #: literal only costs the session path.)
 _SILENT_RESOLUTION = re.compile(r"\bON\s+CONFLICT\s+(REPLACE|IGNORE)\b", re.IGNORECASE)
+#: A column with its own collation: the apply finds a row, and compares old
+#: values, through it, so 'a' may match the entry's 'A' without a conflict
+#: while a session would record 'a'.
+_COLLATED = re.compile(r"\bCOLLATE\s+(?!BINARY\b)", re.IGNORECASE)
 
 
 def _streamable(con: Connection, e: LargeEntry) -> bool:
@@ -268,7 +274,7 @@ def _streamable(con: Connection, e: LargeEntry) -> bool:
                           (table,)).fetchone()
         if row is None:
             return False  # missing, or named in another case (a session records the replica's)
-        if _SILENT_RESOLUTION.search(str(row[0] or "")):
+        if _SILENT_RESOLUTION.search(str(row[0] or "")) or _COLLATED.search(str(row[0] or "")):
             return False
         cols = con.execute("SELECT pk, hidden FROM pragma_table_xinfo(?, 'main')", (table,)).fetchall()
         keys = [int(k) for k, _ in cols]
