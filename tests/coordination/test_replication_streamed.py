@@ -467,7 +467,16 @@ def test_sigkill_during_a_streamed_apply_applies_it_once(big_source, tmp_path):
                              stdout=subprocess.PIPE)
         try:
             assert p.stdout is not None and p.stdout.readline() == b"r\n"
-            time.sleep(rnd.uniform(0.1, 2.0))
+            # Kill once the replica's file has grown by a random share of
+            # the entry: its pages spill while the transaction is open, and
+            # it commits only after the data and the log row (> 2 x the
+            # entry) are written, so the kill lands mid-apply whatever the
+            # machine's speed.
+            start = os.path.getsize(replica)
+            threshold = start + rnd.uniform(0.05, 0.6) * size
+            deadline = time.monotonic() + 120
+            while p.poll() is None and os.path.getsize(replica) < threshold and time.monotonic() < deadline:
+                time.sleep(0.005)
             p.send_signal(signal.SIGKILL)
         finally:
             p.wait(30)
