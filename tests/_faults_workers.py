@@ -165,6 +165,55 @@ def role_commit_on_dead_mount(path: str, mode: str, sshfs_pid: str, server_journ
     report(out)
 
 
+def role_release_on_dead_mount(path: str, mode: str, sshfs_pid: str) -> None:
+    """One increment whose lock release meets a dead mount: the mount's sshfs
+    (``sshfs_pid``) is SIGKILLed just before the rename that releases the
+    lock directory (after COMMIT).  Then one more write and close().
+    Reports each outcome (a hang is the test's timeout)."""
+    def inc(tx: sss.WriteTx) -> int:
+        (v,) = tx.execute("SELECT v FROM c WHERE id = 1").fetchone()
+        tx.execute("UPDATE c SET v = ? WHERE id = 1", (v + 1,))
+        return int(v)
+
+    real_rename = os.rename
+    fired: list[bool] = []
+
+    def rename(src: Any, dst: Any, *args: Any, **kw: Any) -> None:
+        if not fired and ".sss-lock.released-" in os.fspath(dst):
+            fired.append(True)
+            os.kill(int(sshfs_pid), signal.SIGKILL)
+            end = time.monotonic() + 20
+            while time.monotonic() < end:  # dead once every access fails (ENOTCONN)
+                try:
+                    os.stat(os.path.dirname(path))
+                except OSError:
+                    break
+                time.sleep(0.01)
+        real_rename(src, dst, *args, **kw)
+
+    def attempt() -> dict[str, Any]:
+        t0 = time.monotonic()
+        try:
+            r = db.write(inc)
+            return {"ok": r.value, "took": time.monotonic() - t0}
+        except Exception as e:  # noqa: BLE001 -- reported, the test judges it
+            return {"type": type(e).__name__, "sss": isinstance(e, sss.Error), "message": str(e),
+                    "committed": getattr(e, "write", None) is not None, "took": time.monotonic() - t0}
+
+    db = sss.open(path, mode=mode, timeout=30)
+    os.rename = rename  # type: ignore[assignment]
+    first = attempt()
+    second = attempt()
+    t0 = time.monotonic()
+    try:
+        db.close()
+        closed = "ok"
+    except Exception as e:  # noqa: BLE001
+        closed = describe(e)
+    report({"fired": bool(fired), "first": first, "second": second, "close": closed,
+            "close_took": time.monotonic() - t0})
+
+
 def role_raw(path: str, n: str) -> None:
     """The control: the same increments with the stdlib sqlite3 and
     ``BEGIN IMMEDIATE`` (SQLite's own locks only)."""
@@ -557,6 +606,7 @@ ROLES: dict[str, Callable[..., None]] = {
     "raw": role_raw,
     "dead-mount": role_dead_mount,
     "commit-on-dead-mount": role_commit_on_dead_mount,
+    "release-on-dead-mount": role_release_on_dead_mount,
     "opener": role_opener,
     "collide": role_collide,
     "wait": role_wait,

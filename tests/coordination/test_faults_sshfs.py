@@ -458,6 +458,37 @@ def test_crash_at_the_commit_point_is_never_reported_as_not_committed(sshfs: Mou
         assert counter == 1 and not doc["committed"], (counter, doc)
 
 
+@pytest.mark.parametrize("mode", ["network", "trusted"])
+def test_release_on_a_dead_mount_keeps_the_database_usable(sshfs: Mounts, mode: str) -> None:
+    """The mount dies after a write's COMMIT, as its lock directory is being
+    released.  The write committed: it returns its result (the lock directory
+    left behind is judged stale later, as a dead holder's is).  The next write
+    fails at once with a LockError naming ENOTCONN, and close() returns.
+    Before: the release's OSError escaped the committed write and left the
+    process's write mutex taken, so the next write waited out its whole
+    timeout and close() hung (a writer killed after 120 s in the crash test)."""
+    point = sshfs.rig.mount("dir_cache=no")
+    try:
+        name, path, _start = _fresh(sshfs, mode)
+        (m,) = [m for m in sshfs.rig.mounts if m.point == point]
+        doc = run_json("release-on-dead-mount", os.path.join(point, name), mode, m.proc.pid, timeout=120)
+    finally:
+        sshfs.rig.unmount(point)
+    print(f"\n{mode}: {doc}")
+    assert doc["fired"], doc
+    assert doc["first"].get("ok") == 0, doc  # committed, and said so
+    second = doc["second"]
+    assert second.get("type") == "LockError" and "ENOTCONN" in second["message"], doc
+    assert second["took"] < 15, doc  # not a wait for a mutex nobody will release (timeout 30)
+    assert doc["close"] == "ok", doc
+    con = sqlite3.connect(path)
+    try:
+        assert con.execute("SELECT v FROM c WHERE id = 1").fetchone() == (1,)
+    finally:
+        con.close()
+    assert integrity(path) == "ok"
+
+
 def _killed_mid_run(sshfs: Mounts, mode: str, rnd: random.Random) -> str:
     """One writer loops through a mount of its own; its sshfs is SIGKILLed at
     a random moment (mid-write, most likely).  Returns a one-line summary."""

@@ -405,23 +405,31 @@ class GroupCommit(DatabaseBase):
         except BaseException as e:  # _commit_landed could not tell (CommitOutcomeUnknown)
             error = e
         finally:
-            if landed and group.epoch is not None:
-                self._lease_epoch = (group.owner, group.epoch)
-            lost = group.lost or isinstance(error, LockCompromised)
-            if group.locked:
-                self._release_lock(failed=not landed, lost=lost)
-            if con is not None and self._writer is None:
-                con.close()  # network mode: close-to-open
-            if group.mutex:
-                self._write_mutex.release()
-            with self._gate:
-                group.landed, group.error, group.done = landed, error, True
-                self._gate.notify_all()
-            if landed:
-                # Followers in this process wake now, not at their next poll.
-                if self._commit_key is None:
-                    self._commit_key = commits.file_key(self.path)
-                commits.committed(self._commit_key)
+            try:
+                if landed and group.epoch is not None:
+                    self._lease_epoch = (group.owner, group.epoch)
+                lost = group.lost or isinstance(error, LockCompromised)
+                if group.locked:
+                    self._release_lock(failed=not landed, lost=lost)
+                if con is not None and self._writer is None:
+                    con.close()  # network mode: close-to-open
+            finally:
+                # Whatever failed above, the mutex and the outcome are released
+                # (else the next write waits out its timeout and close() hangs).
+                self._finish_group(group, landed, error)
+
+    def _finish_group(self, group: Group, landed: bool, error: BaseException | None) -> None:
+        """Release the process's write mutex and publish the outcome."""
+        if group.mutex:
+            self._write_mutex.release()
+        with self._gate:
+            group.landed, group.error, group.done = landed, error, True
+            self._gate.notify_all()
+        if landed:
+            # Followers in this process wake now, not at their next poll.
+            if self._commit_key is None:
+                self._commit_key = commits.file_key(self.path)
+            commits.committed(self._commit_key)
 
     def _await_group(self, group: Group) -> None:
         """Wait until the group has ended (``group.landed``, ``group.error``)."""
@@ -501,3 +509,9 @@ class GroupCommit(DatabaseBase):
             # it, and SQLite's own lock covered the COMMIT itself.  A failed
             # write's own exception already says what happened.
             log.warning("write lock of %s lost at the end of a write: %s", self.path, e)
+        except OSError as e:
+            # The directory could not be renamed away (a network mount whose
+            # client died): the write's outcome stands; the lock object no
+            # longer holds it, and what is left at the lock path is judged
+            # stale as a dead holder's is (its heartbeats stopped).
+            log.warning("write lock of %s not released at the end of a write: %s", self.path, e)
