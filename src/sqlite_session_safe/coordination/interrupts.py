@@ -131,6 +131,19 @@ class InterruptGuard:
             _sig.signal(signal.SIGINT, self._previous)
         except (ValueError, TypeError):  # pragma: no cover - interpreter shutting down
             pass
+        except BaseException as e:
+            # signal.signal() runs the Python handlers of signals already
+            # pending in C before it returns, and by then the handler is the
+            # restored one: a Ctrl-C that arrived during the section's last
+            # C call is raised here, by the program's own handler, not
+            # deferred.  It is the section's pending Ctrl-C all the same,
+            # and must say whether the write committed (seen in the chaos
+            # test: a committed write reported as interrupted, then retried).
+            self._pending = None
+            self._delivered += 1
+            if self.result is not None and not hasattr(e, "write"):
+                e.write = self.result  # type: ignore[attr-defined]
+            raise
         if self._pending is None:
             return
         if isinstance(exc, KeyboardInterrupt):
