@@ -68,10 +68,10 @@ def test_statement_cache_reuses_and_bounds(tmp_path: Path) -> None:
     con = sss.connect(tmp_path / "c.db", cached_statements=4)
     for i in range(20):
         con.execute(f"SELECT {i}").fetchall()
-    assert len(con._statements) == 4
-    stmt = con._statements._idle["SELECT 19"]
+    assert len(con.statements) == 4
+    stmt = con.statements.idle("SELECT 19")
     con.execute("SELECT 19")
-    assert con._statements._idle["SELECT 19"] is stmt
+    assert con.statements.idle("SELECT 19") is stmt
     # two live cursors on the same SQL do not share a statement
     con.execute("CREATE TABLE t(x)")
     con.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(1000)])
@@ -300,7 +300,7 @@ def test_statement_dropped_by_another_thread_waits_for_the_holder(tmp_path: Path
 
     def drop() -> None:
         box.clear()  # the last reference: its statement handle is released here
-        seen.append(len(con._statements.dropped))
+        seen.append(len(con.statements.dropped))
 
     def inside_step(x: int) -> int:
         t = threading.Thread(target=drop)
@@ -312,7 +312,7 @@ def test_statement_dropped_by_another_thread_waits_for_the_holder(tmp_path: Path
     assert con.execute("SELECT inside_step(count(*)) FROM t").fetchone() == (1000,)
     assert seen == [1]  # left for the holder, not finalized by the dropping thread
     assert con.execute("SELECT count(*) FROM t").fetchone() == (1000,)
-    assert con._statements.dropped == []  # the holder's next call finalized it
+    assert con.statements.dropped == []  # the holder's next call finalized it
     con.close()
 
 
@@ -323,7 +323,7 @@ def test_statement_dropped_in_its_own_thread_is_finalized_at_once(tmp_path: Path
     cur = con.execute("SELECT x FROM t WHERE x > ?", (1,))
     assert cur.fetchone() is not None
     del cur
-    assert con._statements.dropped == []
+    assert con.statements.dropped == []
     other = sss.connect(tmp_path / "own.db", timeout=0)
     other.execute("INSERT INTO t VALUES (99)")  # no read lock left behind
     other.close()

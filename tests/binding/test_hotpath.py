@@ -393,7 +393,7 @@ def test_statement_cache_stays_bounded_with_nested_and_repeated_sql() -> None:
         sql = f"SELECT inner(?) + {i % 7}"
         assert con.execute(sql, (i,)).fetchone() == (i + 1 + i % 7,)
         assert con.execute("SELECT ? + 1", (i,)).fetchone() == (i + 1,)
-        assert len(con._statements) <= 3
+        assert len(con.statements) <= 3
     con.close()
 
 

@@ -43,7 +43,7 @@ class Blob:
             raise InterfaceError(f"blobopen: row must be an int (a rowid), not {type(row).__qualname__}")
         self._con = con
         self._offset = 0
-        with con._use() as db:
+        with con.hold() as db:
             out = ffi.new("sqlite3_blob **")
             rc = lib.sqlite3_blob_open(
                 db, name.encode(), table.encode(), column.encode(), row, 0 if readonly else 1, out
@@ -52,7 +52,7 @@ class Blob:
                 raise error_from_db(db, rc, f"opening the blob in {table}.{column} of row {row}")
             self._ptr = out[0]
             self._size = int(lib.sqlite3_blob_bytes(self._ptr))
-            con._add_dependent(self)
+            con.add_dependent(self)
 
     # -- file-like ------------------------------------------------------------
 
@@ -179,7 +179,7 @@ class Blob:
         if n <= 0:
             return b""
         buf = ffi.new("char[]", n)
-        with self._con._use() as db:
+        with self._con.hold() as db:
             self._check_open()
             ensure(lib.sqlite3_blob_read(self._ptr, buf, n, offset), db, "reading the blob")
         return ffi.buffer(buf, n)[:]  # type: ignore[no-any-return]
@@ -187,7 +187,7 @@ class Blob:
     def _write_at(self, offset: int, view: memoryview) -> None:
         if not len(view):
             return
-        with self._con._use() as db:
+        with self._con.hold() as db:
             self._check_open()
             source = ffi.from_buffer(view)
             ensure(lib.sqlite3_blob_write(self._ptr, source, len(view), offset), db, "writing the blob")
@@ -208,10 +208,14 @@ class Blob:
         if self._con.closed:  # the connection closed it already
             self._ptr = None
             return
-        with self._con._use():
-            self._close_before_connection()
+        with self._con.hold():
+            self.close_before_connection()
 
-    def _close_before_connection(self) -> None:
+    def close_before_connection(self) -> None:
+        """Close the blob; the caller holds the connection (its
+        :meth:`~Connection.close` calls this first).
+
+        Calls ``sqlite3_blob_close``."""
         ptr, self._ptr = self._ptr, None
         if ptr is not None:
             lib.sqlite3_blob_close(ptr)
@@ -240,7 +244,7 @@ class Blob:
         if con._lock.acquire(False):
             try:
                 if con._db is not None and con._cb.depth == 0:
-                    self._close_before_connection()
+                    self.close_before_connection()
                     return
             finally:
                 con._lock.release()
@@ -269,7 +273,7 @@ class _Orphans:
     def __init__(self) -> None:
         self.ptrs: list[Any] = []
 
-    def _close_before_connection(self) -> None:
+    def close_before_connection(self) -> None:
         ptrs, self.ptrs = self.ptrs, []
         for ptr in ptrs:
             lib.sqlite3_blob_close(ptr)
@@ -282,5 +286,5 @@ def _orphans(con: Connection) -> _Orphans:
     holder = _ORPHANS.get(con)
     if holder is None:
         holder = _ORPHANS[con] = _Orphans()
-        con._add_dependent(holder)
+        con.add_dependent(holder)
     return holder

@@ -6,7 +6,7 @@ them is not checked.  They stay inside ``binding/`` (and the session
 extension's plumbing in ``sessions/``): code above imports the typed names of
 this module instead, and ``tests/structure/test_cffi_confined.py`` fails when it does not.
 Handles (``sqlite3 *``, ``sqlite3_stmt *``) are opaque here: the layers above
-get them from :meth:`Connection._use` and ``Statement.handle`` and only pass
+get them from :meth:`Connection.hold` and ``Statement.handle`` and only pass
 them back.
 
 The aio worker's hand-off functions are bound once as module attributes with

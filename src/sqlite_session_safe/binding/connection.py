@@ -34,7 +34,7 @@ from .raw import NULL, ensure, error_from_code, error_from_db, ffi, lib, text
 from .statement import StatementCache
 from .values import Parameters
 
-__all__ = ["Connection", "Transaction", "TransactionKind"]
+__all__ = ["Connection", "Dependent", "Holding", "Transaction", "TransactionKind"]
 
 TransactionKind = Literal["deferred", "immediate", "exclusive"]
 _C = TypeVar("_C", bound="Connection")
@@ -42,10 +42,12 @@ _KINDS = ("deferred", "immediate", "exclusive")
 _new_object = object.__new__
 
 
-class _Dependent(Protocol):
-    """An object (session, backup, blob) that must be closed before its connection."""
+class Dependent(Protocol):
+    """An object (session, change group, blob) that must be closed before its
+    connection: :meth:`Connection.add_dependent` registers it, and closing the
+    connection calls its ``close_before_connection()`` first."""
 
-    def _close_before_connection(self) -> None: ...
+    def close_before_connection(self) -> None: ...
 
 
 class Connection:
@@ -135,7 +137,9 @@ class Connection:
             err = error_from_db(db, rc, f"opening {self.path!r}")
             lib.sqlite3_close_v2(db)
             raise err
-        self._statements = StatementCache(cached_statements, self._lock)
+        #: The prepared statements of this connection, idle ones cached by SQL
+        #: text (for the layers above: :meth:`StatementCache.idle`).
+        self.statements = StatementCache(cached_statements, self._lock)
         self._db = db
 
     # One output buffer and result struct per connection and nesting depth
@@ -195,7 +199,7 @@ class Connection:
             raise InterfaceError(f"SQL must be str, not {type(sql).__qualname__}")
         if "\0" in sql:
             raise InterfaceError("SQL contains a NUL character")
-        with self._use() as db:
+        with self.hold() as db:
             script = sql.encode("utf-8", self.sql_encoding_errors)
             self._ensure(lib.sqlite3_exec(db, script, NULL, NULL, NULL), db)
 
@@ -222,7 +226,7 @@ class Connection:
         """True while a transaction is open (SQLite is not in autocommit mode).
 
         Calls ``sqlite3_get_autocommit``."""
-        with self._use() as db:
+        with self.hold() as db:
             return bool(lib.sqlite3_get_autocommit(db) == 0)
 
     @property
@@ -230,7 +234,7 @@ class Connection:
         """Rows changed by INSERT/UPDATE/DELETE since the connection opened.
 
         Calls ``sqlite3_total_changes64``."""
-        with self._use() as db:
+        with self.hold() as db:
             return int(lib.sqlite3_total_changes64(db))
 
     @property
@@ -238,7 +242,7 @@ class Connection:
         """Rows changed by the most recent INSERT/UPDATE/DELETE.
 
         Calls ``sqlite3_changes64``."""
-        with self._use() as db:
+        with self.hold() as db:
             return int(lib.sqlite3_changes64(db))
 
     @property
@@ -247,7 +251,7 @@ class Connection:
         (0 if none).
 
         Calls ``sqlite3_last_insert_rowid``."""
-        with self._use() as db:
+        with self.hold() as db:
             return int(lib.sqlite3_last_insert_rowid(db))
 
     @property
@@ -255,7 +259,7 @@ class Connection:
         """True when the main database is read-only.
 
         Calls ``sqlite3_db_readonly``."""
-        with self._use() as db:
+        with self.hold() as db:
             return bool(lib.sqlite3_db_readonly(db, b"main") == 1)
 
     @property
@@ -263,7 +267,7 @@ class Connection:
         """The database file's absolute path ('' for in-memory and temp databases).
 
         Calls ``sqlite3_db_filename``."""
-        with self._use() as db:
+        with self.hold() as db:
             return text(lib.sqlite3_db_filename(db, b"main"))
 
     # -- whole-database operations ------------------------------------------
@@ -312,7 +316,7 @@ class Connection:
     ) -> None:
         if dest is self:
             raise InterfaceError("cannot back up a connection into itself")
-        with self._use() as src_db, dest._use() as dest_db:
+        with self.hold() as src_db, dest.hold() as dest_db:
             backup = lib.sqlite3_backup_init(dest_db, target_name.encode(), src_db, name.encode())
             if backup == NULL:
                 raise error_from_db(dest_db, None, "starting backup")
@@ -338,7 +342,7 @@ class Connection:
         """The database as bytes, exactly as it would be stored in a file.
 
         Calls ``sqlite3_serialize``."""
-        with self._use() as db:
+        with self.hold() as db:
             size = ffi.new("sqlite3_int64 *")
             data = lib.sqlite3_serialize(db, name.encode(), size, 0)
             if data == NULL:
@@ -358,7 +362,7 @@ class Connection:
 
         Calls ``sqlite3_deserialize``."""
         view = memoryview(data).cast("B")
-        with self._use() as db:
+        with self.hold() as db:
             size = len(view)
             buf = lib.sqlite3_malloc64(max(size, 1))
             if buf == NULL:
@@ -371,7 +375,7 @@ class Connection:
             image = ffi.cast("unsigned char *", buf)
             rc = lib.sqlite3_deserialize(db, name.encode(), image, size, size, flags)
             ensure(rc, db, f"deserializing into {name!r}")
-            self._statements.clear()  # prepared against the old schema
+            self.statements.clear()  # prepared against the old schema
             rc = lib.sqlite3_exec(db, b"PRAGMA schema_version", NULL, NULL, NULL)
             self._ensure(rc, db, "the deserialized data")
 
@@ -528,9 +532,9 @@ class Connection:
             self._raise_busy()
         try:
             for dependent in list(self._dependents):
-                dependent._close_before_connection()
+                dependent.close_before_connection()
             self._dependents.clear()
-            self._statements.clear()
+            self.statements.clear()
             with self._close_lock:
                 db, self._db = self._db, None
             if db is not None:
@@ -570,14 +574,15 @@ class Connection:
             raise self._cb.take()
         ensure(rc, db, context)
 
-    def _add_dependent(self, obj: _Dependent) -> None:
-        """Register an object to close before this connection closes."""
+    def add_dependent(self, obj: Dependent) -> None:
+        """Register ``obj`` (held weakly) to be closed before this connection
+        closes: :meth:`close` calls its ``close_before_connection()``."""
         self._dependents.add(obj)
 
     def _implicit_begin(self) -> None:
         """Run :attr:`_begin` (the cursor found a DML statement in autocommit)."""
         assert self._begin is not None
-        with self._use() as db:
+        with self.hold() as db:
             self._ensure(lib.sqlite3_exec(db, self._begin.encode(), NULL, NULL, NULL), db, self._begin)
 
     def _check_open(self) -> Any:
@@ -592,13 +597,17 @@ class Connection:
             "serves one thread at a time (open one connection per thread)"
         )
 
-    def _use(self) -> _Using:
-        """Hold the connection for one operation: ``with con._use() as db:``."""
-        return _Using(self)
+    def hold(self) -> Holding:
+        """Hold the connection for one operation: ``with con.hold() as db:``
+        gives the ``sqlite3 *`` handle (opaque above the binding: only passed
+        back to binding functions).  Raises :class:`ThreadingError` when
+        another thread is inside, :class:`ClosedError` when closed; re-entered
+        by callbacks that run on this thread."""
+        return Holding(self)
 
 
-class _Using:
-    """Context manager behind :meth:`Connection._use` (cheaper than contextlib)."""
+class Holding:
+    """Context manager behind :meth:`Connection.hold` (cheaper than contextlib)."""
 
     __slots__ = ("con",)
 
@@ -640,7 +649,7 @@ class Transaction:
 
     def __enter__(self) -> Connection:
         con = self.con
-        with con._use() as db:
+        with con.hold() as db:
             if lib.sqlite3_get_autocommit(db):
                 sql = f"BEGIN {self.kind.upper()}"
             else:
@@ -657,7 +666,7 @@ class Transaction:
         tb: TracebackType | None,
     ) -> None:
         con = self.con
-        with con._use() as db:
+        with con.hold() as db:
             con._tx_depth -= 1
             sp = self._savepoint
             cb = con._cb

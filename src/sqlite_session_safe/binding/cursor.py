@@ -123,7 +123,7 @@ class Cursor:
             cb = con._cb
             if cb.depth:
                 cb.scratch()  # refuses SQL inside a callback that must not run any
-            cache = con._statements
+            cache = con.statements
             if cache.dropped:  # dropped by another thread while we held the connection
                 cache.finalize_pending()
             idle = cache._idle
@@ -243,7 +243,7 @@ class Cursor:
         self._rows, self._pos, self._more = _EMPTY, 0, False
         con = self.connection
         lib.sqlite3_reset(stmt.handle)
-        con._statements.checkin(stmt)
+        con.statements.checkin(stmt)
         raise con._cb.take()
 
     def executemany(self, sql: str, seq_of_params: Iterable[Parameters]) -> Cursor:
@@ -256,13 +256,13 @@ class Cursor:
         Calls ``sqlite3_bind_*``, ``sqlite3_step`` and ``sqlite3_reset`` per row, in C.
         """
         con = self.connection
-        with con._use():
+        with con.hold():
             if self._closed:
                 self._raise_closed()
             if self._stmt is not None:
                 self._release()
             self._rows, self._pos, self._more, self._description = _EMPTY, 0, False, None
-            stmt = con._statements.checkout(con, sql)
+            stmt = con.statements.checkout(con, sql)
             try:
                 if stmt.is_dml and con._begin is not None and lib.sqlite3_get_autocommit(con._db):
                     con._implicit_begin()
@@ -301,7 +301,7 @@ class Cursor:
                 if done and not stmt.readonly:
                     self.lastrowid = res.last_rowid
             finally:
-                con._statements.checkin(stmt)
+                con.statements.checkin(stmt)
             return self
 
     @staticmethod
@@ -322,7 +322,7 @@ class Cursor:
     def _fill(self, max_rows: int) -> list[Row]:
         """Step the active statement for the next batch of rows."""
         con = self.connection
-        with con._use():
+        with con.hold():
             stmt = self._stmt
             assert stmt is not None
             cb = con._cb
@@ -335,7 +335,7 @@ class Cursor:
             if rc != _ROW:
                 self._more = False
                 self._stmt = None
-                con._statements.checkin(stmt)
+                con.statements.checkin(stmt)
                 if rc != _DONE:
                     raise self._error(rc, stmt, None, scr.res)
             try:
@@ -427,7 +427,7 @@ class Cursor:
 
         Calls ``sqlite3_reset``."""
         if self._stmt is not None and self.connection._db is not None:
-            with self.connection._use():
+            with self.connection.hold():
                 self._release()
         self._rows, self._pos, self._more = _EMPTY, 0, False
         self._closed = True
@@ -443,7 +443,7 @@ class Cursor:
             # call its finalize(); what that raises concerns a result nobody
             # will read (the stdlib ignores it too).
             self.connection._cb.error = None
-            self.connection._statements.checkin(stmt)
+            self.connection.statements.checkin(stmt)
 
     def _raise_closed(self) -> None:
         what = "cursor" if self._closed else "connection"

@@ -89,7 +89,7 @@ class Statement:
             raise error_from_db(db, rc, _syntax_context(sql, sql_bytes, db))
         # None, not a NULL cdata, for an empty statement: the hot path tests it
         # with `is None`, which is far cheaper than a cdata comparison.
-        handle = ffi.gc(out[0], con._statements.finalize_dropped) if out[0] != NULL else None
+        handle = ffi.gc(out[0], con.statements.finalize_dropped) if out[0] != NULL else None
         consumed = int(ffi.cast("uintptr_t", tail[0])) - int(ffi.cast("uintptr_t", source))
         if consumed < len(sql_bytes):
             try:
@@ -116,7 +116,7 @@ class Statement:
         )
         self.is_dml = bool(DML_PATTERN.match(sql))
         self.describe()
-        con._statements.track(self)
+        con.statements.track(self)
 
     def describe(self) -> None:
         """(Re)read what SQLite says about the statement's result: on prepare,
@@ -242,6 +242,11 @@ class StatementCache:
         if stmt is None:
             stmt = Statement(con, sql)
         return stmt
+
+    def idle(self, sql: str) -> Statement | None:
+        """The idle cached statement for ``sql`` (left in the cache), or None;
+        the caller holds the connection."""
+        return self._idle.get(sql)
 
     def checkin(self, stmt: Statement) -> None:
         """Return an idle (reset) statement to the cache."""

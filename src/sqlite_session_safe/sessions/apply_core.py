@@ -162,7 +162,7 @@ def apply_whole(cs: ChangesetBase, con: Connection, options: ApplyOptions) -> Ap
     are already reconciled with it (see ``ChangesetBase.apply``)."""
     report = ApplyReport()
     kind = type(cs)
-    with con._use() as cdb:
+    with con.hold() as cdb:
         plan = Plan(con, summary(cs), options, report)
         ctx = ApplyContext(options.policy, plan.keep, options.collect_rejected)
         ctx.needs_filter = plan.needs_filter

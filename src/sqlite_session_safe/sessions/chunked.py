@@ -77,7 +77,7 @@ def apply_chunks(source: Source, con: Connection, options: ApplyOptions,
     rebases: list[bytes] = []
     flags = apply_flags(options, True)
     no_savepoint, want_rebase = options.no_savepoint, options.rebase
-    with con._use() as cdb:
+    with con.hold() as cdb:
         if not no_savepoint:
             _exec(cdb, "SAVEPOINT sss_apply_stream")
         try:

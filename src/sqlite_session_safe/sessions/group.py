@@ -84,16 +84,16 @@ class ChangeGroup:
                 raise InterfaceError("schema() must come before the first add")
             if self._con is not None:
                 raise InterfaceError("this change group already has a schema")
-            with con._use() as cdb:
+            with con.hold() as cdb:
                 rc = lib.sqlite3changegroup_schema(ptr, cdb, db.encode("utf-8"))
                 if rc != lib.SQLITE_OK:
                     raise error_from_db(cdb, rc, "setting a change group's schema")
                 self._con = con
-                con._add_dependent(self)
+                con.add_dependent(self)
 
     def _holding(self) -> AbstractContextManager[Any]:
         """The connection, held, when the group reads its schema."""
-        return self._con._use() if self._con is not None else nullcontext()
+        return self._con.hold() if self._con is not None else nullcontext()
 
     def _live(self) -> Any:
         if self._ptr is None:
@@ -184,7 +184,7 @@ class ChangeGroup:
 
         Calls ``sqlite3changegroup_delete``."""
         con = self._con
-        with self._guard, (con._use() if con is not None and not con.closed else nullcontext()):
+        with self._guard, (con.hold() if con is not None and not con.closed else nullcontext()):
             self._delete()
 
     def _delete(self) -> None:
@@ -192,7 +192,10 @@ class ChangeGroup:
         if ptr is not None:
             lib.sqlite3changegroup_delete(ptr)
 
-    def _close_before_connection(self) -> None:
+    def close_before_connection(self) -> None:
+        """Free the group; its schema connection is closing (and held).
+
+        Calls ``sqlite3changegroup_delete``."""
         self._delete()
 
     def __enter__(self) -> ChangeGroup:

@@ -6,7 +6,7 @@ A ``sqlite3_session`` must be deleted before its connection closes, and must
 not be deleted while SQLite may be calling into it.  The C handle therefore
 lives in a :class:`_SessionCore` registered with the connection (which deletes
 it first thing when it closes, whatever order the user closes things in), and
-every call that touches it holds the connection (``con._use()``), so it never
+every call that touches it holds the connection (``con.hold()``), so it never
 races a statement.  A Session dropped without ``close()`` is deleted by its
 finalizer when the connection is free; if the connection is busy at that
 moment (another thread, or this thread inside SQLite), deletion is deferred to
@@ -94,7 +94,7 @@ class _SessionCore:
         with _ORPHANS_LOCK:
             _ORPHANS.discard(self)
 
-    def _close_before_connection(self) -> None:
+    def close_before_connection(self) -> None:
         self.delete()
 
 
@@ -156,11 +156,11 @@ class Session:
         self._con = con
         self._track_size = bool(track_size)
         core = self._core = _SessionCore(con, filter)
-        with con._use() as cdb:
+        with con.hold() as cdb:
             out = ffi.new("sqlite3_session **")
             ensure(lib.sqlite3session_create(cdb, db.encode(), out), cdb, "creating a session")
             core.ptr = out[0]
-            con._add_dependent(core)
+            con.add_dependent(core)
             try:
                 flag = ffi.new("int *", 1 if rowid else 0)
                 _check(lib.sqlite3session_object_config(core.ptr, lib.SQLITE_SESSION_OBJCONFIG_ROWID, flag),
@@ -355,7 +355,7 @@ class Session:
             core.delete()
             return
         _refuse_reentry(con, "close a session")
-        with con._use():
+        with con.hold():
             core.delete()
 
     def __enter__(self) -> Session:
@@ -395,7 +395,7 @@ class _UseSession:
 
     def __init__(self, session: Session) -> None:
         self.session = session
-        self.using = session._con._use()
+        self.using = session._con.hold()
 
     def __enter__(self) -> tuple[Any, Any]:
         cdb = self.using.__enter__()

@@ -476,7 +476,7 @@ class Connection(ConnectionFace, NativeConnection):
         if not isinstance(sql, str):
             raise TypeError(f"argument 1 must be str, not {type(sql).__name__}")
         try:
-            with self._use():
+            with self.hold():
                 stmt = NativeStatement(self, sql)
         except native.Error as exc:
             raise translate(exc, sql) from cause(exc)

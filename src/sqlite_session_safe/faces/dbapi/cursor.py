@@ -193,8 +193,8 @@ class Cursor(NativeCursor):
         """``use(statement)`` on the prepared statement for ``sql`` (the
         cached one, else a temporary one); the connection is held."""
         con = self.connection
-        with con._use():
-            stmt = con._statements._idle.get(sql)
+        with con.hold():
+            stmt = con.statements.idle(sql)
             temp = None
             if stmt is None or stmt.handle is None:
                 temp = stmt = Statement(con, sql)
@@ -463,8 +463,8 @@ class Cursor(NativeCursor):
         """The declared types of the result columns of ``sql`` ('' for
         expressions), read from the statement that produced them."""
         con = self.connection
-        with con._use():
-            stmt = self._stmt or con._statements._idle.get(sql)
+        with con.hold():
+            stmt = self._stmt or con.statements.idle(sql)
             temp = None
             if stmt is None or stmt.handle is None:
                 temp = stmt = Statement(con, sql)
@@ -550,7 +550,7 @@ def _first_statement(con: Any, sql: str) -> str | None:
     if not isinstance(sql, str):
         return None
     data = sql.encode("utf-8")
-    with con._use() as db:
+    with con.hold() as db:
         try:
             consumed, _ = capi.statement_end(db, data)
         except SQLiteError:
