@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import sqlite_session_safe as sss
-from sqlite_session_safe.sessions import _native
+from sqlite_session_safe.binding import changeset_io
 
 SCHEMA = "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, n REAL, b BLOB)"
 
@@ -298,7 +298,7 @@ def test_large_blob_routes_through_streaming(monkeypatch: pytest.MonkeyPatch, db
     a, _ = capture(db, "INSERT INTO t VALUES (3, 'c', NULL, NULL)", "UPDATE t SET v = 'q' WHERE id = 1")
     b, _ = capture(db, "DELETE FROM t WHERE id = 2")
     expected = (list(a), a.invert(), a.concat(b))
-    monkeypatch.setattr(_native, "MAX_BLOB", 8)
+    monkeypatch.setattr(changeset_io, "MAX_BLOB", 8)
     assert (list(a), a.invert(), a.concat(b)) == expected
     other = sss.connect(":memory:")
     other.execute(SCHEMA)

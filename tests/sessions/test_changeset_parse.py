@@ -14,23 +14,21 @@ import pytest
 from _changeset_fuzz import corpus, mutate
 
 import sqlite_session_safe as sss
-from sqlite_session_safe.sessions import _native
-from sqlite_session_safe.sessions._native import start_iter
+from sqlite_session_safe.binding.changeset_iter import ChangesetIter, parse_batches
 from sqlite_session_safe.sessions.changeset import _varint as varint  # SQLite's varint encoding
 
 
 def through_sqlite(data: bytes) -> list[Any] | type[BaseException]:
     """Every raw change as SQLite's iterator reads it, or the error class."""
     try:
-        it, readers = start_iter(data, False)
-        return [c for batch in _native.walk_batches(it, "t", readers, data) for c in batch]
+        return [c for batch in ChangesetIter.over_bytes(data).batches("t") for c in batch]
     except sss.Error as exc:
         return type(exc)
 
 
 def through_parser(data: bytes) -> list[Any] | type[BaseException]:
     try:
-        return [c for batch in _native.parse_batches(data, "t") for c in batch]
+        return [c for batch in parse_batches(data, "t") for c in batch]
     except sss.Error as exc:
         return type(exc)
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 import sqlite_session_safe as sss
-from sqlite_session_safe.binding.raw import ffi
 from sqlite_session_safe.sessions.session import _SessionCore
 
 
@@ -69,8 +68,8 @@ def test_refused_tables_are_answered_in_c(db: sss.Connection, monkeypatch: pytes
     calls: list[bytes] = []
     original = _SessionCore.filter_table
 
-    def counting(self: _SessionCore, table: object) -> int:
-        calls.append(ffi.string(table))
+    def counting(self: _SessionCore, table: bytes) -> int:
+        calls.append(table)
         return original(self, table)
 
     monkeypatch.setattr(_SessionCore, "filter_table", counting)
@@ -286,12 +285,12 @@ def test_dropped_while_connection_busy_is_deferred(db_path: Path) -> None:
     core = s._core
     del s
     gc.collect()
-    assert core.ptr is not None  # deferred
+    assert core.session is not None  # deferred
     release.set()
     th.join()
     con.execute("INSERT INTO t VALUES (1)")
     con.close()
-    assert core.ptr is None
+    assert core.session is None
 
 
 def test_session_from_inside_filter_is_refused(db: sss.Connection) -> None:

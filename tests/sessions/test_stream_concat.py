@@ -29,9 +29,9 @@ from hypothesis import strategies as st
 from test_changeset_props import Dbs, programs, run, state, two_writes
 
 import sqlite_session_safe as sss
+from sqlite_session_safe.binding.changeset_io import Reader, Writer
 from sqlite_session_safe.binding.raw import lib
 from sqlite_session_safe.sessions import stream
-from sqlite_session_safe.sessions._native import Reader, Writer
 
 HERE = Path(__file__).resolve().parents[1]  # the worker scripts are in tests/
 PREFIX = b"already in dest;"

@@ -1,10 +1,13 @@
 """Typed functions for the few SQLite and csrc calls the layers above the
-binding make directly (the DB-API and async faces).
+binding make directly (the sessions layer, the DB-API and async faces).
 
 The cffi module's ``lib`` and ``ffi`` are untyped (``Any``), so a call through
-them is not checked.  They stay inside ``binding/`` (and the session
-extension's plumbing in ``sessions/``): code above imports the typed names of
-this module instead, and ``tests/structure/test_cffi_confined.py`` fails when it does not.
+them is not checked.  They stay inside ``binding/``: code above imports the
+typed names of this module, of the binding's classes, and of the session
+extension's wrappers (``session_handle``, ``changegroup``, ``changeset_io``,
+``changeset_iter``, ``changeset_ops``, ``changeset_format``,
+``changeset_apply``) instead, and ``tests/structure/test_cffi_confined.py``
+fails when it does not.
 Handles (``sqlite3 *``, ``sqlite3_stmt *``) are opaque here: the layers above
 get them from :meth:`Connection.hold` and ``Statement.handle`` and only pass
 them back.
@@ -32,6 +35,7 @@ __all__ = [
     "column_decltypes",
     "statement_end",
     "is_interrupted",
+    "exec_sql",
     "in_transaction",
     "total_changes",
     "new_busy_handler",
@@ -116,6 +120,19 @@ def statement_end(
     if found:
         lib.sqlite3_finalize(stmt[0])
     return end, found
+
+
+def exec_sql(db: Handle, sql: str, check: bool = True) -> None:
+    """``sqlite3_exec`` of ``sql`` (one or more statements, no results) on
+    ``db``, which the caller holds.
+
+    Raises:
+        SQLiteError: a statement failed (unless ``check`` is False: then
+            the failure is ignored, e.g. a rollback on the way out).
+    """
+    rc = lib.sqlite3_exec(db, sql.encode(), NULL, NULL, NULL)
+    if check and rc != lib.SQLITE_OK:
+        raise error_from_db(db, rc, sql)
 
 
 def is_interrupted(db: Handle) -> bool:

@@ -21,6 +21,7 @@ __all__ = [
     "BindingError",
     "BindingOverflowError",
     "DataError",
+    "ChangesetError",
     "SQLiteError",
     "error_class_for",
     "PRIMARY_RESULT_CODES",
@@ -84,6 +85,16 @@ class BindingOverflowError(BindingError, OverflowError):
 
 class DataError(Error, ValueError):
     """A stored value could not be converted, e.g. TEXT that is not valid UTF-8."""
+
+
+class ChangesetError(Error):
+    """A changeset or patchset is corrupt or malformed, or cannot be used the
+    way it was asked to (e.g. inverting a patchset)."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        #: The SQLite result code behind it, when SQLite reported it.
+        self.code = code
 
 
 class SQLiteError(Error):

@@ -1,13 +1,13 @@
 """The sessions layer: record changes as changesets, transform them, apply
 them with a conflict policy.  See DESIGN.md, "Audit and replication".
 
-Importing it registers the callbacks SQLite's session module calls
-(``_callbacks``) and sets the streaming chunk size (``_native``).
+The C plumbing (the session extension's functions, the callbacks SQLite's
+session module calls, the streaming chunk size) is the binding's:
+``binding/session_handle.py``, ``changegroup.py`` and ``changeset_*.py``.
 """
 
 from __future__ import annotations
 
-from . import _callbacks  # noqa: F401  (registers the extern "Python" callbacks)
 from .apply import (
     ABORT,
     OMIT,

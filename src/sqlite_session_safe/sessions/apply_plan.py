@@ -9,9 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from ..binding.changeset_iter import Section, summarize
 from ..binding.errors import InterfaceError
-from ..binding.raw import ffi, lib
-from ._native import check_rc, decode, new_buffer
 from .errors import SchemaMismatch
 from .options import ApplyOptions
 from .policy import TableFilter
@@ -27,17 +26,11 @@ def _key(table: str, op: str) -> tuple[str, str]:
     return (table, op)
 
 
-def summary(data: bytes) -> list[tuple[str, int, bytes, int, int, int]]:
+def summary(data: bytes) -> list[Section]:
     """The table sections of ``data`` (see sss_changeset_summary)."""
     if not data:
         return []
-    buf = new_buffer(64 * 1024)
-    count = ffi.new("long long *")
-    view = ffi.from_buffer(data)
-    rc = lib.sss_changeset_summary(ffi.NULL, ffi.NULL, view, len(data), buf, count)
-    if rc != lib.SQLITE_DONE:
-        check_rc(rc, "reading the changeset")
-    return decode(buf)  # type: ignore[no-any-return]
+    return summarize(data, "reading the changeset")[1]
 
 
 def _schema_problem(con: Connection, table: str, ncol: int, pk: bytes) -> tuple[str, str, bool] | None:

@@ -17,10 +17,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import chain, repeat
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..binding import changeset_io
+from ..binding.changeset_iter import ChangesetIter, parse_batches
+from ..binding.changeset_ops import concat, invert
 from ..binding.errors import InterfaceError
-from ..binding.raw import ffi, lib
-from . import _native
-from ._native import Reader, Writer, check_rc, parse_batches, start_iter, take_blob, walk_batches
 from .apply_core import apply_whole
 from .change import OP_CODES, OPS, UNCHANGED, Change
 from .chunked import Source, apply_chunks
@@ -39,13 +39,12 @@ __all__ = ["UNCHANGED", "Change", "Changeset", "Patchset", "OPS", "column_names"
 _tuple_new = tuple.__new__
 
 
-def iter_changes(it: Any, keepalive: Any, readers: tuple[Reader, ...], what: str) -> Iterator[Change]:
-    """Changes from an open iterator.  ``keepalive`` (what the iterator reads)
-    is held by the batch generator for as long as it runs.  Each batch's raw
-    tuples become Change objects in C (map + tuple.__new__), and chain()
-    hands them out without a Python frame per change."""
-    batches = walk_batches(it, what, readers, keepalive)
-    return chain.from_iterable(map(_as_changes, batches))
+def iter_changes(it: ChangesetIter, what: str) -> Iterator[Change]:
+    """Changes from an open iterator (which holds what it reads until it is
+    finalized).  Each batch's raw tuples become Change objects in C (map +
+    tuple.__new__), and chain() hands them out without a Python frame per
+    change."""
+    return chain.from_iterable(map(_as_changes, it.batches(what)))
 
 
 def _as_changes(batch: list[Any]) -> Iterator[Change]:
@@ -91,20 +90,20 @@ class ChangesetBase(bytes):
         """Iterate the changes; ``invert=True`` yields them as the inverse
         changeset would hold them (not for patchsets).
 
-        Calls ``sqlite3changeset_start_v2``, then ``sqlite3changeset_next``,
-        ``sqlite3changeset_op`` and ``sqlite3changeset_old`` / ``_new`` / ``_pk``
-        per change, in C."""
+        Calls ``sqlite3changeset_start_v2``, then ``sqlite3changeset_next``
+        and ``sqlite3changeset_op`` (and the old / new / pk readers) per
+        change, in C; without ``invert``, a changeset in memory is read by
+        the package's own parser (``sss_changeset_parse``), in C."""
         if invert:
             self._require_invertible()
         if not self:
             return iter(())
         what = f"iterating a {self._KIND}"
-        if not invert and len(self) <= _native.MAX_BLOB:
+        if not invert and len(self) <= changeset_io.MAX_BLOB:
             # The common case: read the blob directly, in C, twice as fast as
             # through SQLite's iterator (which stays for inversion and streams).
             return chain.from_iterable(map(_as_changes, parse_batches(self, what)))
-        it, readers = start_iter(self, invert)
-        return iter_changes(it, self, readers, what)
+        return iter_changes(ChangesetIter.over_bytes(self, invert), what)
 
     def validate(self) -> int:
         """Walk every change; return how many there are.  Raises
@@ -114,8 +113,7 @@ class ChangesetBase(bytes):
         Calls ``sqlite3changeset_start_v2`` and ``sqlite3changeset_next`` per change, in C."""
         count = 0
         if self:
-            it, readers = start_iter(self, False)
-            for batch in walk_batches(it, f"validating a {self._KIND}", readers):
+            for batch in ChangesetIter.over_bytes(self).batches(f"validating a {self._KIND}"):
                 count += len(batch)
         return count
 
@@ -128,20 +126,7 @@ class ChangesetBase(bytes):
             raise InterfaceError(
                 f"cannot concatenate a {self._KIND} with {type(other).__name__}: "
                 f"both must be {type(self).__name__}")
-        if len(self) + len(other) > _native.MAX_BLOB:
-            reader_a, reader_b, writer = Reader(self), Reader(other), Writer()
-            rc = lib.sqlite3changeset_concat_strm(lib.sss_py_input, reader_a.handle,
-                                                  lib.sss_py_input, reader_b.handle,
-                                                  lib.sss_py_output, writer.handle)
-            check_rc(rc, f"concatenating {self._KIND}s")
-            return type(self)(bytes(writer.buffer))
-        n = ffi.new("int *")
-        p = ffi.new("void **")
-        rc = lib.sqlite3changeset_concat(len(self), ffi.from_buffer(self), len(other),
-                                         ffi.from_buffer(other), n, p)
-        blob = take_blob(n, p)
-        check_rc(rc, f"concatenating {self._KIND}s")
-        return type(self)(blob)
+        return type(self)(concat(self, other, f"concatenating {self._KIND}s"))
 
     def __add__(self, other: Any) -> bytes:
         return bytes(self) + bytes(other)
@@ -170,7 +155,7 @@ class ChangesetBase(bytes):
                 # SQLite cannot collect changes from an inverting iterator: invert first.
                 assert isinstance(self, Changeset)  # patchsets were refused above
                 cs, opts = self.invert(), dataclasses.replace(opts, invert=False)
-        if len(cs) > _native.MAX_BLOB:
+        if len(cs) > changeset_io.MAX_BLOB:
             with Source(cs) as source:
                 return apply_chunks(source, con, opts, lambda _: type(cs))
         return apply_whole(cs, con, opts)
@@ -263,18 +248,7 @@ class Changeset(ChangesetBase):
         # sqlite3changeset_invert() documents that it assumes valid input;
         # the iterator is the hardened parser, so corrupt data stops here.
         self.validate()
-        if len(self) > _native.MAX_BLOB:
-            reader, writer = Reader(self), Writer()
-            rc = lib.sqlite3changeset_invert_strm(lib.sss_py_input, reader.handle,
-                                                  lib.sss_py_output, writer.handle)
-            check_rc(rc, "inverting a changeset")
-            return Changeset(bytes(writer.buffer))
-        n = ffi.new("int *")
-        p = ffi.new("void **")
-        rc = lib.sqlite3changeset_invert(len(self), ffi.from_buffer(self), n, p)
-        blob = take_blob(n, p)
-        check_rc(rc, "inverting a changeset")
-        return Changeset(blob)
+        return Changeset(invert(self))
 
 
 class Patchset(ChangesetBase):

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..binding.raw import NULL, error_from_db, ffi, lib
-from ._native import Reader, check_rc, take_blob
-from .apply_core import ApplyContext, apply_flags, finish_report, run_apply
+from ..binding.capi import exec_sql
+from ..binding.changeset_io import Reader
+from ..binding.changeset_iter import ChangesetIter
+from .apply_core import ApplyContext, apply_flags, finish_report
 from .apply_plan import Plan, summary
 from .errors import ConflictAbort
 from .options import ApplyOptions
@@ -32,39 +33,17 @@ class Source:
     """A stream iterator over a Reader, finalized on exit."""
 
     def __init__(self, source: Any) -> None:
-        self.reader = Reader(source)
-        out = ffi.new("sqlite3_changeset_iter **")
-        rc = lib.sqlite3changeset_start_v2_strm(out, lib.sss_py_input, self.reader.handle, 0)
-        check_rc(rc, "starting to read the stream")
-        self.it = out[0]
+        self.it = ChangesetIter.over_reader(Reader(source))
 
     def __enter__(self) -> Source:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.it is not None:
-            lib.sqlite3changeset_finalize(self.it)
-            self.it = None
+        self.it.finalize()
 
     def next_chunk(self, max_changes: int) -> tuple[bytes, bool]:
         """Up to max_changes changes as one blob, and whether the end was reached."""
-        grp_out = ffi.new("sqlite3_changegroup **")
-        check_rc(lib.sqlite3changegroup_new(grp_out), "reading the stream")
-        grp = grp_out[0]
-        try:
-            n = ffi.new("int *")
-            rc = lib.sss_changegroup_fill(self.it, grp, max_changes, n)
-            self.reader.reraise()
-            if rc != lib.SQLITE_ROW and rc != lib.SQLITE_DONE:
-                check_rc(rc, "reading the stream")
-            size = ffi.new("int *")
-            p = ffi.new("void **")
-            orc = lib.sqlite3changegroup_output(grp, size, p)
-            blob = take_blob(size, p)
-            check_rc(orc, "reading the stream")
-            return blob, rc == lib.SQLITE_DONE
-        finally:
-            lib.sqlite3changegroup_delete(grp)
+        return self.it.next_chunk(max_changes)
 
 
 def apply_chunks(source: Source, con: Connection, options: ApplyOptions,
@@ -79,7 +58,7 @@ def apply_chunks(source: Source, con: Connection, options: ApplyOptions,
     no_savepoint, want_rebase = options.no_savepoint, options.rebase
     with con.hold() as cdb:
         if not no_savepoint:
-            _exec(cdb, "SAVEPOINT sss_apply_stream")
+            exec_sql(cdb, "SAVEPOINT sss_apply_stream")
         try:
             keep: dict[str, bool] = {}
             ctx = ApplyContext(options.policy, keep, options.collect_rejected)
@@ -94,7 +73,7 @@ def apply_chunks(source: Source, con: Connection, options: ApplyOptions,
                 keep.update(plan.keep)
                 ctx.needs_filter = plan.needs_filter
                 ctx.fk_interim = bool(nxt)
-                r = run_apply(ctx, cdb, chunk, flags, want_rebase)
+                r = ctx.apply(cdb, chunk, flags, want_rebase)
                 if r:
                     rebases.append(r)
                 chunk, done = nxt, nxt_done
@@ -103,10 +82,10 @@ def apply_chunks(source: Source, con: Connection, options: ApplyOptions,
             finish_report(report, ctx, kind or kind_of(b""))
         except BaseException:
             if not no_savepoint:
-                _exec(cdb, "ROLLBACK TO sss_apply_stream; RELEASE sss_apply_stream", check=False)
+                exec_sql(cdb, "ROLLBACK TO sss_apply_stream; RELEASE sss_apply_stream", check=False)
             raise
         if not no_savepoint:
-            _exec(cdb, "RELEASE sss_apply_stream")
+            exec_sql(cdb, "RELEASE sss_apply_stream")
     report.rebase = b"".join(rebases) if want_rebase else None
     return report
 
@@ -126,8 +105,3 @@ def _final_fk_check(ctx: ApplyContext, cdb: Any, con: Connection) -> None:
     if ctx.policy.resolve(conflict) is not Action.OMIT:
         raise ConflictAbort(f"{conflict}: resolved with ABORT; the apply was rolled back", conflict)
 
-
-def _exec(cdb: Any, sql: str, check: bool = True) -> None:
-    rc = lib.sqlite3_exec(cdb, sql.encode(), NULL, NULL, NULL)
-    if check and rc != lib.SQLITE_OK:
-        raise error_from_db(cdb, rc, sql)

@@ -1,25 +1,18 @@
-"""Exceptions of the sessions layer (all derive from :class:`sss.Error`)."""
+"""Exceptions of the sessions layer (all derive from :class:`sss.Error`).
+
+:class:`ChangesetError` is defined in ``binding.errors`` (the binding's
+changeset functions raise it) and re-exported here."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..binding.errors import Error, InterfaceError
+from ..binding.errors import ChangesetError, Error, InterfaceError
 
 if TYPE_CHECKING:
     from .policy import Conflict
 
 __all__ = ["ChangesetError", "SchemaMismatch", "ConflictAbort", "ConflictPolicyError"]
-
-
-class ChangesetError(Error):
-    """A changeset or patchset is corrupt or malformed, or cannot be used the
-    way it was asked to (e.g. inverting a patchset)."""
-
-    def __init__(self, message: str, code: int | None = None) -> None:
-        super().__init__(message)
-        #: The SQLite result code behind it, when SQLite reported it.
-        self.code = code
 
 
 class SchemaMismatch(Error):

@@ -16,9 +16,9 @@ from contextlib import AbstractContextManager, nullcontext
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from ..binding.changegroup import ChangeGroupHandle, RebaserHandle
+from ..binding.changeset_io import Reader, Writer
 from ..binding.errors import ClosedError, InterfaceError, ThreadingError
-from ..binding.raw import error_from_db, ffi, lib
-from ._native import Reader, Writer, check_rc, take_blob
 from .changeset import Change, Changeset, ChangesetBase, Patchset, encode_changes
 
 if TYPE_CHECKING:
@@ -59,16 +59,12 @@ class ChangeGroup:
     def __init__(self, schema: Connection | None = None, db: str = "main",
                  patchset: bool | None = None) -> None:
         self._guard = _Guard("change group")
-        out = ffi.new("sqlite3_changegroup **")
-        check_rc(lib.sqlite3changegroup_new(out), "creating a change group")
-        self._ptr: Any = out[0]
+        self._group = ChangeGroupHandle()
         self._con: Connection | None = None
         self._kind: type[ChangesetBase] | None = None
         self._empty = True
         if patchset is not None:
-            flag = ffi.new("int *", 1 if patchset else 0)
-            lib.sqlite3changegroup_config(self._ptr, lib.SQLITE_CHANGEGROUP_CONFIG_PATCHSET, flag)
-            self._kind = Patchset if flag[0] else Changeset
+            self._kind = Patchset if self._group.set_patchset(patchset) else Changeset
         if schema is not None:
             self.schema(schema, db)
 
@@ -79,26 +75,24 @@ class ChangeGroup:
 
         Calls ``sqlite3changegroup_schema``."""
         with self._guard:
-            ptr = self._live()
+            group = self._live()
             if not self._empty:
                 raise InterfaceError("schema() must come before the first add")
             if self._con is not None:
                 raise InterfaceError("this change group already has a schema")
             with con.hold() as cdb:
-                rc = lib.sqlite3changegroup_schema(ptr, cdb, db.encode("utf-8"))
-                if rc != lib.SQLITE_OK:
-                    raise error_from_db(cdb, rc, "setting a change group's schema")
+                group.schema(cdb, db)
                 self._con = con
-                con.add_dependent(self)
+                con.add_dependent(group)
 
     def _holding(self) -> AbstractContextManager[Any]:
         """The connection, held, when the group reads its schema."""
         return self._con.hold() if self._con is not None else nullcontext()
 
-    def _live(self) -> Any:
-        if self._ptr is None:
+    def _live(self) -> ChangeGroupHandle:
+        if self._group.closed:
             raise ClosedError("cannot use a closed change group")
-        return self._ptr
+        return self._group
 
     def _accept(self, kind: type[ChangesetBase]) -> None:
         if self._kind is not None and kind is not self._kind:
@@ -114,14 +108,8 @@ class ChangeGroup:
             return
         self._accept(type(cs))
         with self._guard, self._holding():
-            ptr = self._live()
-            if len(cs) > 0x7FFFFFFF:
-                reader = Reader(cs)
-                rc = lib.sqlite3changegroup_add_strm(ptr, lib.sss_py_input, reader.handle)
-                reader.reraise()
-            else:
-                rc = lib.sqlite3changegroup_add(ptr, len(cs), ffi.from_buffer(cs))
-            self._after_add(rc, type(cs))
+            self._live().add(cs)
+            self._added(type(cs))
 
     def add_change(self, change: Change | Iterable[Any]) -> None:
         """Add one change (a :class:`Change`, e.g. from iterating a changeset,
@@ -142,16 +130,10 @@ class ChangeGroup:
         self._accept(kind)
         reader = Reader(source)
         with self._guard, self._holding():
-            rc = lib.sqlite3changegroup_add_strm(self._live(), lib.sss_py_input, reader.handle)
-            reader.reraise()
-            self._after_add(rc, kind)
+            self._live().add_stream(reader)
+            self._added(kind)
 
-    def _after_add(self, rc: int, kind: type[ChangesetBase]) -> None:
-        if rc == lib.SQLITE_SCHEMA:
-            raise InterfaceError("the changeset does not match this change group's schema or an "
-                                 "earlier changeset's table definition (SQLITE_SCHEMA); the "
-                                 "group's contents are now undefined")
-        check_rc(rc, "adding to a change group")
+    def _added(self, kind: type[ChangesetBase]) -> None:
         self._empty = False
         self._kind = kind
 
@@ -160,11 +142,7 @@ class ChangeGroup:
 
         Calls ``sqlite3changegroup_output``."""
         with self._guard, self._holding():
-            n = ffi.new("int *")
-            p = ffi.new("void **")
-            rc = lib.sqlite3changegroup_output(self._live(), n, p)
-            blob = take_blob(n, p)
-            check_rc(rc, "writing a change group")
+            blob = self._live().output()
         return (self._kind or Changeset)(blob)
 
     def output_stream(self, dest: BinaryIO) -> int:
@@ -174,9 +152,7 @@ class ChangeGroup:
         Calls ``sqlite3changegroup_output_strm``."""
         writer = Writer(dest)
         with self._guard, self._holding():
-            rc = lib.sqlite3changegroup_output_strm(self._live(), lib.sss_py_output, writer.handle)
-            writer.reraise()
-            check_rc(rc, "writing a change group")
+            self._live().output_stream(writer)
         return writer.total
 
     def close(self) -> None:
@@ -185,18 +161,7 @@ class ChangeGroup:
         Calls ``sqlite3changegroup_delete``."""
         con = self._con
         with self._guard, (con.hold() if con is not None and not con.closed else nullcontext()):
-            self._delete()
-
-    def _delete(self) -> None:
-        ptr, self._ptr = self._ptr, None
-        if ptr is not None:
-            lib.sqlite3changegroup_delete(ptr)
-
-    def close_before_connection(self) -> None:
-        """Free the group; its schema connection is closing (and held).
-
-        Calls ``sqlite3changegroup_delete``."""
-        self._delete()
+            self._group.delete()
 
     def __enter__(self) -> ChangeGroup:
         return self
@@ -204,14 +169,9 @@ class ChangeGroup:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
-
-    def __del__(self) -> None:
-        ptr = getattr(self, "_ptr", None)
-        if ptr is not None and getattr(self, "_con", None) is None:
-            self._ptr = None
-            lib.sqlite3changegroup_delete(ptr)
-        # With a schema, the connection deletes it when it closes (a finalizer
-        # may run while the connection is inside SQLite).
+    # Collected: the handle frees the group itself, unless it has a schema
+    # (then the connection deletes it when it closes: a finalizer may run
+    # while the connection is inside SQLite).
 
 
 def _detect(data: Any) -> ChangesetBase:
@@ -229,14 +189,12 @@ class Rebaser:
 
     def __init__(self) -> None:
         self._guard = _Guard("rebaser")
-        out = ffi.new("sqlite3_rebaser **")
-        check_rc(lib.sqlite3rebaser_create(out), "creating a rebaser")
-        self._ptr: Any = out[0]
+        self._rebaser = RebaserHandle()
 
-    def _live(self) -> Any:
-        if self._ptr is None:
+    def _live(self) -> RebaserHandle:
+        if self._rebaser.closed:
             raise ClosedError("cannot use a closed rebaser")
-        return self._ptr
+        return self._rebaser
 
     def configure(self, rebase: bytes) -> None:
         """Add rebase data (``ApplyReport.rebase``); call in apply order.
@@ -246,8 +204,7 @@ class Rebaser:
         if not data:
             return
         with self._guard:
-            check_rc(lib.sqlite3rebaser_configure(self._live(), len(data), ffi.from_buffer(data)),
-                     "configuring the rebaser")
+            self._live().configure(data)
 
     def rebase(self, changeset: Changeset | bytes) -> Changeset:
         """The changeset rebased (patchsets cannot be rebased).
@@ -257,11 +214,7 @@ class Rebaser:
         if isinstance(cs, Patchset):
             raise InterfaceError("only changesets can be rebased, not patchsets")
         with self._guard:
-            n = ffi.new("int *")
-            p = ffi.new("void **")
-            rc = lib.sqlite3rebaser_rebase(self._live(), len(cs), ffi.from_buffer(cs), n, p)
-            blob = take_blob(n, p)
-            check_rc(rc, "rebasing a changeset")
+            blob = self._live().rebase(cs)
         return Changeset(blob)
 
     def rebase_stream(self, source: BinaryIO, dest: BinaryIO) -> int:
@@ -271,11 +224,7 @@ class Rebaser:
         Calls ``sqlite3rebaser_rebase_strm``."""
         reader, writer = Reader(source), Writer(dest)
         with self._guard:
-            rc = lib.sqlite3rebaser_rebase_strm(self._live(), lib.sss_py_input, reader.handle,
-                                                lib.sss_py_output, writer.handle)
-            reader.reraise()
-            writer.reraise()
-            check_rc(rc, "rebasing a changeset")
+            self._live().rebase_stream(reader, writer)
         return writer.total
 
     def close(self) -> None:
@@ -283,18 +232,10 @@ class Rebaser:
 
         Calls ``sqlite3rebaser_delete``."""
         with self._guard:
-            ptr, self._ptr = self._ptr, None
-            if ptr is not None:
-                lib.sqlite3rebaser_delete(ptr)
+            self._rebaser.delete()
 
     def __enter__(self) -> Rebaser:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def __del__(self) -> None:
-        ptr = getattr(self, "_ptr", None)
-        if ptr is not None:
-            self._ptr = None
-            lib.sqlite3rebaser_delete(ptr)

@@ -19,9 +19,9 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from ..binding.errors import ClosedError, InterfaceError, error_class_for
-from ..binding.raw import NULL, ensure, error_from_db, ffi, lib, text
-from ._native import Writer, take_blob
+from ..binding.changeset_io import Writer
+from ..binding.errors import ClosedError, InterfaceError
+from ..binding.session_handle import SessionHandle
 from .changeset import Changeset, Patchset
 
 if TYPE_CHECKING:
@@ -34,11 +34,6 @@ __all__ = ["Session", "SessionFilter"]
 #: ``filter(table_name) -> bool``: whether to record changes to that table.
 SessionFilter = Callable[[str], object]
 
-#: The C table filter behind ``skip_reserved``.
-_SKIP_RESERVED = ffi.addressof(lib, "sss_session_filter_unreserved")
-#: The C filter in front of a user's ``filter`` (asks it once per table).
-_FILTER_CACHE_CALL = ffi.addressof(lib, "sss_filter_cache_call")
-
 #: Cores whose Session was garbage-collected while the connection was busy:
 #: kept alive (the connection deletes them when it closes).
 _ORPHANS: set[_SessionCore] = set()
@@ -48,36 +43,29 @@ _ORPHANS_LOCK = threading.Lock()
 class _SessionCore:
     """The C session handle and what SQLite's callbacks need."""
 
-    __slots__ = ("con", "ptr", "handle", "filter", "error", "rejected", "filter_cache", "__weakref__")
+    __slots__ = ("con", "session", "filter", "error", "rejected", "__weakref__")
 
     def __init__(self, con: Connection, filter: SessionFilter | None) -> None:
         self.con = con
-        self.ptr: Any = None
+        self.session: SessionHandle | None = None
         self.filter = filter
         #: An exception the table filter raised: the capture is incomplete.
         self.error: BaseException | None = None
         #: Tables the filter said no to: SQLite asks again on every change to
         #: an unattached table, the user's filter is asked once.  The C cache
-        #: in front of this (``filter_cache``) answers those calls without
-        #: entering Python; this set only covers a name it failed to store.
+        #: in front of this (``SessionHandle.filter_with``) answers those
+        #: calls without entering Python; this set only covers a name it
+        #: failed to store.
         self.rejected: set[bytes] = set()
-        self.handle = ffi.new_handle(self)
-        self.filter_cache: Any = None
-        if filter is not None:
-            cache = ffi.gc(ffi.new("sss_filter_cache *"), lib.sss_filter_cache_clear)
-            cache.ask = lib.sss_py_session_filter
-            cache.ctx = self.handle
-            self.filter_cache = cache
 
-    def filter_table(self, table: Any) -> int:
-        """Called by SQLite (sss_py_session_filter); never raises."""
+    def filter_table(self, name: bytes) -> int:
+        """Called by SQLite (through ``SessionHandle.filter_with``); never raises."""
         if self.error is not None:
             return 0
-        name = ffi.string(table)
         if name in self.rejected:
             return 0
         try:
-            if self.filter(text(table)):  # type: ignore[misc]
+            if self.filter(name.decode("utf-8", "replace")):  # type: ignore[misc]
                 return 1
         except BaseException as exc:
             self.error = exc
@@ -86,11 +74,9 @@ class _SessionCore:
         return 0
 
     def delete(self) -> None:
-        ptr, self.ptr = self.ptr, None
-        if ptr is not None:
-            lib.sqlite3session_delete(ptr)
-            if self.filter_cache is not None:  # SQLite no longer calls it
-                lib.sss_filter_cache_clear(self.filter_cache)
+        session, self.session = self.session, None
+        if session is not None:
+            session.delete()
         with _ORPHANS_LOCK:
             _ORPHANS.discard(self)
 
@@ -157,28 +143,21 @@ class Session:
         self._track_size = bool(track_size)
         core = self._core = _SessionCore(con, filter)
         with con.hold() as cdb:
-            out = ffi.new("sqlite3_session **")
-            ensure(lib.sqlite3session_create(cdb, db.encode(), out), cdb, "creating a session")
-            core.ptr = out[0]
+            session = core.session = SessionHandle(cdb, db)
             con.add_dependent(core)
             try:
-                flag = ffi.new("int *", 1 if rowid else 0)
-                _check(lib.sqlite3session_object_config(core.ptr, lib.SQLITE_SESSION_OBJCONFIG_ROWID, flag),
-                       cdb, "configuring rowid tracking")
-                flag[0] = 1 if track_size else 0
-                _check(lib.sqlite3session_object_config(core.ptr, lib.SQLITE_SESSION_OBJCONFIG_SIZE, flag),
-                       cdb, "configuring size tracking")
+                session.object_config(cdb, rowid, track_size)
                 if indirect:
-                    lib.sqlite3session_indirect(core.ptr, 1)
+                    session.indirect(1)
                 if filter is not None:
-                    lib.sqlite3session_table_filter(core.ptr, _FILTER_CACHE_CALL, core.filter_cache)
+                    session.filter_with(core)
                 elif skip_reserved:
-                    lib.sqlite3session_table_filter(core.ptr, _SKIP_RESERVED, NULL)
+                    session.skip_reserved()
                 if table_list is None:
-                    _check(lib.sqlite3session_attach(core.ptr, NULL), cdb, "attaching all tables")
+                    session.attach(cdb, None)
                 else:
                     for name in table_list:
-                        self._attach(cdb, name)
+                        self._attach(cdb, session, name)
             except BaseException:
                 core.delete()
                 raise
@@ -190,17 +169,17 @@ class Session:
         Attaching a table that does not exist yet is allowed.
 
         Calls ``sqlite3session_attach``."""
-        with self._use() as (cdb, _):
+        with self._use() as (cdb, session):
             if table is None:
-                _check(lib.sqlite3session_attach(self._core.ptr, NULL), cdb, "attaching all tables")
+                session.attach(cdb, None)
             else:
-                self._attach(cdb, table)
+                self._attach(cdb, session, table)
 
-    def _attach(self, cdb: Any, table: str) -> None:
+    @staticmethod
+    def _attach(cdb: Any, session: SessionHandle, table: str) -> None:
         if not isinstance(table, str) or "\0" in table:
             raise InterfaceError(f"a table name must be a str without NUL, not {table!r}")
-        _check(lib.sqlite3session_attach(self._core.ptr, table.encode("utf-8")), cdb,
-               f"attaching table {table!r}")
+        session.attach(cdb, table)
 
     @property
     def enabled(self) -> bool:
@@ -208,26 +187,26 @@ class Session:
         it has recorded and ignores new changes).
 
         Calls ``sqlite3session_enable``."""
-        with self._use() as (_, ptr):
-            return bool(lib.sqlite3session_enable(ptr, -1))
+        with self._use() as (_, session):
+            return session.enable(-1)
 
     @enabled.setter
     def enabled(self, value: bool) -> None:
-        with self._use() as (_, ptr):
-            lib.sqlite3session_enable(ptr, 1 if value else 0)
+        with self._use() as (_, session):
+            session.enable(1 if value else 0)
 
     @property
     def indirect(self) -> bool:
         """Whether changes recorded from now on are marked indirect.
 
         Calls ``sqlite3session_indirect``."""
-        with self._use() as (_, ptr):
-            return bool(lib.sqlite3session_indirect(ptr, -1))
+        with self._use() as (_, session):
+            return session.indirect(-1)
 
     @indirect.setter
     def indirect(self, value: bool) -> None:
-        with self._use() as (_, ptr):
-            lib.sqlite3session_indirect(ptr, 1 if value else 0)
+        with self._use() as (_, session):
+            session.indirect(1 if value else 0)
 
     # -- state --------------------------------------------------------------
 
@@ -237,16 +216,16 @@ class Session:
         non-empty changeset: a row changed and changed back records nothing.)
 
         Calls ``sqlite3session_isempty``."""
-        with self._use() as (_, ptr):
-            return bool(lib.sqlite3session_isempty(ptr))
+        with self._use() as (_, session):
+            return session.is_empty()
 
     @property
     def memory_used(self) -> int:
         """Bytes of heap memory the session uses.
 
         Calls ``sqlite3session_memory_used``."""
-        with self._use() as (_, ptr):
-            return int(lib.sqlite3session_memory_used(ptr))
+        with self._use() as (_, session):
+            return session.memory_used()
 
     @property
     def changeset_size(self) -> int:
@@ -255,13 +234,13 @@ class Session:
         Calls ``sqlite3session_changeset_size``."""
         if not self._track_size:
             raise InterfaceError("changeset_size needs a session made with track_size=True")
-        with self._use() as (_, ptr):
-            return int(lib.sqlite3session_changeset_size(ptr))
+        with self._use() as (_, session):
+            return session.changeset_size()
 
     @property
     def closed(self) -> bool:
         """True once the session is closed (by :meth:`close` or its connection)."""
-        return self._core.ptr is None
+        return self._core.session is None
 
     @property
     def connection(self) -> Connection:
@@ -274,24 +253,18 @@ class Session:
         """The changes recorded so far, as a :class:`Changeset`.
 
         Calls ``sqlite3session_changeset``."""
-        return Changeset(self._output(lib.sqlite3session_changeset, "changeset"))
+        return Changeset(self._output(False))
 
     def patchset(self) -> Patchset:
         """The changes recorded so far, as a :class:`Patchset`.
 
         Calls ``sqlite3session_patchset``."""
-        return Patchset(self._output(lib.sqlite3session_patchset, "patchset"))
+        return Patchset(self._output(True))
 
-    def _output(self, fn: Any, what: str) -> bytes:
-        with self._use() as (cdb, ptr):
+    def _output(self, patchset: bool) -> bytes:
+        with self._use() as (cdb, session):
             self._raise_filter_error()
-            n = ffi.new("int *")
-            p = ffi.new("void **")
-            rc = fn(ptr, n, p)
-            blob = take_blob(n, p)
-            if rc != lib.SQLITE_OK:
-                raise _session_error(cdb, rc, f"generating the {what}")
-            return blob
+            return session.changeset(cdb, patchset)
 
     def changeset_stream(self, file: BinaryIO) -> int:
         """Write the changeset to a binary file object in chunks, without
@@ -299,23 +272,20 @@ class Session:
         Returns the number of bytes written.
 
         Calls ``sqlite3session_changeset_strm``."""
-        return self._stream(lib.sqlite3session_changeset_strm, file, "changeset")
+        return self._stream(file, False)
 
     def patchset_stream(self, file: BinaryIO) -> int:
         """Write the patchset to a binary file object in chunks; returns the
         number of bytes written.
 
         Calls ``sqlite3session_patchset_strm``."""
-        return self._stream(lib.sqlite3session_patchset_strm, file, "patchset")
+        return self._stream(file, True)
 
-    def _stream(self, fn: Any, file: BinaryIO, what: str) -> int:
+    def _stream(self, file: BinaryIO, patchset: bool) -> int:
         writer = Writer(file)
-        with self._use() as (cdb, ptr):
+        with self._use() as (cdb, session):
             self._raise_filter_error()
-            rc = fn(ptr, lib.sss_py_output, writer.handle)
-            writer.reraise()
-            if rc != lib.SQLITE_OK:
-                raise _session_error(cdb, rc, f"streaming the {what}")
+            session.changeset_stream(cdb, writer, patchset)
         return writer.total
 
     def diff(self, from_schema: str, table: str) -> None:
@@ -324,16 +294,8 @@ class Session:
         (both tables need the same columns and primary key).
 
         Calls ``sqlite3session_diff``."""
-        with self._use() as (cdb, ptr):
-            err = ffi.new("char **")
-            rc = lib.sqlite3session_diff(ptr, from_schema.encode("utf-8"), table.encode("utf-8"), err)
-            message = text(err[0]) if err[0] != NULL else ""
-            if err[0] != NULL:
-                lib.sqlite3_free(err[0])
-            if rc != lib.SQLITE_OK:
-                if message:
-                    raise error_class_for(rc)(f"{message} (diff of {table!r} from {from_schema!r})", rc)
-                raise error_from_db(cdb, rc, f"diff of {table!r} from {from_schema!r}")
+        with self._use() as (cdb, session):
+            session.diff(cdb, from_schema, table)
 
     def _raise_filter_error(self) -> None:
         err = self._core.error
@@ -348,7 +310,7 @@ class Session:
 
         Calls ``sqlite3session_delete``."""
         core = self._core
-        if core.ptr is None:
+        if core.session is None:
             return
         con = self._con
         if con.closed:  # the connection deleted it already
@@ -367,7 +329,7 @@ class Session:
 
     def __del__(self) -> None:
         core = getattr(self, "_core", None)
-        if core is None or core.ptr is None:
+        if core is None or core.session is None:
             return
         lock = core.con._lock
         # Never from inside SQLite on this thread (the lock is re-entrant), and
@@ -389,7 +351,7 @@ class Session:
 
 
 class _UseSession:
-    """``with session._use() as (db, ptr):`` the connection held, the session open."""
+    """``with session._use() as (db, handle):`` the connection held, the session open."""
 
     __slots__ = ("session", "using")
 
@@ -397,13 +359,13 @@ class _UseSession:
         self.session = session
         self.using = session._con.hold()
 
-    def __enter__(self) -> tuple[Any, Any]:
+    def __enter__(self) -> tuple[Any, SessionHandle]:
         cdb = self.using.__enter__()
-        ptr = self.session._core.ptr
-        if ptr is None:
+        session = self.session._core.session
+        if session is None:
             self.using.__exit__(None, None, None)
             raise ClosedError("cannot use a closed session")
-        return cdb, ptr
+        return cdb, session
 
     def __exit__(self, *exc: object) -> None:
         self.using.__exit__(*exc)
@@ -416,14 +378,3 @@ def _refuse_reentry(con: Connection, what: str) -> None:
     if con._lock._is_owned():
         raise InterfaceError(f"cannot {what} from inside a callback running on its connection")
 
-
-def _check(rc: int, cdb: Any, context: str) -> None:
-    if rc != lib.SQLITE_OK:
-        raise error_from_db(cdb, rc, context)
-
-
-def _session_error(cdb: Any, rc: int, context: str) -> Exception:
-    if rc == lib.SQLITE_SCHEMA or rc & 0xFF == lib.SQLITE_SCHEMA:
-        return error_from_db(cdb, rc, f"{context}: a recorded table's schema changed during the "
-                                      "session (e.g. DROP COLUMN); SQLite cannot write its changes")
-    return error_from_db(cdb, rc, context)

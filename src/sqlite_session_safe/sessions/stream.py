@@ -2,7 +2,7 @@
 
 The blob API takes sizes as C ``int`` and needs the whole changeset in one
 buffer; these functions go through SQLite's ``*_strm`` interfaces instead,
-reading and writing :data:`_native.STREAM_CHUNK`-sized pieces:
+reading and writing ``binding.changeset_io.STREAM_CHUNK``-sized pieces:
 
 * :func:`iterate_stream` and :func:`invert_stream` use memory independent of
   the changeset's size;
@@ -23,9 +23,11 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from typing import Any, BinaryIO
 
-from ..binding.raw import ffi, lib
-from . import _native
-from ._native import STREAM_CHUNK, Reader, Writer, check_rc, decode, new_buffer
+from ..binding import changeset_ops
+from ..binding.changeset_format import FORMAT_JSON, FORMAT_JSON_ASCII, FORMAT_TEXT, Formatter
+from ..binding.changeset_io import STREAM_CHUNK, Reader, Writer
+from ..binding.changeset_iter import ChangesetIter, Section, summarize
+from ..binding.changeset_ops import ConcatState
 from .changeset import Change, iter_changes
 from .errors import ChangesetError
 
@@ -38,49 +40,26 @@ def iterate_stream(source: BinaryIO | bytes, invert: bool = False) -> Iterator[C
     object (``invert=True``: as the inverse would hold them).
 
     Calls ``sqlite3changeset_start_v2_strm``, then ``sqlite3changeset_next`` per change."""
-    reader = Reader(source)
-    out = ffi.new("sqlite3_changeset_iter **")
-    flags = lib.SQLITE_CHANGESETSTART_INVERT if invert else 0
-    check_rc(lib.sqlite3changeset_start_v2_strm(out, lib.sss_py_input, reader.handle, flags),
-             "starting to read the stream")
-    return iter_changes(out[0], reader, (reader,), "iterating a stream")
+    it = ChangesetIter.over_reader(Reader(source), invert)
+    return iter_changes(it, "iterating a stream")
 
 
-def summarize_stream(source: BinaryIO | bytes) -> tuple[int, list[tuple[str, int, bytes, int, int, int]]]:
+def summarize_stream(source: BinaryIO | bytes) -> tuple[int, list[Section]]:
     """Walk a changeset or patchset read from ``source`` to its end, in C
     (``sss_changeset_summary``, which skips the values instead of decoding
     them) and in bounded memory; return its number of changes and its table
     sections ``(table, ncol, pk flags, inserts, updates, deletes)``
     (consecutive changes with one table header are one section).  Corrupt or
     truncated input raises :class:`ChangesetError`."""
-    reader = Reader(source)
-    buf = new_buffer(64 * 1024)
-    count = ffi.new("long long *")
-    rc = lib.sss_changeset_summary(lib.sss_py_input, reader.handle, ffi.NULL, 0, buf, count)
-    reader.reraise()
-    if rc != lib.SQLITE_DONE:
-        check_rc(rc, "reading the stream")
-    return int(count[0]), decode(buf)
+    return summarize(Reader(source), "reading the stream")
 
 
-#: format_stream() modes: readable lines; JSON objects; JSON objects with
-#: every non-ASCII character escaped.
-FORMAT_TEXT = int(lib.SSS_FORMAT_TEXT)
-FORMAT_JSON = int(lib.SSS_FORMAT_JSON)
-FORMAT_JSON_ASCII = int(lib.SSS_FORMAT_JSON_ASCII)
+# format_stream() modes (binding.changeset_format): FORMAT_TEXT readable
+# lines; FORMAT_JSON JSON objects; FORMAT_JSON_ASCII JSON objects with every
+# non-ASCII character escaped.
 #: Bytes of formatted text per chunk (whole changes: a chunk ends after the
 #: change that reaches it).
 FORMAT_CHUNK = 256 * 1024
-
-
-def _not_utf8(data: bytes) -> ChangesetError:
-    """The error decode() raises for text that is not UTF-8 (marshal decodes
-    a change's text with "surrogatepass", as is done here)."""
-    try:
-        data.decode("utf-8", "surrogatepass")
-    except UnicodeDecodeError as exc:
-        return ChangesetError(f"the changeset holds text that is not valid UTF-8: {exc}")
-    raise AssertionError("the C side found text that is not UTF-8: it is")  # pragma: no cover
 
 
 def format_stream(source: BinaryIO | bytes, names: Callable[[str, tuple[int, ...]], Sequence[str]],
@@ -102,81 +81,12 @@ def format_stream(source: BinaryIO | bytes, names: Callable[[str, tuple[int, ...
     if mode not in (FORMAT_TEXT, FORMAT_JSON, FORMAT_JSON_ASCII):
         raise ValueError(f"unknown format mode {mode!r}")
     prefix = indent.encode("utf-8", "surrogatepass")
-    fmt = ffi.gc(lib.sss_format_new(mode, prefix, len(prefix)), lib.sss_format_free)
-    if fmt == ffi.NULL:
-        raise MemoryError("formatting changes: out of memory")
-    out = ffi.new("sqlite3_changeset_iter **")
-    readers: tuple[Reader, ...] = ()
-    keep: Any = None
-    if isinstance(source, (bytes, bytearray, memoryview)) and len(source) <= _native.MAX_BLOB:
-        keep = ffi.from_buffer(source)
-        rc = lib.sqlite3changeset_start_v2(out, len(keep), keep, 0)
+    fmt = Formatter(mode, prefix)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        it = ChangesetIter.over_bytes(source, what="starting to read the changes")
     else:
-        readers = (Reader(source),)
-        rc = lib.sqlite3changeset_start_v2_strm(out, lib.sss_py_input, readers[0].handle, 0)
-    check_rc(rc, "starting to read the changes")
-    return _formatted(fmt, out[0], readers, keep, names, chunk)
-
-
-def _formatted(fmt: Any, it: Any, readers: tuple[Reader, ...], keep: Any,
-               names: Callable[[str, tuple[int, ...]], Sequence[str]], chunk: int) -> Iterator[str]:
-    what = "formatting changes"
-    buf = new_buffer(chunk + 64 * 1024)
-    ncol = ffi.new("int *")
-    pk = ffi.new("unsigned char **")
-    bad_len = ffi.new("size_t *")
-    done = False
-    try:
-        while True:
-            rc = lib.sss_format_changes(fmt, it, chunk, buf)
-            for r in readers:
-                r.reraise()
-            if buf.len:
-                yield str(ffi.buffer(buf.data, buf.len), "utf-8", "surrogatepass")
-            if rc == lib.SQLITE_ROW:
-                continue
-            if rc == lib.SQLITE_DONE:
-                done = True
-                return
-            if rc == lib.SSS_FORMAT_NEED_NAMES:
-                _give_names(fmt, names, ncol, pk)
-            elif rc == lib.SSS_FORMAT_BAD_TEXT:
-                bad = lib.sss_format_bad(fmt, bad_len)
-                raise _not_utf8(ffi.unpack(bad, bad_len[0]))
-            else:
-                check_rc(rc, what)
-    finally:
-        frc = lib.sqlite3changeset_finalize(it)
-        del keep
-        if done:
-            # Finalize reports an error the iterator met while finishing.
-            for r in readers:
-                r.reraise()
-            check_rc(frc, what)
-
-
-def _give_names(fmt: Any, names: Callable[[str, tuple[int, ...]], Sequence[str]], ncol: Any,
-                pk: Any) -> None:
-    """Hand the formatter the column names of the section it waits at."""
-    raw = ffi.string(lib.sss_format_table(fmt, ncol, pk))
-    try:
-        table = raw.decode("utf-8", "surrogatepass")
-    except UnicodeDecodeError:
-        raise _not_utf8(raw) from None
-    flags = tuple(ffi.unpack(pk[0], ncol[0]))
-    cols = [str(c) for c in names(table, flags)[:ncol[0]]]
-    if len(cols) < ncol[0]:
-        raise ValueError(f"names() gave {len(cols)} names for the {ncol[0]} columns of {table!r}")
-    first: dict[str, int] = {}
-    groups = [first.setdefault(c, i) for i, c in enumerate(cols)]
-    if any("\0" in c for c in cols):
-        raise ValueError(f"a column name of {table!r} holds a NUL character")
-    packed = b"".join(c.encode("utf-8", "surrogatepass") + b"\0" for c in cols)
-    dups = ffi.new("int[]", groups) if len(first) < len(cols) else ffi.NULL
-    rc = lib.sss_format_names(fmt, packed, len(packed), dups)
-    if rc == lib.SSS_ERR_FORMAT:  # pragma: no cover - the names are checked above
-        raise ValueError(f"formatting changes: the names of {table!r} were refused")
-    check_rc(rc, "formatting changes")
+        it = ChangesetIter.over_reader(Reader(source), what="starting to read the changes")
+    return fmt.run(it, names, chunk)
 
 
 def invert_stream(source: BinaryIO | bytes, dest: BinaryIO) -> int:
@@ -200,15 +110,8 @@ def invert_stream(source: BinaryIO | bytes, dest: BinaryIO) -> int:
         for _ in iterate_stream(source):
             pass
         source.seek(start)  # type: ignore[union-attr]
-    reader, writer = Reader(source), Writer(dest)
-    rc = lib.sqlite3changeset_invert_strm(lib.sss_py_input, reader.handle,
-                                          lib.sss_py_output, writer.handle)
-    reader.reraise()
-    writer.reraise()
-    if rc == lib.SQLITE_NOMEM:
-        raise ChangesetError("inverting a stream: SQLite reported out of memory, which for a "
-                             "changeset it cannot parse means corrupt input", rc)
-    check_rc(rc, "inverting a stream")
+    writer = Writer(dest)
+    changeset_ops.invert_stream(Reader(source), writer, "inverting a stream", nomem_is_corrupt=True)
     return writer.total
 
 
@@ -301,22 +204,6 @@ def concat_stream(a: BinaryIO | bytes, b: BinaryIO | bytes, dest: BinaryIO, *,
     return writer.total
 
 
-class _TeeReader(Reader):
-    """A Reader that also copies what it reads to ``tee`` (spooling an input
-    that cannot seek, during the pass that first reads it)."""
-
-    __slots__ = ("tee",)
-
-    def __init__(self, source: Any, tee: Any) -> None:
-        super().__init__(source)
-        self.tee = tee
-
-    def fill(self, data: Any, size_ptr: Any) -> int:
-        rc = super().fill(data, size_ptr)
-        self.tee.write(ffi.buffer(data, size_ptr[0]))
-        return rc
-
-
 class _Input:
     """One input of concat_stream: something that can be read again from
     the same start, and its size when known before reading."""
@@ -347,7 +234,7 @@ class _Input:
         if self.size is not None:
             return self.reader()
         spool = stack.enter_context(tempfile.SpooledTemporaryFile(max_size=spool_memory))
-        reader = _TeeReader(self.source, spool)
+        reader = Reader(self.source, tee=spool)
         self.source, self.start = spool, 0
         return reader
 
@@ -357,18 +244,14 @@ def _concat(a: _Input, b: _Input, writer: Writer, memory_limit: int, stack: Exit
             and (a.size + b.size) * (_MIN_CHANGE + CHANGE_OVERHEAD) <= memory_limit * _MIN_CHANGE):
         _concat_one_group(a.reader(), b.reader(), writer)
         return
-    state = ffi.gc(lib.sss_concat_new(), lib.sss_concat_free)
-    if state == ffi.NULL:
-        raise MemoryError("concatenating streams: out of memory")
+    state = ConcatState()
     spool_memory = max(STREAM_CHUNK, memory_limit // 8)
     nbytes = 0
     for source in (a, b):
         reader = source.first_reader(stack, spool_memory)
-        rc = lib.sss_concat_scan(state, lib.sss_py_input, reader.handle)
-        reader.reraise()
-        _check_concat(state, rc)
+        state.scan(reader)
         nbytes += reader.total
-    nchanges = lib.sss_concat_changes(state)
+    nchanges = state.changes()
     k = concat_partitions(nbytes, nchanges, memory_limit)
     if k == 1:
         _concat_one_group(a.reader(), b.reader(), writer)
@@ -377,20 +260,13 @@ def _concat(a: _Input, b: _Input, writer: Writer, memory_limit: int, stack: Exit
         raise ValueError(
             f"memory_limit={memory_limit} is too small for {nbytes} bytes holding {nchanges} "
             f"changes: it would take {k} passes over the inputs (at most {MAX_CONCAT_PASSES})")
-    counts = ffi.new("long long[2]")
     added = 0
     for part in range(k):
-        reader_a, reader_b = a.reader(), b.reader()
-        rc = lib.sss_concat_partition(state, k, part, lib.sss_py_input, reader_a.handle,
-                                      lib.sss_py_input, reader_b.handle,
-                                      lib.sss_py_output, writer.handle, counts)
-        for r in (reader_a, reader_b, writer):
-            r.reraise()
-        _check_concat(state, rc)
-        if counts[0] != nchanges:
+        read, in_part = state.partition(k, part, a.reader(), b.reader(), writer)
+        if read != nchanges:
             raise ChangesetError(f"concatenating streams: an input changed between passes "
-                                 f"({counts[0]} changes read, {nchanges} at first)")
-        added += counts[1]
+                                 f"({read} changes read, {nchanges} at first)")
+        added += in_part
     if added != nchanges:  # every change belongs to exactly one partition
         raise ChangesetError(f"concatenating streams: an input changed between passes "
                              f"({added} changes in the partitions, {nchanges} read at first)")
@@ -398,33 +274,7 @@ def _concat(a: _Input, b: _Input, writer: Writer, memory_limit: int, stack: Exit
 
 def _concat_one_group(reader_a: Reader, reader_b: Reader, writer: Writer) -> None:
     """SQLite's own streaming concat: one change group for everything."""
-    rc = lib.sqlite3changeset_concat_strm(lib.sss_py_input, reader_a.handle,
-                                          lib.sss_py_input, reader_b.handle,
-                                          lib.sss_py_output, writer.handle)
-    for r in (reader_a, reader_b, writer):
-        r.reraise()
-    check_rc(rc, "concatenating streams")
-
-
-def _check_concat(state: Any, rc: int) -> None:
-    """Raise for a refused scan or partition with the reason the C side
-    recorded; other codes as check_rc does."""
-    if rc == lib.SQLITE_OK:
-        return
-    reason = lib.sss_concat_reason(state)
-    name_ptr = lib.sss_concat_table(state)
-    table = ffi.string(name_ptr).decode("utf-8", "replace") if name_ptr != ffi.NULL else None
-    if reason == lib.SSS_CONCAT_SCHEMA:
-        raise ChangesetError(f"concatenating streams: table {table!r} has a different number of "
-                             f"columns or primary key in different changes (changesets of "
-                             f"different schemas cannot be combined)", rc)
-    if reason == lib.SSS_CONCAT_MIXED:
-        raise ChangesetError(f"concatenating streams: cannot combine changeset and patchset "
-                             f"changes (at table {table!r})", rc)
-    if reason == lib.SSS_CONCAT_CHANGED:
-        raise ChangesetError("concatenating streams: an input changed between passes "
-                             f"(a change to table {table!r} the first pass did not see)", rc)
-    check_rc(rc, "concatenating streams")
+    changeset_ops.concat_stream(reader_a, reader_b, writer, "concatenating streams")
 
 
 def _truncate(dest: Any, start: int) -> None:

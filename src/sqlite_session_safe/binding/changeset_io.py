@@ -1,35 +1,44 @@
-"""Plumbing shared by the sessions modules: blobs out of SQLite, iterators,
-and the readers/writers behind the streaming APIs.
+"""Bytes into and out of SQLite's session extension: its result codes as
+exceptions, the blobs it allocates, the streaming xInput/xOutput callbacks,
+and the C buffer the csrc walkers fill with marshalled change tuples.
 
 The streaming callbacks (``sss_py_input`` / ``sss_py_output``) receive an
 ``ffi.new_handle`` of a :class:`Reader` or :class:`Writer`; an exception in
 the user's file object is stored there, SQLite is told ``SQLITE_IOERR``, and
-the caller re-raises the stored exception once SQLite has returned.
+the caller re-raises the stored exception (:meth:`Reader.reraise`) once
+SQLite has returned.  BaseException is caught on purpose: a
+KeyboardInterrupt must not be lost inside C either.
+
+Used by the other session-extension modules of the binding
+(``session_handle``, ``changegroup``, ``changeset_iter``, ``changeset_ops``,
+``changeset_apply``, ...); the sessions layer uses :class:`Reader`,
+:class:`Writer` and the limits below.
 """
 
 from __future__ import annotations
 
 import marshal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-from ..binding.raw import NULL, error_from_code, ffi, lib
 from .errors import ChangesetError
+from .raw import NULL, error_from_code, ffi, lib
 
 __all__ = [
     "MAX_BLOB",
-    "take_blob",
+    "STREAM_CHUNK",
+    "check_rc",
+    "output_blob",
     "Reader",
     "Writer",
-    "check_rc",
-    "walk_batches",
-    "parse_batches",
-    "STREAM_CHUNK",
-    "start_iter",
+    "OutputBuffer",
+    "new_buffer",
+    "decode",
 ]
 
 #: The non-streaming C API takes sizes as ``int``: larger inputs go through the
-#: streaming functions.  A module attribute so tests can lower it.
+#: streaming functions.  A module attribute (read at each call) so tests can
+#: lower it.
 MAX_BLOB = 0x7FFFFFFF
 
 #: Chunk size for the streaming interfaces (SQLite's default is 1 KiB, which
@@ -39,27 +48,11 @@ STREAM_CHUNK = 64 * 1024
 _chunk = ffi.new("int *", STREAM_CHUNK)
 lib.sqlite3session_config(lib.SQLITE_SESSION_CONFIG_STRMSIZE, _chunk)
 
-#: Changes per walk batch, and the byte size at which a batch stops early.
-#: Small enough that a batch's objects die young (cheap for the cyclic GC),
-#: large enough that the per-call cost is negligible.
-WALK_BATCH = 1024
-WALK_BYTES = 1 << 20
-
+_IOERR = lib.SQLITE_IOERR
 _loads = marshal.loads
 
 _CORRUPT_CODES = {lib.SQLITE_CORRUPT, lib.SQLITE_ERROR, lib.SQLITE_RANGE, lib.SQLITE_MISUSE,
                   lib.SQLITE_SCHEMA}
-
-
-def take_blob(size_ptr: Any, data_ptr: Any) -> bytes:
-    """Copy an ``sqlite3_malloc``-ed output buffer into bytes and free it."""
-    ptr = data_ptr[0]
-    if ptr == NULL:
-        return b""
-    try:
-        return ffi.unpack(ffi.cast("char *", ptr), size_ptr[0])  # type: ignore[no-any-return]
-    finally:
-        lib.sqlite3_free(ptr)
 
 
 def check_rc(rc: int, what: str) -> None:
@@ -76,13 +69,35 @@ def check_rc(rc: int, what: str) -> None:
     raise error_from_code(rc, what)
 
 
+def _take_blob(size_ptr: Any, data_ptr: Any) -> bytes:
+    """Copy an ``sqlite3_malloc``-ed output buffer into bytes and free it."""
+    ptr = data_ptr[0]
+    if ptr == NULL:
+        return b""
+    try:
+        return ffi.unpack(ffi.cast("char *", ptr), size_ptr[0])  # type: ignore[no-any-return]
+    finally:
+        lib.sqlite3_free(ptr)
+
+
+def output_blob(fn: Callable[..., int], *args: Any) -> tuple[int, bytes]:
+    """``fn(*args, &n, &p)``, SQLite's convention for a function that returns
+    a blob it allocated: the result code, and the blob copied (and freed;
+    b"" when there is none)."""
+    n = ffi.new("int *")
+    p = ffi.new("void **")
+    rc = fn(*args, n, p)
+    return rc, _take_blob(n, p)
+
+
 class Reader:
     """Feeds SQLite's xInput from a file object (``readinto`` or ``read``) or
-    from an in-memory buffer."""
+    from an in-memory buffer.  ``tee``: a file object that also receives
+    every chunk read (spooling an input that cannot seek)."""
 
-    __slots__ = ("source", "view", "pos", "error", "handle", "total")
+    __slots__ = ("source", "view", "pos", "error", "handle", "total", "tee")
 
-    def __init__(self, source: Any) -> None:
+    def __init__(self, source: Any, tee: Any = None) -> None:
         self.source = source
         self.view: memoryview | None = None
         if isinstance(source, (bytes, bytearray, memoryview)):
@@ -92,9 +107,12 @@ class Reader:
         self.pos = 0
         self.total = 0
         self.error: BaseException | None = None
+        self.tee = tee
         self.handle = ffi.new_handle(self)
 
     def fill(self, data: Any, size_ptr: Any) -> int:
+        """xInput: up to ``*size_ptr`` bytes into ``data``; ``*size_ptr``
+        set to the count (0 at the end)."""
         want = size_ptr[0]
         view = self.view
         if view is not None:
@@ -117,9 +135,12 @@ class Reader:
                 raise ValueError(f"readinto returned {n} for a {want}-byte buffer")
         self.total += n
         size_ptr[0] = n
+        if self.tee is not None:
+            self.tee.write(ffi.buffer(data, n))
         return int(lib.SQLITE_OK)
 
     def reraise(self) -> None:
+        """Raise what the source raised during the last C call, if anything."""
         if self.error is not None:
             err, self.error = self.error, None
             raise err
@@ -127,7 +148,7 @@ class Reader:
 
 class Writer:
     """Receives SQLite's xOutput chunks: appends them to a file object's
-    ``write`` (or to an in-memory bytearray when ``target`` is None)."""
+    ``write`` (or to the in-memory :attr:`buffer` when ``target`` is None)."""
 
     __slots__ = ("target", "buffer", "error", "handle", "total")
 
@@ -141,6 +162,7 @@ class Writer:
         self.handle = ffi.new_handle(self)
 
     def write(self, data: Any, n: int) -> int:
+        """xOutput: ``n`` bytes at ``data``."""
         chunk = ffi.buffer(data, n)
         if self.target is None:
             self.buffer += chunk
@@ -150,20 +172,48 @@ class Writer:
         return int(lib.SQLITE_OK)
 
     def reraise(self) -> None:
+        """Raise what the target raised during the last C call, if anything."""
         if self.error is not None:
             err, self.error = self.error, None
             raise err
 
 
-def new_buffer(cap: int = WALK_BYTES + 64 * 1024) -> Any:
-    """A C output buffer freed with the returned object."""
+@ffi.def_extern()  # type: ignore[misc,untyped-decorator,unused-ignore]
+def sss_py_input(ctx: Any, data: Any, size_ptr: Any) -> int:
+    reader = ffi.from_handle(ctx)
+    try:
+        return int(reader.fill(data, size_ptr))
+    except BaseException as exc:
+        reader.error = exc
+        size_ptr[0] = 0
+        return int(_IOERR)
+
+
+@ffi.def_extern()  # type: ignore[misc,untyped-decorator,unused-ignore]
+def sss_py_output(ctx: Any, data: Any, n: int) -> int:
+    writer = ffi.from_handle(ctx)
+    try:
+        return int(writer.write(data, n))
+    except BaseException as exc:
+        writer.error = exc
+        return int(_IOERR)
+
+
+#: An ``sss_buffer *`` (csrc/sss.h): a growing C output buffer, freed with
+#: the object.  Opaque above the binding.
+OutputBuffer = Any
+
+
+def new_buffer(cap: int) -> OutputBuffer:
+    """A C output buffer of initial capacity ``cap``, freed with the returned
+    object (``sss_buffer_init``, ``sss_buffer_free``)."""
     buf = ffi.gc(ffi.new("sss_buffer *"), lib.sss_buffer_free)
     if lib.sss_buffer_init(buf, cap):
         raise MemoryError("cannot allocate a changeset buffer")
     return buf
 
 
-def decode(buf: Any) -> Any:
+def decode(buf: OutputBuffer) -> Any:
     """marshal.loads over a filled C buffer; text that is not UTF-8 becomes
     ChangesetError (a changeset's values are only as good as its source)."""
     try:
@@ -172,71 +222,3 @@ def decode(buf: Any) -> Any:
         raise ChangesetError(f"the changeset holds text that is not valid UTF-8: {exc}") from None
     except (EOFError, ValueError, TypeError) as exc:  # never expected: our own writer
         raise ChangesetError(f"cannot decode a change: {exc}") from None
-
-
-def _batches(fill: Callable[[Any, Any], int], what: str,
-             readers: tuple[Reader, ...] = ()) -> Iterator[list[Any]]:
-    """The batch loop both walkers share: ``fill(buf, n)`` writes the next
-    batch into ``buf`` (its count into ``n[0]``) and returns SQLITE_ROW while
-    more may follow, SQLITE_DONE at the end, or an error code."""
-    buf = new_buffer()
-    n = ffi.new("int *")
-    while True:
-        rc = fill(buf, n)
-        for r in readers:
-            r.reraise()
-        if rc != lib.SQLITE_ROW and rc != lib.SQLITE_DONE:
-            check_rc(rc, what)
-        if n[0]:
-            yield decode(buf)
-        if rc == lib.SQLITE_DONE:
-            return
-
-
-def walk_batches(it: Any, what: str, readers: tuple[Reader, ...] = (),
-                 keepalive: Any = None) -> Iterator[list[Any]]:
-    """Yield lists of raw change tuples from an open iterator, finalizing it at
-    the end (or when the consumer stops early).  ``keepalive`` is the data the
-    iterator reads: referenced here until the iterator is finalized."""
-    try:
-        yield from _batches(lambda buf, n: lib.sss_changeset_walk(it, WALK_BATCH, WALK_BYTES, buf, n),
-                            what, readers)
-    finally:
-        rc = lib.sqlite3changeset_finalize(it)
-        del keepalive
-    # Only reached after a complete walk: finalize reports any error the
-    # iterator met (they are sticky), e.g. corruption found while finishing.
-    for r in readers:
-        r.reraise()
-    if rc != lib.SQLITE_OK:
-        check_rc(rc, what)
-
-
-def parse_batches(data: bytes, what: str) -> Iterator[list[Any]]:
-    """Yield lists of raw change tuples read straight from an in-memory
-    changeset or patchset (``sss_changeset_parse``): the same tuples, and the
-    same errors, as :func:`walk_batches` over SQLite's iterator, without
-    building an ``sqlite3_value`` per field."""
-    state = ffi.new("sss_parse_state *")
-    source = ffi.from_buffer(data)  # held by the closure while the walk runs
-    size = len(data)
-
-    def fill(buf: Any, n: Any) -> int:
-        return int(lib.sss_changeset_parse(source, size, state, WALK_BATCH, WALK_BYTES, buf, n))
-
-    return _batches(fill, what)
-
-
-def start_iter(data: bytes, invert: bool) -> tuple[Any, tuple[Reader, ...]]:
-    """An iterator over ``data``: the blob API, or the streaming one past 2 GiB."""
-    out = ffi.new("sqlite3_changeset_iter **")
-    flags = lib.SQLITE_CHANGESETSTART_INVERT if invert else 0
-    if len(data) <= MAX_BLOB:
-        rc = lib.sqlite3changeset_start_v2(out, len(data), ffi.from_buffer(data), flags)
-        readers: tuple[Reader, ...] = ()
-    else:
-        reader = Reader(data)
-        rc = lib.sqlite3changeset_start_v2_strm(out, lib.sss_py_input, reader.handle, flags)
-        readers = (reader,)
-    check_rc(rc, "starting to iterate")
-    return out[0], readers
