@@ -597,6 +597,25 @@ class Connection:
             "serves one thread at a time (open one connection per thread)"
         )
 
+    def held_here(self) -> bool:
+        """True when this thread is inside a call on this connection (e.g.
+        in a callback SQLite is running): freeing what SQLite uses, or
+        closing, must wait."""
+        return bool(self._lock._is_owned())
+
+    def run_if_free(self, fn: Callable[[], object]) -> bool:
+        """Run ``fn()`` holding the connection, unless a thread (this one
+        included) is inside a call on it; returns whether it ran.  For
+        finalizers, which must neither wait nor run under SQLite's feet."""
+        lock = self._lock
+        if lock._is_owned() or not lock.acquire(False):
+            return False
+        try:
+            fn()
+        finally:
+            lock.release()
+        return True
+
     def hold(self) -> Holding:
         """Hold the connection for one operation: ``with con.hold() as db:``
         gives the ``sqlite3 *`` handle (opaque above the binding: only passed

@@ -331,17 +331,11 @@ class Session:
         core = getattr(self, "_core", None)
         if core is None or core.session is None:
             return
-        lock = core.con._lock
         # Never from inside SQLite on this thread (the lock is re-entrant), and
         # never while another thread is in it: defer to the connection's close.
-        if lock._is_owned() or not lock.acquire(False):
+        if not core.con.run_if_free(core.delete):
             with _ORPHANS_LOCK:
                 _ORPHANS.add(core)
-            return
-        try:
-            core.delete()
-        finally:
-            lock.release()
 
     def __repr__(self) -> str:
         return f"<sss.Session on {self._con.path!r} {'closed' if self.closed else 'open'}>"
@@ -375,6 +369,6 @@ def _refuse_reentry(con: Connection, what: str) -> None:
     """Creating or deleting a session from inside a callback SQLite is running
     on this connection (a session filter runs inside SQLite's pre-update
     hook) could free what SQLite is using: refuse it."""
-    if con._lock._is_owned():
+    if con.held_here():
         raise InterfaceError(f"cannot {what} from inside a callback running on its connection")
 
