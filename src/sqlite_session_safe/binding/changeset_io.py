@@ -90,14 +90,31 @@ def output_blob(fn: Callable[..., int], *args: Any) -> tuple[int, bytes]:
     return rc, _take_blob(n, p)
 
 
-class Reader:
+class _Stream:
+    """What :class:`Reader` and :class:`Writer` share: the exception their
+    file object raised inside a C call, kept for the caller."""
+
+    __slots__ = ("error",)
+
+    def __init__(self) -> None:
+        self.error: BaseException | None = None
+
+    def reraise(self) -> None:
+        """Raise what the file object raised during the last C call, if anything."""
+        if self.error is not None:
+            err, self.error = self.error, None
+            raise err
+
+
+class Reader(_Stream):
     """Feeds SQLite's xInput from a file object (``readinto`` or ``read``) or
     from an in-memory buffer.  ``tee``: a file object that also receives
     every chunk read (spooling an input that cannot seek)."""
 
-    __slots__ = ("source", "view", "pos", "error", "handle", "total", "tee")
+    __slots__ = ("source", "view", "pos", "handle", "total", "tee")
 
     def __init__(self, source: Any, tee: Any = None) -> None:
+        super().__init__()
         self.source = source
         self.view: memoryview | None = None
         if isinstance(source, (bytes, bytearray, memoryview)):
@@ -106,7 +123,6 @@ class Reader:
             raise TypeError(f"expected a binary file object or bytes, not {type(source).__qualname__}")
         self.pos = 0
         self.total = 0
-        self.error: BaseException | None = None
         self.tee = tee
         self.handle = ffi.new_handle(self)
 
@@ -139,25 +155,19 @@ class Reader:
             self.tee.write(ffi.buffer(data, n))
         return int(lib.SQLITE_OK)
 
-    def reraise(self) -> None:
-        """Raise what the source raised during the last C call, if anything."""
-        if self.error is not None:
-            err, self.error = self.error, None
-            raise err
 
-
-class Writer:
+class Writer(_Stream):
     """Receives SQLite's xOutput chunks: appends them to a file object's
     ``write`` (or to the in-memory :attr:`buffer` when ``target`` is None)."""
 
-    __slots__ = ("target", "buffer", "error", "handle", "total")
+    __slots__ = ("target", "buffer", "handle", "total")
 
     def __init__(self, target: Any = None) -> None:
+        super().__init__()
         if target is not None and not hasattr(target, "write"):
             raise TypeError(f"expected a binary file object, not {type(target).__qualname__}")
         self.target = target
         self.buffer = bytearray()
-        self.error: BaseException | None = None
         self.total = 0
         self.handle = ffi.new_handle(self)
 
@@ -170,12 +180,6 @@ class Writer:
             self.target.write(bytes(chunk))
         self.total += n
         return int(lib.SQLITE_OK)
-
-    def reraise(self) -> None:
-        """Raise what the target raised during the last C call, if anything."""
-        if self.error is not None:
-            err, self.error = self.error, None
-            raise err
 
 
 @ffi.def_extern()  # type: ignore[misc,untyped-decorator,unused-ignore]
