@@ -9,14 +9,12 @@ changesets.  A batch is a list of raw change tuples
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import changeset_io as _io
+from .changegroup import ChangeGroupHandle
 from .changeset_io import OutputBuffer, Reader, check_rc, decode, new_buffer
 from .raw import ffi, lib
-
-if TYPE_CHECKING:
-    from .changegroup import ChangeGroupHandle
 
 __all__ = ["ChangesetIter", "parse_batches", "summarize", "Section", "WALK_BATCH", "WALK_BYTES"]
 
@@ -106,8 +104,6 @@ class ChangesetIter:
         """Up to ``max_changes`` changes as one blob (through a change group:
         ``sss_changegroup_fill``, ``sqlite3changegroup_output``), and whether
         the end was reached.  The iterator stays open."""
-        from .changegroup import ChangeGroupHandle
-
         group = ChangeGroupHandle(what)
         try:
             done = self.fill_group(group, max_changes, what)
