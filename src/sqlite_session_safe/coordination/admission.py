@@ -197,6 +197,12 @@ class OSLock:
         return self._lingering and self.is_held
 
     @property
+    def needs_release(self) -> bool:
+        """True while this object was acquired (not lingering) and not yet
+        released, in this process: :meth:`release` must run."""
+        return self._held and not self._lingering and self._pid == os.getpid()
+
+    @property
     def owner(self) -> AdmissionRecord | None:
         """This holder's record (its ``owner_id`` is new for each acquisition)."""
         return self._record if self.is_held else None

@@ -491,7 +491,12 @@ class GroupCommit(DatabaseBase):
         ) from last
 
     def _release_lock(self, failed: bool, lost: bool = False) -> None:
-        if not self._lock.is_held or self._lock.is_lingering:
+        # needs_release, not is_held: a lock found lost (is_held False) must
+        # still be released, which only resets this object (nothing at the
+        # lock path is touched), or every later write of this Database fails
+        # with "already held by this thread" (seen in the chaos test: a
+        # replica whose lock was judged stale while its process starved).
+        if not self._lock.needs_release:
             return
         try:
             # Linger (keep a lease) only after a write that went through,

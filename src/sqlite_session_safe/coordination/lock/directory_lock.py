@@ -137,6 +137,14 @@ class DirectoryLock(LockHolding):
         :meth:`acquire` of this object is admitted without re-acquiring."""
         return self._lingering and self.is_held
 
+    @property
+    def needs_release(self) -> bool:
+        """True while this object was acquired (not lingering) and not yet
+        released, in this process, *including* after the lock was found lost:
+        :meth:`release` must still run then, or this object stays taken and
+        its next :meth:`acquire` refuses ("already held by this thread")."""
+        return self._held and not self._lingering and self._pid == os.getpid()
+
     def wanted(self) -> bool:
         """True when someone waits for this lock: a ``want-`` announcement in
         our lock directory, or another lock object of this process queued for
