@@ -6,16 +6,15 @@ cases of the wire format, and on thousands of mutated inputs."""
 from __future__ import annotations
 
 import random
-import struct
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _changeset_fuzz import corpus, mutate
+from _changeset_wire import DELETE, EDGE_CASES, INSERT, header, integer, text
 
 import sqlite_session_safe as sss
 from sqlite_session_safe.binding.changeset_iter import ChangesetIter, parse_batches
-from sqlite_session_safe.sessions.changeset import _varint as varint  # SQLite's varint encoding
 
 
 def through_sqlite(data: bytes) -> list[Any] | type[BaseException]:
@@ -37,25 +36,6 @@ def assert_same(data: bytes) -> list[Any] | type[BaseException]:
     expected = through_sqlite(data)
     assert through_parser(data) == expected, data.hex()
     return expected
-
-
-def header(name: bytes, pk: bytes, kind: bytes = b"T") -> bytes:
-    return kind + varint(len(pk)) + pk + name + b"\0"
-
-
-def integer(v: int) -> bytes:
-    return b"\x01" + struct.pack(">q", v)
-
-
-def real(v: float) -> bytes:
-    return b"\x02" + struct.pack(">d", v)
-
-
-def text(v: bytes) -> bytes:
-    return b"\x03" + varint(len(v)) + v
-
-
-INSERT, UPDATE, DELETE = b"\x12", b"\x17", b"\x09"
 
 
 @pytest.fixture(scope="module")
@@ -115,36 +95,7 @@ def test_iteration_uses_the_parser_and_gives_change_values(captured: list[bytes]
     assert list(cs.changes(invert=True)) == list(cs.invert())
 
 
-@pytest.mark.parametrize("data", [
-    b"",                                                        # nothing
-    header(b"t", b"\x01"),                                      # a header with no changes
-    header(b"t", b"\x01") + header(b"u", b"\x01\x00"),          # headers back to back
-    header(b"", b"\x01") + INSERT + b"\0" + integer(1),         # an empty table name
-    header(b"t", b"\x01\x00") + INSERT + b"\1" + integer(1) + real(float("nan")),   # NaN -> NULL
-    header(b"t", b"\x01\x00") + INSERT + b"\0" + integer(1) + b"\x09",   # unknown type -> NULL
-    header(b"t", b"\x01\x00") + INSERT + b"\0" + integer(1) + b"\x00",   # undefined in an INSERT
-    header(b"t", b"\x01\x00") + INSERT + b"\0" + integer(1) + b"\x05",   # NULL
-    header(b"t", b"\x01\x00") + INSERT + b"\7" + integer(1) + text(b"\xff"),  # not UTF-8
-    header(b"t", b"\x01\x00") + UPDATE + b"\0" + integer(1) + text(b"old") + integer(1) + b"\x00",
-    header(b"t", b"\x02\x01") + DELETE + b"\0" + integer(1) + text(b"k"),
-    header(b"t", b"\x01\x00", b"P") + UPDATE + b"\0" + integer(1) + text(b"new"),
-    header(b"t", b"\x01\x00", b"P") + UPDATE + b"\0" + b"\x00" + text(b"new"),  # key missing
-    header(b"t", b"\x00\x01", b"P") + DELETE + b"\0" + integer(5),
-    header(b"t", b"\x01", b"P") + INSERT + b"\0" + integer(5) + header(b"u", b"\x01") + DELETE
-    + b"\0" + integer(6),                                      # a patchset then a changeset section
-    INSERT + b"\0" + integer(1),                                # a change before any header
-    header(b"t", b"") + INSERT + b"\0",                         # zero columns
-    b"T" + varint(65537) + b"\x01" * 65537 + b"t\0",            # too many columns
-    b"T" + varint(3) + b"\x01\x00",                             # truncated header
-    b"T" + varint(2) + b"\x01\x00" + b"t",                      # no nul terminator
-    b"T\xff\xff",                                               # truncated varint
-    header(b"t", b"\x01") + b"\x42\0" + integer(1),             # unknown operation
-    header(b"t", b"\x01") + INSERT,                             # no indirect byte
-    header(b"t", b"\x01") + INSERT + b"\0" + b"\x01\x00\x00",   # short integer
-    header(b"t", b"\x01") + INSERT + b"\0" + b"\x03" + varint(10) + b"abc",  # short text
-    header(b"t", b"\x01") + INSERT + b"\0" + b"\x04\xff\xff\xff\xff\xff\xff\xff\xff\xff",  # huge length
-    header(b"t", b"\x01") + INSERT + b"\0",                     # record missing
-])
+@pytest.mark.parametrize("data", EDGE_CASES)
 def test_wire_format_edge_cases(data: bytes) -> None:
     assert_same(data)
 

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import io
 import random
-import struct
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _changeset_fuzz import corpus, mutate
+from _changeset_wire import EDGE_CASES, INSERT, UPDATE, header, integer, text, varint
 
 import sqlite_session_safe as sss
 from sqlite_session_safe.binding.raw import ffi, lib
 from sqlite_session_safe.sessions.apply_plan import summary
-from sqlite_session_safe.sessions.changeset import _varint as varint  # SQLite's varint encoding
 from sqlite_session_safe.sessions.stream import summarize_stream
 
 Summary = tuple[int, list[tuple[str, int, bytes, int, int, int]]]
@@ -102,52 +101,7 @@ def assert_same(data: bytes, rng: random.Random | None = None,
     return expected
 
 
-def header(name: bytes, pk: bytes, kind: bytes = b"T") -> bytes:
-    return kind + varint(len(pk)) + pk + name + b"\0"
-
-
-def integer(v: int) -> bytes:
-    return b"\x01" + struct.pack(">q", v)
-
-
-def text(v: bytes) -> bytes:
-    return b"\x03" + varint(len(v)) + v
-
-
-INSERT, UPDATE, DELETE = b"\x12", b"\x17", b"\x09"
-
-
-@pytest.mark.parametrize("data", [
-    b"",
-    header(b"t", b"\x01"),                                      # a header with no changes
-    header(b"t", b"\x01") + header(b"u", b"\x01\x00"),
-    header(b"", b"\x01") + INSERT + b"\0" + integer(1),         # an empty table name
-    header(b"t", b"\x01\x00") + INSERT + b"\0" + integer(1) + b"\x09",   # unknown type
-    header(b"t", b"\x01\x00") + INSERT + b"\0" + integer(1) + b"\x00",   # undefined in an INSERT
-    header(b"t", b"\x01\x00") + UPDATE + b"\0" + integer(1) + text(b"old") + integer(1) + b"\x00",
-    header(b"t", b"\x02\x01") + DELETE + b"\0" + integer(1) + text(b"k"),
-    header(b"t", b"\x01\x00", b"P") + UPDATE + b"\0" + integer(1) + text(b"new"),
-    header(b"t", b"\x01\x00", b"P") + UPDATE + b"\0" + b"\x00" + text(b"new"),  # key missing
-    header(b"t", b"\x00\x01", b"P") + DELETE + b"\0" + integer(5),
-    header(b"t", b"\x01", b"P") + INSERT + b"\0" + integer(5) + header(b"u", b"\x01") + DELETE
-    + b"\0" + integer(6),
-    # The same table under two headers in a row is one section; a different
-    # key layout for the same name is another.
-    header(b"t", b"\x01") + INSERT + b"\0" + integer(1) + header(b"t", b"\x01") + DELETE + b"\0"
-    + integer(2) + header(b"t", b"\x00") + DELETE + b"\0" + integer(3),
-    INSERT + b"\0" + integer(1),                                # a change before any header
-    header(b"t", b"") + INSERT + b"\0",                         # zero columns
-    b"T" + varint(65537) + b"\x01" * 65537 + b"t\0",            # too many columns
-    b"T" + varint(3) + b"\x01\x00",                             # truncated header
-    b"T" + varint(2) + b"\x01\x00" + b"t",                      # no nul terminator
-    b"T\xff\xff",                                               # truncated varint
-    header(b"t", b"\x01") + b"\x42\0" + integer(1),             # unknown operation
-    header(b"t", b"\x01") + INSERT,                             # no indirect byte
-    header(b"t", b"\x01") + INSERT + b"\0" + b"\x01\x00\x00",   # short integer
-    header(b"t", b"\x01") + INSERT + b"\0" + b"\x03" + varint(10) + b"abc",  # short text
-    header(b"t", b"\x01") + INSERT + b"\0" + b"\x04\xff\xff\xff\xff\xff\xff\xff\xff\xff",
-    header(b"t", b"\x01") + INSERT + b"\0",                     # record missing
-])
+@pytest.mark.parametrize("data", EDGE_CASES)
 def test_wire_format_edge_cases(data: bytes) -> None:
     assert_same(data)
 
