@@ -3,10 +3,12 @@ migrate, reads, nesting, threads.  Real files, real SQLite."""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import threading
 import typing
+from collections.abc import Iterator
 
 import pytest
 from _database_workers import open_db, replay, user_tables
@@ -115,16 +117,13 @@ def test_network_mode_reopens_and_takes_the_reader_lock(tmp_path):
                 db.write(lambda tx: None)
 
 
-def test_network_mode_open_reads_the_file_only_once_admitted(tmp_path):
-    """Where SQLite's own locks do not reach the other clients (protocol 1),
-    an unlocked read at open could take a writer's live journal for hot and
-    roll it back: sss.open waits for the write lock before reading the file."""
-    path = tmp_path / "n.db"
-    with sss.open(path, mode="network") as db:
-        db.migrate("CREATE TABLE t(id INTEGER PRIMARY KEY)")
+@contextlib.contextmanager
+def _write_lock_held_by_another_thread(path: os.PathLike[str]) -> Iterator[None]:
+    """The database's directory write lock, held by another thread (a lock
+    is not reentrant within one) for the duration of the block."""
     held, done = threading.Event(), threading.Event()
 
-    def hold() -> None:  # another thread: a lock is not reentrant within one
+    def hold() -> None:
         with sss.DirectoryLock(str(path), "write", stale_timeout=60):
             held.set()
             done.wait(30)
@@ -133,11 +132,22 @@ def test_network_mode_open_reads_the_file_only_once_admitted(tmp_path):
     holder.start()
     try:
         assert held.wait(30)
-        with pytest.raises(sss.LockTimeout):
-            sss.open(path, mode="network", timeout=0.3)
+        yield
     finally:
         done.set()
         holder.join(30)
+
+
+def test_network_mode_open_reads_the_file_only_once_admitted(tmp_path):
+    """Where SQLite's own locks do not reach the other clients (protocol 1),
+    an unlocked read at open could take a writer's live journal for hot and
+    roll it back: sss.open waits for the write lock before reading the file."""
+    path = tmp_path / "n.db"
+    with sss.open(path, mode="network") as db:
+        db.migrate("CREATE TABLE t(id INTEGER PRIMARY KEY)")
+    with _write_lock_held_by_another_thread(path):
+        with pytest.raises(sss.LockTimeout):
+            sss.open(path, mode="network", timeout=0.3)
     with sss.open(path, mode="network", timeout=5) as db:
         assert db.capabilities()["reader_lock"] is True
 
@@ -178,23 +188,10 @@ def test_network_mode_open_touches_no_journal_before_admission(tmp_path):
     journal = str(path) + "-journal"
     with open(journal, "rb") as f:
         assert f.read(8) == bytes.fromhex("d9d505f920a163d7")  # synced: hot
-    held, done = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with sss.DirectoryLock(str(path), "write", stale_timeout=60):
-            held.set()
-            done.wait(30)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    try:
-        assert held.wait(30)
+    with _write_lock_held_by_another_thread(path):
         with pytest.raises(sss.LockTimeout):
             sss.open(path, mode="network", timeout=0.3)
         assert os.path.exists(journal), "sss.open read the file (and rolled a journal back) unadmitted"
-    finally:
-        done.set()
-        holder.join(30)
     with sss.open(path, mode="network", timeout=5) as db:
         assert not os.path.exists(journal)
         with db.read() as r:

@@ -41,6 +41,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from _faults_rig import (
@@ -305,6 +306,21 @@ def test_rename_onto_a_nonempty_directory_is_eperm_over_sshfs(sshfs: Mounts) -> 
     assert info.value.errno == errno.EPERM
 
 
+def _assert_collided_then_admitted(doc: dict[str, Any], kind: str, path: str) -> None:
+    """The "collide" worker's report: B's rename met A's lock (EPERM), A
+    released, B was admitted; for a write, both increments landed."""
+    print(f"\n{kind}: {doc}")
+    assert doc["rename"] == "EPERM", doc  # the collision was staged and collided
+    assert doc["holder"]["rc"] == 0 and doc["holder"]["stdout"] == ["released"], doc
+    assert doc["outcome"] == "admitted", doc
+    if kind == "write":
+        con = sqlite3.connect(path)
+        (v,) = con.execute("SELECT v FROM c").fetchone()
+        con.close()
+        assert v == 2  # the holder's increment and the waiter's
+        assert integrity(path) == "ok"
+
+
 @pytest.mark.parametrize("kind", ["lock", "write"])
 def test_lock_collision_with_a_holder_that_left_retries(sshfs: Mounts, kind: str) -> None:
     """As below, but the holder (0.5 s) has released by the time B looks at
@@ -316,16 +332,7 @@ def test_lock_collision_with_a_holder_that_left_retries(sshfs: Mounts, kind: str
     name, path, _start = _fresh(sshfs, "network")
     doc = run_json("collide", kind, os.path.join(m2, name), os.path.join(m1, name), 0.5, "left",
                    timeout=120)
-    print(f"\n{kind}: {doc}")
-    assert doc["rename"] == "EPERM", doc
-    assert doc["holder"]["rc"] == 0 and doc["holder"]["stdout"] == ["released"], doc
-    assert doc["outcome"] == "admitted", doc
-    if kind == "write":
-        con = sqlite3.connect(path)
-        (v,) = con.execute("SELECT v FROM c").fetchone()
-        con.close()
-        assert v == 2
-        assert integrity(path) == "ok"
+    _assert_collided_then_admitted(doc, kind, path)
 
 
 @pytest.mark.parametrize("kind", ["lock", "write"])
@@ -338,16 +345,7 @@ def test_lock_collision_through_other_mount_waits(sshfs: Mounts, kind: str) -> N
     m1, m2 = sshfs.pair(dir_cache=False)
     name, path, _start = _fresh(sshfs, "network")
     doc = run_json("collide", kind, os.path.join(m2, name), os.path.join(m1, name), 3, timeout=120)
-    print(f"\n{kind}: {doc}")
-    assert doc["rename"] == "EPERM", doc  # the collision was staged and collided
-    assert doc["holder"]["rc"] == 0 and doc["holder"]["stdout"] == ["released"], doc
-    assert doc["outcome"] == "admitted", doc
-    if kind == "write":
-        con = sqlite3.connect(path)
-        (v,) = con.execute("SELECT v FROM c").fetchone()
-        con.close()
-        assert v == 2  # the holder's increment and the waiter's
-        assert integrity(path) == "ok"
+    _assert_collided_then_admitted(doc, kind, path)
 
 
 # -- a mount whose sshfs dies ---------------------------------------------------------

@@ -189,9 +189,11 @@ def test_streamed_through_nats(tmp_path, streamed, caplog):
             server.close()
 
 
-def _pair(tmp_path):
+def _pair(tmp_path, v: str = "TEXT NOT NULL"):
+    """A source with 59 rows of t(id, v, n) and a replica brought up to
+    date; ``v`` declares the v column."""
     src = open_db(str(tmp_path / "src.db"))
-    src.migrate("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL, n INTEGER)")
+    src.migrate(f"CREATE TABLE t(id INTEGER PRIMARY KEY, v {v}, n INTEGER)")
     src.write(lambda tx: tx.executemany("INSERT INTO t VALUES (?, ?, ?)",
                                         [(i, f"v{i}", i) for i in range(1, 60)]))
     rep = open_db(str(tmp_path / "rep.db"))
@@ -290,12 +292,7 @@ def test_a_constraint_resolved_by_sqlite_itself_falls_back(tmp_path, streamed, c
 def test_a_collated_column_falls_back(tmp_path, streamed, caplog):
     """Under NOCASE the apply matches the replica's 'V5' for the entry's old
     'v5' without a conflict; the log must hold 'V5', so undo restores it."""
-    src = open_db(str(tmp_path / "src.db"))
-    src.migrate("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT COLLATE NOCASE, n INTEGER)")
-    src.write(lambda tx: tx.executemany("INSERT INTO t VALUES (?, ?, ?)",
-                                        [(i, f"v{i}", i) for i in range(1, 60)]))
-    rep = open_db(str(tmp_path / "rep.db"))
-    sss.replicate(src, rep)
+    src, rep = _pair(tmp_path, v="TEXT COLLATE NOCASE")
     rep.write(lambda tx: tx.execute("UPDATE t SET v = 'V5' WHERE id = 5"), label="local")
     w = src.write(lambda tx: tx.execute("UPDATE t SET v = 'x' || id"))
     assert len(w.changeset) > wire.LARGE_BODY
