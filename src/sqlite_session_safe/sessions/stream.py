@@ -51,7 +51,9 @@ def summarize_stream(source: BinaryIO | bytes) -> tuple[int, list[Section]]:
     sections ``(table, ncol, pk flags, inserts, updates, deletes)``
     (consecutive changes with one table header are one section).  Corrupt or
     truncated input raises :class:`ChangesetError`."""
-    return summarize(Reader(source), "reading the stream")
+    # Bytes in memory are read where they are, not copied through a Reader.
+    data = source if isinstance(source, bytes) else Reader(source)
+    return summarize(data, "reading the stream")
 
 
 # format_stream() modes (binding.changeset_format): FORMAT_TEXT readable
