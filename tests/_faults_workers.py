@@ -175,22 +175,6 @@ def role_release_on_dead_mount(path: str, mode: str, sshfs_pid: str) -> None:
         tx.execute("UPDATE c SET v = ? WHERE id = 1", (v + 1,))
         return int(v)
 
-    real_rename = os.rename
-    fired: list[bool] = []
-
-    def rename(src: Any, dst: Any, *args: Any, **kw: Any) -> None:
-        if not fired and ".sss-lock.released-" in os.fspath(dst):
-            fired.append(True)
-            os.kill(int(sshfs_pid), signal.SIGKILL)
-            end = time.monotonic() + 20
-            while time.monotonic() < end:  # dead once every access fails (ENOTCONN)
-                try:
-                    os.stat(os.path.dirname(path))
-                except OSError:
-                    break
-                time.sleep(0.01)
-        real_rename(src, dst, *args, **kw)
-
     def attempt() -> dict[str, Any]:
         t0 = time.monotonic()
         try:
@@ -201,7 +185,7 @@ def role_release_on_dead_mount(path: str, mode: str, sshfs_pid: str) -> None:
                     "committed": getattr(e, "write", None) is not None, "took": time.monotonic() - t0}
 
     db = sss.open(path, mode=mode, timeout=30)
-    os.rename = rename  # type: ignore[assignment]
+    fired = _kill_before_release_rename(path, sshfs_pid)
     first = attempt()
     second = attempt()
     t0 = time.monotonic()
@@ -212,6 +196,58 @@ def role_release_on_dead_mount(path: str, mode: str, sshfs_pid: str) -> None:
         closed = describe(e)
     report({"fired": bool(fired), "first": first, "second": second, "close": closed,
             "close_took": time.monotonic() - t0})
+
+
+def _wait_dead(path: str) -> None:
+    """Until every access through the mount of ``path`` fails (ENOTCONN)."""
+    end = time.monotonic() + 20
+    while time.monotonic() < end:
+        try:
+            os.stat(os.path.dirname(path))
+        except OSError:
+            return
+        time.sleep(0.01)
+
+
+def _kill_before_release_rename(path: str, sshfs_pid: str) -> list[bool]:
+    """From now on, the first rename that releases a lock directory first
+    SIGKILLs the mount's sshfs (``sshfs_pid``) and waits until the mount is
+    dead: the lock was verified, the rename meets ENOTCONN.  Returns a list
+    that holds True once that happened."""
+    real_rename = os.rename
+    fired: list[bool] = []
+
+    def rename(src: Any, dst: Any, *args: Any, **kw: Any) -> None:
+        if not fired and ".sss-lock.released-" in os.fspath(dst):
+            fired.append(True)
+            os.kill(int(sshfs_pid), signal.SIGKILL)
+            _wait_dead(path)
+        real_rename(src, dst, *args, **kw)
+
+    os.rename = rename  # type: ignore[assignment]
+    return fired
+
+
+def role_lock_release_on_dead_mount(path: str, sshfs_pid: str) -> None:
+    """A DirectoryLock used directly whose mount dies as it is released
+    (after the release verified it, before the rename): what release() and
+    the next acquire() raise, and whether the object still claims the lock.
+    Reports each outcome."""
+    def outcome(call: Callable[[], object]) -> dict[str, Any]:
+        try:
+            call()
+            return {"ok": True}
+        except Exception as e:  # noqa: BLE001 -- reported, the test judges it
+            return {"type": type(e).__name__, "sss": isinstance(e, sss.Error), "message": str(e),
+                    "errno": getattr(e, "errno", None), "oserror": isinstance(e, OSError)}
+
+    lock = sss.DirectoryLock(path, timeout=5)
+    lock.acquire()
+    fired = _kill_before_release_rename(path, sshfs_pid)
+    release = outcome(lock.release)
+    held = lock.is_held
+    again = outcome(lambda: lock.acquire(timeout=2))
+    report({"fired": bool(fired), "release": release, "held_after": held, "again": again})
 
 
 def role_raw(path: str, n: str) -> None:
@@ -386,9 +422,31 @@ def role_paused_holder(path: str, mode: str, where: str = "inside") -> None:
     at ``where`` and then reads a line (the parent stops it in between, later
     continues it and sends a line).  ``where``: ``inside`` its write function
     (inside SQLite's write transaction), ``admitted`` (admitted, before the
-    transaction begins), or ``lock`` (a plain DirectoryLock, no database).
-    Reports what happened to its write (or whether ``check()`` still passed)."""
+    transaction begins), ``lock`` (a plain DirectoryLock, no database) or
+    ``opening`` (inside ``sss.open``, which holds the write lock while it
+    connects under lock protocol 1; a 1 s stale timeout).  Reports what
+    happened to its write (or whether ``check()`` still passed)."""
     doc: dict[str, Any] = {}
+    if where == "opening":
+        from sqlite_session_safe.coordination.db_base import DatabaseBase
+
+        prepared = DatabaseBase._prepared
+
+        def paused(self: DatabaseBase, locked: bool) -> Any:
+            pause_here()
+            return prepared(self, locked)
+
+        DatabaseBase._prepared = paused  # type: ignore[method-assign]
+        try:
+            db = sss.open(path, mode=mode, timeout=30, stale_timeout=1, heartbeat_interval=0.3)
+        except Exception as e:  # noqa: BLE001
+            report({"outcome": "raised", "error": describe(e)})
+            return
+        DatabaseBase._prepared = prepared  # type: ignore[method-assign]
+        with db:
+            r = db.write(lambda tx: tx.execute("INSERT INTO t(who) VALUES ('opened')"), label="opened")
+        report({"outcome": "opened", "seq": r.seq})
+        return
     if where == "lock":
         lock = sss.DirectoryLock(path, timeout=30)
         lock.acquire()
@@ -607,6 +665,7 @@ ROLES: dict[str, Callable[..., None]] = {
     "dead-mount": role_dead_mount,
     "commit-on-dead-mount": role_commit_on_dead_mount,
     "release-on-dead-mount": role_release_on_dead_mount,
+    "lock-release-on-dead-mount": role_lock_release_on_dead_mount,
     "opener": role_opener,
     "collide": role_collide,
     "wait": role_wait,

@@ -364,7 +364,7 @@ def _kill_sshfs(sshfs: Mounts, point: str) -> None:
 @pytest.mark.parametrize("mode", ["network", "trusted"])
 def test_writes_through_a_dead_mount_fail_clearly(sshfs: Mounts, mode: str) -> None:
     """A writer's mount dies between two writes.  Each later write raises a
-    LockError naming ENOTCONN and the lock directory, carries no committed
+    LockPathError naming ENOTCONN and the lock directory, carries no committed
     write, and commits nothing; close() returns.  The rig removes the dead
     mount (``os.path.ismount`` says False of it, so a teardown that asked it
     left such mounts behind)."""
@@ -386,7 +386,7 @@ def test_writes_through_a_dead_mount_fail_clearly(sshfs: Mounts, mode: str) -> N
         print(f"\n{mode}: {doc['tries'][0]['message'] if doc['tries'][0] else doc}")
         for t in doc["tries"]:
             assert t is not None, doc  # nothing can be written through a dead mount
-            assert t["type"] == "LockError" and t["sss"], t
+            assert t["type"] == "LockPathError" and t["sss"], t
             assert t["errno"] == errno.ENOTCONN and "ENOTCONN" in t["message"], t
             assert f"{name}.sss-lock" in t["message"], t
             assert not t["committed"], t
@@ -461,7 +461,7 @@ def test_release_on_a_dead_mount_keeps_the_database_usable(sshfs: Mounts, mode: 
     """The mount dies after a write's COMMIT, as its lock directory is being
     released.  The write committed: it returns its result (the lock directory
     left behind is judged stale later, as a dead holder's is).  The next write
-    fails at once with a LockError naming ENOTCONN, and close() returns.
+    fails at once with a LockPathError naming ENOTCONN, and close() returns.
     Before: the release's OSError escaped the committed write and left the
     process's write mutex taken, so the next write waited out its whole
     timeout and close() hung (a writer killed after 120 s in the crash test)."""
@@ -476,7 +476,7 @@ def test_release_on_a_dead_mount_keeps_the_database_usable(sshfs: Mounts, mode: 
     assert doc["fired"], doc
     assert doc["first"].get("ok") == 0, doc  # committed, and said so
     second = doc["second"]
-    assert second.get("type") == "LockError" and "ENOTCONN" in second["message"], doc
+    assert second.get("type") == "LockPathError" and "ENOTCONN" in second["message"], doc
     assert second["took"] < 15, doc  # not a wait for a mutex nobody will release (timeout 30)
     assert doc["close"] == "ok", doc
     con = sqlite3.connect(path)
@@ -485,6 +485,30 @@ def test_release_on_a_dead_mount_keeps_the_database_usable(sshfs: Mounts, mode: 
     finally:
         con.close()
     assert integrity(path) == "ok"
+
+
+def test_lock_release_on_a_dead_mount_raises_a_lock_path_error(sshfs: Mounts) -> None:
+    """A DirectoryLock used directly: its mount dies as it is released
+    (verified, not yet renamed away).  release() raises LockPathError (an sss.Error and an OSError) naming
+    ENOTCONN, and leaves the object not holding the lock; the next acquire()
+    raises LockPathError naming ENOTCONN and saying nothing was written.
+    Before: both raised the bare OSError of the rename and the mkdir."""
+    point = sshfs.rig.mount("dir_cache=no")
+    try:
+        name, _path, _start = _fresh(sshfs, "network")
+        (m,) = [m for m in sshfs.rig.mounts if m.point == point]
+        doc = run_json("lock-release-on-dead-mount", os.path.join(point, name), m.proc.pid, timeout=60)
+    finally:
+        sshfs.rig.unmount(point)
+    print(f"\n{doc}")
+    assert doc["fired"], doc
+    for key in ("release", "again"):
+        got = doc[key]
+        assert got.get("type") == "LockPathError" and got["sss"] and got["oserror"], doc
+        assert got["errno"] == errno.ENOTCONN and "ENOTCONN" in got["message"], doc
+    assert "no longer holds the lock" in doc["release"]["message"], doc
+    assert "nothing was written" in doc["again"]["message"], doc
+    assert doc["held_after"] is False, doc
 
 
 def _killed_mid_run(sshfs: Mounts, mode: str, rnd: random.Random) -> str:

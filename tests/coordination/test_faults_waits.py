@@ -292,6 +292,25 @@ def _outwait_paused_network_holder(tmp_path: Any, where: str) -> Callable[[], An
     return scenario
 
 
+def test_an_open_whose_lock_is_broken_while_it_is_stopped_still_opens(tmp_path: Any) -> None:
+    """Network mode: ``sss.open`` holds the write lock while it connects.  A
+    process stopped there past its stale timeout (1 s) has its lock broken by
+    a writer, which commits; continued, it finds its lock lost at release.
+    The open wrote nothing of the caller's, so it succeeds (the loss is
+    logged) and its next write commits after the other's; the log replays to
+    the data.  Before: sss.open raised LockCompromised (seen in the chaos
+    stress run, network round 5)."""
+    path, start = _network_db(tmp_path, "paused-open.db")
+    with PausedHolder(path, "network", "opening") as h:
+        with sss.open(path, mode="network", timeout=30, stale_timeout=1, heartbeat_interval=0.3) as db:
+            db.write(lambda tx: tx.execute("INSERT INTO t(who) VALUES ('waiter')"), label="waiter")
+        held = h.resume()
+    assert held["outcome"] == "opened", held
+    with sss.connect(path) as con:
+        assert [r[0] for r in con.execute("SELECT who FROM t ORDER BY id")] == ["waiter", "opened"]
+    log_matches_data(path, start, "network")
+
+
 def _paused_inside_transaction(tmp_path: Any, resume_after: float | None) -> Callable[[], Any]:
     """Network mode: the holder is stopped inside its write, so it also holds
     SQLite's write lock on the file.  The waiter breaks the stale directory

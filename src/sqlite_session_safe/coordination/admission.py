@@ -38,8 +38,16 @@ import threading
 import time
 from types import EllipsisType, TracebackType
 
+from ..binding.errors import Error
 from . import interrupts, procinfo
-from .errors import LockCompromised, LockError, LockTimeout, ProtocolMismatch
+from .errors import (
+    LockCompromised,
+    LockError,
+    LockTimeout,
+    ProtocolMismatch,
+    lock_not_released,
+    lock_not_taken,
+)
 from .lock.breaking import break_judged, remove_tree, rename_taken
 from .lock.inspection import LockInfo, inspect_lock
 from .lock.observe import DEFAULT_STALE_TIMEOUT, Observer, Seen, describe_owner, look, process_state, refusal
@@ -257,6 +265,8 @@ class OSLock:
             LockTimeout: not admitted in time; the message names the holder.
             ProtocolMismatch: a lock protocol v1 client uses this database.
             LockError: this thread already holds it.
+            LockPathError: the file system refused to make or open the lock
+                directory or its files (errno named); nothing was changed.
         """
         if timeout is ...:
             timeout = self.timeout
@@ -284,8 +294,10 @@ class OSLock:
             except BaseException:
                 self._path_lock.release()
                 raise
-        except BaseException:
+        except BaseException as e:
             self._object_lock.release()
+            if isinstance(e, OSError) and not isinstance(e, Error):
+                raise lock_not_taken(self.lock_path, e) from e
             raise
         self._holder_thread = me
         return self
@@ -323,6 +335,9 @@ class OSLock:
 
         Raises:
             LockError: not held by this object (or lingering already).
+            LockPathError: unlocking the admission file failed (a dead
+                network mount); this object no longer holds the lock; the OS
+                lock goes with the descriptor when the object is closed.
         """
         check_seconds("linger", linger, allow_zero=True)
         if not self._held or self._pid != os.getpid() or self._lingering:
@@ -343,6 +358,13 @@ class OSLock:
             return
         try:
             self._unlock_os()
+        except OSError as e:
+            if isinstance(e, Error):
+                raise
+            raise lock_not_released(
+                self.lock_path, e,
+                "the OS lock may stay taken until this lock object is closed or the process "
+                "exits (the kernel drops it with the descriptor)") from e
         finally:
             self._object_lock.release()
 

@@ -6,6 +6,8 @@ pure-Python module: importing this one never loads the compiled SQLite module.
 
 from __future__ import annotations
 
+import errno
+
 from ..binding.errors import Error
 
 __all__ = [
@@ -13,6 +15,7 @@ __all__ = [
     "LockTimeout",
     "LockCompromised",
     "LockRefused",
+    "LockPathError",
     "OwnerFormatError",
     "UnknownProtocolVersion",
     "ProtocolMismatch",
@@ -63,6 +66,58 @@ class ProtocolMismatch(LockRefused):
     heartbeats (v1).  Every process must use one of them for a given file;
     the message says which one the file uses and how to switch.
     """
+
+
+class LockPathError(LockError, OSError):
+    """The file system refused an operation on the lock path (``errno`` and
+    ``filename`` say which and where: EROFS, ENOSPC, EACCES, or ENOTCONN for a
+    network mount whose client died).
+
+    Raised by ``acquire``: nothing was changed, the lock was not taken.
+    Raised by ``release``: the lock object no longer holds the lock; what is
+    left at the lock path is no longer kept alive, so other clients judge it
+    stale after their stale timeout and break it, as they do a dead holder's.
+
+    Also an :class:`OSError`, so code that caught the built-in error keeps
+    working.
+    """
+
+    def __str__(self) -> str:
+        # The message names the errno and the path already; OSError's own
+        # form would repeat both ("[Errno 107] ...: 'path'").
+        return self.strerror if self.strerror is not None else super().__str__()
+
+
+def os_error_text(e: OSError) -> str:
+    """``"ENOTCONN: Transport endpoint is not connected, on '/m/app.db.sss-lock'"``.
+
+    The errno's name comes first because the remedies differ (a read-only
+    directory, a full disk, a dead network mount); then the OS's words and
+    the path it refused, when it named one.
+    """
+    code = errno.errorcode.get(e.errno or 0, f"errno {e.errno}")
+    where = f", on {e.filename!r}" if e.filename else ""
+    return f"{code}: {e.strerror or e}{where}"
+
+
+def lock_not_taken(lock_path: str, e: OSError) -> LockPathError:
+    """The LockPathError of an ``acquire`` the file system refused."""
+    return LockPathError(
+        e.errno,
+        f"cannot take the lock {lock_path!r}: the lock path cannot be created or opened "
+        f"({os_error_text(e)}); nothing was written; a lock needs a writable, reachable "
+        "directory with free space",
+        e.filename)
+
+
+def lock_not_released(lock_path: str, e: OSError, what_is_left: str) -> LockPathError:
+    """The LockPathError of a ``release`` the file system refused;
+    ``what_is_left`` says what becomes of the lock path."""
+    return LockPathError(
+        e.errno,
+        f"release of lock {lock_path!r} failed ({os_error_text(e)}): this object no longer "
+        f"holds the lock; {what_is_left}",
+        e.filename)
 
 
 class OwnerFormatError(LockError):

@@ -498,25 +498,15 @@ class GroupCommit(DatabaseBase):
         # replica whose lock was judged stale while its process starved).
         if not self._lock.needs_release:
             return
-        try:
-            # Linger (keep a lease) only after a write that went through,
-            # while this Database is open and the lock was not found lost: the
-            # lease ends in close(), at process exit, or when someone waits.
-            # A failed write releases at once, as documented.
-            linger = 0.0 if self._closed or lost or failed else self.linger
-            if linger and self.protocol == 2 and time.monotonic() - self._tenure[1] >= MAX_TENURE:
-                # An OS-lock holder does not see who waits: bound how long a
-                # run of leases keeps the others out.
-                linger = 0.0
-            self._lock.release(linger=linger)
-        except LockCompromised as e:
-            # check() passed just before COMMIT; a loss found now came after
-            # it, and SQLite's own lock covered the COMMIT itself.  A failed
-            # write's own exception already says what happened.
-            log.warning("write lock of %s lost at the end of a write: %s", self.path, e)
-        except OSError as e:
-            # The directory could not be renamed away (a network mount whose
-            # client died): the write's outcome stands; the lock object no
-            # longer holds it, and what is left at the lock path is judged
-            # stale as a dead holder's is (its heartbeats stopped).
-            log.warning("write lock of %s not released at the end of a write: %s", self.path, e)
+        # Linger (keep a lease) only after a write that went through, while
+        # this Database is open and the lock was not found lost: the lease
+        # ends in close(), at process exit, or when someone waits.  A failed
+        # write releases at once, as documented.
+        linger = 0.0 if self._closed or lost or failed else self.linger
+        if linger and self.protocol == 2 and time.monotonic() - self._tenure[1] >= MAX_TENURE:
+            # An OS-lock holder does not see who waits: bound how long a run
+            # of leases keeps the others out.
+            linger = 0.0
+        # A loss found now came after check() passed before COMMIT; a failed
+        # write's own exception already says what happened.
+        self._give_up_lock(linger, "a write")

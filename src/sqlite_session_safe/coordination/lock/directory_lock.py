@@ -14,12 +14,15 @@ import time
 from collections.abc import Callable
 from types import EllipsisType, TracebackType
 
+from ...binding.errors import Error
 from .. import interrupts
 from ..errors import (
     LockCompromised,
     LockError,
     LockRefused,
     LockTimeout,
+    lock_not_released,
+    lock_not_taken,
 )
 from ..owner import (
     OwnerRecord,
@@ -171,6 +174,9 @@ class DirectoryLock(LockHolding):
             LockTimeout: the wait ran out (the message says who holds it).
             LockError: this thread already holds it through this object or
                 another one for the same database.
+            LockPathError: the file system refused to make the lock
+                directory (errno named: EROFS, ENOSPC, ENOTCONN, ...);
+                nothing was changed.
         """
         if timeout is ...:
             timeout = self.timeout
@@ -205,8 +211,10 @@ class DirectoryLock(LockHolding):
             else:
                 self._acquire_read(deadline)
             self._holder_thread = me
-        except BaseException:
+        except BaseException as e:
             self._release_thread_locks()
+            if isinstance(e, OSError) and not isinstance(e, Error):
+                raise lock_not_taken(self.lock_path, e) from e
             raise
         return Acquired(self)
 
@@ -226,12 +234,17 @@ class DirectoryLock(LockHolding):
             LockError: not held (or held by the parent of this forked child).
             LockCompromised: the lock had been lost; nothing at the lock path
                 was touched, since it may be someone else's now.
+            LockPathError: the file system refused to rename the lock
+                directory away (ENOTCONN: a dead network mount); this object
+                no longer holds the lock, and the directory left behind is
+                judged stale like a dead holder's.
         """
         self._refuse_if_forked()
         check_seconds("linger", linger, allow_zero=True)
         if not self._held or self._lingering:
             raise LockError(f"{self.lock_path}: release() of a lock that is not held")
         keep = start_polling = False
+        refused: OSError | None = None
         try:
             with self._state_lock:
                 wanted_by = self._wanted_by()
@@ -245,7 +258,12 @@ class DirectoryLock(LockHolding):
                     if self._path_lock is not None:
                         self._path_lock.thread = None
                 else:
-                    self._end_tenure_locked(wanted_by, release_path_lock=False)
+                    try:
+                        self._end_tenure_locked(wanted_by, release_path_lock=False)
+                    except OSError as e:
+                        if isinstance(e, Error):
+                            raise
+                        refused = e
         finally:
             if keep:
                 self._object_lock.release()
@@ -258,6 +276,15 @@ class DirectoryLock(LockHolding):
         if self._compromised is not None:
             self._notify()
             raise LockCompromised(str(self._compromised))
+        if refused is not None:
+            # The directory could not be renamed away (ENOTCONN: a network
+            # mount whose client died).  This object is reset all the same:
+            # its heartbeats stopped, so the directory ages like a dead
+            # holder's.
+            raise lock_not_released(
+                self.lock_path, refused,
+                "the lock directory left at the lock path is no longer heartbeated: other "
+                "clients judge it stale after their stale timeout and break it") from refused
 
     def check(self) -> None:
         """Prove the lock is still ours right now (call it before COMMIT).

@@ -14,6 +14,7 @@ from ..errors import (
     DatabaseDirectoryMissing,
     DatabasePathError,
     DatabasePathIsDirectory,
+    os_error_text,
 )
 
 #: ``<db>`` + this is the lock directory.  Not ``.lock``: SQLite's
@@ -51,9 +52,8 @@ def canonical_db(db_path: str | os.PathLike[str]) -> str:
     except OSError as e:
         # Not "missing": a directory that cannot be reached (ENOTCONN: a
         # network mount whose client died; EACCES; EIO) is named as such.
-        code = errno.errorcode.get(e.errno or 0, f"errno {e.errno}")
         raise DatabasePathError(
-            e.errno, f"the directory of database {path!r} cannot be reached ({code}: {e.strerror})",
+            e.errno, f"the directory of database {path!r} cannot be reached ({os_error_text(e)})",
             parent) from e
     if not parent_is_dir:
         raise DatabaseDirectoryMissing(
