@@ -10,6 +10,7 @@ import threading
 import time
 
 import pytest
+from _faults_rig import wait_for
 from _lock_workers import dead_pid, plant_lock, read_owner_json
 
 from sqlite_session_safe.binding.errors import Error
@@ -452,8 +453,13 @@ def test_waiting_reader_goes_before_the_next_writer(tmp_path):
         target=lambda: (reader.acquire(), order.append("reader"), time.sleep(0.2), reader.release())
     )
     t_r.start()
-    time.sleep(0.2)  # the reader is now waiting (its marker says so)
-    assert inspect_lock(db).readers[0].owner.phase == "waiting"
+
+    def reader_waits() -> bool:  # its marker says so
+        info = inspect_lock(db)
+        return info is not None and bool(info.readers) and info.readers[0].owner.phase == "waiting"
+
+    # polled, not slept: under load the thread may take longer to get there
+    wait_for(reader_waits, 10, "the reader's marker to say 'waiting'")
     w2 = DirectoryLock(db, timeout=10, **FAST)
 
     def second_writer():
