@@ -7,10 +7,18 @@ reserved ``_sss_`` prefix, which the write session never records.
 
 Tables::
 
-    _sss_log(seq, committed_at, owner, host, pid, label, kind, changeset, sql, epoch)
+    _sss_log(seq, committed_at, owner, host, pid, label, kind, sql, epoch, changeset)
     _sss_meta(key, value)      -- database_id, log_format
 
 ``seq`` is 1, 2, 3, ... without gaps: a write that rolls back takes no seq.
+
+Every statement names the log's columns: their order is not part of the
+format (PROTOCOL.md §5.2).  Logs created by earlier revisions have
+``changeset`` between ``kind`` and ``sql``; new ones have it last, because
+SQLite keeps a ``zeroblob()`` unexpanded only when it is the last field of
+a record, and a large entry is appended as a zeroblob and then filled with
+incremental BLOB I/O (:class:`StreamedBody`): as the last column it costs a
+few MB, in the middle SQLite builds the whole zero-filled record in memory.
 """
 
 from __future__ import annotations
@@ -52,7 +60,9 @@ __all__ = [
 
 LOG_TABLE = "_sss_log"
 META_TABLE = "_sss_meta"
-#: Version of the log's table layout, stored in _sss_meta.
+#: Version of the log's tables, stored in _sss_meta: their columns by name,
+#: with their types and constraints.  Not their order: both column orders of
+#: _sss_log (``changeset`` last, or between ``kind`` and ``sql``) are format 1.
 LOG_FORMAT = 1
 
 _CREATE_LOG = f"""CREATE TABLE IF NOT EXISTS {LOG_TABLE} (
@@ -63,9 +73,9 @@ _CREATE_LOG = f"""CREATE TABLE IF NOT EXISTS {LOG_TABLE} (
     pid          INTEGER NOT NULL,
     label        TEXT,
     kind         TEXT NOT NULL CHECK (kind IN ('data', 'ddl')),
-    changeset    BLOB,
     sql          TEXT,
     epoch        INTEGER NOT NULL,
+    changeset    BLOB,
     CHECK ((kind = 'data') = (changeset IS NOT NULL)),
     CHECK ((kind = 'ddl') = (sql IS NOT NULL))
 )"""
@@ -253,6 +263,8 @@ def append_entry(
     without holding it in memory."""
     at = utc_now()
     if isinstance(changeset, StreamedBody):
+        # In a log whose changeset column is last (§5.2) SQLite never builds
+        # the zero-filled blob in memory; in an older log it does.
         cur = con.execute(_APPEND_ZEROBLOB, (at, owner, host, pid, label, kind, changeset.size, sql,
                                              epoch))
     else:

@@ -226,11 +226,11 @@ def _check_start(source_id: str, start: int, first: int) -> None:
 # same way).  The fallback costs the session path's memory.
 #
 # Memory: the apply reads and applies STREAM_APPLY_CHUNK changes at a time
-# (a few MB).  Writing the log row still costs about twice the entry: a
-# zero-filled blob stays unexpanded only as the last data of a record, and
-# _sss_log has sql and epoch after changeset, so SQLite expands it and
-# copies the record (measured: a 200 MB zeroblob as a table's last column
-# adds 3 MB to the peak, in _sss_log's place 382 MB).
+# (a few MB).  The log row is appended with a zero-filled blob, which SQLite
+# leaves unexpanded only as the last data of a record: ``changeset`` is the
+# last column of a new _sss_log (PROTOCOL.md §5.2), and there the row adds
+# a few MB; in a log made before, with sql and epoch after changeset, SQLite
+# expands it and copies the record (a 200 MB entry: 382 MB).
 
 
 class _Fallback(Exception):
