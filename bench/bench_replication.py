@@ -37,18 +37,26 @@ Then (issue 16), in the same run:
                   (about 51 bytes a row, as 200 MB = 3.9 M rows) written by
                   ``db.write``, published to a stream, and applied to a replica
                   by ``import_bundle``, file ``replicate`` and a stream
-                  consumer: streamed (a large entry, no session) and through
-                  the session path (what every entry took before), each in a
-                  child process of its own.
+                  consumer: streamed (a large entry, no session; the write's
+                  changeset spooled by its session to a temporary file, then
+                  copied into its log row) and in memory (``wire.LARGE_BODY``
+                  raised: replicas apply with a session, and every changeset,
+                  the source's too, is gathered in memory and bound into its
+                  log row, as before issue 16), each in a child process of
+                  its own.
+
+``--only apply`` (or ``show``) runs that part alone.
 
     python bench/bench_replication.py                     # default sizes
     python bench/bench_replication.py --writes 300 --batch 16
     python bench/bench_replication.py --stream-mb 1024    # the 1 GB memory bound
+    python bench/bench_replication.py --only apply --stream-mb 200
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -60,6 +68,7 @@ import tempfile
 import threading
 import time
 import zlib
+from collections.abc import Iterator
 from typing import Any
 
 import sqlite_session_safe as sss
@@ -155,7 +164,17 @@ def main() -> None:
     ap.add_argument("--lag-writes", type=int, default=200, help="writes timed for the lag")
     ap.add_argument("--lag-interval", type=float, default=0.01, help="seconds between those writes")
     ap.add_argument("--stream-mb", type=int, default=32, help="size of the changeset shown (1024: 1 GB)")
+    ap.add_argument("--only", choices=("apply", "show"), default=None,
+                    help="run only this part (the memory of one large entry, or show)")
     args = ap.parse_args()
+    if args.only:
+        with tempfile.TemporaryDirectory(dir=args.dir) as d:
+            if args.only == "show":
+                bench_show(d, args.stream_mb)
+            else:
+                with nats(d, args.nats_url) as server:
+                    bench_apply(d, server, args.stream_mb)
+        return
     with tempfile.TemporaryDirectory(dir=args.dir) as d:
         source = os.path.join(d, "source.db")
         t0 = time.perf_counter()
@@ -182,24 +201,31 @@ def main() -> None:
             print(f"{name:20} {elapsed:9.3f} {changes:9d} {rate:11.0f} {rate / base_rate:7.2f}")
         print(f"changes/s = the source's {work} row changes / seconds; ratio = that rate / stdlib's "
               "(> 1: faster than re-running the SQL)")
-        started = None if args.nats_url else start_nats(d)
-        server = args.nats_url or (started[0] if started else None)
-        try:
+        with nats(d, args.nats_url) as server:
             if server is None:
                 print("stream: skipped (no nats-server on PATH and no --nats-url)")
             else:
                 bench_stream(source, server, d, args.batch)
             bench_lag(d, server, args.lag_writes, args.lag_interval)
             bench_apply(d, server, args.stream_mb)
-        finally:
-            if started:
-                started[1].terminate()
-                started[1].wait(10)
         bench_prune(source, d)
         bench_show(d, args.stream_mb)
 
 
 # -- issue 16: streams, lag, pruning, streaming show -------------------------------
+
+
+@contextlib.contextmanager
+def nats(d: str, url: str | None) -> Iterator[str | None]:
+    """The server at ``url``, else one started here (stopped afterwards),
+    else None."""
+    started = None if url else start_nats(d)
+    try:
+        yield url or (started[0] if started else None)
+    finally:
+        if started:
+            started[1].terminate()
+            started[1].wait(10)
 
 
 def start_nats(d: str) -> tuple[str, subprocess.Popen[bytes]] | None:
@@ -364,7 +390,9 @@ import sqlite_session_safe as sss
 from sqlite_session_safe.coordination import wire
 what, path, source, replica, mb = sys.argv[1:6]
 if path == "session":
-    wire.LARGE_BODY = 1 << 62  # nothing is large: every entry takes the session path
+    # Nothing is large: every entry takes the session path, and a write
+    # gathers its changeset in memory.
+    wire.LARGE_BODY = 1 << 62
 t0 = time.perf_counter()
 if what == "write":
     rows = int(mb) * 1_000_000 // 51
@@ -392,14 +420,17 @@ def _apply_child(*argv: str) -> dict[str, Any]:
 def bench_apply(d: str, server: str | None, mb: int) -> None:
     """Peak RSS of one large entry on its way: written, published, applied."""
     source = os.path.join(d, "big-source.db")
-    w = _apply_child("write", "-", source, "-", str(mb))
+    w = _apply_child("write", "streamed", source, "-", str(mb))
     with sss.open(source) as db:
         size = os.path.getsize(source)
         bundle = os.path.join(d, "big.bundle")
         db.export(bundle)
         entry = max(len(e.changeset or b"") for e in db.log())
     url = f"{server}/BIG{os.getpid()}" if server else None
-    rows: list[tuple[str, dict[str, Any] | None, dict[str, Any] | None]] = [("source db.write", w, None)]
+    # The same write with its changeset gathered in memory and bound into the
+    # INSERT, as every write did before.
+    held = _apply_child("write", "session", os.path.join(d, "big-source-held.db"), "-", str(mb))
+    rows: list[tuple[str, dict[str, Any] | None, dict[str, Any] | None]] = [("source db.write", w, held)]
     if url:
         rows.append(("stream publish", _apply_child("replicate", "-", source, url, str(mb)), None))
     for name, what, src in (("import_bundle", "import", bundle), ("file replicate", "replicate", source),
@@ -413,10 +444,12 @@ def bench_apply(d: str, server: str | None, mb: int) -> None:
         rows.append((name, got[0], got[1]))
     print(f"apply: one {entry / 1e6:.0f} MB log entry ({mb * 1_000_000 // 51} rows; source file "
           f"{size / 1e6:.0f} MB): peak RSS MB (seconds)")
-    print(f"{'':20} {'streamed':>18} {'session path':>18}")
+    print(f"{'':20} {'streamed':>18} {'in memory':>18}")
     for name, a, b in rows:
         cells = [f"{r['peak_mb']:8.0f} ({r['seconds']:6.1f})" if r else f"{'-':>17}" for r in (a, b)]
         print(f"{name:20} {cells[0]:>18} {cells[1]:>18}")
+    print("in memory: wire.LARGE_BODY raised (a session on replicas; changesets gathered in memory and "
+          "bound into the log row)")
     if not url:
         print("apply: stream rows skipped (no nats-server)")
 

@@ -207,3 +207,24 @@ def test_blobopen_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(sss.SQLError, match="cannot open value of type"):
         con.blobopen("b", "id", 1)
     con.close()
+
+
+def test_read_whole_makes_the_type_asked_for_in_one_piece(tmp_path: Path) -> None:
+    """sss only: the whole blob as a new bytes (or subclass) object, filled
+    by SQLite directly, whatever the position; each call a new object."""
+    con = _open("sss", tmp_path / "w.db")
+    try:
+        con.execute("INSERT INTO b VALUES (3, x'', 'empty')")
+        with con.blobopen("b", "data", 1) as blob:
+            blob.seek(100)
+            whole = blob.read_whole(bytes)
+            assert type(whole) is bytes and whole == DATA and blob.tell() == 100
+            cs = blob.read_whole(sss.Changeset)  # no __new__ check: the caller vouches
+            assert type(cs) is sss.Changeset and bytes(cs) == DATA
+            assert blob.read_whole(bytes) is not whole and hash(whole) == hash(DATA)
+        with con.blobopen("b", "data", 3) as blob:
+            assert blob.read_whole(bytes) == b""
+        with pytest.raises(sss.ClosedError):
+            blob.read_whole(bytes)
+    finally:
+        con.close()

@@ -36,6 +36,7 @@ from ..binding.connection import Connection
 from ..binding.dbconfig import SQLITE_DBCONFIG_ENABLE_TRIGGER
 from ..sessions.apply import ApplyReport, OnConflict, apply
 from ..sessions.changeset import Changeset
+from ..sessions.errors import ChangesetError
 from .log_errors import ReplicationError
 from .migration import run_script
 
@@ -46,6 +47,7 @@ __all__ = [
     "RESERVED_PREFIX",
     "LogEntry",
     "StreamedBody",
+    "read_changeset",
     "triggers_off",
     "has_log",
     "ensure_log",
@@ -220,6 +222,17 @@ class StreamedBody:
             raise ReplicationError(
                 f"the changeset of log entry {seq} should be {self.size} bytes, but its source "
                 f"gave {'more' if done == self.size else done} (changed while applied?); rolled back")
+
+
+def read_changeset(con: Connection, seq: int) -> Changeset:
+    """The changeset of ``_sss_log`` row ``seq`` in one copy, read with
+    incremental BLOB I/O (a SELECT holds SQLite's copy of the value and the
+    binding's at once)."""
+    with con.blobopen(LOG_TABLE, "changeset", seq, readonly=True) as blob:
+        data = blob.read_whole(Changeset)
+    if data[:1] not in (b"", b"T"):
+        raise ChangesetError(f"the changeset of log entry {seq} is not a changeset")
+    return data
 
 
 def _table_exists(con: Connection, name: str) -> bool:

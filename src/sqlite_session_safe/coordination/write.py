@@ -55,13 +55,15 @@ Decisions (documented in PROTOCOL.md):
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..binding.connection import Transaction
 from ..binding.cursor import Cursor
@@ -70,7 +72,7 @@ from ..binding.values import Parameters
 from ..sessions.changeset import Changeset
 from ..sessions.connection import Connection
 from ..sessions.session import Session
-from . import audit, procinfo
+from . import audit, procinfo, wire
 from .db_base import SchemaInfo, scalar
 from .db_errors import NoPrimaryKeyError, SchemaChangeInWrite
 from .errors import LockCompromised
@@ -127,6 +129,46 @@ class WriteResult:
     def empty(self) -> bool:
         """True when the write changed nothing and so committed nothing."""
         return self.kind == "data" and not self.changeset
+
+
+class Spool:
+    """Receives a write's changeset as SQLite generates it, a chunk at a
+    time (``Session.changeset_stream``): in memory up to
+    ``wire.LARGE_BODY`` bytes (:attr:`data`), past that in an unnamed
+    temporary file (:attr:`file`), so that a large changeset is never one
+    piece of memory.  A small changeset costs one copy more than
+    ``Session.changeset()`` (a memcpy); SQLite's running size estimate
+    (``track_size``), which would tell a large one in advance, costs 5-15 %
+    more per changed row instead."""
+
+    __slots__ = ("data", "file", "size")
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.file: BinaryIO | None = None
+        self.size = 0
+
+    def write(self, chunk: bytes) -> int:
+        if self.file is None and len(self.data) + len(chunk) > wire.LARGE_BODY:
+            self.file = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
+            self.file.write(self.data)
+            self.data = bytearray()
+        if self.file is None:
+            self.data += chunk
+        else:
+            self.file.write(chunk)
+        self.size += len(chunk)
+        return len(chunk)
+
+    def rewound(self) -> BinaryIO:
+        """The temporary file, from its start."""
+        assert self.file is not None
+        self.file.seek(0)
+        return self.file
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
 
 
 class WriteTx:
@@ -393,23 +435,28 @@ class WritePath(GroupCommit):
                         "DDL, so schema changes go through db.migrate(sql), which logs them in order; "
                         "rolled back"
                     )
-                changeset = self._take_changeset(tx, info)
-                # Done recording: the log entry below is not the session's business.
-                self._close_session(tx)
-                if tx.kind == "data" and not changeset and tx.body is None and not tx._commit_empty:
-                    # Empty write: nothing to record, so nothing to commit.
-                    self._undo_part(part)
-                    return self._result(tx, changeset, None, None, committed=False)
                 seq: int | None = None
                 at: str | None = None
-                body = tx.body if tx.body is not None else bytes(changeset) if changeset else None
-                if self.audit and (tx.kind == "ddl" or body is not None):
-                    seq, at = audit.append_entry(
-                        con, owner=part.owner, host=procinfo.host_name(), pid=os.getpid(),
-                        label=tx.label, kind=tx.kind,
-                        changeset=body if tx.kind == "data" else None,
-                        sql=tx.value if tx.kind == "ddl" else None, epoch=part.epoch or 0,
-                    )
+                with contextlib.closing(Spool()) as spool:
+                    taken = self._take_changeset(tx, info, spool)
+                    # Done recording: the log entry below is not the session's business.
+                    self._close_session(tx)
+                    if isinstance(taken, audit.StreamedBody):
+                        # Copied from the spool into the log row, then read
+                        # back for the result now that the session's memory
+                        # is freed: one copy of the changeset at a time.
+                        seq, at = self._append(tx, taken)
+                        changeset = audit.read_changeset(con, seq)
+                        self._refuse_no_pk(changeset, info)
+                    else:
+                        changeset = taken
+                        if tx.kind == "data" and not changeset and tx.body is None and not tx._commit_empty:
+                            # Empty write: nothing to record, so nothing to commit.
+                            self._undo_part(part)
+                            return self._result(tx, changeset, None, None, committed=False)
+                        body = tx.body if tx.body is not None else bytes(changeset) if changeset else None
+                        if self.audit and (tx.kind == "ddl" or body is not None):
+                            seq, at = self._append(tx, body)
                 # A data write checked the schema unchanged above: the next
                 # part needs no PRAGMA.
                 self._keep_part(part, seq, schema_unchanged=tx.kind == "data")
@@ -448,11 +495,39 @@ class WritePath(GroupCommit):
             self._local.writing = False
             self._end_turn(part)
 
-    def _take_changeset(self, tx: WriteTx, info: SchemaInfo) -> Changeset:
+    def _append(self, tx: WriteTx, body: bytes | audit.StreamedBody | None) -> tuple[int, str]:
+        """Append the write's log entry (``body``: its changeset, for data)."""
+        part = tx._part
+        return audit.append_entry(
+            tx.connection, owner=part.owner, host=procinfo.host_name(), pid=os.getpid(),
+            label=tx.label, kind=tx.kind, changeset=body if tx.kind == "data" else None,
+            sql=tx.value if tx.kind == "ddl" else None, epoch=part.epoch or 0,
+        )
+
+    def _take_changeset(self, tx: WriteTx, info: SchemaInfo, spool: Spool) -> Changeset | audit.StreamedBody:
+        """The write's changeset, in memory; or, when it is to be logged and
+        is larger than ``wire.LARGE_BODY``, in ``spool``'s temporary file,
+        as the body to copy into the log row (never one piece of memory).
+
+        It is not streamed straight into the log row: SQLite generates a
+        changeset inside a savepoint, which it cannot open while a blob is
+        open for writing on the connection, and reopening the blob for each
+        piece walks the row's overflow pages from its start every time
+        (quadratic in the entry's size)."""
         session = tx._session
         if session is None:
             return Changeset(b"")
-        changeset = session.changeset()
+        if not self.audit:
+            changeset = session.changeset()
+        else:
+            session.changeset_stream(spool)  # type: ignore[arg-type]  # write() is all it needs
+            if spool.file is not None:
+                return audit.StreamedBody(spool.size, spool.rewound)
+            changeset = Changeset(spool.data)
+        self._refuse_no_pk(changeset, info)
+        return changeset
+
+    def _refuse_no_pk(self, changeset: Changeset, info: SchemaInfo) -> None:
         if info.no_pk and not self.rowid_tables and changeset:
             touched = tuple(sorted({c.table for c in changeset} & info.no_pk))
             if touched:
@@ -463,7 +538,6 @@ class WritePath(GroupCommit):
                     "rowid_tables=True to record them by rowid",
                     touched,
                 )
-        return changeset
 
     def _result(self, tx: WriteTx, changeset: Changeset, seq: int | None, at: str | None,
                 committed: bool) -> WriteResult:
