@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import threading
 import time
 
 import pytest
-from _faults_rig import wait_for
+from _faults_rig import process_state, read_line, stop, wait_for
 from _lock_workers import dead_pid, plant_lock, read_owner_json
 
 from sqlite_session_safe.binding.errors import Error
@@ -443,36 +444,65 @@ def test_writer_waits_for_active_reader_and_new_readers_wait_for_writer(tmp_path
     assert inspect_lock(db) is None
 
 
+_SECOND_WRITER = """
+import sys
+from sqlite_session_safe.coordination.lock import DirectoryLock
+lock = DirectoryLock(sys.argv[1], timeout=10, stale_timeout=10, heartbeat_interval=1)
+print("acquiring", flush=True)
+with lock:
+    with open(sys.argv[2], "a") as f:
+        f.write("writer2\\n")
+"""
+
+
 def test_waiting_reader_goes_before_the_next_writer(tmp_path):
+    """A reader waiting for a held write lock goes before a writer that came
+    after it (PROTOCOL.md §2.3 step 2.1: a writer that has seen a reader
+    waiting lets it in first).  The second writer is another process, so it
+    polls -- and sees the reader waiting -- while the first writer holds the
+    lock.  (A second writer in the same process waits on the process's own
+    mutex instead and looks at the readers only after the release, racing
+    the reader's own wake-up: under load the reader, turned active in that
+    instant, then yields to it as §2.3 says, which made this test flaky.)
+    A long stale timeout: nobody here may be judged stale under load."""
     db = str(tmp_path / "fair.sqlite")
-    order = []
-    w1 = DirectoryLock(db, **FAST)
+    order = str(tmp_path / "order")
+    slow = dict(stale_timeout=10, heartbeat_interval=1)
+    w1 = DirectoryLock(db, **slow)
     w1.acquire()
-    reader = DirectoryLock(db, mode="read", timeout=10, **FAST)
-    t_r = threading.Thread(
-        target=lambda: (reader.acquire(), order.append("reader"), time.sleep(0.2), reader.release())
-    )
+    reader = DirectoryLock(db, mode="read", timeout=10, **slow)
+
+    def read() -> None:
+        with reader:
+            with open(order, "a") as f:
+                f.write("reader\n")
+            time.sleep(0.2)
+
+    t_r = threading.Thread(target=read)
     t_r.start()
+    p = None
+    try:
+        def reader_waits() -> bool:  # its marker says so
+            info = inspect_lock(db)
+            return info is not None and bool(info.readers) and info.readers[0].owner.phase == "waiting"
 
-    def reader_waits() -> bool:  # its marker says so
-        info = inspect_lock(db)
-        return info is not None and bool(info.readers) and info.readers[0].owner.phase == "waiting"
-
-    # polled, not slept: under load the thread may take longer to get there
-    wait_for(reader_waits, 10, "the reader's marker to say 'waiting'")
-    w2 = DirectoryLock(db, timeout=10, **FAST)
-
-    def second_writer():
-        with w2:
-            order.append("writer2")
-
-    t_w = threading.Thread(target=second_writer)
-    t_w.start()
-    time.sleep(0.2)
-    w1.release()
-    t_r.join(10)
-    t_w.join(10)
-    assert order == ["reader", "writer2"]
+        wait_for(reader_waits, 10, "the reader's marker to say 'waiting'")
+        p = subprocess.Popen([sys.executable, "-c", _SECOND_WRITER, db, order],
+                             stdout=subprocess.PIPE, text=True)
+        assert read_line(p, 30) == "acquiring"
+        # Sleeping between polls: it has looked at the readers at least once.
+        wait_for(lambda: process_state(p.pid) == "S", 10, "the second writer to wait")
+        w1.release()
+        assert p.wait(20) == 0
+    finally:
+        if w1.is_held:
+            w1.release()
+        t_r.join(10)
+        if p is not None:
+            stop(p)
+    assert not t_r.is_alive()
+    with open(order) as f:
+        assert f.read().split() == ["reader", "writer2"]
     assert inspect_lock(db) is None
 
 
