@@ -564,7 +564,7 @@ static PyMethodDef trylock_methods[] = {
      "acquire(False) -> bool: take the lock if it is free or held by this thread."},
     {"release", (PyCFunction)trylock_release, METH_NOARGS,
      "Undo one acquire(); RuntimeError unless this thread holds the lock."},
-    {"_is_owned", (PyCFunction)trylock_is_owned, METH_NOARGS,
+    {"is_owned", (PyCFunction)trylock_is_owned, METH_NOARGS,
      "True when this thread holds the lock."},
     {NULL, NULL, 0, NULL},
 };

@@ -7,6 +7,8 @@
 * ``.. sss-result-codes::`` -- SQLite's primary result codes, and the native
   and DB-API class each becomes (``error_class_for`` and ``dbapi.translate``).
 * ``.. sss-constants::`` -- the ``SQLITE_*`` constants the package exports.
+* Members named ``sss_...`` (for the package's own layers) are left out of
+  the reference.
 * A check, at the end of reading: every public name of ``sqlite_session_safe``,
   ``sqlite_session_safe.dbapi`` and ``sqlite_session_safe.aio`` (classes and
   functions; constants are in the tables above) is documented somewhere, so a
@@ -266,7 +268,20 @@ def _napoleon_except_attributes(app: Sphinx, what: str, name: str, obj: object, 
         napoleon._process_docstring(app, what, name, obj, options, lines)
 
 
+#: The prefix of a member of a user-facing class that is there for the
+#: package's own layers (``Connection.sss_db``, ``Cursor.sss_fetch_checks``):
+#: public to the other modules, not to users, so not in the reference.
+PACKAGE_INTERNAL_PREFIX = "sss_"
+
+
+def skip_package_internal(app: Sphinx, what: str, name: str, obj: object,
+                          skip: bool, options: Any) -> bool | None:
+    """``autodoc-skip-member``: leave out ``sss_`` members (None: autodoc decides)."""
+    return True if name.startswith(PACKAGE_INTERNAL_PREFIX) else None
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
+    app.connect("autodoc-skip-member", skip_package_internal)
     app.connect("builder-inited", _adjust_napoleon)
     app.add_directive("sss-exceptions", ExceptionTree)
     app.add_directive("sss-result-codes", ResultCodes)

@@ -39,5 +39,5 @@ class TryLock:
     def release(self) -> None:
         """Undo one acquire; RuntimeError unless this thread holds the lock."""
 
-    def _is_owned(self) -> bool:
+    def is_owned(self) -> bool:
         """True when this thread holds the lock."""

@@ -401,7 +401,7 @@ def test_aggregate_instances_released(mem: sss.Connection) -> None:
     cur = mem.execute("SELECT k, mysum(v) FROM g GROUP BY k")
     cur.fetchone()
     cur.close()
-    regs = [r for r in functions._LIVE if r.state is mem._cb]
+    regs = [r for r in functions._LIVE if r.state is mem.sss_callbacks]
     assert regs and all(not r.instances for r in regs)
 
 

@@ -354,14 +354,14 @@ def test_hotpath_refuses_to_run_before_init() -> None:
 
 def test_trylock() -> None:
     lock = _hotpath.TryLock()
-    assert not lock._is_owned()
+    assert not lock.is_owned()
     assert lock.acquire(False) and lock.acquire(False)  # re-entrant
-    assert lock._is_owned()
+    assert lock.is_owned()
     seen: list[object] = []
 
     def other() -> None:
         seen.append(lock.acquire(False))
-        seen.append(lock._is_owned())
+        seen.append(lock.is_owned())
         try:
             lock.release()
         except RuntimeError as exc:
@@ -372,9 +372,9 @@ def test_trylock() -> None:
     t.join()
     assert seen == [False, False, "cannot release un-acquired lock"]
     lock.release()
-    assert lock._is_owned()
+    assert lock.is_owned()
     lock.release()
-    assert not lock._is_owned()
+    assert not lock.is_owned()
     with pytest.raises(RuntimeError, match="un-acquired"):
         lock.release()
     with pytest.raises(ValueError, match="only tried"):
@@ -383,7 +383,7 @@ def test_trylock() -> None:
     t = threading.Thread(target=lambda: seen.append(lock.acquire(False)))
     t.start()
     t.join()
-    assert seen[-1] is True and not lock._is_owned()
+    assert seen[-1] is True and not lock.is_owned()
 
 
 def test_statement_cache_stays_bounded_with_nested_and_repeated_sql() -> None:

@@ -40,6 +40,9 @@ CLASSES = {
     "binding/capi.py": set(),
 }
 
+#: Method names not in the reference: private, and the package's own (sss_).
+_INTERNAL = ("_", "sss_")
+
 #: Modules whose public functions are wrappers (not only those in sss.__all__).
 WRAPPER_MODULES = {rel for rel in CLASSES if rel.startswith("binding/")
                    and rel not in ("binding/connection.py", "binding/cursor.py", "binding/blob.py",
@@ -84,7 +87,7 @@ def _binding_wrappers() -> dict[str, set[str]]:
             for name, fn in methods.items():
                 calls = _c_calls(fn)
                 for helper in _self_calls(fn):
-                    if helper.startswith("_") and helper in methods:
+                    if helper.startswith(_INTERNAL) and helper in methods:
                         calls |= _c_calls(methods[helper])
                 key = cls if name == "__init__" and cls else name
                 if calls and not key.startswith("_"):
@@ -105,18 +108,20 @@ def _wrappers() -> list[tuple[str, set[str], str]]:
         for prefix, body in scopes:
             methods = {f.name: f for f in body if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))}
             for name, fn in methods.items():
-                if name.startswith("_") and name != "__init__":
+                # sss_ methods are the package's own (not in the reference):
+                # counted in the public methods that call them, as _ ones are.
+                if name.startswith(_INTERNAL) and name != "__init__":
                     continue
                 if not prefix and name not in sss.__all__ and rel not in WRAPPER_MODULES:
                     continue
                 calls = _c_calls(fn)
                 for helper in _self_calls(fn):
-                    if helper.startswith("_") and helper in methods:
+                    if helper.startswith(_INTERNAL) and helper in methods:
                         calls |= _c_calls(methods[helper])
                 if rel.startswith("sessions/"):  # through the binding's wrappers
                     used = _called_names(fn)
                     for helper in _self_calls(fn):
-                        if helper.startswith("_") and helper in methods:
+                        if helper.startswith(_INTERNAL) and helper in methods:
                             used |= _called_names(methods[helper])
                     for called in used & through.keys():
                         calls |= through[called]

@@ -126,7 +126,7 @@ def test_fn_runs_on_the_writer_thread_and_the_loop_keeps_running(tmp_path: Path)
             await db.write(slow)
             t.cancel()
             assert ticks[0] > 5
-            assert threads == [db._writer.thread.ident]
+            assert threads == [db.sss_writer.thread.ident]
 
     run(main())
 
@@ -553,7 +553,7 @@ def test_an_unclosed_database_warns_when_collected_and_closes(tmp_path: Path) ->
     async def main() -> threading.Thread:
         db = await aio.open(path)
         await db.migrate(SCHEMA)
-        writer = db._writer.thread
+        writer = db.sss_writer.thread
         with pytest.warns(ResourceWarning):
             del db
             gc.collect()

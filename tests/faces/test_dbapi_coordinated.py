@@ -178,6 +178,6 @@ def test_processes_no_lost_update_and_log_matches(path: str, autocommit: object,
     for entry in entries:
         entry.apply_to(replica)
     with db.read() as r:
-        assert user_tables(replica) == user_tables(r._con)  # type: ignore[arg-type]
+        assert user_tables(replica) == user_tables(r.connection)
     replica.close()
     db.close()

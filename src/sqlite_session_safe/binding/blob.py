@@ -266,14 +266,14 @@ class Blob:
         if ptr is None:
             return
         con = self._con
-        if con._lock.acquire(False):
+        if con.sss_lock.acquire(False):
             try:
-                if con._db is not None and con._cb.depth == 0:
+                if con.sss_db is not None and con.sss_callbacks.depth == 0:
                     self.close_before_connection()
                     return
             finally:
-                con._lock.release()
-        if con._db is not None:
+                con.sss_lock.release()
+        if con.sss_db is not None:
             _orphans(con).ptrs.append(ptr)
             self._ptr = None
 

@@ -25,7 +25,7 @@ from .._hotpath import TryLock
 from . import blob as _blob
 from . import dbconfig as _dbconfig
 from . import functions as _functions
-from . import hooks as _hooks
+from . import hooks as sss_hooks
 from .callbacks import CallbackState
 from .cursor import Cursor
 from .dump import iterdump as _iterdump
@@ -59,12 +59,17 @@ class Connection:
     Calls ``sqlite3_open_v2`` (opening) and ``sqlite3_close_v2`` (:meth:`close`).
     """
 
-    #: SQL the cursor runs (connection lock held) before a DML statement
-    #: (INSERT/UPDATE/DELETE/REPLACE) outside a transaction: the DB-API face's
-    #: implicit BEGIN (legacy transaction control).  None: nothing, SQLite's
-    #: own autocommit.  Decided on the prepared statement, so a SELECT costs
-    #: one attribute test.
-    _begin: str | None = None
+    # Members named sss_... are for the package's own layers (the cursor,
+    # statements, blobs, hooks of this layer; the DB-API face): plain
+    # attributes where a query reads them, left out of the reference
+    # (docs/README.md).
+    #
+    # SQL the cursor runs (connection lock held) before a DML statement
+    # (INSERT/UPDATE/DELETE/REPLACE) outside a transaction: the DB-API face's
+    # implicit BEGIN (legacy transaction control).  None: nothing, SQLite's
+    # own autocommit.  Decided on the prepared statement, so a SELECT costs
+    # one attribute test.
+    sss_begin: str | None = None
     #: Whether ``"text"`` may be a string literal where no column of that
     #: name exists (SQLite's legacy double-quoted strings).  The engine is
     #: built with them available, as the stdlib's SQLite is; native
@@ -85,21 +90,23 @@ class Connection:
         timeout: float = 5.0,
         cached_statements: int = 128,
     ) -> None:
-        self._db: Any = None  # set last: a failed __init__ leaves a closed object
+        # The sqlite3 * handle, None once closed; set last: a failed __init__
+        # leaves a closed object.
+        self.sss_db: Any = None
         # Only ever tried (acquire(False)), re-entered by callbacks that run SQL
         # on this connection; atomic under the GIL (csrc/hotpath/hotpath.c),
         # about a quarter of threading.RLock's cost on every query.
-        self._lock = TryLock()
+        self.sss_lock = TryLock()
         self._close_lock = threading.Lock()  # orders close() against interrupt()
         self._dependents: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._tx_depth = 0
+        self.sss_tx_depth = 0
         # Row buffers, and what callbacks into Python (user functions, hooks)
         # share with the connection; allocated before opening, so a failure
         # here leaves nothing to close.
-        self._cb = CallbackState()
-        #: Python objects behind the hooks SQLite holds a pointer to
-        #: (authorizer, progress handler, trace callback), by kind.
-        self._hooks: dict[str, Any] = {}
+        self.sss_callbacks = CallbackState()
+        # Python objects behind the hooks SQLite holds a pointer to
+        # (authorizer, progress handler, trace callback), by kind.
+        self.sss_hooks: dict[str, Any] = {}
         if isinstance(path, (str, bytes)) or hasattr(path, "__fspath__"):
             name = os.fsencode(path)
         else:
@@ -111,7 +118,7 @@ class Connection:
         self.path: str = os.fsdecode(name)
         flags = lib.SQLITE_OPEN_READONLY if readonly else lib.SQLITE_OPEN_READWRITE | lib.SQLITE_OPEN_CREATE
         # NOMUTEX: every call into SQLite on this connection already holds
-        # self._lock (see "Thread contract"), so SQLite's own per-connection
+        # self.sss_lock (see "Thread contract"), so SQLite's own per-connection
         # mutex would only repeat that exclusion, once per column read.
         # sqlite3_interrupt() needs neither.
         flags |= lib.SQLITE_OPEN_EXRESCODE | lib.SQLITE_OPEN_NOMUTEX
@@ -139,28 +146,28 @@ class Connection:
             raise err
         #: The prepared statements of this connection, idle ones cached by SQL
         #: text (for the layers above: :meth:`StatementCache.idle`).
-        self.statements = StatementCache(cached_statements, self._lock)
-        self._db = db
+        self.statements = StatementCache(cached_statements, self.sss_lock)
+        self.sss_db = db
 
     # One output buffer and result struct per connection and nesting depth
-    # (see callbacks.py): only the thread holding _lock uses them, and rows
+    # (see callbacks.py): only the thread holding sss_lock uses them, and rows
     # are decoded before it is released.  These name the outermost ones.
 
     @property
     def _out(self) -> Any:
-        return self._cb.top.out
+        return self.sss_callbacks.top.out
 
     @property
     def _view(self) -> Any:
-        return self._cb.top.view
+        return self.sss_callbacks.top.view
 
     @property
     def _res(self) -> Any:
-        return self._cb.top.res
+        return self.sss_callbacks.top.res
 
     def _refresh_view(self) -> None:
         """(Re)make the view over the outermost row buffer after it grew."""
-        self._cb.top.refresh()
+        self.sss_callbacks.top.refresh()
 
     # -- running SQL --------------------------------------------------------
 
@@ -201,7 +208,7 @@ class Connection:
             raise InterfaceError("SQL contains a NUL character")
         with self.hold() as db:
             script = sql.encode("utf-8", self.sql_encoding_errors)
-            self._ensure(lib.sqlite3_exec(db, script, NULL, NULL, NULL), db)
+            self.sss_ensure(lib.sqlite3_exec(db, script, NULL, NULL, NULL), db)
 
     def transaction(self, kind: TransactionKind = "deferred") -> Transaction:
         """A context manager for a transaction: COMMIT on success, ROLLBACK on
@@ -219,7 +226,7 @@ class Connection:
     @property
     def closed(self) -> bool:
         """True once :meth:`close` has run."""
-        return self._db is None
+        return self.sss_db is None
 
     @property
     def in_transaction(self) -> bool:
@@ -297,15 +304,15 @@ class Connection:
         if not isinstance(pages, int) or pages == 0:
             raise InterfaceError(f"pages must be a positive int or -1 for all; got {pages!r}")
         if isinstance(target, Connection):
-            self._backup_into(target, pages, progress, name, target_name, sleep)
+            self.sss_backup_into(target, pages, progress, name, target_name, sleep)
             return
         dest = Connection(target)
         try:
-            self._backup_into(dest, pages, progress, name, target_name, sleep)
+            self.sss_backup_into(dest, pages, progress, name, target_name, sleep)
         finally:
             dest.close()
 
-    def _backup_into(
+    def sss_backup_into(
         self,
         dest: Connection,
         pages: int,
@@ -314,6 +321,8 @@ class Connection:
         target_name: str,
         sleep: float,
     ) -> None:
+        """For the package's own layers (:meth:`backup`; the DB-API face's,
+        with its own progress): copy into the open connection ``dest``."""
         if dest is self:
             raise InterfaceError("cannot back up a connection into itself")
         with self.hold() as src_db, dest.hold() as dest_db:
@@ -377,7 +386,7 @@ class Connection:
             ensure(rc, db, f"deserializing into {name!r}")
             self.statements.clear()  # prepared against the old schema
             rc = lib.sqlite3_exec(db, b"PRAGMA schema_version", NULL, NULL, NULL)
-            self._ensure(rc, db, "the deserialized data")
+            self.sss_ensure(rc, db, "the deserialized data")
 
     def iterdump(self, *, filter: str | None = None) -> Iterator[str]:  # noqa: A002
         """The main database as SQL statements, one at a time, in the stdlib
@@ -391,8 +400,8 @@ class Connection:
 
         Calls ``sqlite3_interrupt``."""
         with self._close_lock:
-            if self._db is not None:
-                lib.sqlite3_interrupt(self._db)
+            if self.sss_db is not None:
+                lib.sqlite3_interrupt(self.sss_db)
 
     # -- user functions, collations, hooks (binding/functions.py, hooks.py) ---
 
@@ -444,7 +453,7 @@ class Connection:
         exception denies and is raised.  None removes it.
 
         Calls ``sqlite3_set_authorizer``."""
-        _hooks.set_authorizer(self, func)
+        sss_hooks.set_authorizer(self, func)
 
     def set_progress_handler(self, func: Callable[[], object] | None, n: int) -> None:
         """Call ``func()`` every ``n`` virtual machine instructions of a running
@@ -452,28 +461,28 @@ class Connection:
         the statement.  None removes it.
 
         Calls ``sqlite3_progress_handler``."""
-        _hooks.set_progress_handler(self, func, n)
+        sss_hooks.set_progress_handler(self, func, n)
 
     def set_trace_callback(self, func: Callable[[str], object] | None) -> None:
         """Call ``func(sql)`` as each statement starts, with its SQL (parameters
         expanded when SQLite can).  None removes it.
 
         Calls ``sqlite3_trace_v2`` (and ``sqlite3_expanded_sql`` per statement)."""
-        _hooks.set_trace_callback(self, func)
+        sss_hooks.set_trace_callback(self, func)
 
     def enable_load_extension(self, enabled: bool) -> None:
         """Allow (or forbid again) :meth:`load_extension` and SQL's
         ``load_extension()``.  Off by default.
 
         Calls ``sqlite3_enable_load_extension``."""
-        _hooks.enable_load_extension(self, enabled)
+        sss_hooks.enable_load_extension(self, enabled)
 
     def load_extension(self, path: str, *, entrypoint: str | None = None) -> None:
         """Load the SQLite extension library at ``path`` (``entrypoint``:
         its init function, guessed from the file name when None).
 
         Calls ``sqlite3_load_extension``."""
-        _hooks.load_extension(self, path, entrypoint)
+        sss_hooks.load_extension(self, path, entrypoint)
 
     def blobopen(
         self, table: str, column: str, row: int, *, readonly: bool = False, name: str = "main"
@@ -488,7 +497,7 @@ class Connection:
         """SQLite's current limit ``category`` (``SQLITE_LIMIT_LENGTH``, ...).
 
         Calls ``sqlite3_limit``."""
-        return _hooks.limit(self, category, -1)
+        return sss_hooks.limit(self, category, -1)
 
     def setlimit(self, category: int, limit: int) -> int:
         """Set limit ``category`` (a negative ``limit`` leaves it unchanged;
@@ -496,7 +505,7 @@ class Connection:
         value.
 
         Calls ``sqlite3_limit``."""
-        return _hooks.limit(self, category, limit)
+        return sss_hooks.limit(self, category, limit)
 
     def getconfig(self, op: int) -> bool:
         """Whether boolean option ``op`` (a ``SQLITE_DBCONFIG_*`` constant,
@@ -521,36 +530,36 @@ class Connection:
         fine; any other use afterwards raises :class:`ClosedError`.
 
         Calls ``sqlite3_close_v2`` (after ``sqlite3_finalize`` on its statements)."""
-        if self._db is None:
+        if self.sss_db is None:
             return
-        if self._lock._is_owned():
+        if self.sss_lock.is_owned():
             # This thread is inside a call on this connection (a callback from
             # SQLite, e.g. a session filter or conflict handler): closing now
             # would free what SQLite is still using.
             raise InterfaceError("cannot close a connection from inside a callback running on it")
-        if not self._lock.acquire(False):
-            self._raise_busy()
+        if not self.sss_lock.acquire(False):
+            self.sss_raise_busy()
         try:
             for dependent in list(self._dependents):
                 dependent.close_before_connection()
             self._dependents.clear()
             self.statements.clear()
             with self._close_lock:
-                db, self._db = self._db, None
+                db, self.sss_db = self.sss_db, None
             if db is not None:
                 # close_v2 cannot fail on busy: anything left makes it a zombie
                 # that SQLite frees when the last handle goes.
                 lib.sqlite3_close_v2(db)
             # Finalizing statements stopped in the middle of an aggregate ran
             # its finalize(): nobody reads that result (nor what it raised).
-            self._cb.error = None
-            self._hooks.clear()
+            self.sss_callbacks.error = None
+            self.sss_hooks.clear()
         finally:
-            self._lock.release()
+            self.sss_lock.release()
 
     def __del__(self) -> None:
         try:
-            if getattr(self, "_db", None) is not None:
+            if getattr(self, "sss_db", None) is not None:
                 self.close()
         except Exception:
             pass
@@ -562,16 +571,16 @@ class Connection:
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self._db is None else "open"
+        state = "closed" if self.sss_db is None else "open"
         return f"<sqlite_session_safe.Connection {self.path!r} {state}>"
 
     # -- for the layers above (sessions, coordination) ----------------------
 
-    def _ensure(self, rc: int, db: Any, context: str | None = None) -> None:
-        """Like :func:`ensure`, but an exception a callback raised during the
+    def sss_ensure(self, rc: int, db: Any, context: str | None = None) -> None:
+        """For the package's own layers: like :func:`ensure`, but an exception a callback raised during the
         call comes first: it is the cause of SQLite's error, if any."""
-        if self._cb.error is not None:
-            raise self._cb.take()
+        if self.sss_callbacks.error is not None:
+            raise self.sss_callbacks.take()
         ensure(rc, db, context)
 
     def add_dependent(self, obj: Dependent) -> None:
@@ -579,19 +588,23 @@ class Connection:
         closes: :meth:`close` calls its ``close_before_connection()``."""
         self._dependents.add(obj)
 
-    def _implicit_begin(self) -> None:
-        """Run :attr:`_begin` (the cursor found a DML statement in autocommit)."""
-        assert self._begin is not None
+    def sss_implicit_begin(self) -> None:
+        """For the package's own layers: run :attr:`sss_begin` (the cursor
+        found a DML statement in autocommit)."""
+        sql = self.sss_begin
+        assert sql is not None
         with self.hold() as db:
-            self._ensure(lib.sqlite3_exec(db, self._begin.encode(), NULL, NULL, NULL), db, self._begin)
+            self.sss_ensure(lib.sqlite3_exec(db, sql.encode(), NULL, NULL, NULL), db, sql)
 
     def _check_open(self) -> Any:
-        db = self._db
+        db = self.sss_db
         if db is None:
             raise ClosedError("cannot use a closed connection")
         return db
 
-    def _raise_busy(self) -> None:
+    def sss_raise_busy(self) -> None:
+        """For the package's own layers: the error for a connection another
+        thread is inside (``sss_lock`` not acquired)."""
         raise ThreadingError(
             "this connection is being used by another thread right now; a connection "
             "serves one thread at a time (open one connection per thread)"
@@ -601,14 +614,14 @@ class Connection:
         """True when this thread is inside a call on this connection (e.g.
         in a callback SQLite is running): freeing what SQLite uses, or
         closing, must wait."""
-        return bool(self._lock._is_owned())
+        return bool(self.sss_lock.is_owned())
 
     def run_if_free(self, fn: Callable[[], object]) -> bool:
         """Run ``fn()`` holding the connection, unless a thread (this one
         included) is inside a call on it; returns whether it ran.  For
         finalizers, which must neither wait nor run under SQLite's feet."""
-        lock = self._lock
-        if lock._is_owned() or not lock.acquire(False):
+        lock = self.sss_lock
+        if lock.is_owned() or not lock.acquire(False):
             return False
         try:
             fn()
@@ -635,20 +648,20 @@ class Holding:
 
     def __enter__(self) -> Any:
         con = self.con
-        if not con._lock.acquire(False):
-            con._raise_busy()
-        db = con._db
-        if db is None or con._cb.forbidden is not None:
-            con._lock.release()
+        if not con.sss_lock.acquire(False):
+            con.sss_raise_busy()
+        db = con.sss_db
+        if db is None or con.sss_callbacks.forbidden is not None:
+            con.sss_lock.release()
             if db is None:
                 raise ClosedError("cannot use a closed connection")
-            raise InterfaceError(f"cannot use the connection from inside {con._cb.forbidden}")
+            raise InterfaceError(f"cannot use the connection from inside {con.sss_callbacks.forbidden}")
         return db
 
     def __exit__(self, *exc: object) -> None:
         con = self.con
-        con._lock.release()
-        cb = con._cb
+        con.sss_lock.release()
+        cb = con.sss_callbacks
         if cb.error is not None and cb.depth == 0:
             # A callback raised during an operation that did not look for it
             # (e.g. a trigger calling a user function while a changeset is
@@ -672,10 +685,10 @@ class Transaction:
             if lib.sqlite3_get_autocommit(db):
                 sql = f"BEGIN {self.kind.upper()}"
             else:
-                self._savepoint = f"sss_savepoint_{con._tx_depth}"
+                self._savepoint = f"sss_savepoint_{con.sss_tx_depth}"
                 sql = f"SAVEPOINT {self._savepoint}"
-            con._ensure(lib.sqlite3_exec(db, sql.encode(), NULL, NULL, NULL), db, sql)
-            con._tx_depth += 1
+            con.sss_ensure(lib.sqlite3_exec(db, sql.encode(), NULL, NULL, NULL), db, sql)
+            con.sss_tx_depth += 1
         return con
 
     def __exit__(
@@ -686,9 +699,9 @@ class Transaction:
     ) -> None:
         con = self.con
         with con.hold() as db:
-            con._tx_depth -= 1
+            con.sss_tx_depth -= 1
             sp = self._savepoint
-            cb = con._cb
+            cb = con.sss_callbacks
             if exc_type is None:
                 sql = f"RELEASE {sp}" if sp else "COMMIT"
                 rc = lib.sqlite3_exec(db, sql.encode(), NULL, NULL, NULL)

@@ -112,21 +112,21 @@ class Cursor:
         # This is the hot path of every query: the statement cache is inlined
         # on purpose.
         con = self.connection
-        lock = con._lock
+        lock = con.sss_lock
         if not lock.acquire(False):
-            con._raise_busy()
+            con.sss_raise_busy()
         try:
-            if self._closed or con._db is None:
+            if self._closed or con.sss_db is None:
                 self._raise_closed()
             if self._stmt is not None:
                 self._release()
-            cb = con._cb
+            cb = con.sss_callbacks
             if cb.depth:
                 cb.scratch()  # refuses SQL inside a callback that must not run any
             cache = con.statements
             if cache.dropped:  # dropped by another thread while we held the connection
                 cache.finalize_pending()
-            idle = cache._idle
+            idle = cache.idle_by_sql
             cached = idle.pop(sql, None)
             fresh = cached is None
             stmt = Statement(con, sql) if cached is None else cached
@@ -137,15 +137,15 @@ class Cursor:
                 self.rowcount = -1
                 return self
             try:
-                if stmt.is_dml and con._begin is not None and lib.sqlite3_get_autocommit(con._db):
-                    con._implicit_begin()  # the DB-API face's legacy transactions
+                if stmt.is_dml and con.sss_begin is not None and lib.sqlite3_get_autocommit(con.sss_db):
+                    con.sss_implicit_begin()  # the DB-API face's legacy transactions
                 if type(params) is dict:
                     params = stmt.mapping_to_row(params)
                 rc, rows, changes, last = _hot_execute(
                     addr, params if params else None, FIRST_BATCH_ROWS, BATCH_BYTES
                 )
-                if rc == _FALLBACK:  # nothing ran: see _execute_packed
-                    rc, rows, changes, last = self._execute_packed(stmt, params)
+                if rc == _FALLBACK:  # nothing ran: see sss_execute_packed
+                    rc, rows, changes, last = self.sss_execute_packed(stmt, params)
             except BaseException as exc:
                 # A failed implicit BEGIN, bad parameters, or text that is not
                 # UTF-8.  The statement may have stepped (the marshal path
@@ -198,10 +198,11 @@ class Cursor:
         finally:
             lock.release()
 
-    def _execute_packed(self, stmt: Statement, params: Any) -> tuple[int, Any, Any, Any]:
+    def sss_execute_packed(self, stmt: Statement, params: Any) -> tuple[int, Any, Any, Any]:
         """execute() through the marshal path, for the parameters the hot path
         leaves to it: pack, bind, step (csrc/bind.c, csrc/rows.c).  Returns
-        what ``_hotpath.execute`` returns."""
+        what ``_hotpath.execute`` returns.  For the package's own layers: the
+        DB-API cursor overrides it to adapt its parameters first."""
         if not params:
             packed = b""
         elif type(params) is tuple or type(params) is list:
@@ -210,7 +211,7 @@ class Cursor:
             packed = stmt.pack(params)
         stmt.bound = packed  # the C side binds SQLITE_STATIC into these bytes
         con = self.connection
-        scr = con._cb.scratch()
+        scr = con.sss_callbacks.scratch()
         res = scr.res
         rc = lib.sss_execute(stmt.handle, packed, len(packed), FIRST_BATCH_ROWS, BATCH_BYTES, scr.out, res)
         if rc < 0 or rc & _BUFFER_MOVED:  # moved, or may have on errors
@@ -244,7 +245,7 @@ class Cursor:
         con = self.connection
         lib.sqlite3_reset(stmt.handle)
         con.statements.checkin(stmt)
-        raise con._cb.take()
+        raise con.sss_callbacks.take()
 
     def executemany(self, sql: str, seq_of_params: Iterable[Parameters]) -> Cursor:
         """Run a statement that returns no rows once for every parameter row.
@@ -264,8 +265,8 @@ class Cursor:
             self._rows, self._pos, self._more, self._description = _EMPTY, 0, False, None
             stmt = con.statements.checkout(con, sql)
             try:
-                if stmt.is_dml and con._begin is not None and lib.sqlite3_get_autocommit(con._db):
-                    con._implicit_begin()
+                if stmt.is_dml and con.sss_begin is not None and lib.sqlite3_get_autocommit(con.sss_db):
+                    con.sss_implicit_begin()
                 if stmt.column_count:
                     raise InterfaceError(
                         "executemany() runs statements that return no rows; "
@@ -273,7 +274,7 @@ class Cursor:
                     )
                 total = 0
                 done = 0
-                cb = con._cb
+                cb = con.sss_callbacks
                 res = cb.scratch().res
                 rows_iter = iter(seq_of_params)
                 while True:
@@ -325,7 +326,7 @@ class Cursor:
         with con.hold():
             stmt = self._stmt
             assert stmt is not None
-            cb = con._cb
+            cb = con.sss_callbacks
             scr = cb.top if not cb.depth else cb.scratch()
             rc = lib.sss_fill_rows(stmt.handle, max_rows, BATCH_BYTES, scr.out, scr.res)
             if rc != _ROW and rc != _DONE:
@@ -348,7 +349,7 @@ class Cursor:
         return self
 
     def __next__(self) -> Row:
-        if self.connection._db is None:
+        if self.connection.sss_db is None:
             self._raise_closed()
         pos = self._pos
         rows = self._rows
@@ -368,7 +369,7 @@ class Cursor:
         """The next row, or None when there are no more.
 
         Calls ``sqlite3_step`` and ``sqlite3_column_*`` in C, a batch of rows at a time."""
-        if self.connection._db is None:
+        if self.connection.sss_db is None:
             self._raise_closed()
         pos = self._pos
         rows = self._rows
@@ -384,7 +385,7 @@ class Cursor:
         """Up to ``size`` more rows (default :attr:`arraysize`).
 
         Calls ``sqlite3_step`` and ``sqlite3_column_*`` in C, a batch of rows at a time."""
-        if self.connection._db is None:
+        if self.connection.sss_db is None:
             self._raise_closed()
         if size is None:
             size = self.arraysize
@@ -401,7 +402,7 @@ class Cursor:
         """All remaining rows.
 
         Calls ``sqlite3_step`` and ``sqlite3_column_*`` in C, a batch of rows at a time."""
-        if self.connection._db is None:
+        if self.connection.sss_db is None:
             self._raise_closed()
         rows = self._rows
         pos = self._pos
@@ -426,7 +427,7 @@ class Cursor:
         """Release the statement; using the cursor afterwards raises ClosedError.
 
         Calls ``sqlite3_reset``."""
-        if self._stmt is not None and self.connection._db is not None:
+        if self._stmt is not None and self.connection.sss_db is not None:
             with self.connection.hold():
                 self._release()
         self._rows, self._pos, self._more = _EMPTY, 0, False
@@ -442,7 +443,7 @@ class Cursor:
             # Resetting a statement in the middle of an aggregate makes SQLite
             # call its finalize(); what that raises concerns a result nobody
             # will read (the stdlib ignores it too).
-            self.connection._cb.error = None
+            self.connection.sss_callbacks.error = None
             self.connection.statements.checkin(stmt)
 
     def _raise_closed(self) -> None:
@@ -478,7 +479,7 @@ class Cursor:
             return InterfaceError("executemany() runs statements that return no rows")
         if rc == _ERR_NOMEM:
             return MemoryError("out of memory while reading rows")
-        err = error_from_db(self.connection._db, rc)
+        err = error_from_db(self.connection.sss_db, rc)
         if where:
             err.args = (where + err.args[0],)
         return err

@@ -262,7 +262,7 @@ def _register(con: Connection, kind: str, name: str, narg: int, target: Any, fla
         if target is None:
             rc = lib.sss_create_function(db, bname, narg, 0, NULL, NULL, _KINDS[kind])
         else:
-            reg = _Registration(con._cb, target, name, kind)
+            reg = _Registration(con.sss_callbacks, target, name, kind)
             _LIVE.add(reg)
             # On failure SQLite calls the destructor, which drops reg again.
             rc = lib.sss_create_function(db, bname, narg, flags, reg.handle, reg.io, _KINDS[kind])
@@ -312,7 +312,7 @@ def create_collation(con: Connection, name: str, func: Callable[[str, str], int]
         if func is None:
             rc = lib.sqlite3_create_collation_v2(db, bname, utf8, NULL, NULL, NULL)
         else:
-            reg = _Registration(con._cb, func, name, "collation")
+            reg = _Registration(con.sss_callbacks, func, name, "collation")
             _LIVE.add(reg)
             rc = lib.sqlite3_create_collation_v2(
                 db, bname, utf8, reg.handle, lib.sss_py_collation, lib.sss_py_release

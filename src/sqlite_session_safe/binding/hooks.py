@@ -3,7 +3,7 @@ loading and limits.
 
 The hooks are ``extern "Python"`` callbacks handed to SQLite directly, with
 an ``ffi.new_handle`` of a :class:`_Hook` as context; the connection keeps the
-hook object (``con._hooks``) for as long as SQLite holds the pointer.  As with
+hook object (``con.sss_hooks``) for as long as SQLite holds the pointer.  As with
 user functions (see ``functions.py``), an exception never escapes into C: it
 is recorded on the connection, SQLite is made to stop (the authorizer denies,
 the progress handler interrupts; a trace callback cannot stop anything), and
@@ -133,11 +133,11 @@ def set_authorizer(
             rc = lib.sqlite3_set_authorizer(db, NULL, NULL)
             hook = None
         else:
-            hook = _Hook(con._cb, func)
+            hook = _Hook(con.sss_callbacks, func)
             rc = lib.sqlite3_set_authorizer(db, lib.sss_py_authorizer, hook.handle)
         ensure(rc, db, "setting the authorizer")
         # Replaced only now that SQLite no longer points at the old one.
-        con._hooks["authorizer"] = hook
+        con.sss_hooks["authorizer"] = hook
 
 
 def set_progress_handler(con: Connection, func: Callable[[], object] | None, n: int) -> None:
@@ -150,9 +150,9 @@ def set_progress_handler(con: Connection, func: Callable[[], object] | None, n: 
             lib.sqlite3_progress_handler(db, 0, NULL, NULL)
             hook = None
         else:
-            hook = _Hook(con._cb, func)
+            hook = _Hook(con.sss_callbacks, func)
             lib.sqlite3_progress_handler(db, n, lib.sss_py_progress, hook.handle)
-        con._hooks["progress"] = hook
+        con.sss_hooks["progress"] = hook
 
 
 def set_trace_callback(con: Connection, func: Callable[[str], object] | None) -> None:
@@ -163,10 +163,10 @@ def set_trace_callback(con: Connection, func: Callable[[str], object] | None) ->
             rc = lib.sqlite3_trace_v2(db, 0, NULL, NULL)
             hook = None
         else:
-            hook = _Hook(con._cb, func)
+            hook = _Hook(con.sss_callbacks, func)
             rc = lib.sqlite3_trace_v2(db, _TRACE_STMT, lib.sss_py_trace, hook.handle)
         ensure(rc, db, "setting the trace callback")
-        con._hooks["trace"] = hook
+        con.sss_hooks["trace"] = hook
 
 
 def enable_load_extension(con: Connection, enabled: bool) -> None:

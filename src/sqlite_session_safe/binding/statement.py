@@ -74,13 +74,13 @@ class Statement:
             raise InterfaceError(f"SQL must be str, not {type(sql).__qualname__}")
         if "\0" in sql:
             raise InterfaceError("SQL contains a NUL character")
-        db = con._db
+        db = con.sss_db
         sql_bytes = sql.encode("utf-8", con.sql_encoding_errors)
         out = ffi.new("sqlite3_stmt **")
         tail = ffi.new("const char **")
         source = ffi.from_buffer(sql_bytes)
         rc = lib.sqlite3_prepare_v3(db, source, len(sql_bytes), _PREPARE_FLAGS, out, tail)
-        cb = con._cb
+        cb = con.sss_callbacks
         if cb.error is not None:  # the authorizer raised (and denied)
             if out[0] != NULL:
                 lib.sqlite3_finalize(out[0])
@@ -192,12 +192,12 @@ class StatementCache:
     connection can finalize them all before ``sqlite3_close``.
     """
 
-    __slots__ = ("_idle", "size", "_all", "_lock", "dropped")
+    __slots__ = ("idle_by_sql", "size", "_all", "_lock", "dropped")
 
     def __init__(self, size: int, lock: Any) -> None:
         import weakref
 
-        self._idle: dict[str, Statement] = {}
+        self.idle_by_sql: dict[str, Statement] = {}
         self.size = size
         self._all: weakref.WeakSet[Statement] = weakref.WeakSet()
         #: the connection's lock (``_hotpath.TryLock``)
@@ -238,7 +238,7 @@ class StatementCache:
     def checkout(self, con: Connection, sql: str) -> Statement:
         if self.dropped:
             self.finalize_pending()
-        stmt = self._idle.pop(sql, None)
+        stmt = self.idle_by_sql.pop(sql, None)
         if stmt is None:
             stmt = Statement(con, sql)
         return stmt
@@ -246,11 +246,11 @@ class StatementCache:
     def idle(self, sql: str) -> Statement | None:
         """The idle cached statement for ``sql`` (left in the cache), or None;
         the caller holds the connection."""
-        return self._idle.get(sql)
+        return self.idle_by_sql.get(sql)
 
     def checkin(self, stmt: Statement) -> None:
         """Return an idle (reset) statement to the cache."""
-        idle = self._idle
+        idle = self.idle_by_sql
         if self.size <= 0 or stmt.handle is None or stmt.sql in idle:
             stmt.finalize()
             return
@@ -259,7 +259,7 @@ class StatementCache:
             self.evict_oldest()
 
     def evict_oldest(self) -> None:
-        idle = self._idle
+        idle = self.idle_by_sql
         if idle:
             idle.pop(next(iter(idle))).finalize()
 
@@ -268,8 +268,8 @@ class StatementCache:
         self.finalize_pending()
         for stmt in list(self._all):
             stmt.finalize()
-        self._idle.clear()
+        self.idle_by_sql.clear()
         self._all.clear()
 
     def __len__(self) -> int:
-        return len(self._idle)
+        return len(self.idle_by_sql)

@@ -15,9 +15,11 @@ IMMEDIATE``, each part's savepoint and epoch step, the lock check and
 ``COMMIT``, the lease kept afterwards, and the outcome every part waits for.
 What one write does inside its part (its session, the schema check, its
 changeset and log entry, its result) is :mod:`.write`'s.  The two meet in a
-:class:`Part`: the write path calls, in order, ``_enter_group`` (its turn,
-admitted, its part begun), ``_keep_part`` or ``_undo_part``, ``_end_turn``,
-and, for a kept part, ``_await_group``.
+:class:`Part`: the write path calls, in order, ``sss_enter_group`` (its
+turn, admitted, its part begun), ``sss_keep_part`` or ``sss_undo_part``,
+``sss_end_turn``, and, for a kept part, ``sss_await_group`` (``sss_`` names:
+the write path's interface, left out of the reference, since a Database is
+a GroupCommit).
 """
 
 from __future__ import annotations
@@ -129,7 +131,7 @@ class GroupCommit(DatabaseBase):
     #: The open group commit (changed under ``_gate``).
     _group: Group | None = None
 
-    def _enter_group(self, part: Part, deadline: float | None) -> Group:
+    def sss_enter_group(self, part: Part, deadline: float | None) -> Group:
         """Queue for a turn in the open group (or open one), then, on our
         turn, the admission (if the group has none yet) and our part of the
         transaction.  Raises with nothing left behind."""
@@ -145,7 +147,7 @@ class GroupCommit(DatabaseBase):
                 self._admit_group(group, deadline)
             self._begin_part(group, part)
         except BaseException:
-            self._end_turn(part)
+            self.sss_end_turn(part)
             raise
         return group
 
@@ -270,10 +272,10 @@ class GroupCommit(DatabaseBase):
             part.info = group.fresh_info or self._schema(con)
             group.fresh_info = None
         except BaseException:
-            self._undo_part(part)
+            self.sss_undo_part(part)
             raise
 
-    def _undo_part(self, part: Part) -> None:
+    def sss_undo_part(self, part: Part) -> None:
         """Roll our part back: our savepoint, or the whole transaction when
         we are its only part so far."""
         con, group = part.con, part.group
@@ -296,7 +298,7 @@ class GroupCommit(DatabaseBase):
                 "this Database (group commit) when a later one of them failed (interrupted, disk "
                 "full or an I/O error); nothing of it was committed")
 
-    def _keep_part(self, part: Part, seq: int | None, schema_unchanged: bool) -> None:
+    def sss_keep_part(self, part: Part, seq: int | None, schema_unchanged: bool) -> None:
         """Our part is done and stays in the transaction, to commit with it;
         ``seq`` is its log entry.  ``schema_unchanged``: ``part.info`` still
         holds, so the next part needs no PRAGMA."""
@@ -343,7 +345,7 @@ class GroupCommit(DatabaseBase):
                 "this write's admission and its transaction); nothing was committed"
             ) from e
 
-    def _end_turn(self, part: Part) -> None:
+    def sss_end_turn(self, part: Part) -> None:
         """Our turn is over: hand it to the next queued write, or, as the
         last part, commit the group (or end it when nothing is to commit)."""
         part.con = None
@@ -431,7 +433,7 @@ class GroupCommit(DatabaseBase):
                 self._commit_key = commits.file_key(self.path)
             commits.committed(self._commit_key)
 
-    def _await_group(self, group: Group) -> None:
+    def sss_await_group(self, group: Group) -> None:
         """Wait until the group has ended (``group.landed``, ``group.error``)."""
         with self._gate:
             while not group.done:

@@ -171,6 +171,12 @@ class InterruptGuard:
         """A token for :meth:`delivered_since`."""
         return self._delivered
 
+    def deliver_pending(self) -> None:
+        """Deliver a pending Ctrl-C now, from whichever section asks (the
+        module's :func:`checkpoint`, for the active guard)."""
+        if self._pending is not None:
+            self._deliver()
+
     def checkpoint(self) -> None:
         """Deliver a pending Ctrl-C now (at a point where state is consistent)."""
         if self._pending is not None and self._owner:
@@ -180,8 +186,8 @@ class InterruptGuard:
 def checkpoint() -> None:
     """Deliver a pending, deferred Ctrl-C now, if a guard is active."""
     guard = _active
-    if guard is not None and guard._pending is not None:
-        guard._deliver()
+    if guard is not None:
+        guard.deliver_pending()
 
 
 def wait_lock(acquire: Callable[..., bool], timeout: float | None) -> bool:

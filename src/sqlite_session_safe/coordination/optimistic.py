@@ -71,7 +71,10 @@ class OptimisticContext:
         """Read rows without making them a precondition."""
         return self._read(sql, params)
 
-    def _recheck(self, tx: WriteTx) -> None:
+    def sss_recheck(self, tx: WriteTx) -> None:
+        """For :func:`optimistic_write` (the package's own, not the
+        reference): raise the conflict if a query read through this context
+        returns other rows inside the write ``tx``."""
         for sql, params, rows in self._expected:
             now = tx.execute(sql, params).fetchall()
             if now != rows:
@@ -106,7 +109,7 @@ def run_optimistic(
             )
 
         def fn(tx: WriteTx, ctx: OptimisticContext = ctx, apply: Callable[[WriteTx], Any] = apply) -> Any:
-            ctx._recheck(tx)
+            ctx.sss_recheck(tx)
             return apply(tx)
 
         try:

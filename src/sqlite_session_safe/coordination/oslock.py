@@ -167,7 +167,7 @@ class AdmitFile:
         """
         if self.try_lock():
             return True
-        if self._direct_wait and self._waiter is None:
+        if self.direct_wait and self._waiter is None:
             got = self._lock_in_this_thread(deadline)
             if got is not None:
                 return got
@@ -227,14 +227,14 @@ class AdmitFile:
                 self._held = True
                 return True
             if rc == errno.ENOSYS:
-                AdmitFile._direct_wait = False
+                AdmitFile.direct_wait = False
                 return None
             if rc not in (errno.EAGAIN, errno.EINTR):
                 raise _os_error(rc, "waiting for the admission file's lock failed", self.path)
             interrupts.checkpoint()
 
     #: Whether :meth:`_lock_in_this_thread` works here (found out on first use).
-    _direct_wait = True
+    direct_wait = True
 
     def _wait(self, fd: int) -> None:
         while True:

@@ -5,6 +5,7 @@ reader lock in network mode), and the audit log read in snapshots."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from types import TracebackType
 
 from ..binding.cursor import Cursor, Row
@@ -20,6 +21,20 @@ from .lock import (
 )
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """One read's hold on the database, from :meth:`ReadPath.sss_begin_read` to
+    :meth:`ReadPath.sss_end_read`: the connection in its read transaction, the
+    audit log position it shows, the reader lock (network mode), and whether
+    it is an outer read's snapshot shared by a nested read (which ends
+    nothing)."""
+
+    con: Connection
+    seq: int
+    lock: DirectoryLock | None = None
+    nested: bool = False
+
+
 class ReadTx:
     """A consistent snapshot: ``with db.read() as r:``.
 
@@ -30,9 +45,7 @@ class ReadTx:
 
     def __init__(self, db: ReadPath) -> None:
         self._db = db
-        self._con: Connection | None = None
-        self._lock: DirectoryLock | None = None
-        self._outer: ReadTx | None = None
+        self._snapshot: Snapshot | None = None
         #: The audit log position this snapshot shows (0 without a log).
         self.seq = 0
         self._guard = self._section = InterruptGuard()
@@ -44,10 +57,10 @@ class ReadTx:
         """The snapshot's connection, for the package's own modules
         (backups, replication, bundles).  Raises ``InterfaceError`` outside
         the read's block."""
-        con = self._con
-        if con is None:
+        snapshot = self._snapshot
+        if snapshot is None:
             raise InterfaceError("this read is not active (use r only inside its block)")
-        return con
+        return snapshot.con
 
     def execute(self, sql: str, params: Parameters | None = None) -> Cursor:
         """Run one (read-only) statement in the snapshot."""
@@ -60,22 +73,20 @@ class ReadTx:
     def interrupt(self) -> None:
         """Stop the statement this read is running, from any thread (it
         raises ``InterruptError``).  Does nothing when no statement runs."""
-        con = self._con
-        if con is not None:
-            con.interrupt()
+        snapshot = self._snapshot
+        if snapshot is not None:
+            snapshot.con.interrupt()
 
     def __enter__(self) -> ReadTx:
         guard = self._guard = InterruptGuard()
         section = guard.__enter__()
-        begun = False
         try:
-            self._db._begin_read(self)
-            begun = True
+            self._snapshot = self._db.sss_begin_read()
+            self.seq = self._snapshot.seq
             section.checkpoint()  # a Ctrl-C that arrived while the read began
         except BaseException as e:
             try:
-                if begun:
-                    self._db._end_read(self, True)
+                self._end()
             finally:
                 guard.__exit__(type(e), e, e.__traceback__)
             raise
@@ -93,7 +104,7 @@ class ReadTx:
         section = self._section
         section.set_immediate(self._was_immediate)
         try:
-            self._db._end_read(self, exc_type is not None)
+            self._end()
             if exc_type is None and section.delivered_since(self._mark):
                 # Raised inside the block and swallowed there (see WriteTx).
                 raise KeyboardInterrupt("Ctrl-C during the read did not propagate out of its block")
@@ -101,6 +112,11 @@ class ReadTx:
         except BaseException as e:
             self._guard.__exit__(type(e), e, e.__traceback__)
             raise
+
+    def _end(self) -> None:
+        snapshot, self._snapshot = self._snapshot, None
+        if snapshot is not None:
+            self._db.sss_end_read(snapshot)
 
 
 
@@ -115,15 +131,17 @@ class ReadPath(DatabaseBase):
         A read nested in a read of the same thread shares its snapshot."""
         return ReadTx(self)
 
-    def _begin_read(self, r: ReadTx) -> None:
+    def sss_begin_read(self) -> Snapshot:
+        """Begin a read on this thread (:class:`ReadTx` does): its own
+        snapshot, or the snapshot of the read it is nested in."""
         self._check_usable()
-        outer: ReadTx | None = getattr(self._local, "read", None)
+        outer: Snapshot | None = getattr(self._local, "read", None)
         if outer is not None:  # nested: the same snapshot
-            r._outer, r._con, r.seq = outer, outer._con, outer.seq
-            return
+            return Snapshot(outer.con, outer.seq, nested=True)
         if self.read_lock and getattr(self._local, "writing", False):
             raise InterfaceError("in network mode a read cannot run inside a write of the same "
                                  "thread (the reader lock waits for the write lock); use tx.execute")
+        lock: DirectoryLock | None = None
         if self.read_lock:
             lock = DirectoryLock(self.path, "read", timeout=self.timeout,
                                  stale_timeout=self.stale_timeout,
@@ -132,7 +150,6 @@ class ReadPath(DatabaseBase):
                 lock.acquire()
             except OSError as e:
                 raise LockError(f"cannot take the reader lock of {self.path!r}: {e}") from e
-            r._lock = lock
             try:
                 con = self._connect(query_only=True)
             except BaseException:
@@ -143,29 +160,26 @@ class ReadPath(DatabaseBase):
         try:
             con.execute("BEGIN DEFERRED")
             # The first read takes SQLite's shared lock: the snapshot starts here.
-            r.seq = audit.log_position(con)
+            seq = audit.log_position(con)
         except BaseException:
             rollback_quietly(con)
-            self._drop_read_connection(r, con)
+            self._drop_read_connection(con, lock)
             raise
-        r._con = con
-        self._local.read = r
+        snapshot = Snapshot(con, seq, lock)
+        self._local.read = snapshot
+        return snapshot
 
-    def _end_read(self, r: ReadTx, failed: bool) -> None:
-        if r._outer is not None:
-            r._con = None
+    def sss_end_read(self, snapshot: Snapshot) -> None:
+        """End a read :meth:`sss_begin_read` began, whether it failed or not."""
+        if snapshot.nested:
             return
-        con, r._con = r._con, None
         self._local.read = None
-        if con is None:
-            return
         try:
-            rollback_quietly(con)  # read-only: ending it either way releases the shared lock
+            rollback_quietly(snapshot.con)  # read-only: ending it either way releases the shared lock
         finally:
-            self._drop_read_connection(r, con)
+            self._drop_read_connection(snapshot.con, snapshot.lock)
 
-    def _drop_read_connection(self, r: ReadTx, con: Connection) -> None:
-        lock, r._lock = r._lock, None
+    def _drop_read_connection(self, con: Connection, lock: DirectoryLock | None) -> None:
         if lock is None:
             return
         con.close()

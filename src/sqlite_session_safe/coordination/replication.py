@@ -98,7 +98,7 @@ class _Replication:
             if self.owned:
                 self.db.close()
 
-    def _look(self, cursor: int, limit: int, check: bool = True) -> tuple[str, int, list[wire.Pending]]:
+    def look(self, cursor: int, limit: int, check: bool = True) -> tuple[str, int, list[wire.Pending]]:
         """One snapshot of the source: its id, position, entries after
         ``cursor`` (``check``: LogPruned if they were pruned)."""
         with self.src.snapshot() as con:
@@ -129,13 +129,13 @@ class _Replication:
     def run(self) -> ReplicationReport:
         """Apply what the source had at the first look; later entries are
         left for the next call (so a call always ends)."""
-        sid, target, _ = self._look(0, 0, check=False)
+        sid, target, _ = self.look(0, 0, check=False)
         with self.db.read() as r:
             cursor = read_cursor(r.connection, sid)
         if not self.registered:
             register_replica(self.src, "file", self.db.path, sid)
             self.registered = True
-        self._look(cursor, 0)  # a cursor below the source's prune point: LogPruned
+        self.look(cursor, 0)  # a cursor below the source's prune point: LogPruned
         if cursor > target:
             raise ReplicationError(
                 f"the replica's cursor for source {sid} is at seq {cursor}, but the source's log "
@@ -146,7 +146,7 @@ class _Replication:
         if cursor < target:
             ensure_cursor(self.db, sid)
         while cursor < target:
-            _, position, entries = self._look(cursor, min(self.batch, target - cursor))
+            _, position, entries = self.look(cursor, min(self.batch, target - cursor))
             if not entries or entries[0].seq != cursor + 1:
                 raise ReplicationError(
                     f"source {sid}'s log has no entry {cursor + 1} (its log holds "
@@ -299,7 +299,7 @@ def follow(source: Endpoint, replica: Endpoint, *, interval: float = 0.5,
             if r.lag == 0:
                 watch.wait(interval, stop)
         if total is None:  # stopped before the first round: report where things stand
-            sid, position, _ = rep._look(0, 0, check=False)
+            sid, position, _ = rep.look(0, 0, check=False)
             with rep.db.read() as rd:
                 cursor = read_cursor(rd.connection, sid)
             total = ReplicationReport(sid, 0, cursor, position - cursor)

@@ -171,6 +171,26 @@ class Spool:
             self.file.close()
 
 
+class WriteState:
+    """What the write path keeps for one write between its begin and its end
+    (:class:`WriteTx` holds it and hands it to the path): its share of a
+    group commit's transaction (its connection, owner, epoch, schema:
+    group_commit.py), when the write asked to be admitted, its session, and
+    the interrupt section a committed result is published on."""
+
+    __slots__ = ("part", "t0", "session", "commit_empty", "section")
+
+    def __init__(self, commit_empty: bool) -> None:
+        self.part = Part()
+        self.t0 = 0.0
+        self.session: Session | None = None
+        # Commit even when the changeset is empty (no log entry then): for
+        # replication, whose cursor (an ``_sss_`` table, never recorded) must
+        # move even when the replayed changes cancel out.
+        self.commit_empty = commit_empty
+        self.section = InterruptGuard()
+
+
 class WriteTx:
     """The inside of one admitted write: ``tx`` in ``db.write(fn)`` and in
     ``with db.write() as tx:``.
@@ -193,24 +213,15 @@ class WriteTx:
         self.value: Any = None
         #: The :class:`WriteResult`, once the block has committed.
         self.result: WriteResult | None = None
-        self._session: Session | None = None
-        self._t0 = 0.0
-        # Commit even when the changeset is empty (no log entry then): for
-        # replication, whose cursor (an ``_sss_`` table, never recorded) must
-        # move even when the replayed changes cancel out.
-        self._commit_empty = commit_empty
         # A data write that records no session: its log entry holds ``body``
         # instead, copied in without holding it in memory.  For replication's
         # streamed apply (replica_apply.py), whose caller vouches that the
         # body is exactly what the write changed; ``result.changeset`` is
         # then empty.
         self.body = body
-        # Its share of a group commit's transaction (its connection, owner,
-        # epoch, schema: group_commit.py).
-        self._part = Part()
+        self._state = WriteState(commit_empty)
         # Ctrl-C handling for the admission (see __enter__ / interrupts.py).
-        self._guard = InterruptGuard()
-        self._section = self._guard
+        self._guard = self._state.section
         self._was_immediate = False
         self._mark = 0
 
@@ -222,7 +233,7 @@ class WriteTx:
         backups, undo, the CLI) that run SQL the write must not refuse (the
         statements of a migration, a replayed changeset).  Raises
         ``InterfaceError`` outside the write's block or fn."""
-        con = self._part.con
+        con = self._state.part.con
         if con is None:
             raise InterfaceError("this write is not active (use tx only inside its block or fn)")
         return con
@@ -251,35 +262,36 @@ class WriteTx:
         statement runs (the async face uses it to cancel a write).  SQLite
         rolls back the whole transaction when a write statement is
         interrupted: in a group commit, the other parts of the group too."""
-        con = self._part.con
+        con = self._state.part.con
         if con is not None:
             con.interrupt()
 
     @property
     def epoch(self) -> int | None:
         """The fencing epoch this write will set."""
-        return self._part.epoch
+        return self._state.part.epoch
 
     @property
     def owner(self) -> str:
         """The lock ``owner_id`` this write was admitted under."""
-        return self._part.owner
+        return self._state.part.owner
 
     # -- block form -----------------------------------------------------------
 
     def __enter__(self) -> WriteTx:
+        state = self._state
         guard = self._guard = InterruptGuard()
-        section = self._section = guard.__enter__()
+        section = state.section = guard.__enter__()
         admitted = False
         try:
-            self._db._begin_write(self)
+            self._db.sss_begin_write(self, state)
             admitted = True
             # A Ctrl-C that arrived during the admission: stop before fn runs.
             section.checkpoint()
         except BaseException as e:
             try:
                 if admitted:
-                    self._db._abort_write(self)
+                    self._db.sss_abort_write(state)
             finally:
                 guard.__exit__(type(e), e, e.__traceback__)
             raise
@@ -294,22 +306,23 @@ class WriteTx:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        section, guard = self._section, self._guard
+        state = self._state
+        section, guard = state.section, self._guard
         section.set_immediate(self._was_immediate)
         try:
             if exc_type is not None:
-                self._db._abort_write(self)
+                self._db.sss_abort_write(state)
             elif section.delivered_since(self._mark):
                 # Ctrl-C was raised inside the block, yet the block ended
                 # normally: a callback swallowed it (CPython drops exceptions
                 # raised in weakref callbacks and finalizers), or the caller
                 # caught it.  Either way the user asked to stop: commit nothing.
-                self._db._abort_write(self)
+                self._db.sss_abort_write(state)
                 raise KeyboardInterrupt(
                     "Ctrl-C during the write did not propagate out of the write's code; "
                     "the write was rolled back, nothing was committed")
             else:
-                self.result = self._db._finish_write(self)
+                self.result = self._db.sss_finish_write(self, state)
             # A Ctrl-C deferred meanwhile is raised here, carrying the
             # committed result as .write (interrupts.py).
             guard.__exit__(exc_type, exc, tb)
@@ -386,7 +399,11 @@ class WritePath(GroupCommit):
     # part in the transaction (or rolls it back), ends its turn, and waits
     # for the COMMIT.
 
-    def _begin_write(self, tx: WriteTx) -> None:
+    # These sss_ methods are for WriteTx (the package's own layers), not the
+    # reference (a Database is a WritePath).
+
+    def sss_begin_write(self, tx: WriteTx, state: WriteState) -> None:
+        """Admit the write ``tx`` (its part of a group) and start its session."""
         self._check_usable()
         local = self._local
         if getattr(local, "writing", False):
@@ -399,25 +416,28 @@ class WritePath(GroupCommit):
                 "a write cannot start inside a db.read() block of the same thread: its COMMIT "
                 "would wait for this thread's own read lock; finish the read first"
             )
-        tx._t0 = time.monotonic()
-        deadline = None if self.timeout is None else tx._t0 + self.timeout
+        state.t0 = time.monotonic()
+        deadline = None if self.timeout is None else state.t0 + self.timeout
         local.writing = True
         try:
-            self._enter_group(tx._part, deadline)
+            self.sss_enter_group(state.part, deadline)
         except BaseException:
             local.writing = False
             raise
         if tx.kind == "data" and tx.body is None:
-            info = tx._part.info
+            info = state.part.info
             assert info is not None
             try:
-                tx._session = Session(tx.connection, skip_reserved=True, rowid=bool(info.no_pk))
+                state.session = Session(tx.connection, skip_reserved=True, rowid=bool(info.no_pk))
             except BaseException:
-                self._abort_write(tx)
+                self.sss_abort_write(state)
                 raise
 
-    def _finish_write(self, tx: WriteTx) -> WriteResult:
-        part = tx._part
+    def sss_finish_write(self, tx: WriteTx, state: WriteState) -> WriteResult:
+        """Record ``tx``'s changeset and log entry, keep its part in the
+        group's transaction and wait for the COMMIT: its result, or the
+        COMMIT's error."""
+        part = state.part
         group = part.group
         assert group is not None
         con = tx.connection
@@ -438,41 +458,41 @@ class WritePath(GroupCommit):
                 seq: int | None = None
                 at: str | None = None
                 with contextlib.closing(Spool()) as spool:
-                    taken = self._take_changeset(tx, info, spool)
+                    taken = self._take_changeset(state, info, spool)
                     # Done recording: the log entry below is not the session's business.
-                    self._close_session(tx)
+                    _close_session(state)
                     if isinstance(taken, audit.StreamedBody):
                         # Copied from the spool into the log row, then read
                         # back for the result now that the session's memory
                         # is freed: one copy of the changeset at a time.
-                        seq, at = self._append(tx, taken)
+                        seq, at = _append(tx, part, taken)
                         changeset = audit.read_changeset(con, seq)
                         self._refuse_no_pk(changeset, info)
                     else:
                         changeset = taken
-                        if tx.kind == "data" and not changeset and tx.body is None and not tx._commit_empty:
+                        if tx.kind == "data" and not changeset and tx.body is None and not state.commit_empty:
                             # Empty write: nothing to record, so nothing to commit.
-                            self._undo_part(part)
-                            return self._result(tx, changeset, None, None, committed=False)
+                            self.sss_undo_part(part)
+                            return _result(tx, state, changeset, None, None, committed=False)
                         body = tx.body if tx.body is not None else bytes(changeset) if changeset else None
                         if self.audit and (tx.kind == "ddl" or body is not None):
-                            seq, at = self._append(tx, body)
+                            seq, at = _append(tx, part, body)
                 # A data write checked the schema unchanged above: the next
                 # part needs no PRAGMA.
-                self._keep_part(part, seq, schema_unchanged=tx.kind == "data")
+                self.sss_keep_part(part, seq, schema_unchanged=tx.kind == "data")
             except BaseException:
-                self._close_session(tx)
-                self._undo_part(part)
+                _close_session(state)
+                self.sss_undo_part(part)
                 raise
         finally:
             self._local.writing = False
-            self._end_turn(part)
-        self._await_group(group)
+            self.sss_end_turn(part)
+        self.sss_await_group(group)
         # The group's outcome: our result, or the COMMIT's error (carrying our
         # result as ``.write`` when it landed anyway).
-        result = self._result(tx, changeset, seq, at, committed=True) if group.landed else None
+        result = _result(tx, state, changeset, seq, at, committed=True) if group.landed else None
         if result is not None:
-            tx._section.result = result
+            state.section.result = result
         if group.error is None:
             if result is None:  # pragma: no cover - every path that commits nothing sets error
                 raise InterfaceError("the write's transaction ended without a COMMIT; nothing was committed")
@@ -484,27 +504,21 @@ class WritePath(GroupCommit):
             error = LockCompromised(f"{error}; the write was rolled back, nothing was committed")
         raise error from group.error
 
-    def _abort_write(self, tx: WriteTx) -> None:
-        part = tx._part
+    def sss_abort_write(self, state: WriteState) -> None:
+        """Roll the write's part back and end its turn (nothing if it was
+        never admitted)."""
+        part = state.part
         if part.group is None:
             return
         try:
-            self._close_session(tx)
-            self._undo_part(part)
+            _close_session(state)
+            self.sss_undo_part(part)
         finally:
             self._local.writing = False
-            self._end_turn(part)
+            self.sss_end_turn(part)
 
-    def _append(self, tx: WriteTx, body: bytes | audit.StreamedBody | None) -> tuple[int, str]:
-        """Append the write's log entry (``body``: its changeset, for data)."""
-        part = tx._part
-        return audit.append_entry(
-            tx.connection, owner=part.owner, host=procinfo.host_name(), pid=os.getpid(),
-            label=tx.label, kind=tx.kind, changeset=body if tx.kind == "data" else None,
-            sql=tx.value if tx.kind == "ddl" else None, epoch=part.epoch or 0,
-        )
-
-    def _take_changeset(self, tx: WriteTx, info: SchemaInfo, spool: Spool) -> Changeset | audit.StreamedBody:
+    def _take_changeset(self, state: WriteState, info: SchemaInfo,
+                        spool: Spool) -> Changeset | audit.StreamedBody:
         """The write's changeset, in memory; or, when it is to be logged and
         is larger than ``wire.LARGE_BODY``, in ``spool``'s temporary file,
         as the body to copy into the log row (never one piece of memory).
@@ -514,7 +528,7 @@ class WritePath(GroupCommit):
         open for writing on the connection, and reopening the blob for each
         piece walks the row's overflow pages from its start every time
         (quadratic in the entry's size)."""
-        session = tx._session
+        session = state.session
         if session is None:
             return Changeset(b"")
         if not self.audit:
@@ -539,19 +553,29 @@ class WritePath(GroupCommit):
                     touched,
                 )
 
-    def _result(self, tx: WriteTx, changeset: Changeset, seq: int | None, at: str | None,
-                committed: bool) -> WriteResult:
-        part = tx._part
-        now = time.monotonic()
-        admitted = part.admitted or now
-        timing = WriteTiming(wait=admitted - tx._t0, held=now - admitted, total=now - tx._t0)
-        return WriteResult(
-            value=tx.value, changeset=changeset, seq=seq, label=tx.label, kind=tx.kind,
-            epoch=part.epoch if committed else None, owner=part.owner, committed_at=at, timing=timing,
-        )
 
-    def _close_session(self, tx: WriteTx) -> None:
-        session, tx._session = tx._session, None
-        if session is not None:
-            session.close()
+def _append(tx: WriteTx, part: Part, body: bytes | audit.StreamedBody | None) -> tuple[int, str]:
+    """Append the write's log entry (``body``: its changeset, for data)."""
+    return audit.append_entry(
+        tx.connection, owner=part.owner, host=procinfo.host_name(), pid=os.getpid(),
+        label=tx.label, kind=tx.kind, changeset=body if tx.kind == "data" else None,
+        sql=tx.value if tx.kind == "ddl" else None, epoch=part.epoch or 0,
+    )
 
+
+def _result(tx: WriteTx, state: WriteState, changeset: Changeset, seq: int | None, at: str | None,
+            committed: bool) -> WriteResult:
+    part = state.part
+    now = time.monotonic()
+    admitted = part.admitted or now
+    timing = WriteTiming(wait=admitted - state.t0, held=now - admitted, total=now - state.t0)
+    return WriteResult(
+        value=tx.value, changeset=changeset, seq=seq, label=tx.label, kind=tx.kind,
+        epoch=part.epoch if committed else None, owner=part.owner, committed_at=at, timing=timing,
+    )
+
+
+def _close_session(state: WriteState) -> None:
+    session, state.session = state.session, None
+    if session is not None:
+        session.close()

@@ -341,21 +341,21 @@ class Session:
         return f"<sss.Session on {self._con.path!r} {'closed' if self.closed else 'open'}>"
 
     def _use(self) -> _UseSession:
-        return _UseSession(self)
+        return _UseSession(self._con, self._core)
 
 
 class _UseSession:
     """``with session._use() as (db, handle):`` the connection held, the session open."""
 
-    __slots__ = ("session", "using")
+    __slots__ = ("core", "using")
 
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self.using = session._con.hold()
+    def __init__(self, con: Connection, core: _SessionCore) -> None:
+        self.core = core
+        self.using = con.hold()
 
     def __enter__(self) -> tuple[Any, SessionHandle]:
         cdb = self.using.__enter__()
-        session = self.session._core.session
+        session = self.core.session
         if session is None:
             self.using.__exit__(None, None, None)
             raise ClosedError("cannot use a closed session")

@@ -100,7 +100,7 @@ def _keeper_main(ref: weakref.ReferenceType[LockHolding], ctl: _KeeperCtl) -> No
             with ctl.cv:
                 ctl.thread = None
             return
-        wait = lk._keeper_step()
+        wait = lk.sss_keeper_step()
         del lk  # never keep the lock alive while sleeping
         with ctl.cv:
             if not ctl.kick:
@@ -122,7 +122,7 @@ def _after_fork_in_child() -> None:
     # No lock of the parent is ours: forget every holding.
     _holding.clear()
     for lk in list(_live_locks):
-        lk._forget_after_fork()
+        lk.sss_forget_after_fork()
 
 
 if hasattr(os, "register_at_fork"):
@@ -273,8 +273,9 @@ class LockHolding:
                 ctl.thread.start()
             ctl.cv.notify()
 
-    def _keeper_step(self) -> float | None:
-        """One turn of the keeper: heartbeat when due; end a lease that ran
+    def sss_keeper_step(self) -> float | None:
+        """For the keeper thread (``_keeper_main``; the package's own, not the
+        reference).  One turn of the keeper: heartbeat when due; end a lease that ran
         out or is wanted.  Returns seconds until the next turn (None: idle)."""
         notify = False
         wait: float | None = None
@@ -603,7 +604,9 @@ class LockHolding:
                 f"a forked child (pid {os.getpid()}) neither owns nor releases it"
             )
 
-    def _forget_after_fork(self) -> None:
+    def sss_forget_after_fork(self) -> None:
+        """For the fork handler (the package's own, not the reference): in a
+        forked child, drop what the parent held without releasing it."""
         was = self._pid if self._held else None
         self._close_fd()  # closes the child's copy only
         self._path_lock = path_lock(self.lock_path) if self.mode == "write" else None

@@ -30,7 +30,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterable
 from itertools import islice
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from ...binding import capi
 from ...binding.cursor import BATCH_ROWS, FIRST_BATCH_ROWS
@@ -86,7 +86,7 @@ class Result(Coroutine[Any, Any, T], Generic[T]):
     ) -> None:
         obj: Any = self._obj
         if type(obj) is Cursor:
-            if not obj._close_now():
+            if not obj.sss_close_now():
                 await obj.close()
         elif isinstance(obj, (Cursor, Session)):
             await obj.close()
@@ -165,9 +165,7 @@ def _clear_interrupt(pending: _Pending) -> None:
     if handle is None or not capi.is_interrupted(handle):
         return
     for cur in list(pending.cursors):
-        if cur._more and not cur._closed:
-            cur._interrupted = True
-            cur._cursor.close()
+        cur.sss_reset_interrupted()
     pending.cursors.clear()
 
 
@@ -200,7 +198,7 @@ class Connection:
         self._running = True
         self._connection: Any = None
         self._connector = connector
-        self._iter_chunk_size = iter_chunk_size
+        self.sss_iter_chunk_size = iter_chunk_size
         self._worker = Worker(f"sss-aio-{next(_worker_names)}", spin)
         #: The worker thread (SQLAlchemy's aiosqlite dialect sets ``daemon``
         #: on it before it starts; it is a daemon anyway).
@@ -328,10 +326,13 @@ class Connection:
             raise ClosedWorker(CLOSED_MESSAGE)
         return con
 
-    def _alive(self) -> bool:
+    # sss_ members: for this face's cursors, sessions and results (the
+    # package's own, not the reference).
+
+    def sss_alive(self) -> bool:
         return self._running and self._connection is not None
 
-    def _track(self, cursor: Cursor) -> None:
+    def sss_track(self, cursor: Cursor) -> None:
         """``cursor`` keeps an active statement (see :func:`_clear_interrupt`)."""
         self._pending.cursors.add(cursor)
 
@@ -349,7 +350,7 @@ class Connection:
         self._worker.post(job)
         return job
 
-    async def _call(self, fn: Callable[..., Any], *args: Any,
+    async def sss_call(self, fn: Callable[..., Any], *args: Any,
                     discard: Callable[[Any], object] | None = None) -> Any:
         """``fn(*args)`` on the worker; cancellation interrupts the SQL."""
         job = self._start(fn, args, False, discard)
@@ -368,8 +369,8 @@ class Connection:
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """aiosqlite's ``_execute``: ``fn(*args, **kwargs)`` on the worker."""
         if kwargs:
-            return await self._call(lambda: fn(*args, **kwargs))
-        return await self._call(fn, *args)
+            return await self.sss_call(lambda: fn(*args, **kwargs))
+        return await self.sss_call(fn, *args)
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn(connection, *args, **kwargs)`` on the worker thread, with the
@@ -404,7 +405,7 @@ class Connection:
         return Result(self._executemany(sql, parameters))
 
     async def _executemany(self, sql: str, parameters: Iterable[Any]) -> Cursor:
-        cur = await self._call(self._check().executemany, sql, parameters)
+        cur = await self.sss_call(self._check().executemany, sql, parameters)
         return Cursor(self, cur, None)
 
     def executescript(self, sql_script: str) -> Result[Cursor]:
@@ -412,7 +413,7 @@ class Connection:
         return Result(self._executescript(sql_script))
 
     async def _executescript(self, sql_script: str) -> Cursor:
-        cur = await self._call(self._check().executescript, sql_script)
+        cur = await self.sss_call(self._check().executescript, sql_script)
         return Cursor(self, cur, None)
 
     def cursor(self) -> Result[Cursor]:
@@ -423,15 +424,15 @@ class Connection:
         con = self._check()
         if isinstance(con, dbapi.Connection):
             return Cursor(self, con.cursor(), None)  # no SQL: no hop needed
-        return Cursor(self, await self._call(con.cursor), None)
+        return Cursor(self, await self.sss_call(con.cursor), None)
 
     async def commit(self) -> None:
         """Commit the open transaction."""
-        await self._call(self._check().commit)
+        await self.sss_call(self._check().commit)
 
     async def rollback(self) -> None:
         """Roll back the open transaction."""
-        await self._call(self._check().rollback)
+        await self.sss_call(self._check().rollback)
 
     async def interrupt(self) -> None:
         """Interrupt the statement running now (if any)."""
@@ -504,58 +505,58 @@ class Connection:
                               deterministic: bool = False) -> None:
         """Make ``func`` callable from SQL; it runs on the worker thread."""
         con = self._check()
-        await self._call(lambda: con.create_function(name, num_params, func, deterministic=deterministic))
+        await self.sss_call(lambda: con.create_function(name, num_params, func, deterministic=deterministic))
 
     async def create_aggregate(self, name: str, num_params: int, aggregate_class: type | None) -> None:
         """Register an aggregate class (it runs on the worker thread)."""
-        await self._call(self._check().create_aggregate, name, num_params, aggregate_class)
+        await self.sss_call(self._check().create_aggregate, name, num_params, aggregate_class)
 
     async def create_window_function(self, name: str, num_params: int, aggregate_class: type | None) -> None:
         """Register an aggregate window function class (it runs on the worker
         thread)."""
-        await self._call(self._check().create_window_function, name, num_params, aggregate_class)
+        await self.sss_call(self._check().create_window_function, name, num_params, aggregate_class)
 
     async def create_collation(self, name: str, func: Callable[[str, str], Any] | None) -> None:
         """Register a collation (it runs on the worker thread)."""
-        await self._call(self._check().create_collation, name, func)
+        await self.sss_call(self._check().create_collation, name, func)
 
     async def set_authorizer(self, authorizer_callback: Callable[..., int] | None) -> None:
         """Set (None: remove) the authorizer (it runs on the worker thread)."""
-        await self._call(self._check().set_authorizer, authorizer_callback)
+        await self.sss_call(self._check().set_authorizer, authorizer_callback)
 
     async def set_progress_handler(self, handler: Callable[[], Any] | None, n: int) -> None:
         """Set (None: remove) the progress handler, called every ``n``
         instructions (on the worker thread)."""
-        await self._call(self._check().set_progress_handler, handler, n)
+        await self.sss_call(self._check().set_progress_handler, handler, n)
 
     async def set_trace_callback(self, handler: Callable[[str], Any] | None) -> None:
         """Set (None: remove) the trace callback (it runs on the worker thread)."""
-        await self._call(self._check().set_trace_callback, handler)
+        await self.sss_call(self._check().set_trace_callback, handler)
 
     async def enable_load_extension(self, value: bool) -> None:
         """Allow (or forbid again) loading SQLite extensions."""
-        await self._call(self._check().enable_load_extension, value)
+        await self.sss_call(self._check().enable_load_extension, value)
 
     async def load_extension(self, path: str) -> None:
         """Load the SQLite extension library at ``path``."""
-        await self._call(self._check().load_extension, path)
+        await self.sss_call(self._check().load_extension, path)
 
     # -- whole database ------------------------------------------------------------
 
     async def iterdump(self) -> AsyncIterator[str]:
         """The database as SQL text (the stdlib's format), a batch of lines
         per hop."""
-        lines = await self._call(self._check().iterdump)
+        lines = await self.sss_call(self._check().iterdump)
         try:
             while True:
-                batch = await self._call(_next_lines, lines)
+                batch = await self.sss_call(_next_lines, lines)
                 for line in batch:
                     yield line
                 if len(batch) < _DUMP_BATCH:
                     return
         finally:
-            if self._alive():
-                await self._call(lines.close)  # left early: end its statements now
+            if self.sss_alive():
+                await self.sss_call(lines.close)  # left early: end its statements now
 
     async def backup(
         self,
@@ -572,16 +573,16 @@ class Connection:
         share a backup).  The target must not be in use meanwhile."""
         if isinstance(target, Connection):
             target = target._conn
-        await self._call(_backup, self._check(), target, pages, progress, name, sleep)
+        await self.sss_call(_backup, self._check(), target, pages, progress, name, sleep)
 
     async def serialize(self, *, name: str = "main") -> bytes:
         """The database ``name`` as bytes, as it would be stored in a file."""
-        return await self._call(lambda: self._check().serialize(name=name))  # type: ignore[no-any-return]
+        return await self.sss_call(lambda: self._check().serialize(name=name))  # type: ignore[no-any-return]
 
     async def deserialize(self, data: bytes, *, name: str = "main") -> None:
         """Replace the database ``name`` with the file image ``data``."""
         con = self._check()
-        await self._call(lambda: con.deserialize(data, name=name))
+        await self.sss_call(lambda: con.deserialize(data, name=name))
 
     # -- beyond aiosqlite ------------------------------------------------------------
 
@@ -594,7 +595,7 @@ class Connection:
     async def _session(self, tables: Iterable[str] | None, filter: Callable[[str], bool] | None,
                        indirect: bool, rowid: bool, options: dict[str, Any]) -> Session:
         con = self._check()
-        sync = await self._call(lambda: con.session(tables=tables, filter=filter, indirect=indirect,
+        sync = await self.sss_call(lambda: con.session(tables=tables, filter=filter, indirect=indirect,
                                                     rowid=rowid, **options), discard=_close)
         return Session(self, sync)
 
@@ -622,19 +623,35 @@ def _backup(con: Any, target: Any, pages: int, progress: Any, name: str, sleep: 
         os.unlink(path)
 
 
+class CursorOwner(Protocol):
+    """What runs an async cursor's statements: a :class:`Connection`, or an
+    async ``ReadTx`` (database.py)."""
+
+    sss_iter_chunk_size: int
+
+    def sss_alive(self) -> bool:
+        """Whether statements can still run (else the cursor is finished)."""
+
+    def sss_track(self, cursor: Cursor) -> None:
+        """``cursor`` keeps an active statement."""
+
+    async def sss_call(self, fn: Callable[..., Any], *args: Any,
+                       discard: Callable[[Any], object] | None = None) -> Any:
+        """``fn(*args)`` on the owner's worker."""
+
+
 class Cursor:
     """An async cursor (aiosqlite's ``Cursor``).  It keeps a batch of rows
     in memory: fetches are served from it and refilled one hop per batch.
 
     Its owner is the :class:`Connection` (or an async ``ReadTx``) whose
-    worker runs its statements: anything with ``_call``, ``_alive()`` and
-    ``_iter_chunk_size``."""
+    worker runs its statements (a :class:`CursorOwner`)."""
 
     __slots__ = ("iter_chunk_size", "_conn", "_cursor", "_rows", "_pos", "_more", "_closed",
                  "_interrupted", "__weakref__")
 
-    def __init__(self, conn: Any, cursor: Any, rows: list[Any] | None = None) -> None:
-        self.iter_chunk_size = conn._iter_chunk_size
+    def __init__(self, conn: CursorOwner, cursor: Any, rows: list[Any] | None = None) -> None:
+        self.iter_chunk_size = conn.sss_iter_chunk_size
         self._conn = conn
         self._cursor = cursor
         self._closed = False
@@ -649,11 +666,11 @@ class Cursor:
             self._rows = rows
             self._more = more = len(rows) >= asked  # fewer rows than asked: the statement finished
             if more:
-                self._conn._track(self)
+                self._conn.sss_track(self)
         self._pos = 0
 
     def _check(self) -> None:
-        if not self._conn._alive():
+        if not self._conn.sss_alive():
             raise ClosedWorker(CLOSED_MESSAGE)
         if self._closed:
             raise dbapi.ProgrammingError("Cannot operate on a closed cursor.")
@@ -665,7 +682,7 @@ class Cursor:
 
     async def _fill(self, n: int) -> None:
         self._check_interrupted()
-        rows = await self._conn._call(self._cursor.fetchmany, n)
+        rows = await self._conn.sss_call(self._cursor.fetchmany, n)
         self._set_rows(rows, n)
 
     # -- running statements ---------------------------------------------------
@@ -673,7 +690,7 @@ class Cursor:
     async def execute(self, sql: str, parameters: Any = None) -> Cursor:
         """Run one statement on this cursor; returns the cursor."""
         self._check()
-        _, rows = await self._conn._call(_cursor_execute, self._cursor, sql, _params(parameters),
+        _, rows = await self._conn.sss_call(_cursor_execute, self._cursor, sql, _params(parameters),
                                          discard=close_job)
         self._set_rows(rows, FIRST_BATCH_ROWS)
         return self
@@ -681,7 +698,7 @@ class Cursor:
     async def executemany(self, sql: str, parameters: Iterable[Any]) -> Cursor:
         """Run a statement once per parameter row; returns the cursor."""
         self._check()
-        await self._conn._call(self._cursor.executemany, sql, parameters)
+        await self._conn.sss_call(self._cursor.executemany, sql, parameters)
         self._set_rows(None, 0)
         return self
 
@@ -689,7 +706,7 @@ class Cursor:
         """Run several statements (as the stdlib's ``executescript``); returns
         the cursor."""
         self._check()
-        await self._conn._call(self._cursor.executescript, sql_script)
+        await self._conn.sss_call(self._cursor.executescript, sql_script)
         self._set_rows(None, 0)
         return self
 
@@ -733,7 +750,7 @@ class Cursor:
         out = rows[self._pos:] if self._pos else rows
         if self._more:
             self._check_interrupted()
-            rest = await self._conn._call(self._cursor.fetchall)
+            rest = await self._conn.sss_call(self._cursor.fetchall)
             out = out + rest if out else rest
         self._rows, self._pos, self._more = [], 0, False
         return out
@@ -754,12 +771,20 @@ class Cursor:
                 return
             await self._fill(max(self.iter_chunk_size, BATCH_ROWS))
 
-    def _close_now(self) -> bool:
+    def sss_reset_interrupted(self) -> None:
+        """For :func:`_clear_interrupt` (the package's own, not the
+        reference; on the worker): drop the unread rows of a statement its
+        connection's interrupt ended."""
+        if self._more and not self._closed:
+            self._interrupted = True
+            self._cursor.close()
+
+    def sss_close_now(self) -> bool:
         """Close without a hop when no statement is left (True), else leave
         it to :meth:`close`."""
         if self._closed:
             return True
-        if self._more or not isinstance(self._cursor, NativeCursor) or not self._conn._alive():
+        if self._more or not isinstance(self._cursor, NativeCursor) or not self._conn.sss_alive():
             return False
         self._closed = True
         self._rows, self._pos = [], 0
@@ -768,12 +793,12 @@ class Cursor:
 
     async def close(self) -> None:
         """Close the cursor (resetting its statement if rows remain)."""
-        if self._close_now():
+        if self.sss_close_now():
             return
         self._closed = True
         self._rows, self._pos, self._more = [], 0, False
-        if self._conn._alive():  # rows remain (or not our cursor): close it on the worker
-            await self._conn._call(self._cursor.close)
+        if self._conn.sss_alive():  # rows remain (or not our cursor): close it on the worker
+            await self._conn.sss_call(self._cursor.close)
 
     async def __aenter__(self) -> Cursor:
         return self
@@ -836,25 +861,25 @@ class Session:
 
     async def changeset(self) -> Changeset:
         """The changes recorded so far, as a changeset."""
-        return await self._conn._call(self.sync.changeset)  # type: ignore[no-any-return]
+        return await self._conn.sss_call(self.sync.changeset)  # type: ignore[no-any-return]
 
     async def patchset(self) -> Patchset:
         """The changes recorded so far, as a patchset."""
-        return await self._conn._call(self.sync.patchset)  # type: ignore[no-any-return]
+        return await self._conn.sss_call(self.sync.patchset)  # type: ignore[no-any-return]
 
     async def attach(self, table: str | None = None) -> None:
         """Also record ``table`` (None: every table)."""
-        await self._conn._call(self.sync.attach, table)
+        await self._conn.sss_call(self.sync.attach, table)
 
     async def diff(self, from_schema: str, table: str) -> None:
         """Record the changes that would turn ``table`` of the attached database
         ``from_schema`` into this database's."""
-        await self._conn._call(self.sync.diff, from_schema, table)
+        await self._conn.sss_call(self.sync.diff, from_schema, table)
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn(session, *args, **kwargs)`` on the worker (properties such as
         ``is_empty`` and ``memory_used``, streams)."""
-        return await self._conn._call(_run, fn, self.sync, args, kwargs)  # type: ignore[no-any-return]
+        return await self._conn.sss_call(_run, fn, self.sync, args, kwargs)  # type: ignore[no-any-return]
 
     @property
     def closed(self) -> bool:
@@ -865,7 +890,7 @@ class Session:
         """Delete the session (on the worker)."""
         if self.sync.closed or self._conn._connection is None:
             return
-        await self._conn._call(self.sync.close)
+        await self._conn.sss_call(self.sync.close)
 
     async def __aenter__(self) -> Session:
         return self

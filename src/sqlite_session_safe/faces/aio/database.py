@@ -135,7 +135,8 @@ class Database:
         self._args = (path, mode, options)
         self._spin = spin
         n = next(_names)
-        self._writer = Worker(f"sss-aio-db{n}-writer", spin)
+        # The thread writes run on; also aio.replicate's, for a replica.
+        self.sss_writer = Worker(f"sss-aio-db{n}-writer", spin)
         self._n = n
         #: The synchronous ``sss.Database`` (None until opened).
         self.sync: SyncDatabase | None = None
@@ -153,15 +154,15 @@ class Database:
 
     async def _open(self) -> Database:
         if self.sync is None:
-            self._writer.start()
+            self.sss_writer.start()
             path, mode, options = self._args
             try:
-                sync = await self._writer.call(lambda: open_database(path, mode, **options))
+                sync = await self.sss_writer.call(lambda: open_database(path, mode, **options))
             except BaseException:
-                self._writer.stop()
+                self.sss_writer.stop()
                 raise
             self.sync = sync
-            self._writer.at_exit = sync.close
+            self.sss_writer.at_exit = sync.close
         return self
 
     async def __aenter__(self) -> Database:
@@ -188,7 +189,7 @@ class Database:
         for reader in readers:
             reader.stop()
         done = loop.create_future()
-        self._writer.stop(None if sync is None else sync.close, done)
+        self.sss_writer.stop(None if sync is None else sync.close, done)
         await asyncio.shield(done)
 
     def __del__(self) -> None:
@@ -200,7 +201,7 @@ class Database:
         self._closing = True
         for reader in self._readers:
             reader.stop()
-        self._writer.stop(sync.close)
+        self.sss_writer.stop(sync.close)
 
     @property
     def closed(self) -> bool:
@@ -208,7 +209,11 @@ class Database:
         has started."""
         return self._closing or self.sync is None
 
-    def _check(self) -> SyncDatabase:
+    # sss_ members: for this face's reads, replication and opening (the
+    # package's own, not the reference).
+
+    def sss_check(self) -> SyncDatabase:
+        """The open sync Database; ClosedWorker when not open (yet)."""
         sync = self.sync
         if sync is None or self._closing:
             raise ClosedWorker(CLOSED_MESSAGE if sync is not None else "database not opened (await it)")
@@ -217,24 +222,25 @@ class Database:
     @property
     def path(self) -> str:
         """The database file's path."""
-        return self._check().path
+        return self.sss_check().path
 
     @property
     def mode(self) -> str:
         """The coordination mode (``"trusted"``, ``"wal"`` or ``"network"``)."""
-        return self._check().mode
+        return self.sss_check().mode
 
     @property
     def lingering(self) -> bool:
         """True while the write lock is kept as a lease (see ``sss.open``)."""
-        return self._check().lingering
+        return self.sss_check().lingering
 
     def __repr__(self) -> str:
         return f"<sqlite_session_safe.aio.Database {self._args[0]!r} {'closed' if self.closed else 'open'}>"
 
     # -- the pool of reader threads ------------------------------------------------
 
-    async def _take_reader(self) -> Worker:
+    async def sss_take_reader(self) -> Worker:
+        """A reader thread of the pool (waits for one when all are busy)."""
         with self._pool_lock:
             if self._idle:
                 return self._idle.pop()
@@ -253,10 +259,11 @@ class Database:
                     self._waiting.remove(fut)
                     raise
             if fut.done() and not fut.cancelled():
-                self._give_back(fut.result())  # handed over just as we were cancelled
+                self.sss_give_back(fut.result())  # handed over just as we were cancelled
             raise
 
-    def _give_back(self, worker: Worker) -> None:
+    def sss_give_back(self, worker: Worker) -> None:
+        """Return a reader thread :meth:`sss_take_reader` gave."""
         with self._pool_lock:
             while self._waiting:
                 fut = self._waiting.popleft()
@@ -271,12 +278,12 @@ class Database:
                 all_back.get_loop().call_soon_threadsafe(_resolve, all_back)
 
     async def _on_reader(self, fn: Callable[..., Any], *args: Any) -> Any:
-        self._check()
-        worker = await self._take_reader()
+        self.sss_check()
+        worker = await self.sss_take_reader()
         try:
             return await worker.call(fn, *args)
         finally:
-            self._give_back(worker)
+            self.sss_give_back(worker)
 
     # -- writes --------------------------------------------------------------------
 
@@ -285,7 +292,7 @@ class Database:
         (synchronous code: ``tx.execute(...)``); returns the
         :class:`WriteResult` (changeset, ``seq``).  Cancellation: see the
         module docstring."""
-        sync = self._check()
+        sync = self.sss_check()
         if not callable(fn):
             raise InterfaceError(f"fn must be callable, not {type(fn).__qualname__}")
         if inspect.iscoroutinefunction(fn):
@@ -305,31 +312,31 @@ class Database:
         rules of the module docstring (``ctl`` None: not interruptible)."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
-        job = self._writer.submit(run, future=fut)
+        job = self.sss_writer.submit(run, future=fut)
         try:
             return await fut
         except asyncio.CancelledError as exc:
             if fut.done() and not fut.cancelled():
                 raise  # run() itself raised CancelledError
-            if self._writer.cancel_queued(job):
+            if self.sss_writer.cancel_queued(job):
                 raise  # never started: nothing committed
             phase = _COMMITTING if ctl is None else ctl.cancel()
             if phase in (_QUEUED, _ADMITTING):
                 raise  # rolls back as soon as it is admitted, before fn runs
             if phase == _IN_FN and ctl is not None:
                 job.interrupt = ctl.cancel  # again and again while fn runs
-            await self._writer.wait_ended(job)
+            await self.sss_writer.wait_ended(job)
             _attach_write(exc, job)
             raise
 
     async def migrate(self, sql: str, label: str | None = None) -> WriteResult:
         """A schema change, logged as one ``"ddl"`` entry (``Database.migrate``)."""
-        sync = self._check()
+        sync = self.sss_check()
         return await self._admitted(lambda: sync.migrate(sql, label=label), None)  # type: ignore[no-any-return]
 
     async def undo(self, seq: int, *, on_conflict: Any = None, label: str | None = None) -> WriteResult:
         """Apply the inverse of log entry ``seq`` as a new write (``Database.undo``)."""
-        sync = self._check()
+        sync = self.sss_check()
         return await self._admitted(  # type: ignore[no-any-return]
             lambda: sync.undo(seq, on_conflict=on_conflict, label=label), None)
 
@@ -337,18 +344,18 @@ class Database:
                                **options: Any) -> WriteResult:
         """``Database.optimistic_write`` on the writer thread (compute and
         apply are synchronous code)."""
-        sync = self._check()
+        sync = self.sss_check()
         return await self._admitted(  # type: ignore[no-any-return]
             lambda: sync.optimistic_write(compute, label, **options), None)
 
     async def copy_under_lock(self, dest: str | os.PathLike[str]) -> Any:
         """``Database.copy_under_lock``: a byte copy taken under the write lock."""
-        sync = self._check()
+        sync = self.sss_check()
         return await self._admitted(lambda: sync.copy_under_lock(dest), None)
 
     async def release_lease(self) -> None:
         """Give the write lock up now if a lease keeps it."""
-        await self._writer.call(self._check().release_lease)
+        await self.sss_writer.call(self.sss_check().release_lease)
 
     # -- reads ---------------------------------------------------------------------
 
@@ -360,7 +367,7 @@ class Database:
     async def log(self, since: int = 0) -> AsyncIterator[Any]:
         """``async for entry in db.log(since)``: the audit log entries after
         ``since``, a batch per hop."""
-        entries = self._check().log(since)
+        entries = self.sss_check().log(since)
         while True:
             batch = await self._on_reader(_take, entries, _LOG_BATCH)
             for entry in batch:
@@ -370,15 +377,15 @@ class Database:
 
     async def position(self) -> int:
         """The current audit log position."""
-        return await self._on_reader(self._check().position)  # type: ignore[no-any-return]
+        return await self._on_reader(self.sss_check().position)  # type: ignore[no-any-return]
 
     async def capabilities(self) -> dict[str, Any]:
         """``Database.capabilities()`` on a reader thread."""
-        return await self._on_reader(self._check().capabilities)  # type: ignore[no-any-return]
+        return await self._on_reader(self.sss_check().capabilities)  # type: ignore[no-any-return]
 
     async def tables_without_primary_key(self) -> list[str]:
         """``Database.tables_without_primary_key()`` on a reader thread."""
-        return await self._on_reader(self._check().tables_without_primary_key)  # type: ignore[no-any-return]
+        return await self._on_reader(self.sss_check().tables_without_primary_key)  # type: ignore[no-any-return]
 
     async def backup(self, dest: str | os.PathLike[str],
                      progress: Callable[[int, int], object] | None = None, pages: int = -1) -> Any:
@@ -386,7 +393,7 @@ class Database:
         thread.  Cancellation stops it between two steps of ``pages`` pages
         (all at once by default: then it finishes first); ``dest`` is only
         ever replaced by a complete, checked copy."""
-        sync = self._check()
+        sync = self.sss_check()
         stop = threading.Event()
 
         def step(remaining: int, total: int) -> None:
@@ -395,7 +402,7 @@ class Database:
             if progress is not None:
                 progress(remaining, total)
 
-        worker = await self._take_reader()
+        worker = await self.sss_take_reader()
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         job = worker.submit(sync.backup, dest, step, pages, future=fut)
@@ -409,15 +416,15 @@ class Database:
                 await worker.wait_ended(job, interrupt=False)
             raise
         finally:
-            self._give_back(worker)
+            self.sss_give_back(worker)
 
     async def vacuum_into(self, dest: str | os.PathLike[str]) -> Any:
         """``Database.vacuum_into``: a compacted, checked copy."""
-        return await self._on_reader(self._check().vacuum_into, dest)
+        return await self._on_reader(self.sss_check().vacuum_into, dest)
 
     async def export(self, path: str | os.PathLike[str], since: int = 0) -> Any:
         """``Database.export``: the log entries after ``since`` as a bundle."""
-        return await self._on_reader(self._check().export, path, since)
+        return await self._on_reader(self.sss_check().export, path, since)
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:
@@ -427,7 +434,7 @@ def _resolve(fut: asyncio.Future[None]) -> None:
 
 def _hand_over(fut: asyncio.Future[Worker], worker: Worker, db: Database) -> None:
     if fut.cancelled():
-        db._give_back(worker)
+        db.sss_give_back(worker)
     else:
         fut.set_result(worker)
 
@@ -447,11 +454,11 @@ class ReadTx:
         #: The synchronous ReadTx (None outside the block).
         self.sync: SyncReadTx | None = None
         self.seq = 0
-        self._iter_chunk_size = 64
+        self.sss_iter_chunk_size = 64
 
     async def __aenter__(self) -> ReadTx:
-        sync_db = self._db._check()
-        worker = await self._db._take_reader()
+        sync_db = self._db.sss_check()
+        worker = await self._db.sss_take_reader()
         try:
             sync = sync_db.read()
             job, cancelled = await _to_end(worker, sync.__enter__)
@@ -462,7 +469,7 @@ class ReadTx:
             if not job.ok:
                 raise job.value
         except BaseException:
-            self._db._give_back(worker)
+            self._db.sss_give_back(worker)
             raise
         self._worker = worker
         self.sync = sync
@@ -478,19 +485,19 @@ class ReadTx:
         try:
             job, cancelled = await _to_end(worker, sync.__exit__, exc_type, exc, tb)
         finally:
-            self._db._give_back(worker)
+            self._db.sss_give_back(worker)
         if not job.ok:
             raise job.value
         if cancelled:
             raise asyncio.CancelledError()
 
-    def _alive(self) -> bool:
+    def sss_alive(self) -> bool:
         return self.sync is not None
 
-    def _track(self, cursor: Cursor) -> None:
+    def sss_track(self, cursor: Cursor) -> None:
         """Cursors of a read end with it: nothing to track."""
 
-    async def _call(self, fn: Callable[..., Any], *args: Any,
+    async def sss_call(self, fn: Callable[..., Any], *args: Any,
                     discard: Callable[[Any], object] | None = None) -> Any:
         worker, sync = self._worker, self.sync
         if worker is None or sync is None:
@@ -500,12 +507,12 @@ class ReadTx:
     async def execute(self, sql: str, params: Any = None) -> Cursor:
         """Run one read-only statement in the snapshot; an async cursor that
         holds the first rows already."""
-        cur, rows = await self._call(execute_job, self.sync, sql, params, discard=close_job)
+        cur, rows = await self.sss_call(execute_job, self.sync, sql, params, discard=close_job)
         return Cursor(self, cur, rows)
 
     async def fetchall(self, sql: str, params: Any = None) -> list[Any]:
         """All rows of ``sql`` (one hop)."""
-        return await self._call(_fetchall, self.sync, sql, params)  # type: ignore[no-any-return]
+        return await self.sss_call(_fetchall, self.sync, sql, params)  # type: ignore[no-any-return]
 
     async def fetchone(self, sql: str, params: Any = None) -> Any:
         """The first row of ``sql`` or None (one hop)."""
@@ -556,7 +563,7 @@ def open(path: str | os.PathLike[str], mode: Mode = "trusted", *, spin: float = 
 
 
 def _sync_side(x: Any) -> Any:
-    return x._check() if isinstance(x, Database) else x
+    return x.sss_check() if isinstance(x, Database) else x
 
 
 async def replicate(source: Any, replica: Any, **options: Any) -> ReplicationReport:
@@ -567,7 +574,7 @@ async def replicate(source: Any, replica: Any, **options: Any) -> ReplicationRep
     background (replication is exactly once and resumable) and raises at once."""
     src, rep = _sync_side(source), _sync_side(replica)
     if isinstance(replica, Database):
-        worker, owned = replica._writer, False
+        worker, owned = replica.sss_writer, False
     else:
         worker, owned = Worker(f"sss-aio-replicate{next(_names)}"), True
         worker.start()

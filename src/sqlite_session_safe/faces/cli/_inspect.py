@@ -160,8 +160,7 @@ def _window(db: sss.Database, lo: int, hi: int) -> list[Shown]:
     out: list[Shown] = []
     held = 0
     with db.read() as r:
-        con = r._con
-        assert con is not None
+        con = r.connection
         for head in wire.iter_heads(con, lo, hi, _BATCH):
             if len(out) >= _BATCH or (out and held + head.size > _BATCH_BYTES):
                 break
@@ -200,8 +199,7 @@ def _selected(db: sss.Database, since: int, newest: int | None, reverse: bool,
         # groups of at most _BATCH_BYTES of bodies (or one larger entry).
         start = max(bottom, top - _BATCH)
         with db.read() as r:
-            assert r._con is not None
-            heads = list(wire.iter_heads(r._con, start, top, _BATCH))
+            heads = list(wire.iter_heads(r.connection, start, top, _BATCH))
         group: list[wire.EntryHead] = []
         size = 0
         for head in [*reversed(heads), None]:

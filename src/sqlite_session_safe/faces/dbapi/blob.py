@@ -57,7 +57,7 @@ class Blob(NativeBlob):
         raise TypeError(f"cannot create '{cls.__module__}.{cls.__qualname__}' instances")
 
     @classmethod
-    def _open(
+    def sss_open(
         cls, con: Connection, table: str, column: str, row: int, readonly: bool, name: str
     ) -> Blob:
         self: Blob = _new_object(cls)
@@ -68,8 +68,8 @@ class Blob(NativeBlob):
     def _check(self) -> None:
         """The stdlib's order: the connection (thread, open), then the blob."""
         con = self._dbapi_con
-        con._check_thread()
-        con._check_open_dbapi()
+        con.sss_check_thread()
+        con.sss_check_open_dbapi()
         if self.closed:
             raise ProgrammingError("Cannot operate on a closed blob.")
 

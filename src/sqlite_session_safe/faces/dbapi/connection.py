@@ -71,7 +71,7 @@ _native_init = NativeConnection.__init__
 _native_execute = NativeCursor.execute
 _native_executescript = NativeConnection.executescript
 _native_close = NativeConnection.close
-_native_backup_into = NativeConnection._backup_into
+_native_backup_into = NativeConnection.sss_backup_into
 
 
 _ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -172,7 +172,7 @@ class PreparedStatement:
         raise TypeError(f"cannot create '{cls.__module__}.{cls.__qualname__}' instances")
 
     @classmethod
-    def _wrap(cls, stmt: NativeStatement) -> PreparedStatement:
+    def sss_wrap(cls, stmt: NativeStatement) -> PreparedStatement:
         self: PreparedStatement = _new_object(cls)
         self._stmt = stmt
         return self
@@ -194,14 +194,21 @@ class ConnectionFace:
     ProgrammingError = ProgrammingError
     NotSupportedError = NotSupportedError
 
-    _db: Any
-    _thread: int | None
-    _text_factory: Any
-    _detect_types: int
-    _row_hooks: bool
+    # For the package's own layers (the cursors, blobs, the aio face): plain
+    # attributes, read on every row.  The sqlite3 handle (None: closed;
+    # binding.Connection's), the thread a check_same_thread connection
+    # belongs to (None: any), text_factory and detect_types as set, and
+    # whether rows need either (or a converter) at all.
+    sss_db: Any
+    sss_thread: int | None
+    sss_text_factory: Any
+    sss_detect_types: int
+    sss_row_hooks: bool
 
-    def _check_thread(self) -> None:
-        owner = self._thread
+    def sss_check_thread(self) -> None:
+        """For the package's own layers: ProgrammingError, as the stdlib's,
+        when a ``check_same_thread`` connection is used from another thread."""
+        owner = self.sss_thread
         if owner is not None and owner != get_ident():
             raise ProgrammingError(
                 "SQLite objects created in a thread can only be used in that same thread. "
@@ -212,8 +219,10 @@ class ConnectionFace:
     #: call it; a failed re-``__init__`` leaves the connection unusable).
     _initialized = True
 
-    def _check_open_dbapi(self) -> None:
-        if self._db is None:
+    def sss_check_open_dbapi(self) -> None:
+        """For the package's own layers: ProgrammingError, as the stdlib's,
+        when the connection is closed (or was never opened)."""
+        if self.sss_db is None:
             if not self._initialized:
                 raise ProgrammingError("Base Connection.__init__ not called.")
             raise ProgrammingError("Cannot operate on a closed database.")
@@ -221,12 +230,12 @@ class ConnectionFace:
     @property
     def text_factory(self) -> Any:
         """Called with the UTF-8 bytes of every TEXT value (default ``str``)."""
-        return self._text_factory
+        return self.sss_text_factory
 
     @text_factory.setter
     def text_factory(self, value: Any) -> None:
-        self._text_factory = value
-        self._row_hooks = self._detect_types != 0 or value is not str
+        self.sss_text_factory = value
+        self.sss_row_hooks = self.sss_detect_types != 0 or value is not str
 
 
 class Connection(ConnectionFace, NativeConnection):
@@ -241,8 +250,8 @@ class Connection(ConnectionFace, NativeConnection):
     #: SQL text with lone surrogates raises UnicodeEncodeError, as in the stdlib.
     sql_encoding_errors = "strict"
     # What methods read before __init__ has run (or after it failed).
-    _db: Any = None
-    _thread: int | None = None
+    sss_db: Any = None
+    sss_thread: int | None = None
     _initialized = False
 
     @_keyword_only_soon_init
@@ -259,7 +268,7 @@ class Connection(ConnectionFace, NativeConnection):
         *,
         autocommit: int | bool = LEGACY_TRANSACTION_CONTROL,
     ) -> None:
-        if self._db is not None:
+        if self.sss_db is not None:
             # __init__ again on an open connection: the stdlib closes it first,
             # and the connection stays unusable if the new open fails.
             self._initialized = False
@@ -269,19 +278,19 @@ class Connection(ConnectionFace, NativeConnection):
                 raise translate(exc) from cause(exc)
         self._initialized = False
         # Everything close() and __del__ read is set before the native open.
-        self._thread = get_ident() if check_same_thread else None
+        self.sss_thread = get_ident() if check_same_thread else None
         self._isolation_level = check_isolation_level(isolation_level)
         self._autocommit = check_autocommit(autocommit)
         if isinstance(detect_types, bool) or not isinstance(detect_types, int):
             raise TypeError(f"detect_types must be int, not {type(detect_types).__name__}")
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
             raise TypeError(f"timeout must be a number, not {type(timeout).__name__}")
-        self._detect_types = detect_types
-        self._text_factory: Any = str
-        self._row_hooks = detect_types != 0
+        self.sss_detect_types = detect_types
+        self.sss_text_factory: Any = str
+        self.sss_row_hooks = detect_types != 0
         #: execute() may build a plain Cursor itself (cursor() not overridden)
         self._plain_cursor = type(self).cursor is Connection.cursor
-        self._begin: str | None = None
+        self.sss_begin: str | None = None
         self._update_begin()
         #: ``row_factory(cursor, row_tuple)`` for the rows of new cursors.
         self.row_factory: Callable[[Cursor, tuple[Any, ...]], Any] | None = None
@@ -300,13 +309,15 @@ class Connection(ConnectionFace, NativeConnection):
         """What implicit BEGIN to issue before DML (None: none)."""
         level = self._isolation_level
         if self._autocommit is LEGACY_TRANSACTION_CONTROL and level is not None:
-            self._begin = f"BEGIN {level}"  # "BEGIN " for "": the stdlib's text (trace callbacks see it)
+            self.sss_begin = f"BEGIN {level}"  # "BEGIN " for "": the stdlib's text (trace callbacks see it)
         else:
-            self._begin = None
+            self.sss_begin = None
 
-    def _implicit_begin(self) -> None:
-        assert self._begin is not None
-        self._exec(self._begin)
+    def sss_implicit_begin(self) -> None:
+        """For the package's own layers (the binding's cursor): run
+        :attr:`sss_begin` as a DB-API statement (trace callbacks see it)."""
+        assert self.sss_begin is not None
+        self._exec(self.sss_begin)
 
     def _exec(self, sql: str) -> None:
         """Run a transaction-control statement, with DB-API errors."""
@@ -325,15 +336,15 @@ class Connection(ConnectionFace, NativeConnection):
     def isolation_level(self) -> str | None:
         """The BEGIN flavour for implicit transactions (legacy mode); None:
         no implicit transactions.  Setting None commits a pending one."""
-        self._check_open_dbapi()
+        self.sss_check_open_dbapi()
         return self._isolation_level
 
     @isolation_level.setter
     def isolation_level(self, value: str | None) -> None:
-        self._check_thread()
+        self.sss_check_thread()
         level = check_isolation_level(value)
         if level is None:
-            self._check_open_dbapi()
+            self.sss_check_open_dbapi()
             if self._autocommit is LEGACY_TRANSACTION_CONTROL and self._in_tx():
                 self._exec("COMMIT")
         self._isolation_level = level
@@ -342,14 +353,14 @@ class Connection(ConnectionFace, NativeConnection):
     @property
     def autocommit(self) -> int | bool:
         """True, False or LEGACY_TRANSACTION_CONTROL (see the module docstring)."""
-        self._check_thread()
-        self._check_open_dbapi()
+        self.sss_check_thread()
+        self.sss_check_open_dbapi()
         return self._autocommit
 
     @autocommit.setter
     def autocommit(self, value: int | bool) -> None:
-        self._check_thread()
-        self._check_open_dbapi()
+        self.sss_check_thread()
+        self.sss_check_open_dbapi()
         new = check_autocommit(value)
         if new is True and self._in_tx():
             self._exec("COMMIT")
@@ -361,15 +372,15 @@ class Connection(ConnectionFace, NativeConnection):
     @property
     def in_transaction(self) -> bool:
         """True while a transaction is open."""
-        self._check_thread()
-        self._check_open_dbapi()
+        self.sss_check_thread()
+        self.sss_check_open_dbapi()
         return self._in_tx()
 
     @property
     def total_changes(self) -> int:
         """Rows changed by INSERT/UPDATE/DELETE since the connection opened."""
-        self._check_thread()
-        self._check_open_dbapi()
+        self.sss_check_thread()
+        self.sss_check_open_dbapi()
         try:
             return NativeConnection.total_changes.fget(self)  # type: ignore[attr-defined,no-any-return]
         except native.Error as exc:
@@ -378,8 +389,8 @@ class Connection(ConnectionFace, NativeConnection):
     def commit(self) -> None:
         """Commit the open transaction (if any).  With ``autocommit=False`` a
         new one begins at once; with ``autocommit=True`` this does nothing."""
-        self._check_thread()
-        self._check_open_dbapi()
+        self.sss_check_thread()
+        self.sss_check_open_dbapi()
         if self._autocommit is True:
             return
         if self._in_tx():
@@ -389,8 +400,8 @@ class Connection(ConnectionFace, NativeConnection):
 
     def rollback(self) -> None:
         """Roll back the open transaction (if any); see :meth:`commit`."""
-        self._check_thread()
-        self._check_open_dbapi()
+        self.sss_check_thread()
+        self.sss_check_open_dbapi()
         if self._autocommit is True:
             return
         if self._in_tx():
@@ -402,8 +413,8 @@ class Connection(ConnectionFace, NativeConnection):
 
     def cursor(self, factory: Callable[[Connection], Cursor] = Cursor) -> Cursor:
         """A new cursor; ``factory`` must return a :class:`Cursor`."""
-        self._check_thread()
-        self._check_open_dbapi()
+        self.sss_check_thread()
+        self.sss_check_open_dbapi()
         cursor = factory(self)
         if not issubclass(type(cursor), Cursor):  # the real type: __class__ can lie
             raise TypeError(f"factory must return a cursor, not {type(cursor).__name__}")
@@ -416,9 +427,9 @@ class Connection(ConnectionFace, NativeConnection):
         if self._plain_cursor and not _adapt_state["base_adapted"]:
             # Hot path: Cursor.execute inlined, without Cursor.__init__'s frame
             # (two Python frames of a point query's ~2 us).
-            owner = self._thread
+            owner = self.sss_thread
             if owner is not None and owner != get_ident():
-                self._check_thread()
+                self.sss_check_thread()
             cursor = _new_object(Cursor)
             cursor.connection = self
             factory = self.row_factory
@@ -427,11 +438,11 @@ class Connection(ConnectionFace, NativeConnection):
             try:
                 _native_execute(cursor, sql, parameters)
             except native.Error as exc:
-                cursor._execute_failed(exc, sql, parameters)
+                cursor.sss_execute_failed(exc, sql, parameters)
             except UnicodeEncodeError as exc:
                 raise sql_encode_error(exc, sql) from None
-            if factory is not None or self._row_hooks:
-                cursor._post = cursor._make_post(sql)
+            if factory is not None or self.sss_row_hooks:
+                cursor.sss_post = cursor.sss_make_post(sql)
             return cursor
         return self.cursor().execute(sql, parameters)
 
@@ -443,9 +454,9 @@ class Connection(ConnectionFace, NativeConnection):
         """``cursor().executescript(sql_script)`` on a new cursor."""
         return self.cursor().executescript(sql_script)
 
-    def _executescript(self, script: object) -> None:
-        self._check_thread()
-        self._check_open_dbapi()
+    def sss_executescript(self, script: object) -> None:
+        self.sss_check_thread()
+        self.sss_check_open_dbapi()
         if not isinstance(script, str):
             if sys.version_info < (3, 11):
                 raise ValueError("script argument must be unicode.")
@@ -468,8 +479,8 @@ class Connection(ConnectionFace, NativeConnection):
         """``con(sql)``: compile ``sql`` into a prepared statement and return
         it (the stdlib's undocumented ``Connection.__call__``); errors as
         :meth:`execute` raises them."""
-        self._check_thread()
-        self._check_open_dbapi()
+        self.sss_check_thread()
+        self.sss_check_open_dbapi()
         if len(args) != 1:
             raise TypeError(f"Connection() takes exactly 1 positional argument ({len(args)} given)")
         sql = args[0]
@@ -480,7 +491,7 @@ class Connection(ConnectionFace, NativeConnection):
                 stmt = NativeStatement(self, sql)
         except native.Error as exc:
             raise translate(exc, sql) from cause(exc)
-        return PreparedStatement._wrap(stmt)
+        return PreparedStatement.sss_wrap(stmt)
 
     __call__.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
         inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY),
@@ -491,10 +502,10 @@ class Connection(ConnectionFace, NativeConnection):
 
     def close(self) -> None:
         """Close the connection (an uncommitted transaction is rolled back)."""
-        self._check_thread()
+        self.sss_check_thread()
         if not self._initialized:
             raise ProgrammingError("Base Connection.__init__ not called.")
-        if self._db is None:
+        if self.sss_db is None:
             return
         if self._autocommit is False and self._in_tx():
             self._exec("ROLLBACK")  # explicit, as the stdlib does (trace callbacks see it)
@@ -505,7 +516,7 @@ class Connection(ConnectionFace, NativeConnection):
 
     def __del__(self) -> None:
         try:
-            if getattr(self, "_db", None) is not None:
+            if getattr(self, "sss_db", None) is not None:
                 if sys.version_info >= (3, 13):
                     warnings.warn(f"unclosed database in {self!r}", ResourceWarning,
                                   stacklevel=1, source=self)
@@ -535,14 +546,14 @@ class Connection(ConnectionFace, NativeConnection):
 
     def interrupt(self) -> None:
         """Abort the query running on this connection (from another thread)."""
-        self._check_open_dbapi()
+        self.sss_check_open_dbapi()
         NativeConnection.interrupt(self)
 
     # -- user functions and hooks (one implementation: the native connection's) -
 
     def _native_call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        self._check_thread()
-        self._check_open_dbapi()
+        self.sss_check_thread()
+        self.sss_check_open_dbapi()
         try:
             return method(self, *args, **kwargs)
         except native.Error as exc:
@@ -570,8 +581,8 @@ class Connection(ConnectionFace, NativeConnection):
         """Register a user function or aggregate; what SQLite (or the native
         checks of its arguments) refuses is the stdlib's OperationalError
         "Error creating function" (SQLite gives no reason)."""
-        self._check_thread()
-        self._check_open_dbapi()
+        self.sss_check_thread()
+        self.sss_check_open_dbapi()
         if not isinstance(name, str):
             raise TypeError(f"create_{what}() argument 'name' must be str, not {type(name).__name__}")
         try:
@@ -647,8 +658,8 @@ class Connection(ConnectionFace, NativeConnection):
         self._config(op, bool(enable))
 
     def _config(self, op: object, enable: bool | None) -> bool:
-        self._check_thread()
-        self._check_open_dbapi()
+        self.sss_check_thread()
+        self.sss_check_open_dbapi()
         if not isinstance(op, int):
             raise TypeError(f"'{type(op).__name__}' object cannot be interpreted as an integer")
         if int(op) not in _DBCONFIG_VERBS:
@@ -661,8 +672,8 @@ class Connection(ConnectionFace, NativeConnection):
             raise translate(exc) from cause(exc)
 
     def _limit(self, category: int, limit: int) -> int:
-        self._check_thread()
-        self._check_open_dbapi()
+        self.sss_check_thread()
+        self.sss_check_open_dbapi()
         try:
             return NativeConnection.setlimit(self, category, limit)
         except native.InterfaceError as exc:
@@ -674,10 +685,10 @@ class Connection(ConnectionFace, NativeConnection):
         self, table: str, column: str, row: int, /, *, readonly: bool = False, name: str = "main"
     ) -> Blob:
         """Open the BLOB in ``table.column`` of rowid ``row`` as a :class:`Blob`."""
-        self._check_thread()
-        self._check_open_dbapi()
+        self.sss_check_thread()
+        self.sss_check_open_dbapi()
         try:
-            return Blob._open(self, table, column, row, readonly, name)
+            return Blob.sss_open(self, table, column, row, readonly, name)
         except native.Error as exc:
             raise translate(exc) from None
 
@@ -695,13 +706,13 @@ class Connection(ConnectionFace, NativeConnection):
         """Copy this database into ``target`` (another DB-API connection) with
         SQLite's online backup API; ``progress(status, remaining, total)``
         after each step of ``pages`` pages (<= 0: all at once)."""
-        self._check_thread()
-        self._check_open_dbapi()
+        self.sss_check_thread()
+        self.sss_check_open_dbapi()
         if not isinstance(target, Connection):
             raise TypeError(f"backup() argument 'target' must be Connection, not {type(target).__name__}")
         if target is self:
             raise ValueError("target cannot be the same connection instance")
-        target._check_open_dbapi()
+        target.sss_check_open_dbapi()
         if progress is not None and not callable(progress):
             raise TypeError("progress argument must be a callable")
         if not isinstance(pages, int):
@@ -722,7 +733,7 @@ class Connection(ConnectionFace, NativeConnection):
 
     def serialize(self, *, name: str = "main") -> bytes:  # type: ignore[override]
         """The database ``name`` as bytes (as it would be stored in a file)."""
-        self._check_thread()
+        self.sss_check_thread()
         try:
             return NativeConnection.serialize(self, name)
         except native.Error as exc:
@@ -730,8 +741,8 @@ class Connection(ConnectionFace, NativeConnection):
 
     def deserialize(self, data: bytes, /, *, name: str = "main") -> None:  # type: ignore[override]
         """Replace database ``name`` with the serialized database ``data``."""
-        self._check_thread()
-        self._check_open_dbapi()
+        self.sss_check_thread()
+        self.sss_check_open_dbapi()
         if not memoryview(data).c_contiguous:  # TypeError for what is no buffer
             raise BufferError("memoryview: underlying buffer is not C-contiguous")
         try:
@@ -742,8 +753,8 @@ class Connection(ConnectionFace, NativeConnection):
     def iterdump(self, *, filter: str | None = None) -> Iterator[str]:  # noqa: A002
         """The database as SQL text, one statement at a time (the stdlib's
         format); ``filter``: only the objects whose name is LIKE it."""
-        self._check_thread()
-        self._check_open_dbapi()
+        self.sss_check_thread()
+        self.sss_check_open_dbapi()
         if filter is not None and not isinstance(filter, str):
             raise TypeError(f"filter must be str or None, not {type(filter).__name__}")
         return self._dump(filter)
@@ -761,5 +772,5 @@ class Connection(ConnectionFace, NativeConnection):
             raise translate(exc) from cause(exc)
 
     def __repr__(self) -> str:
-        state = "closed" if self._db is None else "open"
+        state = "closed" if self.sss_db is None else "open"
         return f"<sqlite_session_safe.dbapi.Connection {self.path!r} {state}>"

@@ -101,25 +101,26 @@ class CoordinatedConnection(ConnectionFace):
         label: str | None = None,
         **options: Any,
     ) -> None:
-        self._db: Any = None
-        self._thread: int | None = get_ident() if check_same_thread else None
+        self.sss_db: Any = None
+        self.sss_thread: int | None = get_ident() if check_same_thread else None
         self._isolation_level = check_isolation_level(isolation_level)
         self._autocommit = check_autocommit(autocommit)
         if label is not None and not isinstance(label, str):
             raise TypeError(f"label must be str or None, not {type(label).__name__}")
         self.label = label
-        self._detect_types = int(detect_types)
-        self._text_factory: Any = str
-        self._row_hooks = self._detect_types != 0
+        self.sss_detect_types = int(detect_types)
+        self.sss_text_factory: Any = str
+        self.sss_row_hooks = self.sss_detect_types != 0
         self.row_factory: Callable[[Cursor, tuple[Any, ...]], Any] | None = None
-        self._tx: WriteTx | None = None
+        # The open admitted write (None: none); read by the cursor.
+        self.sss_tx: WriteTx | None = None
         self.last_write: WriteResult | None = None
         options.setdefault("busy_timeout", timeout)
         try:
             self.db: Database = open_database(database, mode=mode, **options)  # type: ignore[arg-type]
         except native.Error as exc:
             raise translate(exc) from cause(exc)
-        self._db = self.db  # "open" marker read by the cursor's checks
+        self.sss_db = self.db  # "open" marker read by the cursor's checks
 
     # -- state --------------------------------------------------------------
 
@@ -132,7 +133,7 @@ class CoordinatedConnection(ConnectionFace):
     @isolation_level.setter
     def isolation_level(self, value: str | None) -> None:
         level = check_isolation_level(value)
-        if level is None and self._tx is not None:
+        if level is None and self.sss_tx is not None:
             self.commit()
         self._isolation_level = level
 
@@ -145,39 +146,43 @@ class CoordinatedConnection(ConnectionFace):
     @autocommit.setter
     def autocommit(self, value: int | bool) -> None:
         new = check_autocommit(value)
-        if new is True and self._tx is not None:
+        if new is True and self.sss_tx is not None:
             self.commit()
         self._autocommit = new
 
     @property
     def in_transaction(self) -> bool:
         """True while an admitted write is open on this connection."""
-        self._check_open_dbapi()
-        return self._tx is not None
+        self.sss_check_open_dbapi()
+        return self.sss_tx is not None
 
     @property
     def closed(self) -> bool:
         """True once :meth:`close` has run."""
-        return self._db is None
+        return self.sss_db is None
 
-    def _per_statement_writes(self) -> bool:
+    def sss_per_statement_writes(self) -> bool:
+        """For the package's own layers (the cursor): whether each DML
+        statement outside a write is a write of its own."""
         return self._autocommit is True or (
             self._autocommit is LEGACY_TRANSACTION_CONTROL and self._isolation_level is None
         )
 
     # -- writes ---------------------------------------------------------------
 
-    def _begin_write(self) -> WriteTx:
+    def sss_begin_write(self) -> WriteTx:
+        """For the package's own layers (the cursor): open the admitted write
+        later statements join (:attr:`sss_tx`) until commit or rollback."""
         tx: WriteTx = self.db.write(label=self.label)
         try:
             tx.__enter__()
         except native.Error as exc:
             raise translate(exc) from cause(exc)
-        self._tx = tx
+        self.sss_tx = tx
         return tx
 
     def _end_write(self, commit: bool) -> None:
-        tx, self._tx = self._tx, None
+        tx, self.sss_tx = self.sss_tx, None
         if tx is None:
             return
         try:
@@ -191,21 +196,21 @@ class CoordinatedConnection(ConnectionFace):
 
     def commit(self) -> None:
         """Commit the open write: its changeset goes to the audit log with it."""
-        self._check_thread()
-        self._check_open_dbapi()
+        self.sss_check_thread()
+        self.sss_check_open_dbapi()
         self._end_write(commit=True)
 
     def rollback(self) -> None:
         """Roll back the open write (nothing is logged) and release the lock."""
-        self._check_thread()
-        self._check_open_dbapi()
+        self.sss_check_thread()
+        self.sss_check_open_dbapi()
         self._end_write(commit=False)
 
     def migrate(self, sql: str, label: str | None = None) -> WriteResult:
         """A schema change as one admitted, logged write (``db.migrate``)."""
-        self._check_thread()
-        self._check_open_dbapi()
-        if self._tx is not None:
+        self.sss_check_thread()
+        self.sss_check_open_dbapi()
+        if self.sss_tx is not None:
             raise ProgrammingError("commit or roll back the open transaction before migrate()")
         try:
             result = self.db.migrate(sql, label=label if label is not None else self.label)
@@ -218,8 +223,8 @@ class CoordinatedConnection(ConnectionFace):
 
     def cursor(self, factory: Callable[[CoordinatedConnection], Cursor] | None = None) -> Cursor:
         """A new :class:`CoordinatedCursor` (or ``factory(self)``)."""
-        self._check_thread()
-        self._check_open_dbapi()
+        self.sss_check_thread()
+        self.sss_check_open_dbapi()
         cursor = CoordinatedCursor(self) if factory is None else factory(self)  # type: ignore[arg-type]
         if not isinstance(cursor, CoordinatedCursor):
             raise TypeError(f"factory must return a CoordinatedCursor, not {type(cursor).__name__}")
@@ -246,13 +251,13 @@ class CoordinatedConnection(ConnectionFace):
 
     def close(self) -> None:
         """Roll back an open write, then close the database."""
-        if self._db is None:
+        if self.sss_db is None:
             return
-        self._check_thread()
+        self.sss_check_thread()
         try:
             self._end_write(commit=False)
         finally:
-            self._db = None
+            self.sss_db = None
             self.db.close()
 
     def __enter__(self) -> CoordinatedConnection:
@@ -279,7 +284,7 @@ class CoordinatedConnection(ConnectionFace):
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __repr__(self) -> str:
-        state = "closed" if self._db is None else "open"
+        state = "closed" if self.sss_db is None else "open"
         return f"<sqlite_session_safe.dbapi.CoordinatedConnection {self.db.path!r} {state}>"
 
 
@@ -313,34 +318,34 @@ class CoordinatedCursor(Cursor):
 
     def _run(self, sql: str, parameters: Any, many: bool) -> Cursor:
         con = self.connection
-        con._check_thread()
-        con._check_open_dbapi()
+        con.sss_check_thread()
+        con.sss_check_open_dbapi()
         if self._closed:
             raise ProgrammingError("Cannot operate on a closed cursor.")
         if not isinstance(sql, str):
             raise TypeError(f"execute() argument 1 must be str, not {type(sql).__name__}")
         word = _first_word(sql)
-        tx = con._tx
+        tx = con.sss_tx
         self._refuse(sql, word, tx is not None)
         is_dml = bool(DML_PATTERN.match(sql))
         try:
-            if tx is None and (is_dml or many) and con._per_statement_writes():
+            if tx is None and (is_dml or many) and con.sss_per_statement_writes():
                 with con.db.write(label=con.label) as own:
                     self._run_on(own, sql, parameters, many)
                 con.last_write = own.result
-            elif tx is not None or is_dml or many or con._autocommit is False:
+            elif tx is not None or is_dml or many or con.autocommit is False:
                 if tx is None:
-                    tx = con._begin_write()
+                    tx = con.sss_begin_write()
                 self._run_on(tx, sql, parameters, many)
             else:
                 with con.db.read() as r:
                     self._take(r.execute(sql, parameters))
         except native.Error as exc:
             raise translate(exc, sql) from cause(exc)
-        if self.row_factory is None and not con._row_hooks:
-            self._post = None
+        if self.row_factory is None and not con.sss_row_hooks:
+            self.sss_post = None
         else:
-            self._post = self._make_post(sql)
+            self.sss_post = self.sss_make_post(sql)
         return self
 
     def _refuse(self, sql: str, word: str, writing: bool) -> None:

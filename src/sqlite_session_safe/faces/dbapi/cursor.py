@@ -35,7 +35,7 @@ PARSE_DECLTYPES = 1
 PARSE_COLNAMES = 2
 
 _native_execute = NativeCursor.execute
-_native_execute_packed = NativeCursor._execute_packed
+_native_execute_packed = NativeCursor.sss_execute_packed
 _native_executemany = NativeCursor.executemany
 _native_fetchone = NativeCursor.fetchone
 _native_fetchmany = NativeCursor.fetchmany
@@ -83,7 +83,7 @@ class Cursor(NativeCursor):
 
     #: Per-row transform for the current result (row factory, converters,
     #: text factory), or None: then rows are the native tuples, untouched.
-    _post: Post | None = None
+    sss_post: Post | None = None
     #: Called as ``row_factory(cursor, row_tuple)`` for every row (None:
     #: tuples); a new cursor takes the connection's.
     row_factory: Callable[[Cursor, tuple[Any, ...]], Any] | None = None
@@ -97,12 +97,12 @@ class Cursor(NativeCursor):
         if self._busy:
             raise _recursive_use()
         # Connection or CoordinatedConnection (which is no native connection)
-        if not hasattr(connection, "_check_open_dbapi"):
+        if not hasattr(connection, "sss_check_open_dbapi"):
             raise TypeError(
                 f"Cursor() argument 1 must be sqlite3.Connection, not {type(connection).__name__}"
             )
-        connection._check_thread()
-        connection._check_open_dbapi()
+        connection.sss_check_thread()
+        connection.sss_check_open_dbapi()
         self.connection = connection
         if connection.row_factory is not None:
             self.row_factory = connection.row_factory
@@ -115,11 +115,11 @@ class Cursor(NativeCursor):
         # The hot path of every query: each check is one attribute test when
         # it does not apply.  The implicit BEGIN of legacy transactions is
         # issued by the native execute, once it has the prepared statement
-        # (Connection._begin).
+        # (Connection.sss_begin).
         con = self.connection
-        owner = con._thread
+        owner = con.sss_thread
         if owner is not None and owner != get_ident():
-            con._check_thread()
+            con.sss_check_thread()
         if self._busy:
             raise _recursive_use()
         if _adapt_state["base_adapted"]:
@@ -127,16 +127,16 @@ class Cursor(NativeCursor):
         try:
             _native_execute(self, sql, parameters)
         except native.Error as exc:
-            self._execute_failed(exc, sql, parameters)
+            self.sss_execute_failed(exc, sql, parameters)
         except UnicodeEncodeError as exc:
             raise sql_encode_error(exc, sql) from None
-        if self.row_factory is not None or con._row_hooks:
-            self._post = self._make_post(sql)
-        elif self._post is not None:
-            self._post = None
+        if self.row_factory is not None or con.sss_row_hooks:
+            self.sss_post = self.sss_make_post(sql)
+        elif self.sss_post is not None:
+            self.sss_post = None
         return self
 
-    def _execute_packed(self, stmt: Statement, params: Any) -> tuple[int, Any, Any, Any]:
+    def sss_execute_packed(self, stmt: Statement, params: Any) -> tuple[int, Any, Any, Any]:
         # The native execute's fallback for parameters its hot path does not
         # bind itself: bind them by the stdlib's rules first (parameters.py).
         if type(params) is _Bind:
@@ -149,7 +149,7 @@ class Cursor(NativeCursor):
         values = bind_values(names, params)
         return _native_execute_packed(self, stmt, values)
 
-    def _execute_failed(self, exc: native.Error, sql: str, parameters: Any) -> None:
+    def sss_execute_failed(self, exc: native.Error, sql: str, parameters: Any) -> None:
         """execute() failed in the native layer: finish it the stdlib's way
         (the parameters a native rule refused may be fine by the stdlib's,
         an unclosed comment may follow the statement), or raise the DB-API
@@ -207,10 +207,10 @@ class Cursor(NativeCursor):
     def executemany(self, sql: str, seq_of_parameters: Iterable[Any], /) -> Cursor:
         """Run a DML statement once per parameter row.  Returns the cursor."""
         con = self.connection
-        con._check_thread()
+        con.sss_check_thread()
         if self._closed:
             self._closed_cursor()
-        con._check_open_dbapi()
+        con.sss_check_open_dbapi()
         if self._busy:
             raise _recursive_use()
         if not isinstance(sql, str):
@@ -228,7 +228,7 @@ class Cursor(NativeCursor):
         finally:
             self._busy = False
             self.lastrowid = saved
-        self._post = None
+        self.sss_post = None
         return self
 
     def _executemany_chunks(self, sql: str, seq_of_parameters: Iterable[Any]) -> None:
@@ -286,9 +286,9 @@ class Cursor(NativeCursor):
         """Run several statements (no parameters).  In the legacy transaction
         mode an open transaction is committed first, as the stdlib does."""
         self._check_cursor()
-        self.connection._executescript(sql_script)
+        self.connection.sss_executescript(sql_script)
         self._rows, self._pos, self._more, self._description = [], 0, False, None
-        self._post = None
+        self.sss_post = None
         return self
 
     # -- fetching ----------------------------------------------------------
@@ -297,13 +297,13 @@ class Cursor(NativeCursor):
         """The next row, or None."""
         pos = self._pos
         rows = self._rows
-        if pos < len(rows) and self._post is None:
+        if pos < len(rows) and self.sss_post is None:
             # Hot path (a row already decoded, nothing to apply to it); the
             # checks are the ones the slow path makes (a closed cursor holds
             # no rows).
             con = self.connection
-            owner = con._thread
-            if con._db is not None and (owner is None or owner == get_ident()):
+            owner = con.sss_thread
+            if con.sss_db is not None and (owner is None or owner == get_ident()):
                 self._pos = pos + 1
                 return rows[pos]
         return self._fetchone()
@@ -314,7 +314,7 @@ class Cursor(NativeCursor):
             row = _native_fetchone(self)
         except native.Error as exc:
             raise translate(exc, None, self._description) from cause(exc)
-        post = self._post
+        post = self.sss_post
         if post is None or row is None:
             return row
         return self._apply(post, [row])[0]
@@ -328,7 +328,7 @@ class Cursor(NativeCursor):
             rows = _native_fetchmany(self, size)
         except native.Error as exc:
             raise translate(exc, None, self._description) from cause(exc)
-        post = self._post
+        post = self.sss_post
         return rows if post is None else self._apply(post, rows)
 
     def fetchall(self) -> list[Any]:
@@ -336,13 +336,13 @@ class Cursor(NativeCursor):
         if self._closed or self._busy:
             self._check_cursor()
         con = self.connection
-        if con._thread is not None and con._thread != get_ident():
-            con._check_thread()
+        if con.sss_thread is not None and con.sss_thread != get_ident():
+            con.sss_check_thread()
         try:
             rows = _native_fetchall(self)
         except native.Error as exc:
             raise translate(exc, None, self._description) from cause(exc)
-        post = self._post
+        post = self.sss_post
         return rows if post is None else self._apply(post, rows)
 
     def __iter__(self) -> Iterator[Any]:
@@ -355,7 +355,7 @@ class Cursor(NativeCursor):
             row = _native_next(self)
         except native.Error as exc:
             raise translate(exc, None, self._description) from cause(exc)
-        post = self._post
+        post = self.sss_post
         return row if post is None else self._apply(post, [row])[0]
 
     def close(self) -> None:
@@ -363,9 +363,9 @@ class Cursor(NativeCursor):
         if self._busy:
             raise _recursive_use()
         con = self.connection
-        con._check_thread()
-        if con._db is None:
-            con._check_open_dbapi()  # uninitialised: the stdlib's error
+        con.sss_check_thread()
+        if con.sss_db is None:
+            con.sss_check_open_dbapi()  # uninitialised: the stdlib's error
             self._rows, self._pos, self._more = [], 0, False
             self._closed = True
             return
@@ -381,8 +381,8 @@ class Cursor(NativeCursor):
         if self._busy:
             raise _recursive_use()
         con = self.connection
-        con._check_thread()
-        con._check_open_dbapi()
+        con.sss_check_thread()
+        con.sss_check_open_dbapi()
 
     def _apply(self, post: Post, rows: list[Any]) -> list[Any]:
         """``post`` over the rows (user code: converters, factories); the
@@ -408,17 +408,17 @@ class Cursor(NativeCursor):
 
     # -- per-row transforms ------------------------------------------------
 
-    def _make_post(self, sql: str) -> Post | None:
+    def sss_make_post(self, sql: str) -> Post | None:
         """The per-row transform for the result just produced."""
         description = self._description
         if description is None:
             return None
         con = self.connection
         factory = self.row_factory
-        text_factory = con._text_factory
+        text_factory = con.sss_text_factory
         text = None if text_factory is str else text_factory
         convs: list[Callable[[bytes], Any] | None] | None = None
-        if con._detect_types:
+        if con.sss_detect_types:
             convs, names = self._converters(sql, description)
             if names is not None:
                 self._description = tuple((name, None, None, None, None, None, None) for name in names)
@@ -436,7 +436,7 @@ class Cursor(NativeCursor):
         """The converter for every column (PARSE_COLNAMES first, then
         PARSE_DECLTYPES), and the column names with ``[type]`` stripped."""
         con = self.connection
-        detect = con._detect_types
+        detect = con.sss_detect_types
         table = _adapters.converters
         convs: list[Callable[[bytes], Any] | None] = [None] * len(description)
         names: list[str] | None = None
