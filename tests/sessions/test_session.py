@@ -275,7 +275,7 @@ def test_dropped_while_connection_busy_is_deferred(db_path: Path) -> None:
     holding, release = threading.Event(), threading.Event()
 
     def hold() -> None:
-        with con.hold():
+        with con.sss_hold():
             holding.set()
             release.wait(10)
 
@@ -312,7 +312,7 @@ def test_session_from_inside_filter_is_refused(db: sss.Connection) -> None:
 def test_other_thread_gets_threading_error(db: sss.Connection) -> None:
     s = db.session()
     errors: list[BaseException] = []
-    with db.hold():
+    with db.sss_hold():
         th = threading.Thread(
             target=lambda: errors.append(pytest.raises(sss.ThreadingError, s.changeset).value))
         th.start()

@@ -45,7 +45,7 @@ class Blob:
             raise InterfaceError(f"blobopen: row must be an int (a rowid), not {type(row).__qualname__}")
         self._con = con
         self._offset = 0
-        with con.hold() as db:
+        with con.sss_hold() as db:
             out = ffi.new("sqlite3_blob **")
             rc = lib.sqlite3_blob_open(
                 db, name.encode(), table.encode(), column.encode(), row, 0 if readonly else 1, out
@@ -54,7 +54,7 @@ class Blob:
                 raise error_from_db(db, rc, f"opening the blob in {table}.{column} of row {row}")
             self._ptr = out[0]
             self._size = int(lib.sqlite3_blob_bytes(self._ptr))
-            con.add_dependent(self)
+            con.sss_add_dependent(self)
 
     # -- file-like ------------------------------------------------------------
 
@@ -90,7 +90,7 @@ class Blob:
         # a large log entry is hundreds of MB.
         data = bytes.__new__(cls, self._size)
         if self._size:
-            with self._con.hold() as db:
+            with self._con.sss_hold() as db:
                 self._check_open()
                 target = ffi.from_buffer("char[]", data)
                 ensure(lib.sqlite3_blob_read(self._ptr, target, self._size, 0), db, "reading the blob")
@@ -204,7 +204,7 @@ class Blob:
         if n <= 0:
             return b""
         buf = ffi.new("char[]", n)
-        with self._con.hold() as db:
+        with self._con.sss_hold() as db:
             self._check_open()
             ensure(lib.sqlite3_blob_read(self._ptr, buf, n, offset), db, "reading the blob")
         return ffi.buffer(buf, n)[:]  # type: ignore[no-any-return]
@@ -212,7 +212,7 @@ class Blob:
     def _write_at(self, offset: int, view: memoryview) -> None:
         if not len(view):
             return
-        with self._con.hold() as db:
+        with self._con.sss_hold() as db:
             self._check_open()
             source = ffi.from_buffer(view)
             ensure(lib.sqlite3_blob_write(self._ptr, source, len(view), offset), db, "writing the blob")
@@ -233,7 +233,7 @@ class Blob:
         if self._con.closed:  # the connection closed it already
             self._ptr = None
             return
-        with self._con.hold():
+        with self._con.sss_hold():
             self.close_before_connection()
 
     def close_before_connection(self) -> None:
@@ -311,5 +311,5 @@ def _orphans(con: Connection) -> _Orphans:
     holder = _ORPHANS.get(con)
     if holder is None:
         holder = _ORPHANS[con] = _Orphans()
-        con.add_dependent(holder)
+        con.sss_add_dependent(holder)
     return holder

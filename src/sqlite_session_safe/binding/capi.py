@@ -9,7 +9,7 @@ extension's wrappers (``session_handle``, ``changegroup``, ``changeset_io``,
 ``changeset_apply``) instead, and ``tests/structure/test_cffi_confined.py``
 fails when it does not.
 Handles (``sqlite3 *``, ``sqlite3_stmt *``) are opaque here: the layers above
-get them from :meth:`Connection.hold` and ``Statement.handle`` and only pass
+get them from :meth:`Connection.sss_hold` and ``Statement.handle`` and only pass
 them back.
 
 The aio worker's hand-off functions are bound once as module attributes with

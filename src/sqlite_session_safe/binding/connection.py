@@ -44,7 +44,7 @@ _new_object = object.__new__
 
 class Dependent(Protocol):
     """An object (session, change group, blob) that must be closed before its
-    connection: :meth:`Connection.add_dependent` registers it, and closing the
+    connection: :meth:`Connection.sss_add_dependent` registers it, and closing the
     connection calls its ``close_before_connection()`` first."""
 
     def close_before_connection(self) -> None: ...
@@ -206,7 +206,7 @@ class Connection:
             raise InterfaceError(f"SQL must be str, not {type(sql).__qualname__}")
         if "\0" in sql:
             raise InterfaceError("SQL contains a NUL character")
-        with self.hold() as db:
+        with self.sss_hold() as db:
             script = sql.encode("utf-8", self.sql_encoding_errors)
             self.sss_ensure(lib.sqlite3_exec(db, script, NULL, NULL, NULL), db)
 
@@ -233,7 +233,7 @@ class Connection:
         """True while a transaction is open (SQLite is not in autocommit mode).
 
         Calls ``sqlite3_get_autocommit``."""
-        with self.hold() as db:
+        with self.sss_hold() as db:
             return bool(lib.sqlite3_get_autocommit(db) == 0)
 
     @property
@@ -241,7 +241,7 @@ class Connection:
         """Rows changed by INSERT/UPDATE/DELETE since the connection opened.
 
         Calls ``sqlite3_total_changes64``."""
-        with self.hold() as db:
+        with self.sss_hold() as db:
             return int(lib.sqlite3_total_changes64(db))
 
     @property
@@ -249,7 +249,7 @@ class Connection:
         """Rows changed by the most recent INSERT/UPDATE/DELETE.
 
         Calls ``sqlite3_changes64``."""
-        with self.hold() as db:
+        with self.sss_hold() as db:
             return int(lib.sqlite3_changes64(db))
 
     @property
@@ -258,7 +258,7 @@ class Connection:
         (0 if none).
 
         Calls ``sqlite3_last_insert_rowid``."""
-        with self.hold() as db:
+        with self.sss_hold() as db:
             return int(lib.sqlite3_last_insert_rowid(db))
 
     @property
@@ -266,7 +266,7 @@ class Connection:
         """True when the main database is read-only.
 
         Calls ``sqlite3_db_readonly``."""
-        with self.hold() as db:
+        with self.sss_hold() as db:
             return bool(lib.sqlite3_db_readonly(db, b"main") == 1)
 
     @property
@@ -274,7 +274,7 @@ class Connection:
         """The database file's absolute path ('' for in-memory and temp databases).
 
         Calls ``sqlite3_db_filename``."""
-        with self.hold() as db:
+        with self.sss_hold() as db:
             return text(lib.sqlite3_db_filename(db, b"main"))
 
     # -- whole-database operations ------------------------------------------
@@ -325,7 +325,7 @@ class Connection:
         with its own progress): copy into the open connection ``dest``."""
         if dest is self:
             raise InterfaceError("cannot back up a connection into itself")
-        with self.hold() as src_db, dest.hold() as dest_db:
+        with self.sss_hold() as src_db, dest.sss_hold() as dest_db:
             backup = lib.sqlite3_backup_init(dest_db, target_name.encode(), src_db, name.encode())
             if backup == NULL:
                 raise error_from_db(dest_db, None, "starting backup")
@@ -351,7 +351,7 @@ class Connection:
         """The database as bytes, exactly as it would be stored in a file.
 
         Calls ``sqlite3_serialize``."""
-        with self.hold() as db:
+        with self.sss_hold() as db:
             size = ffi.new("sqlite3_int64 *")
             data = lib.sqlite3_serialize(db, name.encode(), size, 0)
             if data == NULL:
@@ -371,7 +371,7 @@ class Connection:
 
         Calls ``sqlite3_deserialize``."""
         view = memoryview(data).cast("B")
-        with self.hold() as db:
+        with self.sss_hold() as db:
             size = len(view)
             buf = lib.sqlite3_malloc64(max(size, 1))
             if buf == NULL:
@@ -583,8 +583,8 @@ class Connection:
             raise self.sss_callbacks.take()
         ensure(rc, db, context)
 
-    def add_dependent(self, obj: Dependent) -> None:
-        """Register ``obj`` (held weakly) to be closed before this connection
+    def sss_add_dependent(self, obj: Dependent) -> None:
+        """For the package's own layers: register ``obj`` (held weakly) to be closed before this connection
         closes: :meth:`close` calls its ``close_before_connection()``."""
         self._dependents.add(obj)
 
@@ -593,7 +593,7 @@ class Connection:
         found a DML statement in autocommit)."""
         sql = self.sss_begin
         assert sql is not None
-        with self.hold() as db:
+        with self.sss_hold() as db:
             self.sss_ensure(lib.sqlite3_exec(db, sql.encode(), NULL, NULL, NULL), db, sql)
 
     def _check_open(self) -> Any:
@@ -610,14 +610,14 @@ class Connection:
             "serves one thread at a time (open one connection per thread)"
         )
 
-    def held_here(self) -> bool:
-        """True when this thread is inside a call on this connection (e.g.
+    def sss_held_here(self) -> bool:
+        """For the package's own layers: True when this thread is inside a call on this connection (e.g.
         in a callback SQLite is running): freeing what SQLite uses, or
         closing, must wait."""
         return bool(self.sss_lock.is_owned())
 
-    def run_if_free(self, fn: Callable[[], object]) -> bool:
-        """Run ``fn()`` holding the connection, unless a thread (this one
+    def sss_run_if_free(self, fn: Callable[[], object]) -> bool:
+        """For the package's own layers: run ``fn()`` holding the connection, unless a thread (this one
         included) is inside a call on it; returns whether it ran.  For
         finalizers, which must neither wait nor run under SQLite's feet."""
         lock = self.sss_lock
@@ -629,8 +629,8 @@ class Connection:
             lock.release()
         return True
 
-    def hold(self) -> Holding:
-        """Hold the connection for one operation: ``with con.hold() as db:``
+    def sss_hold(self) -> Holding:
+        """For the package's own layers: hold the connection for one operation: ``with con.sss_hold() as db:``
         gives the ``sqlite3 *`` handle (opaque above the binding: only passed
         back to binding functions).  Raises :class:`ThreadingError` when
         another thread is inside, :class:`ClosedError` when closed; re-entered
@@ -639,7 +639,7 @@ class Connection:
 
 
 class Holding:
-    """Context manager behind :meth:`Connection.hold` (cheaper than contextlib)."""
+    """Context manager behind :meth:`Connection.sss_hold` (cheaper than contextlib)."""
 
     __slots__ = ("con",)
 
@@ -681,7 +681,7 @@ class Transaction:
 
     def __enter__(self) -> Connection:
         con = self.con
-        with con.hold() as db:
+        with con.sss_hold() as db:
             if lib.sqlite3_get_autocommit(db):
                 sql = f"BEGIN {self.kind.upper()}"
             else:
@@ -698,7 +698,7 @@ class Transaction:
         tb: TracebackType | None,
     ) -> None:
         con = self.con
-        with con.hold() as db:
+        with con.sss_hold() as db:
             con.sss_tx_depth -= 1
             sp = self._savepoint
             cb = con.sss_callbacks

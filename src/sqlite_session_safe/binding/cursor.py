@@ -257,7 +257,7 @@ class Cursor:
         Calls ``sqlite3_bind_*``, ``sqlite3_step`` and ``sqlite3_reset`` per row, in C.
         """
         con = self.connection
-        with con.hold():
+        with con.sss_hold():
             if self._closed:
                 self._raise_closed()
             if self._stmt is not None:
@@ -323,7 +323,7 @@ class Cursor:
     def _fill(self, max_rows: int) -> list[Row]:
         """Step the active statement for the next batch of rows."""
         con = self.connection
-        with con.hold():
+        with con.sss_hold():
             stmt = self._stmt
             assert stmt is not None
             cb = con.sss_callbacks
@@ -428,7 +428,7 @@ class Cursor:
 
         Calls ``sqlite3_reset``."""
         if self._stmt is not None and self.connection.sss_db is not None:
-            with self.connection.hold():
+            with self.connection.sss_hold():
                 self._release()
         self._rows, self._pos, self._more = _EMPTY, 0, False
         self._closed = True

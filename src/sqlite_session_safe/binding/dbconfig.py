@@ -90,7 +90,7 @@ def _db_config(con: Connection, op: int, value: int) -> bool:
     """``sqlite3_db_config(db, op, value, &out)``: -1 only reads; returns the
     setting after the call."""
     out = ffi.new("int *")
-    with con.hold() as db:
+    with con.sss_hold() as db:
         rc = lib.sqlite3_db_config(db, op, ffi.cast("int", value), out)
         if rc != lib.SQLITE_OK:
             raise error_from_db(db, rc, f"sqlite3_db_config({op})")

@@ -253,7 +253,7 @@ def _register(con: Connection, kind: str, name: str, narg: int, target: Any, fla
         raise InterfaceError(
             f"{kind} {name!r}: expected a callable or None, not {type(target).__qualname__}"
         )
-    with con.hold() as db:
+    with con.sss_hold() as db:
         most = lib.sqlite3_limit(db, lib.SQLITE_LIMIT_FUNCTION_ARG, -1)
         if not -1 <= narg <= most:
             raise InterfaceError(
@@ -307,7 +307,7 @@ def create_collation(con: Connection, name: str, func: Callable[[str, str], int]
         raise InterfaceError(
             f"collation {name!r}: expected a callable or None, not {type(func).__qualname__}"
         )
-    with con.hold() as db:
+    with con.sss_hold() as db:
         utf8 = lib.SQLITE_UTF8
         if func is None:
             rc = lib.sqlite3_create_collation_v2(db, bname, utf8, NULL, NULL, NULL)

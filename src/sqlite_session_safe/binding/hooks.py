@@ -128,7 +128,7 @@ def set_authorizer(
 ) -> None:
     """See :meth:`Connection.set_authorizer`."""
     _check_callable("the authorizer", func)
-    with con.hold() as db:
+    with con.sss_hold() as db:
         if func is None:
             rc = lib.sqlite3_set_authorizer(db, NULL, NULL)
             hook = None
@@ -145,7 +145,7 @@ def set_progress_handler(con: Connection, func: Callable[[], object] | None, n: 
     _check_callable("the progress handler", func)
     if type(n) is not int:
         raise InterfaceError(f"n must be an int (instructions between calls), not {type(n).__qualname__}")
-    with con.hold() as db:
+    with con.sss_hold() as db:
         if func is None:
             lib.sqlite3_progress_handler(db, 0, NULL, NULL)
             hook = None
@@ -158,7 +158,7 @@ def set_progress_handler(con: Connection, func: Callable[[], object] | None, n: 
 def set_trace_callback(con: Connection, func: Callable[[str], object] | None) -> None:
     """See :meth:`Connection.set_trace_callback`."""
     _check_callable("the trace callback", func)
-    with con.hold() as db:
+    with con.sss_hold() as db:
         if func is None:
             rc = lib.sqlite3_trace_v2(db, 0, NULL, NULL)
             hook = None
@@ -171,7 +171,7 @@ def set_trace_callback(con: Connection, func: Callable[[str], object] | None) ->
 
 def enable_load_extension(con: Connection, enabled: bool) -> None:
     """See :meth:`Connection.enable_load_extension`."""
-    with con.hold() as db:
+    with con.sss_hold() as db:
         ensure(lib.sqlite3_enable_load_extension(db, 1 if enabled else 0), db, "enable_load_extension")
 
 
@@ -184,7 +184,7 @@ def load_extension(con: Connection, path: str | os.PathLike[str], entrypoint: st
         raise InterfaceError(f"entrypoint must be str or None, not {type(entrypoint).__qualname__}")
     if b"\0" in name or (entrypoint is not None and "\0" in entrypoint):
         raise InterfaceError("extension path and entrypoint must not contain NUL characters")
-    with con.hold() as db:
+    with con.sss_hold() as db:
         errmsg = ffi.new("char **")
         entry = entrypoint.encode() if entrypoint is not None else NULL
         rc = lib.sqlite3_load_extension(db, name, entry, errmsg)
@@ -199,7 +199,7 @@ def limit(con: Connection, category: int, value: int) -> int:
     read it) and returns its previous value."""
     if type(category) is not int or type(value) is not int:
         raise InterfaceError("limit category and value must be ints")
-    with con.hold() as db:
+    with con.sss_hold() as db:
         previous = int(lib.sqlite3_limit(db, category, value))
     if previous < 0:
         raise InterfaceError(f"unknown limit category {category} (use the SQLITE_LIMIT_* constants)")

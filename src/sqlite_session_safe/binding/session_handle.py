@@ -3,7 +3,7 @@ filter.  The sessions layer's ``Session`` adds the lifetime rules (every
 call holds the connection, deletion before the connection closes).
 
 Every method that takes ``db`` (the ``sqlite3 *`` of
-:meth:`Connection.hold`) expects the caller to hold the connection.
+:meth:`Connection.sss_hold`) expects the caller to hold the connection.
 """
 
 from __future__ import annotations

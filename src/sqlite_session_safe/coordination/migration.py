@@ -56,7 +56,7 @@ def _transaction_control_keyword(statement: str) -> str | None:
 def _next_statement(con: Connection, data: bytes, start: int) -> tuple[str, int]:
     """The text of the statement starting at byte ``start`` and the byte
     offset after it ('' for a tail of only whitespace and comments)."""
-    with con.hold() as db:
+    with con.sss_hold() as db:
         end, found = statement_end(db, data, start, "preparing a migration statement")
     if not found:  # only whitespace, comments or an empty ";"
         return "", end if end > start else len(data)

@@ -114,7 +114,7 @@ def apply_whole(cs: ChangesetBase, con: Connection, options: ApplyOptions) -> Ap
     are already reconciled with it (see ``ChangesetBase.apply``)."""
     report = ApplyReport()
     kind = type(cs)
-    with con.hold() as cdb:
+    with con.sss_hold() as cdb:
         plan = Plan(con, summary(cs), options, report)
         ctx = ApplyContext(options.policy, plan.keep, options.collect_rejected)
         ctx.needs_filter = plan.needs_filter

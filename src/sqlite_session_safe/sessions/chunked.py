@@ -56,7 +56,7 @@ def apply_chunks(source: Source, con: Connection, options: ApplyOptions,
     rebases: list[bytes] = []
     flags = apply_flags(options, True)
     no_savepoint, want_rebase = options.no_savepoint, options.rebase
-    with con.hold() as cdb:
+    with con.sss_hold() as cdb:
         if not no_savepoint:
             exec_sql(cdb, "SAVEPOINT sss_apply_stream")
         try:

@@ -80,14 +80,14 @@ class ChangeGroup:
                 raise InterfaceError("schema() must come before the first add")
             if self._con is not None:
                 raise InterfaceError("this change group already has a schema")
-            with con.hold() as cdb:
+            with con.sss_hold() as cdb:
                 group.schema(cdb, db)
                 self._con = con
-                con.add_dependent(group)
+                con.sss_add_dependent(group)
 
     def _holding(self) -> AbstractContextManager[Any]:
         """The connection, held, when the group reads its schema."""
-        return self._con.hold() if self._con is not None else nullcontext()
+        return self._con.sss_hold() if self._con is not None else nullcontext()
 
     def _live(self) -> ChangeGroupHandle:
         if self._group.closed:
@@ -160,7 +160,7 @@ class ChangeGroup:
 
         Calls ``sqlite3changegroup_delete``."""
         con = self._con
-        with self._guard, (con.hold() if con is not None and not con.closed else nullcontext()):
+        with self._guard, (con.sss_hold() if con is not None and not con.closed else nullcontext()):
             self._group.delete()
 
     def __enter__(self) -> ChangeGroup:

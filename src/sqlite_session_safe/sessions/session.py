@@ -6,7 +6,7 @@ A ``sqlite3_session`` must be deleted before its connection closes, and must
 not be deleted while SQLite may be calling into it.  The C handle therefore
 lives in a :class:`_SessionCore` registered with the connection (which deletes
 it first thing when it closes, whatever order the user closes things in), and
-every call that touches it holds the connection (``con.hold()``), so it never
+every call that touches it holds the connection (``con.sss_hold()``), so it never
 races a statement.  A Session dropped without ``close()`` is deleted by its
 finalizer when the connection is free; if the connection is busy at that
 moment (another thread, or this thread inside SQLite), deletion is deferred to
@@ -142,9 +142,9 @@ class Session:
         self._con = con
         self._track_size = bool(track_size)
         core = self._core = _SessionCore(con, filter)
-        with con.hold() as cdb:
+        with con.sss_hold() as cdb:
             session = core.session = SessionHandle(cdb, db)
-            con.add_dependent(core)
+            con.sss_add_dependent(core)
             try:
                 session.object_config(cdb, rowid, track_size)
                 if indirect:
@@ -317,7 +317,7 @@ class Session:
             core.delete()
             return
         _refuse_reentry(con, "close a session")
-        with con.hold():
+        with con.sss_hold():
             core.delete()
 
     def __enter__(self) -> Session:
@@ -333,7 +333,7 @@ class Session:
             return
         # Never from inside SQLite on this thread (the lock is re-entrant), and
         # never while another thread is in it: defer to the connection's close.
-        if not core.con.run_if_free(core.delete):
+        if not core.con.sss_run_if_free(core.delete):
             with _ORPHANS_LOCK:
                 _ORPHANS.add(core)
 
@@ -351,7 +351,7 @@ class _UseSession:
 
     def __init__(self, con: Connection, core: _SessionCore) -> None:
         self.core = core
-        self.using = con.hold()
+        self.using = con.sss_hold()
 
     def __enter__(self) -> tuple[Any, SessionHandle]:
         cdb = self.using.__enter__()
@@ -369,6 +369,6 @@ def _refuse_reentry(con: Connection, what: str) -> None:
     """Creating or deleting a session from inside a callback SQLite is running
     on this connection (a session filter runs inside SQLite's pre-update
     hook) could free what SQLite is using: refuse it."""
-    if con.held_here():
+    if con.sss_held_here():
         raise InterfaceError(f"cannot {what} from inside a callback running on its connection")
 

@@ -225,7 +225,7 @@ class Connection:
         con = self._connector()
         if isinstance(con, dbapi.Connection):
             timeout_ms = con.execute("PRAGMA busy_timeout").fetchone()[0]
-            with con.hold() as db:
+            with con.sss_hold() as db:
                 capi.install_busy_handler(self._busy, db, int(timeout_ms))
                 self._handle = self._pending.handle = db
         return con

@@ -487,7 +487,7 @@ class Connection(ConnectionFace, NativeConnection):
         if not isinstance(sql, str):
             raise TypeError(f"argument 1 must be str, not {type(sql).__name__}")
         try:
-            with self.hold():
+            with self.sss_hold():
                 stmt = NativeStatement(self, sql)
         except native.Error as exc:
             raise translate(exc, sql) from cause(exc)

@@ -400,7 +400,7 @@ class CoordinatedCursor(Cursor):
         # gone (network mode reopens): ask a snapshot read to prepare it.
         with self.connection.db.read() as r:
             con = r.connection
-            with con.hold():
+            with con.sss_hold():
                 stmt = Statement(con, sql)
                 try:
                     return capi.column_decltypes(stmt.handle, count)

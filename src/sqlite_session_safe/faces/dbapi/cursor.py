@@ -193,7 +193,7 @@ class Cursor(NativeCursor):
         """``use(statement)`` on the prepared statement for ``sql`` (the
         cached one, else a temporary one); the connection is held."""
         con = self.connection
-        with con.hold():
+        with con.sss_hold():
             stmt = con.statements.idle(sql)
             temp = None
             if stmt is None or stmt.handle is None:
@@ -463,7 +463,7 @@ class Cursor(NativeCursor):
         """The declared types of the result columns of ``sql`` ('' for
         expressions), read from the statement that produced them."""
         con = self.connection
-        with con.hold():
+        with con.sss_hold():
             stmt = self._stmt or con.statements.idle(sql)
             temp = None
             if stmt is None or stmt.handle is None:
@@ -550,7 +550,7 @@ def _first_statement(con: Any, sql: str) -> str | None:
     if not isinstance(sql, str):
         return None
     data = sql.encode("utf-8")
-    with con.hold() as db:
+    with con.sss_hold() as db:
         try:
             consumed, _ = capi.statement_end(db, data)
         except SQLiteError:
