@@ -29,7 +29,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from ..binding.capi import RESERVED_PREFIX
 from ..binding.connection import Connection
@@ -204,7 +204,7 @@ class StreamedBody:
     incremental BLOB I/O, :data:`STREAM_COPY` at a time."""
 
     size: int
-    open: Callable[[], BinaryIO]
+    open: Callable[[], IO[bytes]]
 
     def store(self, con: Connection, seq: int) -> None:
         """Copy the body into the changeset of ``_sss_log`` row ``seq``."""

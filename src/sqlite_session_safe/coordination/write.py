@@ -55,15 +55,15 @@ Decisions (documented in PROTOCOL.md):
 
 from __future__ import annotations
 
-import contextlib
 import copy
+import functools
 import os
 import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from ..binding.connection import Transaction
 from ..binding.cursor import Cursor
@@ -131,44 +131,9 @@ class WriteResult:
         return self.kind == "data" and not self.changeset
 
 
-class Spool:
-    """Receives a write's changeset as SQLite generates it, a chunk at a
-    time (``Session.changeset_stream``): in memory up to
-    ``wire.LARGE_BODY`` bytes (:attr:`data`), past that in an unnamed
-    temporary file (:attr:`file`), so that a large changeset is never one
-    piece of memory.  A small changeset costs one copy more than
-    ``Session.changeset()`` (a memcpy); SQLite's running size estimate
-    (``track_size``), which would tell a large one in advance, costs 5-15 %
-    more per changed row instead."""
-
-    __slots__ = ("data", "file", "size")
-
-    def __init__(self) -> None:
-        self.data = bytearray()
-        self.file: BinaryIO | None = None
-        self.size = 0
-
-    def write(self, chunk: bytes) -> int:
-        if self.file is None and len(self.data) + len(chunk) > wire.LARGE_BODY:
-            self.file = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
-            self.file.write(self.data)
-            self.data = bytearray()
-        if self.file is None:
-            self.data += chunk
-        else:
-            self.file.write(chunk)
-        self.size += len(chunk)
-        return len(chunk)
-
-    def rewound(self) -> BinaryIO:
-        """The temporary file, from its start."""
-        assert self.file is not None
-        self.file.seek(0)
-        return self.file
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
+def _rewound(f: IO[bytes]) -> IO[bytes]:
+    f.seek(0)
+    return f
 
 
 class WriteState:
@@ -457,7 +422,9 @@ class WritePath(GroupCommit):
                     )
                 seq: int | None = None
                 at: str | None = None
-                with contextlib.closing(Spool()) as spool:
+                # In memory up to wire.LARGE_BODY, past that an unnamed
+                # temporary file: a large changeset is never one piece of memory.
+                with tempfile.SpooledTemporaryFile(max_size=wire.LARGE_BODY) as spool:
                     taken = self._take_changeset(state, info, spool)
                     # Done recording: the log entry below is not the session's business.
                     _close_session(state)
@@ -518,7 +485,7 @@ class WritePath(GroupCommit):
             self.sss_end_turn(part)
 
     def _take_changeset(self, state: WriteState, info: SchemaInfo,
-                        spool: Spool) -> Changeset | audit.StreamedBody:
+                        spool: tempfile.SpooledTemporaryFile[bytes]) -> Changeset | audit.StreamedBody:
         """The write's changeset, in memory; or, when it is to be logged and
         is larger than ``wire.LARGE_BODY``, in ``spool``'s temporary file,
         as the body to copy into the log row (never one piece of memory).
@@ -527,7 +494,9 @@ class WritePath(GroupCommit):
         changeset inside a savepoint, which it cannot open while a blob is
         open for writing on the connection, and reopening the blob for each
         piece walks the row's overflow pages from its start every time
-        (quadratic in the entry's size)."""
+        (quadratic in the entry's size).  Nor is its size asked first:
+        SQLite's running size estimate (``track_size``) costs 5-15 % more
+        per changed row, the spool one copy of a small changeset."""
         session = state.session
         if session is None:
             return Changeset(b"")
@@ -535,9 +504,11 @@ class WritePath(GroupCommit):
             changeset = session.changeset()
         else:
             session.changeset_stream(spool)  # type: ignore[arg-type]  # write() is all it needs
-            if spool.file is not None:
-                return audit.StreamedBody(spool.size, spool.rewound)
-            changeset = Changeset(spool.data)
+            size = spool.tell()
+            if size > wire.LARGE_BODY:  # rolled over to its file
+                return audit.StreamedBody(size, functools.partial(_rewound, spool))
+            spool.seek(0)
+            changeset = Changeset(spool.read())
         self._refuse_no_pk(changeset, info)
         return changeset
 
