@@ -358,9 +358,9 @@ class OSLock:
             return
         try:
             self._unlock_os()
+        except Error:
+            raise
         except OSError as e:
-            if isinstance(e, Error):
-                raise
             raise lock_not_released(
                 self.lock_path, e,
                 "the OS lock may stay taken until this lock object is closed or the process "

@@ -260,9 +260,9 @@ class DirectoryLock(LockHolding):
                 else:
                     try:
                         self._end_tenure_locked(wanted_by, release_path_lock=False)
+                    except Error:
+                        raise
                     except OSError as e:
-                        if isinstance(e, Error):
-                            raise
                         refused = e
         finally:
             if keep:
